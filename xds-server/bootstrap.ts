@@ -1,0 +1,66 @@
+// `protoplane bootstrap`: an Envoy bootstrap that takes everything from this
+// server over ADS (SotW by default, Delta with --delta).
+import { isIP } from 'node:net';
+import { stringify } from 'yaml';
+
+export interface BootstrapOptions {
+  xds: string; // host:port of the xDS server
+  nodeId: string;
+  nodeCluster?: string;
+  delta?: boolean;
+  adminPort?: number;
+  adminAddress?: string;
+}
+
+export function parseHostPort(value: string): { host: string; port: number } {
+  const match = /^\[?([^\]]+?)\]?:(\d+)$/.exec(value);
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || !(port >= 1 && port <= 65535)) throw new Error(`expected host:port, got "${value}"`);
+  return { host: match[1]!, port };
+}
+
+export function bootstrapConfig(options: BootstrapOptions): Record<string, unknown> {
+  const xds = parseHostPort(options.xds);
+  const adsSource = { ads: {}, resource_api_version: 'V3' };
+  return {
+    node: { id: options.nodeId, cluster: options.nodeCluster ?? 'protoplane' },
+    admin: {
+      address: { socket_address: { address: options.adminAddress ?? '127.0.0.1', port_value: options.adminPort ?? 9901 } },
+    },
+    dynamic_resources: {
+      ads_config: {
+        api_type: options.delta ? 'DELTA_GRPC' : 'GRPC',
+        transport_api_version: 'V3',
+        set_node_on_first_message_only: true,
+        grpc_services: [{ envoy_grpc: { cluster_name: 'protoplane_xds' } }],
+      },
+      cds_config: adsSource,
+      lds_config: adsSource,
+    },
+    static_resources: {
+      clusters: [
+        {
+          name: 'protoplane_xds',
+          type: isIP(xds.host) ? 'STATIC' : 'STRICT_DNS',
+          connect_timeout: '1s',
+          typed_extension_protocol_options: {
+            'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+              '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+              explicit_http_config: { http2_protocol_options: {} },
+            },
+          },
+          load_assignment: {
+            cluster_name: 'protoplane_xds',
+            endpoints: [
+              { lb_endpoints: [{ endpoint: { address: { socket_address: { address: xds.host, port_value: xds.port } } } }] },
+            ],
+          },
+        },
+      ],
+    },
+  };
+}
+
+export function bootstrapYaml(options: BootstrapOptions): string {
+  return stringify(bootstrapConfig(options));
+}

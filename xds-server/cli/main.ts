@@ -1,0 +1,102 @@
+// protoplane serve | validate | bootstrap
+import { parseArgs } from 'node:util';
+import { serve } from '../app.ts';
+import { bootstrapYaml } from '../bootstrap.ts';
+import { formatConfigError, loadMeshFile } from '../config/index.ts';
+import { createLogger } from '../log.ts';
+
+const USAGE = `usage:
+  protoplane serve --config mesh.yaml [--xds-port 18000] [--admin-port 18001] [--host 0.0.0.0]
+  protoplane validate mesh.yaml
+  protoplane bootstrap --xds 127.0.0.1:18000 --node-id ID [--node-cluster C] [--delta] [--admin-port 9901]`;
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function port(value: string | undefined, fallback: number, flag: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) fail(`${flag}: not a port: ${value}`);
+  return n;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve': {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          config: { type: 'string', short: 'c' },
+          'xds-port': { type: 'string' },
+          'admin-port': { type: 'string' },
+          host: { type: 'string' },
+        },
+      });
+      if (!values.config) fail('serve: --config is required');
+      const log = createLogger();
+      const server = await serve({
+        configPath: values.config,
+        xdsPort: port(values['xds-port'], 18000, '--xds-port'),
+        adminPort: port(values['admin-port'], 18001, '--admin-port'),
+        host: values.host,
+        log,
+      });
+      const stop = () => {
+        log.info('shutting down');
+        void server.close().then(() => process.exit(0));
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+      return new Promise<number>(() => {});
+    }
+    case 'validate': {
+      const { positionals } = parseArgs({ args: rest, allowPositionals: true });
+      if (positionals.length !== 1) fail('validate: pass exactly one file');
+      const result = await loadMeshFile(positionals[0]!);
+      if (result.ok) {
+        process.stdout.write(
+          `${positionals[0]}: ok (${result.mesh.listeners.length} listeners, ${result.mesh.clusters.length} clusters)\n`,
+        );
+        return 0;
+      }
+      for (const error of result.errors) process.stderr.write(`${formatConfigError(error)}\n`);
+      return 1;
+    }
+    case 'bootstrap': {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          xds: { type: 'string' },
+          'node-id': { type: 'string' },
+          'node-cluster': { type: 'string' },
+          delta: { type: 'boolean' },
+          'admin-port': { type: 'string' },
+        },
+      });
+      if (!values['node-id']) fail('bootstrap: --node-id is required');
+      process.stdout.write(
+        bootstrapYaml({
+          xds: values.xds ?? '127.0.0.1:18000',
+          nodeId: values['node-id'],
+          nodeCluster: values['node-cluster'],
+          delta: values.delta ?? false,
+          adminPort: port(values['admin-port'], 9901, '--admin-port'),
+        }),
+      );
+      return 0;
+    }
+    default:
+      fail(command ? `unknown command: ${command}` : 'no command');
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`protoplane: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  },
+);

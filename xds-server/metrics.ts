@@ -1,0 +1,64 @@
+// Prometheus metrics of the whole process, one registry per server instance
+// so tests can run several servers side by side.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly connectedStreams = new Gauge({
+    name: 'protoplane_xds_connected_streams',
+    help: 'xDS streams currently open',
+    registers: [this.registry],
+  });
+  readonly connectedNodes = new Gauge({
+    name: 'protoplane_xds_connected_nodes',
+    help: 'Distinct node ids with at least one open xDS stream',
+    registers: [this.registry],
+  });
+  readonly pushes = new Counter({
+    name: 'protoplane_xds_pushes_total',
+    help: 'DiscoveryResponses sent',
+    labelNames: ['type'],
+    registers: [this.registry],
+  });
+  readonly acks = new Counter({
+    name: 'protoplane_xds_acks_total',
+    help: 'Responses acknowledged by clients',
+    labelNames: ['type'],
+    registers: [this.registry],
+  });
+  readonly nacks = new Counter({
+    name: 'protoplane_xds_nacks_total',
+    help: 'Responses rejected by clients (requests carrying error_detail)',
+    labelNames: ['type'],
+    registers: [this.registry],
+  });
+  readonly staleRequests = new Counter({
+    name: 'protoplane_xds_stale_requests_total',
+    help: 'Requests ignored because their response_nonce was not the latest one sent',
+    labelNames: ['type'],
+    registers: [this.registry],
+  });
+  readonly pushLatency = new Histogram({
+    name: 'protoplane_xds_push_latency_seconds',
+    help: 'From a new snapshot (or the request that needed it) to the client ACK',
+    labelNames: ['type'],
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly configReloads = new Counter({
+    name: 'protoplane_config_reloads_total',
+    help: 'Config loads by result',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+  readonly snapshotVersion = new Gauge({
+    name: 'protoplane_snapshot_info',
+    help: 'The snapshot being served (value 1, version in a label)',
+    labelNames: ['version'],
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+}

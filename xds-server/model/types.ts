@@ -1,0 +1,77 @@
+// The validated, normalised mesh. Everything downstream of config/ sees only
+// these types; positions and YAML details stay in config/.
+
+export type Protocol = 'http' | 'tcp' | 'tls' | 'mqtt' | 'kafka' | 'coap';
+export type LbPolicy = 'round_robin' | 'least_request' | 'random' | 'ring_hash';
+
+/** Milliseconds. Durations in YAML ("150ms", "5s", "1m") are normalised here. */
+export type DurationMs = number;
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface HttpMatch {
+  kind: 'http';
+  prefix?: string;
+  path?: string;
+  regex?: string;
+  /** Exact-value header matches, in the order written. */
+  headers: ReadonlyArray<{ name: string; value: string }>;
+}
+
+export interface SniMatch {
+  kind: 'sni';
+  sni: string;
+}
+
+/**
+ * Match attributes of a protocol listener (client_id, topic, ...). Their
+ * schema belongs to the filter that parses the protocol.
+ */
+export interface FilterMatch {
+  kind: 'filter';
+  attributes: Readonly<Record<string, unknown>>;
+}
+
+export type RouteMatch = HttpMatch | SniMatch | FilterMatch;
+
+export type RouteTarget =
+  | { kind: 'cluster'; cluster: string }
+  | { kind: 'weighted'; clusters: ReadonlyArray<{ name: string; weight: number }> };
+
+export interface Route {
+  /** Absent on a catch-all route (tcp, the default route of tls/protocol listeners). */
+  match?: RouteMatch;
+  target: RouteTarget;
+  timeout?: DurationMs;
+}
+
+export interface Listener {
+  name: string;
+  address: string;
+  port: number;
+  protocol: Protocol;
+  routes: ReadonlyArray<Route>;
+  /** Filter-owned settings (protocol listeners only). */
+  filter?: Readonly<Record<string, unknown>>;
+}
+
+export type HealthCheck =
+  | { kind: 'tcp'; interval: DurationMs; timeout: DurationMs; send?: string; expect?: string }
+  | { kind: 'http'; interval: DurationMs; timeout: DurationMs; path: string };
+
+export interface Cluster {
+  name: string;
+  endpoints: ReadonlyArray<HostPort>;
+  lb: LbPolicy;
+  http2: boolean;
+  connectTimeout: DurationMs;
+  healthCheck?: HealthCheck;
+}
+
+export interface Mesh {
+  listeners: ReadonlyArray<Listener>;
+  clusters: ReadonlyArray<Cluster>;
+}

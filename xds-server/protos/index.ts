@@ -1,0 +1,109 @@
+// Envoy v3 API messages, loaded from the real .proto files that ship inside
+// the npm package @grpc/grpc-js-xds (there is no @envoyproxy/protos package),
+// plus the few messages that snapshot lacks, declared under proto/ (see
+// proto/README.md). Loaded once per process; field names keep Envoy's
+// snake_case so translated objects read like Envoy's own YAML.
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
+
+const require = createRequire(import.meta.url);
+const xdsPackageDir = path.dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
+const ownProtoDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto');
+
+const includeDirs = [
+  ownProtoDir,
+  path.join(xdsPackageDir, 'deps/envoy-api'),
+  path.join(xdsPackageDir, 'deps/xds'),
+  path.join(xdsPackageDir, 'deps/googleapis'),
+  path.join(xdsPackageDir, 'deps/protoc-gen-validate'),
+  // google/protobuf/descriptor.proto, which the annotation protos extend
+  path.dirname(require.resolve('protobufjs/package.json')),
+];
+
+/** Every .proto the server encodes or decodes; their imports are followed. */
+const entryFiles = [
+  'envoy/service/discovery/v3/discovery.proto',
+  'envoy/config/listener/v3/listener.proto',
+  'envoy/config/route/v3/route.proto',
+  'envoy/config/cluster/v3/cluster.proto',
+  'envoy/config/endpoint/v3/endpoint.proto',
+  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+  'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
+  'envoy/extensions/filters/http/router/v3/router.proto',
+  'envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto',
+  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  'envoy/config/bootstrap/v3/bootstrap.proto',
+  'envoy/admin/v3/config_dump.proto',
+];
+
+function loadRoot(): protobuf.Root {
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin: string, target: string): string | null => {
+    if (path.isAbsolute(target)) return target;
+    for (const dir of includeDirs) {
+      const candidate = path.join(dir, target);
+      if (fs.existsSync(candidate)) return candidate;
+    }
+    return null;
+  };
+  root.loadSync(entryFiles, { keepCase: true });
+  root.resolveAll();
+  return root;
+}
+
+export const envoyProtos: protobuf.Root = loadRoot();
+
+export const TYPE_PREFIX = 'type.googleapis.com/';
+
+const typeCache = new Map<string, protobuf.Type>();
+
+/** Looks up a message type by its full name (no leading dot). */
+export function messageType(fullName: string): protobuf.Type {
+  let t = typeCache.get(fullName);
+  if (!t) {
+    t = envoyProtos.lookupType(fullName);
+    typeCache.set(fullName, t);
+  }
+  return t;
+}
+
+/**
+ * protobufjs's fromObject drops unknown keys silently; a typo in translation
+ * must fail loudly instead, so every key is checked against the message.
+ */
+function assertKnownFields(type: protobuf.Type, value: unknown, where: string): void {
+  if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return;
+  for (const [key, fieldValue] of Object.entries(value)) {
+    const field = type.fields[key];
+    if (!field) throw new Error(`${where}: ${type.fullName.slice(1)} has no field "${key}"`);
+    const resolved = field.resolve().resolvedType;
+    if (!(resolved instanceof protobuf.Type)) continue;
+    const items = Array.isArray(fieldValue) ? fieldValue : field.map ? Object.values(fieldValue as object) : [fieldValue];
+    items.forEach((item, i) => assertKnownFields(resolved, item, `${where}.${key}${Array.isArray(fieldValue) ? `[${i}]` : ''}`));
+  }
+}
+
+/** Encodes a plain object as the named message, failing on fields the message lacks. */
+export function encodeMessage(fullName: string, value: Record<string, unknown>): Uint8Array {
+  const type = messageType(fullName);
+  assertKnownFields(type, value, fullName);
+  return type.encode(type.fromObject(value)).finish();
+}
+
+export interface AnyMessage {
+  type_url: string;
+  value: Uint8Array;
+}
+
+/** google.protobuf.Any around an encoded message. */
+export function toAny(fullName: string, value: Record<string, unknown>): AnyMessage {
+  return { type_url: TYPE_PREFIX + fullName, value: encodeMessage(fullName, value) };
+}
+
+export function decodeMessage(fullName: string, bytes: Uint8Array): Record<string, unknown> {
+  const type = messageType(fullName);
+  return type.toObject(type.decode(bytes), { longs: Number, enums: String, bytes: Buffer, defaults: false, oneofs: false }) as Record<string, unknown>;
+}

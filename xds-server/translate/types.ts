@@ -1,0 +1,21 @@
+/** A plain object shaped like an Envoy message (snake_case field names). */
+export type EnvoyMessage = Record<string, unknown>;
+
+export const TYPE = {
+  listener: 'type.googleapis.com/envoy.config.listener.v3.Listener',
+  route: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
+  cluster: 'type.googleapis.com/envoy.config.cluster.v3.Cluster',
+  endpoint: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
+} as const;
+
+export type ResourceType = (typeof TYPE)[keyof typeof TYPE];
+
+/** Make-before-break: what a resource refers to is sent before it. */
+export const TYPE_ORDER: readonly ResourceType[] = [TYPE.cluster, TYPE.endpoint, TYPE.listener, TYPE.route];
+
+export interface Resources {
+  listeners: EnvoyMessage[];
+  routes: EnvoyMessage[];
+  clusters: EnvoyMessage[];
+  endpoints: EnvoyMessage[];
+}
