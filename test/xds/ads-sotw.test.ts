@@ -147,9 +147,7 @@ describe('SotW ADS', () => {
     const cdsAdd = await client.next();
     assert.equal(cdsAdd.typeUrl, TYPE.cluster);
     assert.deepEqual(names(cdsAdd), ['new', 'old'], 'removed cluster kept until routes moved');
-    // Only one response in flight: nothing more until this one is ACKed.
-    await client.expectSilence(200);
-    client.ack(cdsAdd);
+    // EDS goes out at once (Envoy ACKs CDS only once new clusters have warmed, which needs EDS).
     const edsFresh = await client.next();
     assert.equal(edsFresh.typeUrl, TYPE.endpoint, 'a fresh EDS follows any cluster change');
     client.ack(edsFresh, ['old', 'new']);
@@ -157,6 +155,9 @@ describe('SotW ADS', () => {
     assert.equal(edsNew.typeUrl, TYPE.endpoint);
     assert.deepEqual(names(edsNew), ['new'], 'EDS is not full-state: old keeps its endpoints until CDS drops it');
     client.ack(edsNew, ['old', 'new']);
+    // Routes wait until clusters are ACKed.
+    await client.expectSilence(200);
+    client.ack(cdsAdd);
     const rdsNew = await client.next();
     assert.equal(rdsNew.typeUrl, TYPE.route, 'LDS unchanged, so RDS is next');
     client.ack(rdsNew, ['web']);

@@ -8,9 +8,12 @@
 //    what it was last sent (no response when nothing changed);
 //  - names subscribed before they exist are remembered and answered when
 //    they appear;
-//  - make-before-break: one response in flight at a time, in the order
-//    CDS (additions only), EDS, LDS, RDS, then CDS with removals; and a fresh
-//    EDS after any cluster change, because Envoy re-warms changed clusters.
+//  - make-before-break: in the order CDS (additions only), EDS, LDS, RDS,
+//    then CDS with removals; LDS and RDS wait until CDS and EDS are ACKed,
+//    removals until everything else is; and a fresh EDS after any cluster
+//    change, because Envoy re-warms changed clusters.
+// Verified on Envoy 1.40: Envoy holds its CDS ACK until new clusters have
+// warmed, which needs their EDS, so EDS must not wait for the CDS ACK.
 import type { Logger } from 'pino';
 import { viewVersion, type ResourceEntry, type Snapshot, type SnapshotCache, type View } from '../cache/index.ts';
 import type { Metrics } from '../metrics.ts';
@@ -36,6 +39,8 @@ export interface TypeState {
   sent?: SentResponse;
   ackedVersion?: string;
   nacked?: { version: string; message: string; at: number };
+  /** A response was sent and neither ACKed nor NACKed yet. */
+  awaiting: boolean;
   /** Set after a cluster change: send EDS again even if its content is unchanged. */
   forceResend: boolean;
   subscribedAt: number;
@@ -60,21 +65,22 @@ interface Step {
   typeUrl: ResourceType;
   /** CDS first goes out with removed clusters kept, so nothing in use disappears early. */
   additive?: boolean;
+  /** Types whose unacknowledged response holds this step back. */
+  waitsFor: readonly ResourceType[];
 }
 
 const STEPS: readonly Step[] = [
-  { typeUrl: TYPE.cluster, additive: true },
-  { typeUrl: TYPE.endpoint },
-  { typeUrl: TYPE.listener },
-  { typeUrl: TYPE.route },
-  { typeUrl: TYPE.cluster },
+  { typeUrl: TYPE.cluster, additive: true, waitsFor: [TYPE.cluster] },
+  { typeUrl: TYPE.endpoint, waitsFor: [TYPE.endpoint] },
+  { typeUrl: TYPE.listener, waitsFor: [TYPE.cluster, TYPE.endpoint, TYPE.listener] },
+  { typeUrl: TYPE.route, waitsFor: [TYPE.cluster, TYPE.endpoint, TYPE.route] },
+  { typeUrl: TYPE.cluster, waitsFor: [TYPE.cluster, TYPE.endpoint, TYPE.listener, TYPE.route] },
 ];
 
 export class SotwStream implements StreamInfo {
   node?: NodeInfo;
   readonly connectedAt = Date.now();
   readonly types = new Map<ResourceType, TypeState>();
-  private inFlight: ResourceType | undefined;
   private blocked = false;
   private nonceCounter = 0;
   private snapshotAt = 0;
@@ -114,7 +120,7 @@ export class SotwStream implements StreamInfo {
       else this.onAck(state, now);
     }
     if (!state) {
-      state = { typeUrl, wildcard: false, names: new Set(), forceResend: false, subscribedAt: now };
+      state = { typeUrl, wildcard: false, names: new Set(), awaiting: false, forceResend: false, subscribedAt: now };
       this.types.set(typeUrl, state);
     }
     this.updateSubscription(state, request.resourceNames, now);
@@ -123,7 +129,7 @@ export class SotwStream implements StreamInfo {
 
   private onAck(state: TypeState, now: number): void {
     const sent = state.sent!;
-    if (this.inFlight === state.typeUrl) this.inFlight = undefined;
+    state.awaiting = false;
     if (state.ackedVersion !== sent.version) {
       state.ackedVersion = sent.version;
       this.metrics.acks.inc({ type: shortType(state.typeUrl) });
@@ -133,7 +139,7 @@ export class SotwStream implements StreamInfo {
 
   private onNack(state: TypeState, message: string, now: number): void {
     const sent = state.sent!;
-    if (this.inFlight === state.typeUrl) this.inFlight = undefined;
+    state.awaiting = false;
     state.nacked = { version: sent.version, message, at: now };
     this.metrics.nacks.inc({ type: shortType(state.typeUrl) });
     this.log.warn(
@@ -179,17 +185,21 @@ export class SotwStream implements StreamInfo {
     return true;
   }
 
-  /** Sends the next response due, in make-before-break order, one at a time. */
+  private isAwaiting(typeUrl: ResourceType): boolean {
+    return this.types.get(typeUrl)?.awaiting ?? false;
+  }
+
+  /** Sends every response that is due and not held back, in make-before-break order. */
   pump(): void {
     const snapshot = this.cache.snapshot;
-    if (!snapshot || this.inFlight || this.blocked) return;
+    if (!snapshot) return;
     for (const step of STEPS) {
+      if (this.blocked) return;
       const state = this.types.get(step.typeUrl);
-      if (!state) continue;
+      if (!state || step.waitsFor.some((t) => this.isAwaiting(t))) continue;
       const view = this.desiredView(state, snapshot, step.additive ?? false);
       if (!this.needsSend(state, view)) continue;
       this.send(state, view, Math.max(this.snapshotAt, state.subscribedAt));
-      return;
     }
   }
 
@@ -198,7 +208,7 @@ export class SotwStream implements StreamInfo {
     const changedClusters = state.typeUrl === TYPE.cluster && state.sent?.version !== view.version;
     state.sent = { version: view.version, nonce, entries: view.entries, sentAt: Date.now(), causeAt };
     state.forceResend = false;
-    this.inFlight = state.typeUrl;
+    state.awaiting = true;
     if (changedClusters) {
       const eds = this.types.get(TYPE.endpoint);
       if (eds) eds.forceResend = true;
