@@ -1,0 +1,114 @@
+// Raw (validated) mesh -> model: defaults applied, durations in ms, endpoints
+// split into host and port, routes into match + target. Runs only after the
+// schema and semantic checks passed, so every parse here succeeds.
+
+import type {
+  Cluster,
+  DurationMs,
+  HealthCheck,
+  HostPort,
+  Listener,
+  Mesh,
+  Route,
+  RouteMatch,
+  RouteTarget,
+} from '../model/types.ts';
+import type { RawCluster, RawHealthCheck, RawListener, RawMesh, RawRoute } from './raw.ts';
+import { FILTER_PROTOCOLS } from './schema.ts';
+import { parseBindAddress, parseDuration, parseHostPort, type Parsed } from './values.ts';
+
+export const DEFAULTS = {
+  address: '0.0.0.0',
+  lb: 'round_robin',
+  http2: false,
+  connectTimeoutMs: 5_000,
+  healthCheckTimeoutMs: 1_000,
+} as const;
+
+function must<T>(r: Parsed<T>): T {
+  if (!r.ok) throw new Error(`internal: value passed validation but does not parse: ${r.reason}`);
+  return r.value;
+}
+
+const ms = (text: string): DurationMs => must(parseDuration(text));
+
+function matchOf(l: RawListener, r: RawRoute): RouteMatch | undefined {
+  const m = r.match;
+  if (m === undefined) return undefined;
+  if (l.protocol === 'http') {
+    const headers = m['headers'];
+    const list =
+      typeof headers === 'object' && headers !== null
+        ? Object.entries(headers).map(([name, value]) => ({ name, value: String(value) }))
+        : [];
+    return {
+      kind: 'http',
+      ...(typeof m['prefix'] === 'string' ? { prefix: m['prefix'] } : {}),
+      ...(typeof m['path'] === 'string' ? { path: m['path'] } : {}),
+      ...(typeof m['regex'] === 'string' ? { regex: m['regex'] } : {}),
+      headers: list,
+    };
+  }
+  if (l.protocol === 'tls') return { kind: 'sni', sni: String(m['sni']) };
+  if (FILTER_PROTOCOLS.includes(l.protocol)) return { kind: 'filter', attributes: { ...m } };
+  return undefined;
+}
+
+function targetOf(r: RawRoute): RouteTarget {
+  if (r.cluster !== undefined) return { kind: 'cluster', cluster: r.cluster };
+  return {
+    kind: 'weighted',
+    clusters: Object.entries(r.clusters ?? {}).map(([name, weight]) => ({ name, weight })),
+  };
+}
+
+function routeOf(l: RawListener, r: RawRoute): Route {
+  const match = matchOf(l, r);
+  const target = targetOf(r);
+  const route: Route = match === undefined ? { target } : { match, target };
+  return r.timeout === undefined ? route : { ...route, timeout: ms(r.timeout) };
+}
+
+function listenerOf(l: RawListener): Listener {
+  const out: Listener = {
+    name: l.name,
+    address: l.address === undefined ? DEFAULTS.address : must(parseBindAddress(l.address)),
+    port: l.port,
+    protocol: l.protocol,
+    routes: l.routes.map((r) => routeOf(l, r)),
+  };
+  return l.filter === undefined ? out : { ...out, filter: { ...l.filter } };
+}
+
+function healthCheckOf(h: RawHealthCheck): HealthCheck {
+  const interval = ms(h.interval);
+  const timeout = h.timeout === undefined ? DEFAULTS.healthCheckTimeoutMs : ms(h.timeout);
+  if (h.http) return { kind: 'http', interval, timeout, path: h.http.path };
+  const hc: { kind: 'tcp'; interval: number; timeout: number; send?: string; expect?: string } = {
+    kind: 'tcp',
+    interval,
+    timeout,
+  };
+  if (h.tcp?.send !== undefined) hc.send = h.tcp.send;
+  if (h.tcp?.expect !== undefined) hc.expect = h.tcp.expect;
+  return hc;
+}
+
+function clusterOf(c: RawCluster): Cluster {
+  const endpoints: HostPort[] = c.endpoints.map((e) => must(parseHostPort(e)));
+  const out: Cluster = {
+    name: c.name,
+    endpoints,
+    lb: c.lb ?? DEFAULTS.lb,
+    http2: c.http2 ?? DEFAULTS.http2,
+    connectTimeout: c.connect_timeout === undefined ? DEFAULTS.connectTimeoutMs : ms(c.connect_timeout),
+  };
+  return c.health_check === undefined ? out : { ...out, healthCheck: healthCheckOf(c.health_check) };
+}
+
+export function normalise(raw: RawMesh): Mesh {
+  return {
+    listeners: (raw.listeners ?? []).map(listenerOf),
+    clusters: (raw.clusters ?? []).map(clusterOf),
+  };
+}

@@ -1,0 +1,41 @@
+// The shape of a mesh file after the schema accepted it (before defaults and
+// normalisation). Only semantic.ts and normalise.ts see these types.
+
+import type { LbPolicy, Protocol } from '../model/types.ts';
+
+export interface RawRoute {
+  match?: Record<string, unknown>;
+  cluster?: string;
+  clusters?: Record<string, number>;
+  timeout?: string;
+}
+
+export interface RawListener {
+  name: string;
+  address?: string;
+  port: number;
+  protocol: Protocol;
+  routes: RawRoute[];
+  filter?: Record<string, unknown>;
+}
+
+export interface RawHealthCheck {
+  interval: string;
+  timeout?: string;
+  tcp?: { send?: string; expect?: string };
+  http?: { path: string };
+}
+
+export interface RawCluster {
+  name: string;
+  endpoints: string[];
+  lb?: LbPolicy;
+  http2?: boolean;
+  connect_timeout?: string;
+  health_check?: RawHealthCheck;
+}
+
+export interface RawMesh {
+  listeners?: RawListener[];
+  clusters?: RawCluster[];
+}

@@ -1,0 +1,246 @@
+// JSON Schema (draft-07 dialect, as compiled by ajv v8 in strict mode) of the
+// mesh file. Structure only: types, enums, value formats and unknown keys.
+// Cross-references (names, ports, route targets) are checked in semantic.ts.
+//
+// Two annotations steer the error messages (validate.ts), both allowed in
+// strict mode because they are registered as a vocabulary:
+//   title        - what the object is called in messages ("route", "listener")
+//   x-message    - replaces the generic message for a schema: a string for
+//                  every keyword, or { keyword: message } for some keywords.
+//
+// Protocol listeners (mqtt, kafka, coap) carry `filter:` settings and route
+// `match:` attributes whose schema belongs to the Wasm filter. Pass those to
+// buildMeshSchema(); without them both are accepted as any map.
+
+import type { Protocol } from '../model/types.ts';
+import {
+  parseBindAddress,
+  parseDuration,
+  parseHostPort,
+  parseName,
+  parsePositiveDuration,
+  parseServerName,
+  type Parsed,
+} from './values.ts';
+
+/** A JSON Schema: `true`/`false` or a schema object. */
+export type JsonSchema = boolean | { readonly [keyword: string]: unknown };
+export type JsonSchemaObject = { readonly [keyword: string]: unknown };
+
+/** Annotation keyword carrying a human message (see top of file). */
+export const MESSAGE_KEYWORD = 'x-message';
+
+export const PROTOCOLS: readonly Protocol[] = ['http', 'tcp', 'tls', 'mqtt', 'kafka', 'coap'];
+/** Protocols whose routing is decided by a Wasm filter. */
+export const FILTER_PROTOCOLS: readonly Protocol[] = ['mqtt', 'kafka', 'coap'];
+/** Protocols the translator supports today; the rest are rejected by semantic checks. */
+export const SUPPORTED_PROTOCOLS: readonly Protocol[] = ['http', 'tcp', 'tls'];
+export const LB_POLICIES = ['round_robin', 'least_request', 'random', 'ring_hash'] as const;
+
+/**
+ * String formats used by the schema. Each maps the string to a parsed value
+ * or a reason that becomes the error message.
+ */
+export const FORMATS: Readonly<Record<string, (text: string) => Parsed<unknown>>> = {
+  duration: parseDuration,
+  'positive-duration': parsePositiveDuration,
+  endpoint: parseHostPort,
+  'bind-address': parseBindAddress,
+  'server-name': parseServerName,
+  name: parseName,
+};
+
+/** What a value of each format looks like, for type errors ("got 5"). */
+export const FORMAT_HINTS: Readonly<Record<string, string>> = {
+  duration: 'must be a duration string with a unit, like "150ms", "5s", "1.5s", "2m" or "1h"',
+  'positive-duration': 'must be a duration string with a unit, like "150ms", "5s", "1.5s", "2m" or "1h"',
+  endpoint: 'must be a "host:port" string, e.g. "127.0.0.1:8080"',
+  'bind-address': 'must be an IP address string like "0.0.0.0" or "::"',
+  'server-name': 'must be a server name string like "a.example.com"',
+  name: 'must be a name string',
+};
+
+/** Settings schema a protocol's Wasm filter owns. */
+export interface ProtocolSchema {
+  /** Schema of a route's `match:` map (the filter's match attributes). */
+  readonly match?: JsonSchema;
+  /** Schema of the listener's `filter:` settings. */
+  readonly filter?: JsonSchema;
+}
+
+const str = (format: string): JsonSchemaObject => ({ type: 'string', format });
+
+const name = str('name');
+const duration = str('duration');
+const positiveDuration = str('positive-duration');
+
+const httpMatch: JsonSchemaObject = {
+  title: 'match',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    prefix: { type: 'string' },
+    path: { type: 'string' },
+    regex: { type: 'string' },
+    headers: {
+      title: 'headers',
+      type: 'object',
+      additionalProperties: {
+        type: 'string',
+        [MESSAGE_KEYWORD]: {
+          type: 'header value must be a string; quote numbers and booleans, e.g. "1"',
+        },
+      },
+    },
+  },
+};
+
+const sniMatch: JsonSchemaObject = {
+  title: 'match',
+  type: 'object',
+  additionalProperties: false,
+  required: ['sni'],
+  properties: { sni: str('server-name') },
+};
+
+const route: JsonSchemaObject = {
+  title: 'route',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    match: { type: 'object' },
+    cluster: name,
+    clusters: {
+      title: 'clusters',
+      type: 'object',
+      minProperties: 1,
+      additionalProperties: {
+        type: 'integer',
+        minimum: 1,
+        [MESSAGE_KEYWORD]: 'weight must be a positive integer',
+      },
+      [MESSAGE_KEYWORD]: {
+        minProperties: 'weighted "clusters" needs at least one cluster',
+      },
+    },
+    timeout: duration,
+  },
+  oneOf: [
+    { properties: { cluster: true }, required: ['cluster'] },
+    { properties: { clusters: true }, required: ['clusters'] },
+  ],
+};
+
+const healthCheck: JsonSchemaObject = {
+  title: 'health_check',
+  type: 'object',
+  additionalProperties: false,
+  required: ['interval'],
+  properties: {
+    interval: positiveDuration,
+    timeout: positiveDuration,
+    tcp: {
+      title: 'tcp health check',
+      type: 'object',
+      additionalProperties: false,
+      properties: { send: { type: 'string' }, expect: { type: 'string' } },
+    },
+    http: {
+      title: 'http health check',
+      type: 'object',
+      additionalProperties: false,
+      required: ['path'],
+      properties: {
+        path: { type: 'string', pattern: '^/', [MESSAGE_KEYWORD]: { pattern: 'must start with "/"' } },
+      },
+    },
+  },
+  oneOf: [
+    { properties: { tcp: true }, required: ['tcp'] },
+    { properties: { http: true }, required: ['http'] },
+  ],
+};
+
+const cluster: JsonSchemaObject = {
+  title: 'cluster',
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'endpoints'],
+  properties: {
+    name,
+    endpoints: { type: 'array', items: str('endpoint') },
+    lb: { enum: [...LB_POLICIES] },
+    http2: { type: 'boolean' },
+    connect_timeout: positiveDuration,
+    health_check: { $ref: '#/$defs/healthCheck' },
+  },
+};
+
+/** `then` branch selecting the route match schema (and filter schema) for one protocol. */
+function protocolBranch(protocol: Protocol, match: JsonSchema, filter?: JsonSchema): JsonSchemaObject {
+  const properties: Record<string, unknown> = {
+    routes: { type: 'array', items: { type: 'object', properties: { match } } },
+  };
+  if (filter !== undefined) properties['filter'] = filter;
+  return {
+    if: { properties: { protocol: { const: protocol } }, required: ['protocol'] },
+    then: { properties },
+  };
+}
+
+/**
+ * The mesh file schema. `protocols` plugs in the schemas a protocol filter
+ * owns (route match attributes and `filter:` settings).
+ */
+export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchema>> = {}): JsonSchemaObject {
+  const anyMap: JsonSchemaObject = { type: 'object' };
+  const branches: JsonSchemaObject[] = [
+    protocolBranch('http', { $ref: '#/$defs/httpMatch' }),
+    protocolBranch('tls', { $ref: '#/$defs/sniMatch' }),
+    ...FILTER_PROTOCOLS.map((p) =>
+      protocolBranch(p, protocols[p]?.match ?? anyMap, protocols[p]?.filter ?? anyMap),
+    ),
+  ];
+  const listener: JsonSchemaObject = {
+    title: 'listener',
+    type: 'object',
+    additionalProperties: false,
+    required: ['name', 'port', 'protocol', 'routes'],
+    properties: {
+      name,
+      address: str('bind-address'),
+      port: {
+        type: 'integer',
+        minimum: 1,
+        maximum: 65535,
+        [MESSAGE_KEYWORD]: 'port must be an integer from 1 to 65535',
+      },
+      protocol: { enum: [...PROTOCOLS] },
+      routes: {
+        type: 'array',
+        minItems: 1,
+        items: { $ref: '#/$defs/route' },
+        [MESSAGE_KEYWORD]: { minItems: 'a listener needs at least one route' },
+      },
+      filter: { type: 'object' },
+    },
+    allOf: branches,
+  };
+  return {
+    $id: 'https://protoplane.dev/schema/mesh-v1.json',
+    title: 'mesh',
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      listeners: { type: 'array', items: { $ref: '#/$defs/listener' } },
+      clusters: { type: 'array', items: { $ref: '#/$defs/cluster' } },
+    },
+    // Extension keys, ignored: a place for YAML anchors (`x-defaults: &d ...`).
+    patternProperties: { '^x-': true },
+    [MESSAGE_KEYWORD]: { type: 'the mesh file must be a map with "listeners" and "clusters"' },
+    $defs: { listener, route, httpMatch, sniMatch, cluster, healthCheck },
+  };
+}
+
+/** The schema with no protocol filter schemas plugged in. */
+export const meshSchema: JsonSchemaObject = buildMeshSchema();
