@@ -21,7 +21,7 @@ export function parseHostPort(value: string): { host: string; port: number } {
 
 export function bootstrapConfig(options: BootstrapOptions): Record<string, unknown> {
   const xds = parseHostPort(options.xds);
-  const adsSource = { ads: {}, resource_api_version: 'V3' };
+  const adsSource = () => ({ ads: {}, resource_api_version: 'V3' });
   return {
     node: { id: options.nodeId, cluster: options.nodeCluster ?? 'protoplane' },
     admin: {
@@ -34,8 +34,8 @@ export function bootstrapConfig(options: BootstrapOptions): Record<string, unkno
         set_node_on_first_message_only: true,
         grpc_services: [{ envoy_grpc: { cluster_name: 'protoplane_xds' } }],
       },
-      cds_config: adsSource,
-      lds_config: adsSource,
+      cds_config: adsSource(),
+      lds_config: adsSource(),
     },
     static_resources: {
       clusters: [

@@ -8,7 +8,7 @@ import { createLogger } from '../log.ts';
 const USAGE = `usage:
   protoplane serve --config mesh.yaml [--xds-port 18000] [--admin-port 18001] [--host 0.0.0.0]
   protoplane validate mesh.yaml
-  protoplane bootstrap --xds 127.0.0.1:18000 --node-id ID [--node-cluster C] [--delta] [--admin-port 9901]`;
+  protoplane bootstrap --xds 127.0.0.1:18000 --node-id ID [--node-cluster C] [--delta] [--admin-port 9901] [--admin-address 127.0.0.1]`;
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -74,6 +74,7 @@ async function main(argv: string[]): Promise<number> {
           'node-cluster': { type: 'string' },
           delta: { type: 'boolean' },
           'admin-port': { type: 'string' },
+          'admin-address': { type: 'string' },
         },
       });
       if (!values['node-id']) fail('bootstrap: --node-id is required');
@@ -84,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
           nodeCluster: values['node-cluster'],
           delta: values.delta ?? false,
           adminPort: port(values['admin-port'], 9901, '--admin-port'),
+          adminAddress: values['admin-address'],
         }),
       );
       return 0;
