@@ -22,15 +22,17 @@ export function nodesView(streams: readonly StreamInfo[]): unknown {
       cluster: s.node?.cluster ?? null,
       user_agent: s.node?.userAgent ?? null,
       stream: s.id,
+      variant: s.variant,
+      group: s.group ?? null,
       connected_at: new Date(s.connectedAt).toISOString(),
       types: Object.fromEntries(
         [...s.types.values()].map((t) => [
           shortType(t.typeUrl),
           {
             type_url: t.typeUrl,
-            subscribed: t.wildcard ? ['*', ...t.names] : [...t.names],
-            version_sent: t.sent?.version ?? null,
-            nonce: t.sent?.nonce ?? null,
+            subscribed: t.wildcard ? ['*', ...t.subscription.sorted] : [...t.subscription.sorted],
+            version_sent: t.sentVersion ?? null,
+            nonce: t.sentNonce ?? null,
             version_acked: t.ackedVersion ?? null,
             last_nack: t.nacked
               ? { version: t.nacked.version, message: t.nacked.message, at: new Date(t.nacked.at).toISOString() }
@@ -63,7 +65,7 @@ export function configDump(streams: readonly StreamInfo[], nodeId: string): unkn
       types: Object.fromEntries(
         [...s.types.values()].map((t) => [
           shortType(t.typeUrl),
-          { version: t.sent?.version ?? null, resources: (t.sent?.entries ?? []).map((e) => readable(e.message)) },
+          { version: t.sentVersion ?? null, resources: t.held().map((e) => readable(e.message)) },
         ]),
       ),
     })),

@@ -22,6 +22,73 @@ export interface View {
   readonly entries: readonly ResourceEntry[];
 }
 
+/** A set of subscribed names; equal sets share one object (see server/subscriptions.ts). */
+export interface Subscription {
+  readonly key: string;
+  readonly names: ReadonlySet<string>;
+  readonly sorted: readonly string[];
+}
+
+const indexes = new WeakMap<View, ReadonlyMap<string, ResourceEntry>>();
+
+/** Looks a resource up in a view by name (index built once per view). */
+export function entryIn(view: View, name: string): ResourceEntry | undefined {
+  let index = indexes.get(view);
+  if (!index) {
+    index = new Map(view.entries.map((e) => [e.name, e]));
+    indexes.set(view, index);
+  }
+  return index.get(name);
+}
+
+export interface ViewDiff {
+  /** In `to` with a different version than in `from`, or absent from `from`. */
+  readonly updated: readonly ResourceEntry[];
+  /** In `from`, absent from `to`. */
+  readonly removed: readonly string[];
+}
+
+const diffs = new WeakMap<View, WeakMap<View, ViewDiff>>();
+
+/** What changes from one view to the next; computed once per pair and shared by every stream making that move. */
+export function diffViews(from: View, to: View): ViewDiff {
+  let byTarget = diffs.get(from);
+  if (!byTarget) {
+    byTarget = new WeakMap();
+    diffs.set(from, byTarget);
+  }
+  let diff = byTarget.get(to);
+  if (!diff) {
+    const updated = to.entries.filter((e) => entryIn(from, e.name)?.version !== e.version);
+    const removed = from.entries.filter((e) => entryIn(to, e.name) === undefined).map((e) => e.name);
+    diff = { updated, removed };
+    byTarget.set(to, diff);
+  }
+  return diff;
+}
+
+const unions = new WeakMap<View, WeakMap<View, View>>();
+
+/** `to` plus whatever `from` had that `to` lacks: what a client holds before removals are sent. */
+export function unionViews(from: View, to: View): View {
+  const { removed } = diffViews(from, to);
+  if (removed.length === 0) return to;
+  let byTarget = unions.get(from);
+  if (!byTarget) {
+    byTarget = new WeakMap();
+    unions.set(from, byTarget);
+  }
+  let union = byTarget.get(to);
+  if (!union) {
+    const entries = [...to.entries, ...removed.map((n) => entryIn(from, n)!)].sort((a, b) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+    );
+    union = { version: viewVersion(entries), entries };
+    byTarget.set(to, union);
+  }
+  return union;
+}
+
 function hash(parts: Iterable<string | Uint8Array>): string {
   const h = createHash('sha256');
   for (const part of parts) h.update(part);
@@ -60,21 +127,21 @@ export class TypeSnapshot {
     this.version = viewVersion([...entries.values()]);
   }
 
-  /** All resources (wildcard), or those of the given names that exist, in name order. */
-  view(names: ReadonlySet<string> | 'wildcard'): View {
-    if (names === 'wildcard') {
-      this.wildcardView ??= { version: this.version, entries: [...this.entries.values()] };
-      return this.wildcardView;
-    }
-    const key = [...names].sort().join('\n');
-    let view = this.namedViews.get(key);
+  /** Every resource of the type (a wildcard subscription). */
+  all(): View {
+    this.wildcardView ??= { version: this.version, entries: [...this.entries.values()] };
+    return this.wildcardView;
+  }
+
+  /** The named resources that exist, in name order; cached per subscription, so streams share views. */
+  named(subscription: Subscription): View {
+    let view = this.namedViews.get(subscription.key);
     if (!view) {
-      const entries = [...names]
-        .sort()
+      const entries = subscription.sorted
         .map((n) => this.entries.get(n))
         .filter((e): e is ResourceEntry => e !== undefined);
       view = { version: viewVersion(entries), entries };
-      this.namedViews.set(key, view);
+      this.namedViews.set(subscription.key, view);
     }
     return view;
   }
@@ -104,6 +171,7 @@ export function buildSnapshot(resources: Resources): Snapshot {
     [TYPE.route, resources.routes],
     [TYPE.cluster, resources.clusters],
     [TYPE.endpoint, resources.endpoints],
+    [TYPE.extension, resources.extensions],
   ];
   const types = new Map<ResourceType, TypeSnapshot>();
   for (const [typeUrl, messages] of byType) {

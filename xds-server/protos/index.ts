@@ -37,6 +37,7 @@ const entryFiles = [
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
   'envoy/config/bootstrap/v3/bootstrap.proto',
   'envoy/admin/v3/config_dump.proto',
+  'envoy/config/core/v3/extension.proto',
 ];
 
 function loadRoot(): protobuf.Root {

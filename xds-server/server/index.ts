@@ -1,17 +1,22 @@
-// The xDS gRPC server: ADS and the per-type SotW services, on @grpc/grpc-js.
-// Messages are (de)serialized here by hand (see wire.ts) so responses reuse
-// the snapshot's encoded bytes.
+// The xDS gRPC server: ADS and the per-type services (LDS, RDS, CDS, EDS,
+// ECDS), each in SotW and Delta, on @grpc/grpc-js. Messages are
+// (de)serialized by hand (wire.ts) so responses reuse the snapshot's bytes.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { SnapshotCache } from '../cache/index.ts';
+import { nodeGroup, type NodeHash, type SnapshotCache } from '../cache/index.ts';
 import type { Metrics } from '../metrics.ts';
 import { TYPE } from '../translate/index.ts';
-import { SotwStream, type StreamInfo } from './sotw.ts';
-import { decodeDiscoveryRequest, type DiscoveryRequest } from './wire.ts';
+import { DeltaStream } from './delta.ts';
+import { KNOWN_TYPES, type StreamSink } from './protocol.ts';
+import { SotwStream } from './sotw.ts';
+import type { StreamContext, StreamInfo, XdsStream, BaseTypeState } from './stream.ts';
+import { SubscriptionInterner } from './subscriptions.ts';
+import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, type DeltaDiscoveryRequest, type DiscoveryRequest } from './wire.ts';
 
-export { shortType, type StreamInfo, type TypeState } from './sotw.ts';
+export { shortType } from './protocol.ts';
+export type { StreamInfo, TypeStateInfo } from './stream.ts';
 
-function bidiMethod(path: string): grpc.MethodDefinition<DiscoveryRequest, Buffer> {
+function bidiMethod<Req>(path: string, decode: (bytes: Buffer) => Req): grpc.MethodDefinition<Req, Buffer> {
   return {
     path,
     requestStream: true,
@@ -19,42 +24,90 @@ function bidiMethod(path: string): grpc.MethodDefinition<DiscoveryRequest, Buffe
     requestSerialize: () => {
       throw new Error('server never sends requests');
     },
-    requestDeserialize: (bytes: Buffer) => decodeDiscoveryRequest(bytes),
+    requestDeserialize: decode,
     responseSerialize: (bytes: Buffer) => bytes,
     responseDeserialize: (bytes: Buffer) => bytes,
   };
 }
 
-/** gRPC method path → the resource types its streams may carry. */
-const SOTW_METHODS: ReadonlyArray<{ service: string; method: string; types: ReadonlySet<string> }> = [
+interface Service {
+  name: string;
+  sotw: string;
+  delta: string;
+  types: ReadonlySet<string>;
+}
+
+/** Every xDS service with its SotW and Delta method and the types its streams carry. */
+const SERVICES: readonly Service[] = [
   {
-    service: 'envoy.service.discovery.v3.AggregatedDiscoveryService',
-    method: 'StreamAggregatedResources',
-    types: new Set(Object.values(TYPE)),
+    name: 'envoy.service.discovery.v3.AggregatedDiscoveryService',
+    sotw: 'StreamAggregatedResources',
+    delta: 'DeltaAggregatedResources',
+    types: KNOWN_TYPES,
   },
-  { service: 'envoy.service.listener.v3.ListenerDiscoveryService', method: 'StreamListeners', types: new Set([TYPE.listener]) },
-  { service: 'envoy.service.route.v3.RouteDiscoveryService', method: 'StreamRoutes', types: new Set([TYPE.route]) },
-  { service: 'envoy.service.cluster.v3.ClusterDiscoveryService', method: 'StreamClusters', types: new Set([TYPE.cluster]) },
-  { service: 'envoy.service.endpoint.v3.EndpointDiscoveryService', method: 'StreamEndpoints', types: new Set([TYPE.endpoint]) },
+  { name: 'envoy.service.listener.v3.ListenerDiscoveryService', sotw: 'StreamListeners', delta: 'DeltaListeners', types: new Set([TYPE.listener]) },
+  { name: 'envoy.service.route.v3.RouteDiscoveryService', sotw: 'StreamRoutes', delta: 'DeltaRoutes', types: new Set([TYPE.route]) },
+  { name: 'envoy.service.cluster.v3.ClusterDiscoveryService', sotw: 'StreamClusters', delta: 'DeltaClusters', types: new Set([TYPE.cluster]) },
+  { name: 'envoy.service.endpoint.v3.EndpointDiscoveryService', sotw: 'StreamEndpoints', delta: 'DeltaEndpoints', types: new Set([TYPE.endpoint]) },
+  {
+    name: 'envoy.service.extension.v3.ExtensionConfigDiscoveryService',
+    sotw: 'StreamExtensionConfigs',
+    delta: 'DeltaExtensionConfigs',
+    types: new Set([TYPE.extension]),
+  },
 ];
 
 export interface XdsServerOptions {
   cache: SnapshotCache;
   metrics: Metrics;
   log: Logger;
+  /** Which nodes share a snapshot; default node.cluster, else node.id. */
+  nodeHash?: NodeHash;
+  /** HTTP/2 keepalive ping interval (0: off). */
+  keepaliveMs?: number;
+  /** Streams are closed (GOAWAY) after this long so load rebalances across replicas (0: never). */
+  maxStreamAgeMs?: number;
 }
 
+type AnyStream = XdsStream<BaseTypeState> & { onRequest(request: never): void };
+
 export class XdsServer {
-  private readonly server = new grpc.Server({ 'grpc.max_send_message_length': 64 * 1024 * 1024 });
-  private readonly streams = new Set<SotwStream>();
+  private readonly server: grpc.Server;
+  private readonly streams = new Set<SotwStream | DeltaStream>();
+  private readonly ctx: StreamContext;
   private nextStreamId = 1;
 
   constructor(private readonly options: XdsServerOptions) {
-    for (const { service, method, types } of SOTW_METHODS) {
-      const definition = { [method]: bidiMethod(`/${service}/${method}`) };
-      this.server.addService(definition, {
-        [method]: (call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>) => this.serveSotw(call, types),
-      });
+    const channelOptions: grpc.ChannelOptions = { 'grpc.max_send_message_length': 64 * 1024 * 1024 };
+    if (options.keepaliveMs) {
+      channelOptions['grpc.keepalive_time_ms'] = options.keepaliveMs;
+      channelOptions['grpc.keepalive_timeout_ms'] = Math.min(20_000, options.keepaliveMs);
+    }
+    if (options.maxStreamAgeMs) {
+      channelOptions['grpc.max_connection_age_ms'] = options.maxStreamAgeMs;
+      channelOptions['grpc.max_connection_age_grace_ms'] = 30_000;
+    }
+    this.server = new grpc.Server(channelOptions);
+    this.ctx = {
+      cache: options.cache,
+      metrics: options.metrics,
+      log: options.log,
+      nodeHash: options.nodeHash ?? nodeGroup,
+      interner: new SubscriptionInterner(),
+    };
+    for (const service of SERVICES) {
+      this.server.addService(
+        {
+          [service.sotw]: bidiMethod(`/${service.name}/${service.sotw}`, decodeDiscoveryRequest),
+          [service.delta]: bidiMethod(`/${service.name}/${service.delta}`, decodeDeltaDiscoveryRequest),
+        },
+        {
+          [service.sotw]: (call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>) =>
+            this.serve(call, (id, sink) => new SotwStream(id, this.ctx, sink, service.types)),
+          [service.delta]: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>) =>
+            this.serve(call, (id, sink) => new DeltaStream(id, this.ctx, sink, service.types)),
+        },
+      );
     }
   }
 
@@ -80,16 +133,15 @@ export class XdsServer {
     this.server.forceShutdown();
   }
 
-  private serveSotw(call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>, types: ReadonlySet<string>): void {
-    const { cache, metrics, log } = this.options;
-    const stream = new SotwStream(
-      this.nextStreamId++,
-      cache,
-      { write: (bytes) => call.write(bytes), onDrain: (resume) => call.once('drain', resume) },
-      metrics,
-      log,
-      types,
-    );
+  private serve<Req, S extends SotwStream | DeltaStream>(
+    call: grpc.ServerDuplexStream<Req, Buffer>,
+    create: (id: number, sink: StreamSink) => S,
+  ): void {
+    const { metrics, log } = this.options;
+    const stream = create(this.nextStreamId++, {
+      write: (bytes) => call.write(bytes),
+      onDrain: (resume) => call.once('drain', resume),
+    });
     this.streams.add(stream);
     metrics.connectedStreams.inc();
     let closed = false;
@@ -100,22 +152,22 @@ export class XdsServer {
       this.streams.delete(stream);
       metrics.connectedStreams.dec();
       this.updateNodeGauge();
-      log.info({ stream: stream.id, node: stream.node?.id, reason }, 'xDS stream closed');
+      log.debug({ stream: stream.id, node: stream.node?.id, reason }, 'xDS stream closed');
       call.end();
     };
-    call.on('data', (request: DiscoveryRequest) => {
-      const isFirst = !stream.node && request.node;
+    call.on('data', (request: Req) => {
+      const isFirst = !stream.node;
       try {
-        stream.onRequest(request);
+        (stream as unknown as AnyStream).onRequest(request as never);
       } catch (error) {
         log.error({ stream: stream.id, err: error }, 'failed to handle xDS request');
         call.destroy(error instanceof Error ? error : new Error(String(error)));
         close('error');
         return;
       }
-      if (isFirst) {
+      if (isFirst && stream.node) {
         this.updateNodeGauge();
-        log.info({ stream: stream.id, node: stream.node?.id, cluster: stream.node?.cluster }, 'xDS stream opened');
+        log.debug({ stream: stream.id, variant: stream.variant, node: stream.node.id, group: stream.group }, 'xDS stream opened');
       }
     });
     call.on('end', () => close('client ended'));
@@ -124,9 +176,17 @@ export class XdsServer {
     call.on('close', () => close('closed'));
   }
 
+  private nodeGaugeTimer: NodeJS.Timeout | undefined;
+
+  /** Distinct node ids, recounted at most once per 100 ms (cheap with thousands of streams). */
   private updateNodeGauge(): void {
-    const ids = new Set<string>();
-    for (const s of this.streams) if (s.node) ids.add(s.node.id);
-    this.options.metrics.connectedNodes.set(ids.size);
+    if (this.nodeGaugeTimer) return;
+    this.nodeGaugeTimer = setTimeout(() => {
+      this.nodeGaugeTimer = undefined;
+      const ids = new Set<string>();
+      for (const s of this.streams) if (s.node) ids.add(s.node.id);
+      this.options.metrics.connectedNodes.set(ids.size);
+    }, 100);
+    this.nodeGaugeTimer.unref();
   }
 }

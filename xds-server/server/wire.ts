@@ -3,7 +3,7 @@
 // resources, type_url) is cached per view, and only the nonce is per stream.
 import protobuf from 'protobufjs';
 import { decodeMessage } from '../protos/index.ts';
-import type { View } from '../cache/index.ts';
+import type { ResourceEntry, View } from '../cache/index.ts';
 
 export interface NodeInfo {
   id: string;
@@ -63,7 +63,77 @@ function responseBody(typeUrl: string, view: View): Uint8Array {
 }
 
 export function encodeDiscoveryResponse(typeUrl: string, view: View, nonce: string): Buffer {
-  const body = responseBody(typeUrl, view);
+  return withNonce(responseBody(typeUrl, view), nonce);
+}
+
+// ── Delta ──────────────────────────────────────────────────────────────────
+
+export interface DeltaDiscoveryRequest {
+  node?: NodeInfo;
+  typeUrl: string;
+  subscribe: string[];
+  unsubscribe: string[];
+  initialResourceVersions: Map<string, string>;
+  responseNonce: string;
+  errorDetail?: { code: number; message: string };
+}
+
+function strings(value: unknown): string[] {
+  return Array.isArray(value) ? value.map(text) : [];
+}
+
+export function decodeDeltaDiscoveryRequest(bytes: Uint8Array): DeltaDiscoveryRequest {
+  const raw = decodeMessage('envoy.service.discovery.v3.DeltaDiscoveryRequest', bytes);
+  const node = record(raw.node);
+  const error = record(raw.error_detail);
+  const initial = record(raw.initial_resource_versions) ?? {};
+  return {
+    node: node && {
+      id: text(node.id),
+      cluster: text(node.cluster),
+      userAgent: `${text(node.user_agent_name)} ${text(node.user_agent_version)}`.trim(),
+    },
+    typeUrl: text(raw.type_url),
+    subscribe: strings(raw.resource_names_subscribe),
+    unsubscribe: strings(raw.resource_names_unsubscribe),
+    initialResourceVersions: new Map(Object.entries(initial).map(([k, v]) => [k, text(v)])),
+    responseNonce: text(raw.response_nonce),
+    errorDetail: error && { code: Number(error.code ?? 0), message: text(error.message) },
+  };
+}
+
+const resourceMessages = new WeakMap<ResourceEntry, Uint8Array>();
+
+/** envoy.service.discovery.v3.Resource { version = 1, resource = 2, name = 3 }, once per entry. */
+function deltaResource(entry: ResourceEntry): Uint8Array {
+  let bytes = resourceMessages.get(entry);
+  if (!bytes) {
+    bytes = protobuf.Writer.create()
+      .uint32((1 << 3) | 2).string(entry.version)
+      .uint32((2 << 3) | 2).bytes(entry.anyBytes)
+      .uint32((3 << 3) | 2).string(entry.name)
+      .finish();
+    resourceMessages.set(entry, bytes);
+  }
+  return bytes;
+}
+
+/** DeltaDiscoveryResponse without its nonce: system_version_info (1), resources (2), type_url (4), removed_resources (6). */
+export function deltaResponseBody(
+  typeUrl: string,
+  systemVersion: string,
+  updated: readonly ResourceEntry[],
+  removed: readonly string[],
+): Uint8Array {
+  const w = protobuf.Writer.create();
+  w.uint32((1 << 3) | 2).string(systemVersion);
+  for (const entry of updated) w.uint32((2 << 3) | 2).bytes(deltaResource(entry));
+  w.uint32((4 << 3) | 2).string(typeUrl);
+  for (const name of removed) w.uint32((6 << 3) | 2).string(name);
+  return w.finish();
+}
+
+export function withNonce(body: Uint8Array, nonce: string): Buffer {
   const tail = protobuf.Writer.create().uint32((5 << 3) | 2).string(nonce).finish();
   return Buffer.concat([body, tail]);
 }

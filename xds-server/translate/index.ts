@@ -18,7 +18,7 @@ function socketAddress(host: string, port: number): EnvoyMessage {
 }
 
 export function translate(mesh: Mesh): Resources {
-  const resources: Resources = { listeners: [], routes: [], clusters: [], endpoints: [] };
+  const resources: Resources = { listeners: [], routes: [], clusters: [], endpoints: [], extensions: [] };
   for (const listener of mesh.listeners) {
     switch (listener.protocol) {
       case 'http':

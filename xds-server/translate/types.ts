@@ -6,16 +6,19 @@ export const TYPE = {
   route: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
   cluster: 'type.googleapis.com/envoy.config.cluster.v3.Cluster',
   endpoint: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
+  /** ECDS: filter configs (e.g. Wasm) that listeners name through config_discovery. */
+  extension: 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig',
 } as const;
 
 export type ResourceType = (typeof TYPE)[keyof typeof TYPE];
 
 /** Make-before-break: what a resource refers to is sent before it. */
-export const TYPE_ORDER: readonly ResourceType[] = [TYPE.cluster, TYPE.endpoint, TYPE.listener, TYPE.route];
+export const TYPE_ORDER: readonly ResourceType[] = [TYPE.cluster, TYPE.endpoint, TYPE.extension, TYPE.listener, TYPE.route];
 
 export interface Resources {
   listeners: EnvoyMessage[];
   routes: EnvoyMessage[];
   clusters: EnvoyMessage[];
   endpoints: EnvoyMessage[];
+  extensions: EnvoyMessage[];
 }

@@ -1,0 +1,41 @@
+// What SotW and Delta streams share: the types served, which are full-state,
+// the make-before-break order, and the transport sink.
+import { TYPE, type ResourceType } from '../translate/index.ts';
+
+export const KNOWN_TYPES: ReadonlySet<string> = new Set(Object.values(TYPE));
+
+/** Types whose SotW responses carry the full state; an empty first subscription means wildcard. */
+export const FULL_STATE: ReadonlySet<string> = new Set([TYPE.listener, TYPE.cluster]);
+
+export interface Step {
+  typeUrl: ResourceType;
+  /** Clusters first go out with nothing removed, so nothing in use disappears early. */
+  additive?: boolean;
+  /** Types whose unacknowledged response holds this step back. */
+  waitsFor: readonly ResourceType[];
+}
+
+/**
+ * Make-before-break: CDS additions, EDS, ECDS, LDS, RDS, then CDS removals.
+ * LDS and RDS wait for CDS and EDS to be ACKed; removals wait for everything.
+ * EDS never waits for CDS: Envoy 1.40 holds its CDS ACK until new clusters
+ * have warmed, and warming an EDS cluster needs its EDS response (verified).
+ */
+export const STEPS: readonly Step[] = [
+  { typeUrl: TYPE.cluster, additive: true, waitsFor: [TYPE.cluster] },
+  { typeUrl: TYPE.endpoint, waitsFor: [TYPE.endpoint] },
+  { typeUrl: TYPE.extension, waitsFor: [TYPE.extension] },
+  { typeUrl: TYPE.listener, waitsFor: [TYPE.cluster, TYPE.endpoint, TYPE.listener] },
+  { typeUrl: TYPE.route, waitsFor: [TYPE.cluster, TYPE.endpoint, TYPE.route] },
+  { typeUrl: TYPE.cluster, waitsFor: [TYPE.cluster, TYPE.endpoint, TYPE.extension, TYPE.listener, TYPE.route] },
+];
+
+export interface StreamSink {
+  /** Returns false when the transport buffer is full; `onDrain` then resumes. */
+  write(bytes: Buffer): boolean;
+  onDrain(resume: () => void): void;
+}
+
+export function shortType(typeUrl: string): string {
+  return typeUrl.slice(typeUrl.lastIndexOf('.') + 1);
+}
