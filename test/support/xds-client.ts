@@ -118,3 +118,112 @@ function decodeResponse(bytes: Buffer): ReceivedResponse {
     }),
   };
 }
+
+// ── Delta ──────────────────────────────────────────────────────────────────
+
+export interface ReceivedDeltaResponse {
+  typeUrl: string;
+  nonce: string;
+  systemVersion: string;
+  resources: Array<ReceivedResource & { version: string }>;
+  removed: string[];
+}
+
+export interface DeltaRequestOptions {
+  typeUrl: string;
+  subscribe?: string[];
+  unsubscribe?: string[];
+  initialVersions?: Record<string, string>;
+  nonce?: string;
+  error?: string;
+  nodeId?: string;
+  nodeCluster?: string;
+}
+
+export class DeltaTestClient {
+  private readonly client: grpc.Client;
+  private readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
+  private readonly queue: ReceivedDeltaResponse[] = [];
+  private waiter: (() => void) | undefined;
+  private ended: Error | undefined;
+
+  constructor(port: number, method = '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources') {
+    this.client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    this.call = this.client.makeBidiStreamRequest(method, (b: Buffer) => b, (b: Buffer) => b);
+    this.call.on('data', (bytes: Buffer) => {
+      this.queue.push(decodeDeltaResponse(bytes));
+      this.waiter?.();
+    });
+    this.call.on('error', (error) => {
+      this.ended = error;
+      this.waiter?.();
+    });
+  }
+
+  send(options: DeltaRequestOptions): void {
+    const request: Record<string, unknown> = {
+      type_url: options.typeUrl,
+      resource_names_subscribe: options.subscribe ?? [],
+      resource_names_unsubscribe: options.unsubscribe ?? [],
+      initial_resource_versions: options.initialVersions ?? {},
+      response_nonce: options.nonce ?? '',
+    };
+    if (options.nodeId) request.node = { id: options.nodeId, cluster: options.nodeCluster ?? 'test' };
+    if (options.error) request.error_detail = { code: 3, message: options.error };
+    this.call.write(Buffer.from(encodeMessage('envoy.service.discovery.v3.DeltaDiscoveryRequest', request)));
+  }
+
+  ack(response: ReceivedDeltaResponse): void {
+    this.send({ typeUrl: response.typeUrl, nonce: response.nonce });
+  }
+
+  async next(timeoutMs = 5000): Promise<ReceivedDeltaResponse> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.queue.length === 0) {
+      if (this.ended) throw this.ended;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no xDS response within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiter = undefined;
+    }
+    return this.queue.shift()!;
+  }
+
+  async expectSilence(ms = 300): Promise<void> {
+    try {
+      const r = await this.next(ms);
+      throw new Error(`expected no response, got ${r.typeUrl} [${r.resources.map((x) => x.name)}] removed [${r.removed}]`);
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith('no xDS response')) throw error;
+    }
+  }
+
+  close(): void {
+    this.call.cancel();
+    this.client.close();
+  }
+}
+
+function decodeDeltaResponse(bytes: Buffer): ReceivedDeltaResponse {
+  const raw = decodeMessage('envoy.service.discovery.v3.DeltaDiscoveryResponse', bytes);
+  const resources = Array.isArray(raw.resources)
+    ? (raw.resources as Array<{ name: string; version: string; resource: { type_url: string; value: Uint8Array } }>)
+    : [];
+  return {
+    typeUrl: String(raw.type_url ?? ''),
+    nonce: String(raw.nonce ?? ''),
+    systemVersion: String(raw.system_version_info ?? ''),
+    resources: resources.map((r) => ({
+      name: r.name,
+      version: r.version,
+      message: decodeMessage(r.resource.type_url.slice(TYPE_PREFIX.length), r.resource.value),
+    })),
+    removed: Array.isArray(raw.removed_resources) ? raw.removed_resources.map(String) : [],
+  };
+}

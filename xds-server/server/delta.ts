@@ -87,7 +87,8 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
     for (const name of subscribe) {
       if (name === '*') continue;
       names.add(name);
-      state.forceNames.add(name);
+      // A name the client says it already holds is diffed by version instead.
+      if (!state.heldOverride?.has(name)) state.forceNames.add(name);
     }
     for (const name of unsubscribe) {
       if (name === '*') continue;
