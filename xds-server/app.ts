@@ -5,12 +5,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { buildAdmin } from './admin/index.ts';
-import { buildSnapshot, SnapshotCache } from './cache/index.ts';
+import { SnapshotCache, snapshotsOf } from './cache/index.ts';
 import { formatConfigError, loadMeshFile } from './config/index.ts';
 import type { Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { XdsServer } from './server/index.ts';
-import { translate } from './translate/index.ts';
 
 export interface ServeOptions {
   configPath: string;
@@ -50,7 +49,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     }
     let snapshotVersion: string;
     try {
-      const snapshot = buildSnapshot(translate(result.mesh));
+      const snapshot = snapshotsOf(result.mesh);
       snapshotVersion = snapshot.version;
       const changed = cache.set(snapshot);
       if (changed) {

@@ -2,12 +2,15 @@
 // server over ADS (SotW by default, Delta with --delta).
 import { isIP } from 'node:net';
 import { stringify } from 'yaml';
+import { XDS_CLUSTER } from './translate/index.ts';
 
 export interface BootstrapOptions {
   xds: string; // host:port of the xDS server
   nodeId: string;
   nodeCluster?: string;
   delta?: boolean;
+  /** One stream per resource type (LDS, CDS, and RDS/EDS through them) instead of ADS. */
+  perType?: boolean;
   adminPort?: number;
   adminAddress?: string;
 }
@@ -22,25 +25,33 @@ export function parseHostPort(value: string): { host: string; port: number } {
 export function bootstrapConfig(options: BootstrapOptions): Record<string, unknown> {
   const xds = parseHostPort(options.xds);
   const adsSource = () => ({ ads: {}, resource_api_version: 'V3' });
+  const apiType = options.delta ? 'DELTA_GRPC' : 'GRPC';
+  const grpcServices = () => [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }];
+  const dynamic = options.perType
+    ? {
+        cds_config: { resource_api_version: 'V3', api_config_source: { api_type: apiType, transport_api_version: 'V3', grpc_services: grpcServices() } },
+        lds_config: { resource_api_version: 'V3', api_config_source: { api_type: apiType, transport_api_version: 'V3', grpc_services: grpcServices() } },
+      }
+    : {
+        ads_config: {
+          api_type: apiType,
+          transport_api_version: 'V3',
+          set_node_on_first_message_only: true,
+          grpc_services: grpcServices(),
+        },
+        cds_config: adsSource(),
+        lds_config: adsSource(),
+      };
   return {
     node: { id: options.nodeId, cluster: options.nodeCluster ?? 'protoplane' },
     admin: {
       address: { socket_address: { address: options.adminAddress ?? '127.0.0.1', port_value: options.adminPort ?? 9901 } },
     },
-    dynamic_resources: {
-      ads_config: {
-        api_type: options.delta ? 'DELTA_GRPC' : 'GRPC',
-        transport_api_version: 'V3',
-        set_node_on_first_message_only: true,
-        grpc_services: [{ envoy_grpc: { cluster_name: 'protoplane_xds' } }],
-      },
-      cds_config: adsSource(),
-      lds_config: adsSource(),
-    },
+    dynamic_resources: dynamic,
     static_resources: {
       clusters: [
         {
-          name: 'protoplane_xds',
+          name: XDS_CLUSTER,
           type: isIP(xds.host) ? 'STATIC' : 'STRICT_DNS',
           connect_timeout: '1s',
           typed_extension_protocol_options: {
@@ -50,7 +61,7 @@ export function bootstrapConfig(options: BootstrapOptions): Record<string, unkno
             },
           },
           load_assignment: {
-            cluster_name: 'protoplane_xds',
+            cluster_name: XDS_CLUSTER,
             endpoints: [
               { lb_endpoints: [{ endpoint: { address: { socket_address: { address: xds.host, port_value: xds.port } } } }] },
             ],

@@ -4,12 +4,12 @@
 // something for one variant or for ADS says so in its `applies` field.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { buildSnapshot, SnapshotCache } from '../../xds-server/cache/index.ts';
+import { SnapshotCache, snapshotsOf } from '../../xds-server/cache/index.ts';
 import { silentLogger } from '../../xds-server/log.ts';
 import { Metrics } from '../../xds-server/metrics.ts';
 import type { Cluster, Mesh } from '../../xds-server/model/types.ts';
 import { XdsServer } from '../../xds-server/server/index.ts';
-import { translate, TYPE } from '../../xds-server/translate/index.ts';
+import { TYPE } from '../../xds-server/translate/index.ts';
 import { DeltaTestClient, XdsTestClient, type ReceivedDeltaResponse, type ReceivedResponse } from '../support/xds-client.ts';
 
 type Variant = 'sotw' | 'delta';
@@ -489,7 +489,7 @@ for (const transport of TRANSPORTS) {
       it(scenario.name, async () => {
         const env: Env = {
           t: transport,
-          install: (m) => void cache.set(buildSnapshot(translate(m))),
+          install: (m) => void cache.set(snapshotsOf(m)),
           connect: () => {
             const c = new Conn(port, transport, `node-${++n}`);
             conns.push(c);

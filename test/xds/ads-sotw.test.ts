@@ -2,12 +2,12 @@
 // stream: ACK, NACK, stale nonce, subscribe-before-exists, push order.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { buildSnapshot, SnapshotCache } from '../../xds-server/cache/index.ts';
+import { SnapshotCache, snapshotsOf } from '../../xds-server/cache/index.ts';
 import { silentLogger } from '../../xds-server/log.ts';
 import { Metrics } from '../../xds-server/metrics.ts';
 import type { Cluster, Mesh } from '../../xds-server/model/types.ts';
 import { XdsServer } from '../../xds-server/server/index.ts';
-import { translate, TYPE } from '../../xds-server/translate/index.ts';
+import { TYPE } from '../../xds-server/translate/index.ts';
 import { XdsTestClient, type ReceivedResponse } from '../support/xds-client.ts';
 
 function cluster(name: string, port = 9000, connectTimeout = 1000): Cluster {
@@ -44,7 +44,7 @@ describe('SotW ADS', () => {
     clients.push(c);
     return c;
   };
-  const install = (m: Mesh) => cache.set(buildSnapshot(translate(m)));
+  const install = (m: Mesh) => cache.set(snapshotsOf(m));
 
   before(async () => {
     install(mesh([cluster('a'), cluster('b')]));

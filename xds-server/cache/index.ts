@@ -3,7 +3,9 @@
 // one Snapshot object; a group exists only while it has watching streams, so
 // memory does not grow per node beyond stream state. Streams read from here;
 // they never translate or encode.
-import type { Snapshot } from './snapshot.ts';
+import type { Mesh } from '../model/types.ts';
+import { translate, type XdsFlavour } from '../translate/index.ts';
+import { buildSnapshot, type Snapshot } from './snapshot.ts';
 
 export {
   buildSnapshot,
@@ -35,52 +37,87 @@ export type GroupSnapshot = (group: string, base: Snapshot) => Snapshot;
 
 type Watcher = (snapshot: Snapshot) => void;
 
+/**
+ * One config version as snapshots for each way Envoy can be connected: over
+ * ADS, or with per-type streams (whose clusters and listeners must name the
+ * per-type source for their EDS and RDS). The ADS one is built at once; the
+ * others only when a stream of that flavour exists.
+ */
+export class SnapshotSet {
+  readonly version: string;
+  private readonly built = new Map<XdsFlavour, Snapshot>();
+
+  constructor(private readonly build: (flavour: XdsFlavour) => Snapshot) {
+    const ads = build('ads');
+    this.built.set('ads', ads);
+    this.version = ads.version;
+  }
+
+  get(flavour: XdsFlavour): Snapshot {
+    let snapshot = this.built.get(flavour);
+    if (!snapshot) {
+      snapshot = this.build(flavour);
+      this.built.set(flavour, snapshot);
+    }
+    return snapshot;
+  }
+}
+
+export function snapshotsOf(mesh: Mesh): SnapshotSet {
+  const createdAt = Date.now();
+  return new SnapshotSet((flavour) => buildSnapshot(translate(mesh, flavour), createdAt));
+}
+
 interface Group {
+  name: string;
+  flavour: XdsFlavour;
   snapshot: Snapshot | undefined;
   watchers: Set<Watcher>;
 }
 
 export class SnapshotCache {
-  private base: Snapshot | undefined;
+  private base: SnapshotSet | undefined;
   private readonly groups = new Map<string, Group>();
   private readonly globalWatchers = new Set<Watcher>();
 
   constructor(private readonly forGroup: GroupSnapshot = (_group, base) => base) {}
 
-  /** The mesh-wide snapshot. */
+  /** The mesh-wide snapshot (ADS flavour). */
   get snapshot(): Snapshot | undefined {
-    return this.base;
+    return this.base?.get('ads');
   }
 
-  /** Installs a snapshot; returns false (and notifies nobody) when nothing changed. */
-  set(snapshot: Snapshot): boolean {
-    if (this.base?.version === snapshot.version) return false;
-    this.base = snapshot;
-    for (const [name, group] of this.groups) {
-      const next = this.forGroup(name, snapshot);
+  /** Installs a config version; returns false (and notifies nobody) when nothing changed. */
+  set(snapshots: SnapshotSet): boolean {
+    if (this.base?.version === snapshots.version) return false;
+    this.base = snapshots;
+    for (const group of this.groups.values()) {
+      const next = this.forGroup(group.name, snapshots.get(group.flavour));
       if (group.snapshot?.version === next.version) continue;
       group.snapshot = next;
       for (const watcher of group.watchers) watcher(next);
     }
-    for (const watcher of this.globalWatchers) watcher(snapshot);
+    const ads = snapshots.get('ads');
+    for (const watcher of this.globalWatchers) watcher(ads);
     return true;
   }
 
-  snapshotOf(group: string): Snapshot | undefined {
-    return this.groups.get(group)?.snapshot;
+  snapshotOf(group: string, flavour: XdsFlavour = 'ads'): Snapshot | undefined {
+    return this.groups.get(`${flavour}\0${group}`)?.snapshot;
   }
 
   /** Joins a group (creating it on first use); the returned function leaves it. */
-  watch(group: string, watcher: Watcher): () => void {
-    let entry = this.groups.get(group);
+  watch(group: string, flavour: XdsFlavour, watcher: Watcher): () => void {
+    const key = `${flavour}\0${group}`;
+    let entry = this.groups.get(key);
     if (!entry) {
-      entry = { snapshot: this.base && this.forGroup(group, this.base), watchers: new Set() };
-      this.groups.set(group, entry);
+      entry = { name: group, flavour, snapshot: this.base && this.forGroup(group, this.base.get(flavour)), watchers: new Set() };
+      this.groups.set(key, entry);
     }
     entry.watchers.add(watcher);
     return () => {
       entry.watchers.delete(watcher);
-      if (entry.watchers.size === 0 && this.groups.get(group) === entry) this.groups.delete(group);
+      if (entry.watchers.size === 0 && this.groups.get(key) === entry) this.groups.delete(key);
     };
   }
 

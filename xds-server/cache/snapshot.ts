@@ -165,7 +165,7 @@ export class Snapshot {
   }
 }
 
-export function buildSnapshot(resources: Resources): Snapshot {
+export function buildSnapshot(resources: Resources, createdAt: number = Date.now()): Snapshot {
   const byType: Array<[ResourceType, EnvoyMessage[]]> = [
     [TYPE.listener, resources.listeners],
     [TYPE.route, resources.routes],
@@ -183,5 +183,5 @@ export function buildSnapshot(resources: Resources): Snapshot {
     }
     types.set(typeUrl, new TypeSnapshot(typeUrl, entries));
   }
-  return new Snapshot(types);
+  return new Snapshot(types, createdAt);
 }

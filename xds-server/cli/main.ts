@@ -8,7 +8,7 @@ import { createLogger } from '../log.ts';
 const USAGE = `usage:
   protoplane serve --config mesh.yaml [--xds-port 18000] [--admin-port 18001] [--host 0.0.0.0]
   protoplane validate mesh.yaml
-  protoplane bootstrap --xds 127.0.0.1:18000 --node-id ID [--node-cluster C] [--delta] [--admin-port 9901] [--admin-address 127.0.0.1]`;
+  protoplane bootstrap --xds 127.0.0.1:18000 --node-id ID [--node-cluster C] [--delta] [--per-type] [--admin-port 9901] [--admin-address 127.0.0.1]`;
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -73,6 +73,7 @@ async function main(argv: string[]): Promise<number> {
           'node-id': { type: 'string' },
           'node-cluster': { type: 'string' },
           delta: { type: 'boolean' },
+          'per-type': { type: 'boolean' },
           'admin-port': { type: 'string' },
           'admin-address': { type: 'string' },
         },
@@ -84,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
           nodeId: values['node-id'],
           nodeCluster: values['node-cluster'],
           delta: values.delta ?? false,
+          perType: values['per-type'] ?? false,
           adminPort: port(values['admin-port'], 9901, '--admin-port'),
           adminAddress: values['admin-address'],
         }),

@@ -203,7 +203,7 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
 
   /** Envoy re-warms a changed cluster and waits for its endpoints: send them again. */
   private refreshEndpointsOf(clusters: DeltaTypeState, updated: readonly ResourceEntry[]): void {
-    const eds = this.types.get(TYPE.endpoint);
+    const eds = this.typeState(TYPE.endpoint) as DeltaTypeState | undefined;
     if (!eds) return;
     for (const cluster of updated) {
       if (clusters.heldView && entryIn(clusters.heldView, cluster.name) && (eds.wildcard || eds.subscription.names.has(cluster.name))) {

@@ -35,6 +35,7 @@ interface Service {
   sotw: string;
   delta: string;
   types: ReadonlySet<string>;
+  ads?: boolean;
 }
 
 /** Every xDS service with its SotW and Delta method and the types its streams carry. */
@@ -44,6 +45,7 @@ const SERVICES: readonly Service[] = [
     sotw: 'StreamAggregatedResources',
     delta: 'DeltaAggregatedResources',
     types: KNOWN_TYPES,
+    ads: true,
   },
   { name: 'envoy.service.listener.v3.ListenerDiscoveryService', sotw: 'StreamListeners', delta: 'DeltaListeners', types: new Set([TYPE.listener]) },
   { name: 'envoy.service.route.v3.RouteDiscoveryService', sotw: 'StreamRoutes', delta: 'DeltaRoutes', types: new Set([TYPE.route]) },
@@ -94,6 +96,7 @@ export class XdsServer {
       log: options.log,
       nodeHash: options.nodeHash ?? nodeGroup,
       interner: new SubscriptionInterner(),
+      perTypeSessions: new Map(),
     };
     for (const service of SERVICES) {
       this.server.addService(
@@ -103,9 +106,9 @@ export class XdsServer {
         },
         {
           [service.sotw]: (call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>) =>
-            this.serve(call, (id, sink) => new SotwStream(id, this.ctx, sink, service.types)),
+            this.serve(call, (id, sink) => new SotwStream(id, this.ctx, sink, service.types, service.ads ? 'ads' : 'sotw')),
           [service.delta]: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>) =>
-            this.serve(call, (id, sink) => new DeltaStream(id, this.ctx, sink, service.types)),
+            this.serve(call, (id, sink) => new DeltaStream(id, this.ctx, sink, service.types, service.ads ? 'ads' : 'delta')),
         },
       );
     }

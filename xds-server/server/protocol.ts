@@ -13,6 +13,8 @@ export interface Step {
   additive?: boolean;
   /** Types whose unacknowledged response holds this step back. */
   waitsFor: readonly ResourceType[];
+  /** Held back until every EDS cluster the client holds has its endpoints ACKed. */
+  needsWarmClusters?: boolean;
 }
 
 /**
@@ -20,13 +22,16 @@ export interface Step {
  * LDS and RDS wait for CDS and EDS to be ACKed; removals wait for everything.
  * EDS never waits for CDS: Envoy 1.40 holds its CDS ACK until new clusters
  * have warmed, and warming an EDS cluster needs its EDS response (verified).
+ * With per-type streams Envoy ACKs CDS at once and opens the new cluster's
+ * EDS stream afterwards (verified), so there LDS and RDS also wait until the
+ * endpoints of every cluster are ACKed.
  */
 export const STEPS: readonly Step[] = [
   { typeUrl: TYPE.cluster, additive: true, waitsFor: [TYPE.cluster] },
   { typeUrl: TYPE.endpoint, waitsFor: [TYPE.endpoint] },
   { typeUrl: TYPE.extension, waitsFor: [TYPE.extension] },
-  { typeUrl: TYPE.listener, waitsFor: [TYPE.cluster, TYPE.endpoint, TYPE.listener] },
-  { typeUrl: TYPE.route, waitsFor: [TYPE.cluster, TYPE.endpoint, TYPE.route] },
+  { typeUrl: TYPE.listener, waitsFor: [TYPE.cluster, TYPE.endpoint, TYPE.listener], needsWarmClusters: true },
+  { typeUrl: TYPE.route, waitsFor: [TYPE.cluster, TYPE.endpoint, TYPE.route], needsWarmClusters: true },
   { typeUrl: TYPE.cluster, waitsFor: [TYPE.cluster, TYPE.endpoint, TYPE.extension, TYPE.listener, TYPE.route] },
 ];
 

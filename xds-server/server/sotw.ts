@@ -84,7 +84,7 @@ export class SotwStream extends XdsStream<SotwTypeState> {
     if (!this.needsSend(state, view)) return;
     const nonce = this.nextNonce();
     if (state.typeUrl === TYPE.cluster && state.sentVersion !== view.version) {
-      const eds = this.types.get(TYPE.endpoint);
+      const eds = this.typeState(TYPE.endpoint) as typeof state | undefined;
       if (eds) eds.forceResend = true;
     }
     state.sentView = view;

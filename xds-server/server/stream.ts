@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { NodeHash, ResourceEntry, Snapshot, SnapshotCache, Subscription } from '../cache/index.ts';
 import type { Metrics } from '../metrics.ts';
-import type { ResourceType } from '../translate/index.ts';
+import { TYPE, type ResourceType, type XdsFlavour } from '../translate/index.ts';
 import { STEPS, shortType, type Step, type StreamSink } from './protocol.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
 import type { NodeInfo } from './wire.ts';
@@ -38,6 +38,12 @@ export interface StreamContext {
   log: Logger;
   nodeHash: NodeHash;
   interner: SubscriptionInterner;
+  /**
+   * The per-type streams of each node, by node id: an Envoy with one stream
+   * per type still needs make-before-break across them (RDS must not point at
+   * a cluster its CDS stream has not warmed yet).
+   */
+  perTypeSessions: Map<string, Set<XdsStream<BaseTypeState>>>;
 }
 
 export interface BaseTypeState extends TypeStateInfo {
@@ -60,8 +66,6 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
   group?: string;
   readonly connectedAt = Date.now();
   readonly types = new Map<ResourceType, S>();
-  protected snapshot: Snapshot | undefined;
-  private snapshotAt = 0;
   private blocked = false;
   private nonceCounter = 0;
   private leaveGroup: (() => void) | undefined;
@@ -72,23 +76,44 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
     private readonly sink: StreamSink,
     /** Per-type services accept only their own type; ADS accepts all. */
     protected readonly allowedTypes: ReadonlySet<string>,
+    /** Which snapshot flavour this stream's Envoy needs (ADS, or per-type SotW/Delta). */
+    private readonly flavour: XdsFlavour,
   ) {}
+
+  /** This stream and the node's other per-type streams (just this one over ADS). */
+  private session(): Iterable<XdsStream<BaseTypeState>> {
+    const peers = this.flavour !== 'ads' && this.node?.id ? this.ctx.perTypeSessions.get(this.node.id) : undefined;
+    return peers ?? [this as unknown as XdsStream<BaseTypeState>];
+  }
+
+  /** A type's state on this stream or on one of the node's other per-type streams. */
+  protected typeState(typeUrl: ResourceType): BaseTypeState | undefined {
+    for (const stream of this.session()) {
+      const state = stream.types.get(typeUrl);
+      if (state) return state;
+    }
+    return undefined;
+  }
 
   /** Remembers the node of the first request and joins its snapshot group. */
   protected identify(node: NodeInfo | undefined): void {
     if (this.node) return;
     this.node = node ?? { id: '', cluster: '', userAgent: '' };
+    if (this.flavour !== 'ads' && this.node.id) {
+      const peers = this.ctx.perTypeSessions.get(this.node.id) ?? new Set();
+      peers.add(this as unknown as XdsStream<BaseTypeState>);
+      this.ctx.perTypeSessions.set(this.node.id, peers);
+    }
     this.group = this.ctx.nodeHash(this.node);
-    this.leaveGroup = this.ctx.cache.watch(this.group, (snapshot) => {
-      this.snapshot = snapshot;
-      this.snapshotAt = snapshot.createdAt;
-      this.pump();
-    });
-    this.snapshot = this.ctx.cache.snapshotOf(this.group);
+    this.leaveGroup = this.ctx.cache.watch(this.group, this.flavour, () => this.pump());
   }
 
   close(): void {
     this.leaveGroup?.();
+    const peers = this.node?.id ? this.ctx.perTypeSessions.get(this.node.id) : undefined;
+    if (peers?.delete(this as unknown as XdsStream<BaseTypeState>) && peers.size === 0) {
+      this.ctx.perTypeSessions.delete(this.node!.id);
+    }
     for (const state of this.types.values()) this.ctx.interner.release(state.subscription);
   }
 
@@ -98,6 +123,7 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
 
   protected onAck(state: S, now: number): void {
     state.awaiting = false;
+    this.ctx.log.debug({ stream: this.id, type: shortType(state.typeUrl), version: state.sentVersion }, 'ack');
     if (state.ackedVersion !== state.sentVersion) {
       state.ackedVersion = state.sentVersion;
       const type = shortType(state.typeUrl);
@@ -128,15 +154,46 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
     state.subscription = next;
   }
 
-  /** Sends every response that is due and not held back, in make-before-break order. */
+  private anyAwaiting(typeUrl: ResourceType): boolean {
+    for (const stream of this.session()) if (stream.types.get(typeUrl)?.awaiting) return true;
+    return false;
+  }
+
+  /** Per-type sessions only (over ADS, Envoy's own CDS ACK waits for warming). */
+  private clustersWarm(snapshot: Snapshot): boolean {
+    if (this.flavour === 'ads') return true;
+    let clusters: BaseTypeState | undefined;
+    const withEndpoints = new Set<string>();
+    for (const stream of this.session()) {
+      clusters ??= stream.types.get(TYPE.cluster);
+      for (const entry of stream.types.get(TYPE.endpoint)?.held() ?? []) withEndpoints.add(entry.name);
+    }
+    if (!clusters) return true;
+    const assignments = snapshot.of(TYPE.endpoint).entries;
+    return clusters.held().every((c) => !assignments.has(c.name) || withEndpoints.has(c.name));
+  }
+
+  /** The snapshot of this stream's group, as the cache has it now. */
+  private currentSnapshot(): Snapshot | undefined {
+    return this.group === undefined ? undefined : this.ctx.cache.snapshotOf(this.group, this.flavour);
+  }
+
+  /**
+   * Sends every response that is due and not held back, in make-before-break
+   * order, over all of the node's streams at once (one stream over ADS; the
+   * per-type streams otherwise), so ordering holds across streams too.
+   */
   pump(): void {
-    const snapshot = this.snapshot;
-    if (!snapshot) return;
+    const streams = [...this.session()];
     for (const step of STEPS) {
-      if (this.blocked) return;
-      const state = this.types.get(step.typeUrl);
-      if (!state || step.waitsFor.some((t) => this.types.get(t)?.awaiting)) continue;
-      this.pushStep(state, step, snapshot, Math.max(this.snapshotAt, state.subscribedAt));
+      for (const stream of streams) {
+        const state = stream.types.get(step.typeUrl);
+        const snapshot = stream.currentSnapshot();
+        if (!state || !snapshot || stream.blocked) continue;
+        if (step.waitsFor.some((t) => this.anyAwaiting(t))) continue;
+        if (step.needsWarmClusters && !this.clustersWarm(snapshot)) continue;
+        stream.pushStep(state, step, snapshot, Math.max(snapshot.createdAt, state.subscribedAt));
+      }
     }
   }
 
@@ -150,6 +207,7 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
     state.causeAt = causeAt;
     state.awaiting = true;
     this.ctx.metrics.pushes.inc({ type: shortType(state.typeUrl) });
+    this.ctx.log.debug({ stream: this.id, type: shortType(state.typeUrl), version, nonce }, 'push');
     if (!this.sink.write(bytes)) {
       this.blocked = true;
       this.sink.onDrain(() => {

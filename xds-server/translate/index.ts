@@ -7,7 +7,26 @@ import { TYPE, type EnvoyMessage, type Resources } from './types.ts';
 
 export { TYPE, TYPE_ORDER, type EnvoyMessage, type Resources, type ResourceType } from './types.ts';
 
-const ADS_SOURCE = { ads: {}, resource_api_version: 'V3' };
+/**
+ * Where Envoy fetches the RDS and EDS that listeners and clusters refer to:
+ * the ADS stream, or (for an Envoy bootstrapped with one stream per type) the
+ * per-type services of the cluster its bootstrap names protoplane_xds.
+ * (Envoy 1.40 rejects `self: {}` here: "Missing config source specifier".)
+ */
+export type XdsFlavour = 'ads' | 'sotw' | 'delta';
+export const XDS_CLUSTER = 'protoplane_xds';
+
+function configSource(flavour: XdsFlavour): EnvoyMessage {
+  if (flavour === 'ads') return { ads: {}, resource_api_version: 'V3' };
+  return {
+    resource_api_version: 'V3',
+    api_config_source: {
+      api_type: flavour === 'delta' ? 'DELTA_GRPC' : 'GRPC',
+      transport_api_version: 'V3',
+      grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }],
+    },
+  };
+}
 
 export function duration(ms: DurationMs): { seconds: number; nanos: number } {
   return { seconds: Math.floor(ms / 1000), nanos: Math.round((ms % 1000) * 1e6) };
@@ -17,12 +36,13 @@ function socketAddress(host: string, port: number): EnvoyMessage {
   return { socket_address: { address: host, port_value: port } };
 }
 
-export function translate(mesh: Mesh): Resources {
+export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads'): Resources {
+  const source = configSource(flavour);
   const resources: Resources = { listeners: [], routes: [], clusters: [], endpoints: [], extensions: [] };
   for (const listener of mesh.listeners) {
     switch (listener.protocol) {
       case 'http':
-        resources.listeners.push(httpListener(listener));
+        resources.listeners.push(httpListener(listener, source));
         resources.routes.push(routeConfiguration(listener));
         break;
       case 'tcp':
@@ -37,7 +57,7 @@ export function translate(mesh: Mesh): Resources {
     }
   }
   for (const cluster of mesh.clusters) {
-    resources.clusters.push(clusterResource(cluster));
+    resources.clusters.push(clusterResource(cluster, source));
     if (usesEds(cluster)) resources.endpoints.push(loadAssignment(cluster));
   }
   return resources;
@@ -49,13 +69,13 @@ function listenerBase(listener: Listener): EnvoyMessage {
   return { name: listener.name, address: socketAddress(listener.address, listener.port) };
 }
 
-function httpListener(listener: Listener): EnvoyMessage {
+function httpListener(listener: Listener, source: EnvoyMessage): EnvoyMessage {
   const hcm = toAny(
     'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
     {
       stat_prefix: listener.name,
       codec_type: 'AUTO',
-      rds: { config_source: ADS_SOURCE, route_config_name: listener.name },
+      rds: { config_source: source, route_config_name: listener.name },
       http_filters: [
         { name: 'envoy.filters.http.router', typed_config: toAny('envoy.extensions.filters.http.router.v3.Router', {}) },
       ],
@@ -162,7 +182,7 @@ export function usesEds(cluster: Cluster): boolean {
   return cluster.endpoints.every((e) => isIP(e.host) !== 0);
 }
 
-function clusterResource(cluster: Cluster): EnvoyMessage {
+function clusterResource(cluster: Cluster, source: EnvoyMessage): EnvoyMessage {
   const resource: EnvoyMessage = {
     name: cluster.name,
     connect_timeout: duration(cluster.connectTimeout),
@@ -170,7 +190,7 @@ function clusterResource(cluster: Cluster): EnvoyMessage {
   };
   if (usesEds(cluster)) {
     resource.type = 'EDS';
-    resource.eds_cluster_config = { eds_config: ADS_SOURCE };
+    resource.eds_cluster_config = { eds_config: source };
   } else {
     resource.type = 'STRICT_DNS';
     resource.load_assignment = loadAssignment(cluster);
