@@ -177,7 +177,7 @@ describe('schema errors', () => {
         - { name: a, endpoints: [], lb: round-robin }
     `);
     assert.deepEqual(errorsOf(text), [
-      'mesh.yaml:2:41: must be one of "http", "tcp", "tls", "mqtt", "kafka", "coap" (got "htp"); did you mean "http"? (at listeners[0].protocol)',
+      'mesh.yaml:2:41: must be one of "http", "grpc", "tcp", "tls", "mqtt", "kafka", "coap" (got "htp"); did you mean "http"? (at listeners[0].protocol)',
       'mesh.yaml:4:35: must be one of "round_robin", "least_request", "random", "ring_hash" (got "round-robin"); did you mean "round_robin"? (at clusters[0].lb)',
     ]);
   });
@@ -770,5 +770,43 @@ describe('files', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('grpc API listeners', () => {
+  it('take http routes and no port', () => {
+    const mesh = meshOf(
+      yaml(`
+        listeners:
+          - name: greeter
+            protocol: grpc
+            routes: [ { match: { prefix: /, headers: { x-v: "2" } }, cluster: b }, { match: { prefix: / }, cluster: a } ]
+      `) + CLUSTERS,
+    );
+    assert.equal(mesh.listeners[0]!.protocol, 'grpc');
+    assert.equal(mesh.listeners[0]!.port, 0);
+    assert.deepEqual(mesh.listeners[0]!.routes[0]!.match, { kind: 'http', prefix: '/', headers: [{ name: 'x-v', value: '2' }] });
+  });
+
+  it('reject a port, and other listeners still need one', () => {
+    assert.deepEqual(
+      errorsOf(
+        yaml(`
+          listeners:
+            - { name: greeter, protocol: grpc, port: 9000, routes: [ { match: { prefix: / }, cluster: a } ] }
+            - { name: web, protocol: http, routes: [ { match: { prefix: / }, cluster: a } ] }
+        `) + CLUSTERS,
+      ),
+      ['mesh.yaml:3:5: listener is missing required key "port" (at listeners[1])'],
+    );
+    assert.deepEqual(
+      errorsOf(
+        yaml(`
+          listeners:
+            - { name: greeter, protocol: grpc, port: 9000, routes: [ { match: { prefix: / }, cluster: a } ] }
+        `) + CLUSTERS,
+      ),
+      ['mesh.yaml:2:38: a grpc listener binds no port (proxyless gRPC clients reach it as xds:///NAME) (at listeners[0].port)'],
+    );
   });
 });

@@ -116,3 +116,22 @@ describe('translate', () => {
     assert.equal(result.ok, false);
   });
 });
+
+describe('grpc API listeners', () => {
+  const grpcMesh: Mesh = {
+    clusters: [mesh.clusters[0]!],
+    listeners: [
+      mesh.listeners[0]!,
+      { name: 'greeter', address: '0.0.0.0', port: 0, protocol: 'grpc', routes: [{ match: { kind: 'http', prefix: '/', headers: [] }, target: { kind: 'cluster', cluster: 'api-v1' } }] },
+    ].map((l) => ({ ...l, routes: l.routes.map((r) => ({ ...r, target: { kind: 'cluster' as const, cluster: 'api-v1' } })) })),
+  };
+
+  it('are served to clients naming them, never in a wildcard LDS', () => {
+    const lds = buildSnapshot(translate(grpcMesh)).of(TYPE.listener);
+    assert.deepEqual(lds.all().entries.map((e) => e.name), ['web']);
+    const named = lds.named({ key: 'greeter', names: new Set(['greeter']), sorted: ['greeter'] });
+    assert.deepEqual(named.entries.map((e) => e.name), ['greeter']);
+    assert.ok(named.entries[0]!.message.api_listener);
+    assert.notEqual(lds.all().version, lds.version, 'the wildcard view has its own version');
+  });
+});

@@ -127,9 +127,19 @@ export class TypeSnapshot {
     this.version = viewVersion([...entries.values()]);
   }
 
-  /** Every resource of the type (a wildcard subscription). */
+  /**
+   * Every resource of the type (a wildcard subscription), except API
+   * listeners: those are for proxyless gRPC clients that name them, and an
+   * Envoy would reject them in its wildcard LDS.
+   */
   all(): View {
-    this.wildcardView ??= { version: this.version, entries: [...this.entries.values()] };
+    if (!this.wildcardView) {
+      const entries = [...this.entries.values()].filter((e) => e.message.api_listener === undefined);
+      this.wildcardView = {
+        version: entries.length === this.entries.size ? this.version : viewVersion(entries),
+        entries,
+      };
+    }
     return this.wildcardView;
   }
 

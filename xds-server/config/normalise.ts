@@ -35,7 +35,7 @@ const ms = (text: string): DurationMs => must(parseDuration(text));
 function matchOf(l: RawListener, r: RawRoute): RouteMatch | undefined {
   const m = r.match;
   if (m === undefined) return undefined;
-  if (l.protocol === 'http') {
+  if (l.protocol === 'http' || l.protocol === 'grpc') {
     const headers = m['headers'];
     const list =
       typeof headers === 'object' && headers !== null
@@ -73,7 +73,7 @@ function listenerOf(l: RawListener): Listener {
   const out: Listener = {
     name: l.name,
     address: l.address === undefined ? DEFAULTS.address : must(parseBindAddress(l.address)),
-    port: l.port,
+    port: l.port ?? 0,
     protocol: l.protocol,
     routes: l.routes.map((r) => routeOf(l, r)),
   };

@@ -13,7 +13,7 @@ export interface RawRoute {
 export interface RawListener {
   name: string;
   address?: string;
-  port: number;
+  port?: number;
   protocol: Protocol;
   routes: RawRoute[];
   filter?: Record<string, unknown>;

@@ -30,11 +30,11 @@ export type JsonSchemaObject = { readonly [keyword: string]: unknown };
 /** Annotation keyword carrying a human message (see top of file). */
 export const MESSAGE_KEYWORD = 'x-message';
 
-export const PROTOCOLS: readonly Protocol[] = ['http', 'tcp', 'tls', 'mqtt', 'kafka', 'coap'];
+export const PROTOCOLS: readonly Protocol[] = ['http', 'grpc', 'tcp', 'tls', 'mqtt', 'kafka', 'coap'];
 /** Protocols whose routing is decided by a Wasm filter. */
 export const FILTER_PROTOCOLS: readonly Protocol[] = ['mqtt', 'kafka', 'coap'];
 /** Protocols the translator supports today; the rest are rejected by semantic checks. */
-export const SUPPORTED_PROTOCOLS: readonly Protocol[] = ['http', 'tcp', 'tls'];
+export const SUPPORTED_PROTOCOLS: readonly Protocol[] = ['http', 'grpc', 'tcp', 'tls'];
 export const LB_POLICIES = ['round_robin', 'least_request', 'random', 'ring_hash'] as const;
 
 /**
@@ -196,6 +196,9 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
   const anyMap: JsonSchemaObject = { type: 'object' };
   const branches: JsonSchemaObject[] = [
     protocolBranch('http', { $ref: '#/$defs/httpMatch' }),
+    protocolBranch('grpc', { $ref: '#/$defs/httpMatch' }),
+    // Every listener binds a port except grpc API listeners.
+    { if: { properties: { protocol: { not: { const: 'grpc' } } } }, then: { title: 'listener', properties: { port: true }, required: ['port'] } },
     protocolBranch('tls', { $ref: '#/$defs/sniMatch' }),
     ...FILTER_PROTOCOLS.map((p) =>
       protocolBranch(p, protocols[p]?.match ?? anyMap, protocols[p]?.filter ?? anyMap),
@@ -205,7 +208,7 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
     title: 'listener',
     type: 'object',
     additionalProperties: false,
-    required: ['name', 'port', 'protocol', 'routes'],
+    required: ['name', 'protocol', 'routes'],
     properties: {
       name,
       address: str('bind-address'),

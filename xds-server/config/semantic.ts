@@ -80,6 +80,7 @@ export function checkSemantics(mesh: RawMesh, source: YamlSource): ConfigError[]
     return r.ok ? r.value.toLowerCase() : l.address;
   };
   listeners.forEach((l, i) => {
+    if (l.port === undefined) return;
     const addr = bindAddress(l);
     for (let j = 0; j < i; j++) {
       const other = listeners[j]!;
@@ -101,6 +102,9 @@ export function checkSemantics(mesh: RawMesh, source: YamlSource): ConfigError[]
     const at = (...rest: Path): Path => ['listeners', i, ...rest];
     if (!SUPPORTED_PROTOCOLS.includes(l.protocol)) {
       report(at('protocol'), `protocol "${l.protocol}" is not yet supported`);
+    }
+    if (l.protocol === 'grpc' && l.port !== undefined) {
+      report(at('port'), 'a grpc listener binds no port (proxyless gRPC clients reach it as xds:///NAME)', 'key');
     }
     const isFilterProtocol = FILTER_PROTOCOLS.includes(l.protocol);
     if (l.filter !== undefined && !isFilterProtocol) {
@@ -128,6 +132,7 @@ export function checkSemantics(mesh: RawMesh, source: YamlSource): ConfigError[]
       }
 
       switch (l.protocol) {
+        case 'grpc':
         case 'http': {
           if (r.match === undefined) {
             report(rt(), `http route needs a "match" with "prefix", "path" or "regex"`);

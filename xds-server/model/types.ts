@@ -1,7 +1,8 @@
 // The validated, normalised mesh. Everything downstream of config/ sees only
 // these types; positions and YAML details stay in config/.
 
-export type Protocol = 'http' | 'tcp' | 'tls' | 'mqtt' | 'kafka' | 'coap';
+/** grpc: an API listener for proxyless gRPC clients (`xds:///NAME`); no port. */
+export type Protocol = 'http' | 'grpc' | 'tcp' | 'tls' | 'mqtt' | 'kafka' | 'coap';
 export type LbPolicy = 'round_robin' | 'least_request' | 'random' | 'ring_hash';
 
 /** Milliseconds. Durations in YAML ("150ms", "5s", "1m") are normalised here. */
@@ -51,6 +52,7 @@ export interface Route {
 export interface Listener {
   name: string;
   address: string;
+  /** 0 for grpc listeners, which bind nothing. */
   port: number;
   protocol: Protocol;
   routes: ReadonlyArray<Route>;

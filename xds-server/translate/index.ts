@@ -45,6 +45,10 @@ export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads'): Resources {
         resources.listeners.push(httpListener(listener, source));
         resources.routes.push(routeConfiguration(listener));
         break;
+      case 'grpc':
+        resources.listeners.push(apiListener(listener, source));
+        resources.routes.push(routeConfiguration(listener));
+        break;
       case 'tcp':
         resources.listeners.push(tcpListener(listener));
         break;
@@ -69,8 +73,8 @@ function listenerBase(listener: Listener): EnvoyMessage {
   return { name: listener.name, address: socketAddress(listener.address, listener.port) };
 }
 
-function httpListener(listener: Listener, source: EnvoyMessage): EnvoyMessage {
-  const hcm = toAny(
+function httpConnectionManager(listener: Listener, source: EnvoyMessage) {
+  return toAny(
     'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
     {
       stat_prefix: listener.name,
@@ -81,10 +85,24 @@ function httpListener(listener: Listener, source: EnvoyMessage): EnvoyMessage {
       ],
     },
   );
+}
+
+function httpListener(listener: Listener, source: EnvoyMessage): EnvoyMessage {
+  const hcm = httpConnectionManager(listener, source);
   return {
     ...listenerBase(listener),
     filter_chains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] }],
   };
+}
+
+/**
+ * For proxyless gRPC clients (`xds:///NAME`): a listener with no socket, only
+ * an HttpConnectionManager whose routes pick the cluster. Served only to
+ * clients that ask for it by name (see cache/snapshot.ts): an Envoy's
+ * wildcard LDS must never receive it.
+ */
+function apiListener(listener: Listener, source: EnvoyMessage): EnvoyMessage {
+  return { name: listener.name, api_listener: { api_listener: httpConnectionManager(listener, source) } };
 }
 
 /** tcp_proxy towards a route's target; a route timeout becomes the idle timeout. */
@@ -229,7 +247,13 @@ function loadAssignment(cluster: Cluster): EnvoyMessage {
   return {
     cluster_name: cluster.name,
     endpoints: [
-      { lb_endpoints: cluster.endpoints.map((e) => ({ endpoint: { address: socketAddress(e.host, e.port) } })) },
+      {
+        // gRPC's xDS client rejects an assignment without a locality and skips
+        // localities of weight 0; Envoy ignores both unless locality-weighted LB is on.
+        locality: {},
+        load_balancing_weight: { value: 1 },
+        lb_endpoints: cluster.endpoints.map((e) => ({ endpoint: { address: socketAddress(e.host, e.port) } })),
+      },
     ],
   };
 }

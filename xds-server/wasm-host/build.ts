@@ -1,0 +1,81 @@
+// Finding and building the filters under filters/ (scripts/build-filters.sh).
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { WasmFilterModule } from './host.ts';
+
+const run = promisify(execFile);
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const FILTERS_DIR = path.join(REPO_ROOT, 'filters');
+export const FILTER_BUILD_DIR = path.join(REPO_ROOT, 'build', 'filters');
+
+export interface FilterManifest {
+  name: string;
+  protocol: string;
+  entry: string;
+  description?: string;
+  /** The folder under filters/. */
+  dir: string;
+}
+
+/** Every filters/NAME/filter.json, sorted by name; throws naming a bad manifest. */
+export function listFilters(root = FILTERS_DIR): FilterManifest[] {
+  const out: FilterManifest[] = [];
+  for (const entry of readdirSync(root, { withFileTypes: true })) {
+    if (!entry.isDirectory()) continue;
+    const file = path.join(root, entry.name, 'filter.json');
+    if (!existsSync(file)) continue;
+    let m: unknown;
+    try {
+      m = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new Error(`${file}: not valid JSON: ${(err as Error).message}`);
+    }
+    const rec = (typeof m === 'object' && m !== null ? m : {}) as Record<string, unknown>;
+    for (const field of ['name', 'protocol', 'entry']) {
+      if (typeof rec[field] !== 'string' || rec[field] === '') throw new Error(`${file}: "${field}" must be a non-empty string`);
+    }
+    out.push({
+      name: rec.name as string,
+      protocol: rec.protocol as string,
+      entry: rec.entry as string,
+      description: typeof rec.description === 'string' ? rec.description : undefined,
+      dir: path.join(root, entry.name),
+    });
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Where a built filter lives: build/filters/NAME.wasm. */
+export function filterWasmPath(name: string): string {
+  return path.join(FILTER_BUILD_DIR, `${name}.wasm`);
+}
+
+let building: Promise<void> | undefined;
+
+/**
+ * Builds every filter that is missing or older than its sources, once per
+ * process (scripts/build-filters.sh is incremental and safe to run from
+ * several processes at once). Rejects with the compiler's output on failure.
+ */
+export function ensureFiltersBuilt(): Promise<void> {
+  building ??= (async () => {
+    try {
+      await run('bash', [path.join(REPO_ROOT, 'scripts', 'build-filters.sh')], { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024 });
+    } catch (err) {
+      building = undefined;
+      const e = err as { stderr?: string; stdout?: string; message: string };
+      throw new Error(`building the Wasm filters failed (scripts/build-filters.sh):\n${e.stderr || e.stdout || e.message}`);
+    }
+  })();
+  return building;
+}
+
+/** Builds the filters if needed and loads build/filters/NAME.wasm. */
+export async function loadFilter(name: string): Promise<WasmFilterModule> {
+  await ensureFiltersBuilt();
+  return WasmFilterModule.loadFile(filterWasmPath(name));
+}
