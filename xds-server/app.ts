@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { buildAdmin } from './admin/index.ts';
+import { debounce, DEFAULT_DEBOUNCE, type DebounceOptions } from './debounce.ts';
 import { SnapshotCache, snapshotsOf } from './cache/index.ts';
 import { formatConfigError, loadMeshFile } from './config/index.ts';
 import type { Logger } from './log.ts';
@@ -17,8 +18,10 @@ export interface ServeOptions {
   adminPort: number;
   host?: string;
   log: Logger;
-  /** Quiet period before a changed file is reloaded. */
-  watchDebounceMs?: number;
+  /** Quiet period before a changed file is reloaded, and the longest wait (default 100 ms, 10 s). */
+  debounce?: DebounceOptions;
+  keepaliveMs?: number;
+  maxStreamAgeMs?: number;
   processMetrics?: boolean;
 }
 
@@ -71,7 +74,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
 
   await reload();
 
-  const xds = new XdsServer({ cache, metrics, log });
+  const xds = new XdsServer({ cache, metrics, log, keepaliveMs: options.keepaliveMs, maxStreamAgeMs: options.maxStreamAgeMs });
   const xdsPort = await xds.listen(options.xdsPort, options.host);
   const admin = buildAdmin({
     cache,
@@ -84,7 +87,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   const adminPort = (admin.server.address() as AddressInfo).port;
   log.info({ xdsPort, adminPort, config: options.configPath }, 'protoplane serving');
 
-  const stopWatching = watchFile(options.configPath, options.watchDebounceMs ?? 100, () => {
+  const stopWatching = watchFile(options.configPath, options.debounce ?? DEFAULT_DEBOUNCE, () => {
     void reload();
   });
 
@@ -106,17 +109,16 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
  * Watches the directory rather than the file: editors save by writing a new
  * file and renaming it over the old one, which ends a watch on the file.
  */
-function watchFile(file: string, debounceMs: number, onChange: () => void): () => void {
+function watchFile(file: string, options: DebounceOptions, onChange: () => void): () => void {
   const dir = path.dirname(path.resolve(file));
   const base = path.basename(file);
-  let timer: NodeJS.Timeout | undefined;
+  const debounced = debounce(onChange, options);
   const watcher = fs.watch(dir, (_event, name) => {
     if (name !== null && name !== base) return;
-    clearTimeout(timer);
-    timer = setTimeout(onChange, debounceMs);
+    debounced.trigger();
   });
   return () => {
-    clearTimeout(timer);
+    debounced.cancel();
     watcher.close();
   };
 }

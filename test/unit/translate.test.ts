@@ -120,10 +120,13 @@ describe('translate', () => {
 describe('grpc API listeners', () => {
   const grpcMesh: Mesh = {
     clusters: [mesh.clusters[0]!],
-    listeners: [
-      mesh.listeners[0]!,
-      { name: 'greeter', address: '0.0.0.0', port: 0, protocol: 'grpc', routes: [{ match: { kind: 'http', prefix: '/', headers: [] }, target: { kind: 'cluster', cluster: 'api-v1' } }] },
-    ].map((l) => ({ ...l, routes: l.routes.map((r) => ({ ...r, target: { kind: 'cluster' as const, cluster: 'api-v1' } })) })),
+    listeners: (['web', 'greeter'] as const).map((name) => ({
+      name,
+      address: '0.0.0.0',
+      port: name === 'web' ? 10080 : 0,
+      protocol: name === 'web' ? ('http' as const) : ('grpc' as const),
+      routes: [{ match: { kind: 'http' as const, prefix: '/', headers: [] }, target: { kind: 'cluster' as const, cluster: 'api-v1' } }],
+    })),
   };
 
   it('are served to clients naming them, never in a wildcard LDS', () => {

@@ -3,16 +3,26 @@ import { parseArgs } from 'node:util';
 import { serve } from '../app.ts';
 import { bootstrapYaml } from '../bootstrap.ts';
 import { formatConfigError, loadMeshFile } from '../config/index.ts';
+import { parseDuration } from '../config/values.ts';
+import { DEFAULT_DEBOUNCE } from '../debounce.ts';
 import { createLogger } from '../log.ts';
 
 const USAGE = `usage:
   protoplane serve --config mesh.yaml [--xds-port 18000] [--admin-port 18001] [--host 0.0.0.0]
+                   [--debounce 100ms] [--debounce-max 10s] [--keepalive 30s] [--max-stream-age 0s]
   protoplane validate mesh.yaml
   protoplane bootstrap --xds 127.0.0.1:18000 --node-id ID [--node-cluster C] [--delta] [--per-type] [--admin-port 9901] [--admin-address 127.0.0.1]`;
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
   process.exit(2);
+}
+
+function duration(value: string | undefined, fallbackMs: number, flag: string): number {
+  if (value === undefined) return fallbackMs;
+  const parsed = parseDuration(value);
+  if (!parsed.ok) fail(`${flag}: ${parsed.reason}`);
+  return parsed.value;
 }
 
 function port(value: string | undefined, fallback: number, flag: string): number {
@@ -33,6 +43,10 @@ async function main(argv: string[]): Promise<number> {
           'xds-port': { type: 'string' },
           'admin-port': { type: 'string' },
           host: { type: 'string' },
+          debounce: { type: 'string' },
+          'debounce-max': { type: 'string' },
+          keepalive: { type: 'string' },
+          'max-stream-age': { type: 'string' },
         },
       });
       if (!values.config) fail('serve: --config is required');
@@ -43,6 +57,12 @@ async function main(argv: string[]): Promise<number> {
         adminPort: port(values['admin-port'], 18001, '--admin-port'),
         host: values.host,
         log,
+        debounce: {
+          quietMs: duration(values.debounce, DEFAULT_DEBOUNCE.quietMs, '--debounce'),
+          maxMs: duration(values['debounce-max'], DEFAULT_DEBOUNCE.maxMs, '--debounce-max'),
+        },
+        keepaliveMs: duration(values.keepalive, 30_000, '--keepalive'),
+        maxStreamAgeMs: duration(values['max-stream-age'], 0, '--max-stream-age'),
       });
       const stop = () => {
         log.info('shutting down');
