@@ -301,10 +301,6 @@ export class VmInstance {
       this.restricted = false;
     }
   }
-
-  allocContextId(): number {
-    return this.plugin.allocContextId();
-  }
 }
 
 // ------------------------------------------------------------------ plugin

@@ -1,0 +1,13 @@
+// The protoplane proxy-wasm SDK for AssemblyScript (ABI 0.2.1, network filters).
+//
+//   export * from "../sdk/exports";          // the ABI entry points
+//   import { RootContext, StreamContext, Action, registerRootContext } from "../sdk";
+//
+// See filters/README.md.
+export * from "./types";
+export * from "./host";
+export * from "./metrics";
+export * from "./context";
+export * from "./json";
+export * from "./bytes";
+export { ProtoWriter } from "./protobuf";
