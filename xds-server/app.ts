@@ -7,10 +7,12 @@ import type { AddressInfo } from 'node:net';
 import { buildAdmin } from './admin/index.ts';
 import { debounce, DEFAULT_DEBOUNCE, type DebounceOptions } from './debounce.ts';
 import { SnapshotCache, snapshotsOf } from './cache/index.ts';
-import { formatConfigError, loadMeshFile } from './config/index.ts';
+import { FilterCatalog, type CodeDelivery } from './catalog/index.ts';
+import { formatConfigError, loadMeshFile, type ConfigError } from './config/index.ts';
 import type { Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { XdsServer } from './server/index.ts';
+import { FILTERS_DIR } from './wasm-host/index.ts';
 
 export interface ServeOptions {
   configPath: string;
@@ -23,6 +25,10 @@ export interface ServeOptions {
   keepaliveMs?: number;
   maxStreamAgeMs?: number;
   processMetrics?: boolean;
+  /** How Envoy gets Wasm modules: fetched from /filters/NAME.wasm with sha256 (default), or a local file path. */
+  wasmCode?: CodeDelivery;
+  /** Also reload when files under filters/ change (a new or rebuilt filter). Default true. */
+  watchFilters?: boolean;
 }
 
 export interface Protoplane {
@@ -30,6 +36,7 @@ export interface Protoplane {
   readonly adminPort: number;
   readonly cache: SnapshotCache;
   readonly metrics: Metrics;
+  readonly filters: () => FilterCatalog;
   /** Loads the config file again; resolves to true when a new config was installed or nothing changed. */
   reload(): Promise<boolean>;
   close(): Promise<void>;
@@ -40,19 +47,34 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   const cache = new SnapshotCache();
   const metrics = new Metrics({ processMetrics: options.processMetrics });
   let lastErrors: string[] | undefined;
+  let catalog = FilterCatalog.EMPTY;
+
+  const reject = (errors: ConfigError[]): false => {
+    lastErrors = errors.map(formatConfigError);
+    metrics.configReloads.inc({ result: 'rejected' });
+    for (const line of lastErrors) log.error(line);
+    log.error({ served: cache.snapshot?.version ?? null }, 'config rejected; still serving the last good config');
+    return false;
+  };
 
   const reload = async (): Promise<boolean> => {
-    const result = await loadMeshFile(options.configPath);
-    if (!result.ok) {
-      lastErrors = result.errors.map(formatConfigError);
-      metrics.configReloads.inc({ result: 'rejected' });
-      for (const line of lastErrors) log.error(line);
-      log.error({ served: cache.snapshot?.version ?? null }, 'config rejected; still serving the last good config');
-      return false;
+    let nextCatalog: FilterCatalog;
+    try {
+      nextCatalog = await FilterCatalog.load();
+    } catch (error) {
+      return reject([{ file: FILTERS_DIR, line: 1, col: 1, path: '', message: (error as Error).message }]);
     }
+    const result = await loadMeshFile(options.configPath, { protocols: nextCatalog.protocolSchemas() });
+    if (!result.ok) return reject(result.errors);
+    // A filter that fails to load or refuses its settings never reaches Envoy.
+    const problems = await nextCatalog.check(result.mesh);
+    if (problems.length > 0) {
+      return reject(problems.map((p) => result.error(['listeners', p.listener, 'protocol'], p.message)));
+    }
+    catalog = nextCatalog;
     let snapshotVersion: string;
     try {
-      const snapshot = snapshotsOf(result.mesh);
+      const snapshot = snapshotsOf(result.mesh, catalog.refs(options.wasmCode ?? 'remote'));
       snapshotVersion = snapshot.version;
       const changed = cache.set(snapshot);
       if (changed) {
@@ -81,24 +103,29 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     metrics,
     streams: () => xds.openStreams,
     lastConfigError: () => lastErrors,
+    filters: () => catalog,
     ready: () => cache.snapshot !== undefined,
   });
   await admin.listen({ port: options.adminPort, host: options.host ?? '0.0.0.0' });
   const adminPort = (admin.server.address() as AddressInfo).port;
   log.info({ xdsPort, adminPort, config: options.configPath }, 'protoplane serving');
 
-  const stopWatching = watchFile(options.configPath, options.debounce ?? DEFAULT_DEBOUNCE, () => {
-    void reload();
-  });
+  const changes = debounce(() => void reload(), options.debounce ?? DEFAULT_DEBOUNCE);
+  const stopWatching = watchFile(options.configPath, changes.trigger);
+  // A new filter folder or an edited filter source rebuilds and reloads.
+  const filterWatch = options.watchFilters === false ? undefined : fs.watch(FILTERS_DIR, { recursive: true }, changes.trigger);
 
   return {
     xdsPort,
     adminPort,
     cache,
     metrics,
+    filters: () => catalog,
     reload,
     async close() {
+      changes.cancel();
       stopWatching();
+      filterWatch?.close();
       xds.forceClose();
       await admin.close();
     },
@@ -109,16 +136,12 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
  * Watches the directory rather than the file: editors save by writing a new
  * file and renaming it over the old one, which ends a watch on the file.
  */
-function watchFile(file: string, options: DebounceOptions, onChange: () => void): () => void {
+function watchFile(file: string, onChange: () => void): () => void {
   const dir = path.dirname(path.resolve(file));
   const base = path.basename(file);
-  const debounced = debounce(onChange, options);
   const watcher = fs.watch(dir, (_event, name) => {
     if (name !== null && name !== base) return;
-    debounced.trigger();
+    onChange();
   });
-  return () => {
-    debounced.cancel();
-    watcher.close();
-  };
+  return () => watcher.close();
 }

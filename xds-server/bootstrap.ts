@@ -2,7 +2,7 @@
 // server over ADS (SotW by default, Delta with --delta).
 import { isIP } from 'node:net';
 import { stringify } from 'yaml';
-import { XDS_CLUSTER } from './translate/index.ts';
+import { ADMIN_CLUSTER, XDS_CLUSTER } from './translate/index.ts';
 
 export interface BootstrapOptions {
   xds: string; // host:port of the xDS server
@@ -13,6 +13,8 @@ export interface BootstrapOptions {
   perType?: boolean;
   adminPort?: number;
   adminAddress?: string;
+  /** host:port of protoplane's admin server, where Envoy fetches Wasm modules (default: the xDS host, port 18001). */
+  protoplaneAdmin?: string;
 }
 
 export function parseHostPort(value: string): { host: string; port: number } {
@@ -20,6 +22,28 @@ export function parseHostPort(value: string): { host: string; port: number } {
   const port = match ? Number(match[2]) : NaN;
   if (!match || !(port >= 1 && port <= 65535)) throw new Error(`expected host:port, got "${value}"`);
   return { host: match[1]!, port };
+}
+
+function staticCluster(name: string, at: { host: string; port: number }, http2: boolean): Record<string, unknown> {
+  return {
+    name,
+    type: isIP(at.host) ? 'STATIC' : 'STRICT_DNS',
+    connect_timeout: '1s',
+    ...(http2
+      ? {
+          typed_extension_protocol_options: {
+            'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+              '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+              explicit_http_config: { http2_protocol_options: {} },
+            },
+          },
+        }
+      : {}),
+    load_assignment: {
+      cluster_name: name,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: at.host, port_value: at.port } } } }] }],
+    },
+  };
 }
 
 export function bootstrapConfig(options: BootstrapOptions): Record<string, unknown> {
@@ -50,23 +74,8 @@ export function bootstrapConfig(options: BootstrapOptions): Record<string, unkno
     dynamic_resources: dynamic,
     static_resources: {
       clusters: [
-        {
-          name: XDS_CLUSTER,
-          type: isIP(xds.host) ? 'STATIC' : 'STRICT_DNS',
-          connect_timeout: '1s',
-          typed_extension_protocol_options: {
-            'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
-              '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-              explicit_http_config: { http2_protocol_options: {} },
-            },
-          },
-          load_assignment: {
-            cluster_name: XDS_CLUSTER,
-            endpoints: [
-              { lb_endpoints: [{ endpoint: { address: { socket_address: { address: xds.host, port_value: xds.port } } } }] },
-            ],
-          },
-        },
+        staticCluster(XDS_CLUSTER, xds, true),
+        staticCluster(ADMIN_CLUSTER, options.protoplaneAdmin ? parseHostPort(options.protoplaneAdmin) : { host: xds.host, port: 18001 }, false),
       ],
     },
   };

@@ -423,8 +423,8 @@ describe('semantic checks', () => {
         - { name: k, port: 19092, protocol: kafka, routes: [ { cluster: a } ] }
     `) + CLUSTERS;
     assert.deepEqual(errorsOf(text), [
-      'mesh.yaml:4:15: protocol "mqtt" is not yet supported (at listeners[0].protocol)',
-      'mesh.yaml:10:39: protocol "kafka" is not yet supported (at listeners[1].protocol)',
+      'mesh.yaml:4:15: protocol "mqtt" is not yet supported (no filter under filters/ serves it) (at listeners[0].protocol)',
+      'mesh.yaml:10:39: protocol "kafka" is not yet supported (no filter under filters/ serves it) (at listeners[1].protocol)',
     ]);
   });
 
@@ -447,7 +447,7 @@ describe('semantic checks', () => {
               cluster: a
     `) + CLUSTERS;
     assert.deepEqual(errorsOf(text), [
-      'mesh.yaml:5:5: "filter" settings are only for protocol listeners (mqtt, kafka, coap), not http (at listeners[0].filter)',
+      'mesh.yaml:5:5: "filter" settings are only for protocol listeners (served by a Wasm filter), not http (at listeners[0].filter)',
       'mesh.yaml:7:9: http route needs a "match" with "prefix", "path" or "regex" (at listeners[0].routes[0])',
       'mesh.yaml:8:16: match needs one of "prefix", "path" or "regex" (at listeners[0].routes[1].match)',
       'mesh.yaml:10:16: match has "prefix" and "path"; use only one (at listeners[0].routes[2].match)',

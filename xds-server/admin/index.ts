@@ -1,6 +1,7 @@
 // Admin HTTP server (Fastify): health, readiness, Prometheus metrics and the
 // debug views of what each connected node was sent and acknowledged.
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { FilterCatalog } from '../catalog/index.ts';
 import type { SnapshotCache } from '../cache/index.ts';
 import type { Metrics } from '../metrics.ts';
 import { decodeMessage, TYPE_PREFIX } from '../protos/index.ts';
@@ -13,6 +14,7 @@ export interface AdminOptions {
   /** The last config load problem, shown while the previous good config keeps being served. */
   lastConfigError: () => string[] | undefined;
   ready: () => boolean;
+  filters: () => FilterCatalog;
 }
 
 export function nodesView(streams: readonly StreamInfo[]): unknown {
@@ -88,6 +90,27 @@ export function buildAdmin(options: AdminOptions): FastifyInstance {
     return reply.type(options.metrics.registry.contentType).send(body);
   });
   app.get('/debug/nodes', async () => nodesView(options.streams()));
+  app.get('/debug/filters', async () => ({
+    filters: [...options.filters().entries.values()].map((e) => ({
+      name: e.manifest.name,
+      protocol: e.manifest.protocol,
+      sha256: e.sha256,
+      bytes: e.bytes.length,
+      url: `/filters/${e.manifest.name}.wasm`,
+    })),
+    config_errors: options.lastConfigError() ?? [],
+  }));
+  // Module bytes for Envoy's remote fetch (it checks the sha256 in the filter config).
+  app.get<{ Params: { file: string } }>('/filters/:file', async (request, reply) => {
+    const match = /^([a-z0-9][a-z0-9_-]*)\.wasm$/.exec(request.params.file);
+    const entry = match ? options.filters().entries.get(match[1]!) : undefined;
+    if (!entry) return reply.code(404).send({ error: `no filter ${request.params.file}` });
+    return reply
+      .type('application/wasm')
+      .header('x-protoplane-sha256', entry.sha256)
+      .header('etag', `"${entry.sha256}"`)
+      .send(Buffer.from(entry.bytes));
+  });
   app.get<{ Querystring: { node?: string } }>('/debug/config_dump', async (request, reply) => {
     const node = request.query.node;
     if (!node) return reply.code(400).send({ error: 'pass ?node=ID' });

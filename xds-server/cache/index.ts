@@ -4,7 +4,7 @@
 // memory does not grow per node beyond stream state. Streams read from here;
 // they never translate or encode.
 import type { Mesh } from '../model/types.ts';
-import { translate, type XdsFlavour } from '../translate/index.ts';
+import { translate, type FilterRefs, type XdsFlavour } from '../translate/index.ts';
 import { buildSnapshot, type Snapshot } from './snapshot.ts';
 
 export {
@@ -63,9 +63,9 @@ export class SnapshotSet {
   }
 }
 
-export function snapshotsOf(mesh: Mesh): SnapshotSet {
+export function snapshotsOf(mesh: Mesh, filters?: FilterRefs): SnapshotSet {
   const createdAt = Date.now();
-  return new SnapshotSet((flavour) => buildSnapshot(translate(mesh, flavour), createdAt));
+  return new SnapshotSet((flavour) => buildSnapshot(translate(mesh, flavour, filters), createdAt));
 }
 
 interface Group {

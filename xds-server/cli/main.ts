@@ -11,7 +11,8 @@ const USAGE = `usage:
   protoplane serve --config mesh.yaml [--xds-port 18000] [--admin-port 18001] [--host 0.0.0.0]
                    [--debounce 100ms] [--debounce-max 10s] [--keepalive 30s] [--max-stream-age 0s]
   protoplane validate mesh.yaml
-  protoplane bootstrap --xds 127.0.0.1:18000 --node-id ID [--node-cluster C] [--delta] [--per-type] [--admin-port 9901] [--admin-address 127.0.0.1]`;
+  protoplane bootstrap --xds 127.0.0.1:18000 --node-id ID [--node-cluster C] [--delta] [--per-type] [--admin-port 9901] [--admin-address 127.0.0.1]
+                       [--protoplane-admin HOST:18001]   (where Envoy fetches Wasm modules)`;
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -96,6 +97,7 @@ async function main(argv: string[]): Promise<number> {
           'per-type': { type: 'boolean' },
           'admin-port': { type: 'string' },
           'admin-address': { type: 'string' },
+          'protoplane-admin': { type: 'string' },
         },
       });
       if (!values['node-id']) fail('bootstrap: --node-id is required');
@@ -108,6 +110,7 @@ async function main(argv: string[]): Promise<number> {
           perType: values['per-type'] ?? false,
           adminPort: port(values['admin-port'], 9901, '--admin-port'),
           adminAddress: values['admin-address'],
+          protoplaneAdmin: values['protoplane-admin'],
         }),
       );
       return 0;

@@ -13,7 +13,7 @@ import { normalise } from './normalise.ts';
 import type { RawMesh } from './raw.ts';
 import { buildMeshSchema, meshSchema, type ProtocolSchema } from './schema.ts';
 import { checkSemantics } from './semantic.ts';
-import { parseYaml } from './source.ts';
+import { formatPath, parseYaml } from './source.ts';
 import { createSchemaCheck, type SchemaCheck } from './validate.ts';
 
 export type { ConfigError } from './errors.ts';
@@ -27,7 +27,10 @@ export {
 } from './schema.ts';
 export { DEFAULTS } from './normalise.ts';
 
-export type LoadResult = { ok: true; mesh: Mesh } | { ok: false; errors: ConfigError[] };
+/** A later check (e.g. a filter refusing its settings) reports through `error` to get file:line:col. */
+export type LoadResult =
+  | { ok: true; mesh: Mesh; error(path: Array<string | number>, message: string, at?: 'value' | 'key'): ConfigError }
+  | { ok: false; errors: ConfigError[] };
 
 export interface MeshParserOptions {
   /** Schemas owned by protocol filters: route match attributes and `filter:` settings. */
@@ -37,6 +40,7 @@ export interface MeshParserOptions {
 /** A parser with protocol filter schemas plugged in. parseMesh() is the one without. */
 export function createMeshParser(options: MeshParserOptions = {}): (text: string, file: string) => LoadResult {
   let check: SchemaCheck | undefined;
+  const filterProtocols = new Set(Object.keys(options.protocols ?? {}));
   const schemaCheck = (): SchemaCheck =>
     (check ??= createSchemaCheck(options.protocols ? buildMeshSchema(options.protocols) : meshSchema));
 
@@ -48,9 +52,13 @@ export function createMeshParser(options: MeshParserOptions = {}): (text: string
       if (structural.length > 0) return { ok: false, errors: sortErrors(structural) };
       // The schema accepted the data, so it has the RawMesh shape.
       const raw = parsed.data as RawMesh;
-      const semantic = checkSemantics(raw, parsed.source);
+      const semantic = checkSemantics(raw, parsed.source, filterProtocols);
       if (semantic.length > 0) return { ok: false, errors: sortErrors(semantic) };
-      return { ok: true, mesh: normalise(raw) };
+      return {
+        ok: true,
+        mesh: normalise(raw),
+        error: (path, message, at = 'value') => ({ file, ...parsed.source.locate(path, at), path: formatPath(path), message }),
+      };
     } catch (err) {
       // Never a stack trace at the user; this is a bug in the loader.
       const message = err instanceof Error ? err.message : String(err);
@@ -69,8 +77,8 @@ export function parseMesh(text: string, file: string): LoadResult {
   return defaultParser(text, file);
 }
 
-/** Reads and parses a mesh file; an unreadable file is one error at 1:1. */
-export async function loadMeshFile(file: string): Promise<LoadResult> {
+/** Reads and parses a mesh file (with filter schemas plugged in, if given); an unreadable file is one error at 1:1. */
+export async function loadMeshFile(file: string, options?: MeshParserOptions): Promise<LoadResult> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -88,5 +96,5 @@ export async function loadMeshFile(file: string): Promise<LoadResult> {
               : String(err);
     return { ok: false, errors: [{ file, line: 1, col: 1, path: '', message: `cannot read config file: ${reason}` }] };
   }
-  return parseMesh(text, file);
+  return options ? createMeshParser(options)(text, file) : parseMesh(text, file);
 }

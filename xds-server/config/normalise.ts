@@ -14,7 +14,7 @@ import type {
   RouteTarget,
 } from '../model/types.ts';
 import type { RawCluster, RawHealthCheck, RawListener, RawMesh, RawRoute } from './raw.ts';
-import { FILTER_PROTOCOLS } from './schema.ts';
+import { isBuiltinProtocol } from '../model/types.ts';
 import { parseBindAddress, parseDuration, parseHostPort, type Parsed } from './values.ts';
 
 export const DEFAULTS = {
@@ -50,7 +50,7 @@ function matchOf(l: RawListener, r: RawRoute): RouteMatch | undefined {
     };
   }
   if (l.protocol === 'tls') return { kind: 'sni', sni: String(m['sni']) };
-  if (FILTER_PROTOCOLS.includes(l.protocol)) return { kind: 'filter', attributes: { ...m } };
+  if (!isBuiltinProtocol(l.protocol)) return { kind: 'filter', attributes: { ...m } };
   return undefined;
 }
 

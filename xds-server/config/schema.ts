@@ -12,7 +12,7 @@
 // `match:` attributes whose schema belongs to the Wasm filter. Pass those to
 // buildMeshSchema(); without them both are accepted as any map.
 
-import type { Protocol } from '../model/types.ts';
+import { BUILTIN_PROTOCOLS, type Protocol } from '../model/types.ts';
 import {
   parseBindAddress,
   parseDuration,
@@ -30,11 +30,9 @@ export type JsonSchemaObject = { readonly [keyword: string]: unknown };
 /** Annotation keyword carrying a human message (see top of file). */
 export const MESSAGE_KEYWORD = 'x-message';
 
-export const PROTOCOLS: readonly Protocol[] = ['http', 'grpc', 'tcp', 'tls', 'mqtt', 'kafka', 'coap'];
-/** Protocols whose routing is decided by a Wasm filter. */
+/** Protocol filters the design names; accepted by the schema even before their filter exists. */
 export const FILTER_PROTOCOLS: readonly Protocol[] = ['mqtt', 'kafka', 'coap'];
-/** Protocols the translator supports today; the rest are rejected by semantic checks. */
-export const SUPPORTED_PROTOCOLS: readonly Protocol[] = ['http', 'grpc', 'tcp', 'tls'];
+export const PROTOCOLS: readonly Protocol[] = [...BUILTIN_PROTOCOLS, ...FILTER_PROTOCOLS];
 export const LB_POLICIES = ['round_robin', 'least_request', 'random', 'ring_hash'] as const;
 
 /**
@@ -193,6 +191,7 @@ function protocolBranch(protocol: Protocol, match: JsonSchema, filter?: JsonSche
  * owns (route match attributes and `filter:` settings).
  */
 export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchema>> = {}): JsonSchemaObject {
+  const filterProtocols = [...new Set([...FILTER_PROTOCOLS, ...Object.keys(protocols)])];
   const anyMap: JsonSchemaObject = { type: 'object' };
   const branches: JsonSchemaObject[] = [
     protocolBranch('http', { $ref: '#/$defs/httpMatch' }),
@@ -200,7 +199,7 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
     // Every listener binds a port except grpc API listeners.
     { if: { properties: { protocol: { not: { const: 'grpc' } } } }, then: { title: 'listener', properties: { port: true }, required: ['port'] } },
     protocolBranch('tls', { $ref: '#/$defs/sniMatch' }),
-    ...FILTER_PROTOCOLS.map((p) =>
+    ...filterProtocols.map((p) =>
       protocolBranch(p, protocols[p]?.match ?? anyMap, protocols[p]?.filter ?? anyMap),
     ),
   ];
@@ -218,7 +217,7 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
         maximum: 65535,
         [MESSAGE_KEYWORD]: 'port must be an integer from 1 to 65535',
       },
-      protocol: { enum: [...PROTOCOLS] },
+      protocol: { enum: [...BUILTIN_PROTOCOLS, ...filterProtocols] },
       routes: {
         type: 'array',
         minItems: 1,

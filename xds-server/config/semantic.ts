@@ -4,7 +4,7 @@
 
 import type { ConfigError } from './errors.ts';
 import type { RawListener, RawMesh, RawRoute } from './raw.ts';
-import { FILTER_PROTOCOLS, SUPPORTED_PROTOCOLS } from './schema.ts';
+import { isBuiltinProtocol } from '../model/types.ts';
 import { formatPath, type Path, type YamlSource } from './source.ts';
 import { parseBindAddress } from './values.ts';
 import { closest } from './validate.ts';
@@ -31,7 +31,11 @@ export function regexProblem(pattern: string): string | undefined {
   }
 }
 
-export function checkSemantics(mesh: RawMesh, source: YamlSource): ConfigError[] {
+/**
+ * `filterProtocols`: the protocols a Wasm filter under filters/ serves; a
+ * listener of another non-builtin protocol is rejected as not yet supported.
+ */
+export function checkSemantics(mesh: RawMesh, source: YamlSource, filterProtocols: ReadonlySet<string> = new Set()): ConfigError[] {
   const errors: ConfigError[] = [];
   const report = (path: Path, message: string, at: 'value' | 'key' = 'value'): void => {
     const { line, col } = source.locate(path, at);
@@ -100,19 +104,26 @@ export function checkSemantics(mesh: RawMesh, source: YamlSource): ConfigError[]
 
   listeners.forEach((l, i) => {
     const at = (...rest: Path): Path => ['listeners', i, ...rest];
-    if (!SUPPORTED_PROTOCOLS.includes(l.protocol)) {
-      report(at('protocol'), `protocol "${l.protocol}" is not yet supported`);
+    const isFilterProtocol = !isBuiltinProtocol(l.protocol);
+    if (isFilterProtocol && !filterProtocols.has(l.protocol)) {
+      report(at('protocol'), `protocol "${l.protocol}" is not yet supported (no filter under filters/ serves it)`);
     }
     if (l.protocol === 'grpc' && l.port !== undefined) {
       report(at('port'), 'a grpc listener binds no port (proxyless gRPC clients reach it as xds:///NAME)', 'key');
     }
-    const isFilterProtocol = FILTER_PROTOCOLS.includes(l.protocol);
     if (l.filter !== undefined && !isFilterProtocol) {
-      report(
-        at('filter'),
-        `"filter" settings are only for protocol listeners (${FILTER_PROTOCOLS.join(', ')}), not ${l.protocol}`,
-        'key',
-      );
+      report(at('filter'), `"filter" settings are only for protocol listeners (served by a Wasm filter), not ${l.protocol}`, 'key');
+    }
+    if (isFilterProtocol) {
+      l.routes.forEach((r, j) => {
+        if (r.clusters !== undefined) {
+          report(at('routes', j, 'clusters'), 'a protocol listener route names one "cluster" (its filter picks the connection\'s cluster)', 'key');
+        }
+      });
+      const last = l.routes[l.routes.length - 1];
+      if (last && last.match !== undefined) {
+        report(at('routes'), 'a protocol listener needs a default route: a last route without "match"');
+      }
     }
 
     const sniAt = new Map<string, number>();

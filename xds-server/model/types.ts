@@ -1,8 +1,18 @@
 // The validated, normalised mesh. Everything downstream of config/ sees only
 // these types; positions and YAML details stay in config/.
 
-/** grpc: an API listener for proxyless gRPC clients (`xds:///NAME`); no port. */
-export type Protocol = 'http' | 'grpc' | 'tcp' | 'tls' | 'mqtt' | 'kafka' | 'coap';
+/**
+ * http | grpc | tcp | tls are built in (grpc: an API listener for proxyless
+ * gRPC clients, `xds:///NAME`, no port). Any other protocol (mqtt, kafka,
+ * coap, or a dropped-in filter's) is served by the Wasm filter under
+ * filters/ whose manifest declares it.
+ */
+export type BuiltinProtocol = 'http' | 'grpc' | 'tcp' | 'tls';
+export type Protocol = string;
+export const BUILTIN_PROTOCOLS: readonly BuiltinProtocol[] = ['http', 'grpc', 'tcp', 'tls'];
+export function isBuiltinProtocol(protocol: string): protocol is BuiltinProtocol {
+  return (BUILTIN_PROTOCOLS as readonly string[]).includes(protocol);
+}
 export type LbPolicy = 'round_robin' | 'least_request' | 'random' | 'ring_hash';
 
 /** Milliseconds. Durations in YAML ("150ms", "5s", "1m") are normalised here. */

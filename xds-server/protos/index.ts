@@ -38,6 +38,9 @@ const entryFiles = [
   'envoy/config/bootstrap/v3/bootstrap.proto',
   'envoy/admin/v3/config_dump.proto',
   'envoy/config/core/v3/extension.proto',
+  'envoy/extensions/filters/network/wasm/v3/wasm.proto',
+  'envoy/extensions/filters/listener/set_filter_state/v3/set_filter_state.proto',
+  'google/protobuf/wrappers.proto',
 ];
 
 function loadRoot(): protobuf.Root {

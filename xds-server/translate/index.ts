@@ -3,9 +3,14 @@
 import { isIP } from 'node:net';
 import type { Cluster, DurationMs, HealthCheck, HttpMatch, Listener, Mesh, Route, RouteTarget } from '../model/types.ts';
 import { toAny } from '../protos/index.ts';
+import { protocolListener, wasmExtensionConfig, type FilterRef } from './filters.ts';
 import { TYPE, type EnvoyMessage, type Resources } from './types.ts';
 
 export { TYPE, TYPE_ORDER, type EnvoyMessage, type Resources, type ResourceType } from './types.ts';
+export { ADMIN_CLUSTER, filterConfiguration, type FilterRef, type WasmCode } from './filters.ts';
+
+/** The Wasm filter serving each non-builtin protocol, by protocol name. */
+export type FilterRefs = ReadonlyMap<string, FilterRef>;
 
 /**
  * Where Envoy fetches the RDS and EDS that listeners and clusters refer to:
@@ -36,7 +41,7 @@ function socketAddress(host: string, port: number): EnvoyMessage {
   return { socket_address: { address: host, port_value: port } };
 }
 
-export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads'): Resources {
+export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads', filters: FilterRefs = new Map()): Resources {
   const source = configSource(flavour);
   const resources: Resources = { listeners: [], routes: [], clusters: [], endpoints: [], extensions: [] };
   for (const listener of mesh.listeners) {
@@ -55,9 +60,13 @@ export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads'): Resources {
       case 'tls':
         resources.listeners.push(tlsPassthroughListener(listener));
         break;
-      default:
-        // The loader refuses protocols whose filter has not landed yet.
-        throw new Error(`listener ${listener.name}: protocol ${listener.protocol} has no translation`);
+      default: {
+        // The loader refuses protocols no filter serves; this is a bug guard.
+        const filter = filters.get(listener.protocol);
+        if (!filter) throw new Error(`listener ${listener.name}: no filter serves protocol ${listener.protocol}`);
+        resources.listeners.push(protocolListener(listener, source));
+        resources.extensions.push(wasmExtensionConfig(listener, filter));
+      }
     }
   }
   for (const cluster of mesh.clusters) {

@@ -17,8 +17,19 @@ export interface FilterManifest {
   protocol: string;
   entry: string;
   description?: string;
+  /** JSON Schema of the listener's `filter:` settings (mesh config). */
+  settings?: Record<string, unknown>;
+  /** JSON Schema of a route's `match:` attributes (mesh config). */
+  match?: Record<string, unknown>;
   /** The folder under filters/. */
   dir: string;
+}
+
+function schemaField(rec: Record<string, unknown>, field: string, file: string): Record<string, unknown> | undefined {
+  const value = rec[field];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${file}: "${field}" must be a JSON Schema object`);
+  return value as Record<string, unknown>;
 }
 
 /** Every filters/NAME/filter.json, sorted by name; throws naming a bad manifest. */
@@ -43,6 +54,8 @@ export function listFilters(root = FILTERS_DIR): FilterManifest[] {
       protocol: rec.protocol as string,
       entry: rec.entry as string,
       description: typeof rec.description === 'string' ? rec.description : undefined,
+      settings: schemaField(rec, 'settings', file),
+      match: schemaField(rec, 'match', file),
       dir: path.join(root, entry.name),
     });
   }
@@ -56,21 +69,26 @@ export function filterWasmPath(name: string): string {
 
 let building: Promise<void> | undefined;
 
+/** Builds every filter that is missing or older than its sources (not memoized: the server calls it on each reload). */
+export async function buildFilters(): Promise<void> {
+  try {
+    await run('bash', [path.join(REPO_ROOT, 'scripts', 'build-filters.sh')], { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024 });
+  } catch (err) {
+    const e = err as { stderr?: string; stdout?: string; message: string };
+    throw new Error(`building the Wasm filters failed (scripts/build-filters.sh):\n${e.stderr || e.stdout || e.message}`);
+  }
+}
+
 /**
  * Builds every filter that is missing or older than its sources, once per
  * process (scripts/build-filters.sh is incremental and safe to run from
  * several processes at once). Rejects with the compiler's output on failure.
  */
 export function ensureFiltersBuilt(): Promise<void> {
-  building ??= (async () => {
-    try {
-      await run('bash', [path.join(REPO_ROOT, 'scripts', 'build-filters.sh')], { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024 });
-    } catch (err) {
-      building = undefined;
-      const e = err as { stderr?: string; stdout?: string; message: string };
-      throw new Error(`building the Wasm filters failed (scripts/build-filters.sh):\n${e.stderr || e.stdout || e.message}`);
-    }
-  })();
+  building ??= buildFilters().catch((err: unknown) => {
+    building = undefined;
+    throw err;
+  });
   return building;
 }
 

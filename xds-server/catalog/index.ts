@@ -1,0 +1,115 @@
+// The Wasm filters under filters/: discovered from their manifests, built,
+// and loaded once per config reload. A filter's protocol becomes a listener
+// protocol, its schemas plug into the config loader, and before any config
+// reaches Envoy each protocol listener's filter is started in the in-process
+// host with the exact configuration Envoy would get; a module that fails to
+// load or refuses its configuration stops that config.
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { ProtocolSchema } from '../config/index.ts';
+import { isBuiltinProtocol, type Mesh } from '../model/types.ts';
+import { filterConfiguration, type FilterRef, type FilterRefs } from '../translate/index.ts';
+import { buildFilters, filterWasmPath, listFilters, WasmFilterModule, type FilterManifest } from '../wasm-host/index.ts';
+
+export interface CatalogEntry {
+  readonly manifest: FilterManifest;
+  readonly bytes: Uint8Array;
+  readonly sha256: string;
+  readonly module: WasmFilterModule;
+}
+
+export interface FilterProblem {
+  /** Index into mesh.listeners. */
+  listener: number;
+  message: string;
+}
+
+/** How Envoy gets module bytes: from protoplane's admin server (with sha256), or from the build folder on this machine. */
+export type CodeDelivery = 'remote' | 'local';
+
+export class FilterCatalog {
+  private constructor(readonly entries: ReadonlyMap<string, CatalogEntry>) {}
+
+  static readonly EMPTY = new FilterCatalog(new Map());
+
+  /** Builds what changed and loads every filter; throws with the reason (compile error, bad manifest, bad module). */
+  static async load(): Promise<FilterCatalog> {
+    await buildFilters();
+    const entries = new Map<string, CatalogEntry>();
+    const byProtocol = new Map<string, string>();
+    for (const manifest of listFilters()) {
+      if (!isBuiltinProtocol(manifest.protocol)) {
+        const other = byProtocol.get(manifest.protocol);
+        if (other) throw new Error(`filters ${other} and ${manifest.name} both serve protocol "${manifest.protocol}"`);
+        byProtocol.set(manifest.protocol, manifest.name);
+      }
+      const bytes = new Uint8Array(await readFile(filterWasmPath(manifest.name)));
+      const module = await WasmFilterModule.load(bytes, manifest.name);
+      entries.set(manifest.name, { manifest, bytes, sha256: createHash('sha256').update(bytes).digest('hex'), module });
+    }
+    return new FilterCatalog(entries);
+  }
+
+  byProtocol(protocol: string): CatalogEntry | undefined {
+    for (const entry of this.entries.values()) if (entry.manifest.protocol === protocol) return entry;
+    return undefined;
+  }
+
+  /** The schemas each filter protocol plugs into the config loader. */
+  protocolSchemas(): Record<string, ProtocolSchema> {
+    const out: Record<string, ProtocolSchema> = {};
+    for (const { manifest } of this.entries.values()) {
+      if (isBuiltinProtocol(manifest.protocol)) continue;
+      out[manifest.protocol] = {
+        ...(manifest.match ? { match: manifest.match } : {}),
+        ...(manifest.settings ? { filter: manifest.settings } : {}),
+      };
+    }
+    return out;
+  }
+
+  /** What translation needs to reference each protocol's module. */
+  refs(delivery: CodeDelivery): FilterRefs {
+    const refs = new Map<string, FilterRef>();
+    for (const { manifest, sha256 } of this.entries.values()) {
+      if (isBuiltinProtocol(manifest.protocol)) continue;
+      refs.set(manifest.protocol, {
+        name: manifest.name,
+        code:
+          delivery === 'local'
+            ? { kind: 'local', path: filterWasmPath(manifest.name) }
+            : { kind: 'remote', url: `http://protoplane-admin/filters/${manifest.name}.wasm?sha256=${sha256}`, sha256 },
+      });
+    }
+    return refs;
+  }
+
+  /** Starts each protocol listener's filter with its configuration, as Envoy would; returns who refused. */
+  async check(mesh: Mesh): Promise<FilterProblem[]> {
+    const problems: FilterProblem[] = [];
+    for (const [index, listener] of mesh.listeners.entries()) {
+      if (isBuiltinProtocol(listener.protocol)) continue;
+      const entry = this.byProtocol(listener.protocol);
+      if (!entry) {
+        problems.push({ listener: index, message: `no filter serves protocol "${listener.protocol}"` });
+        continue;
+      }
+      try {
+        const plugin = await entry.module.instantiate({
+          name: entry.manifest.name,
+          rootId: entry.manifest.name,
+          vmId: entry.manifest.name,
+          configuration: filterConfiguration(listener),
+          logLevel: 'warn',
+        });
+        plugin.close();
+      } catch (error) {
+        problems.push({
+          listener: index,
+          message: `filter ${entry.manifest.name} refused this listener's configuration: ${error instanceof Error ? error.message : String(error)}`,
+        });
+      }
+    }
+    return problems;
+  }
+}
