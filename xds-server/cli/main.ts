@@ -2,15 +2,19 @@
 import { parseArgs } from 'node:util';
 import { serve } from '../app.ts';
 import { bootstrapYaml } from '../bootstrap.ts';
+import { FilterCatalog } from '../catalog/index.ts';
 import { formatConfigError, loadMeshFile } from '../config/index.ts';
 import { parseDuration } from '../config/values.ts';
 import { DEFAULT_DEBOUNCE } from '../debounce.ts';
 import { createLogger } from '../log.ts';
+import { REPO_ROOT } from '../wasm-host/build.ts';
+import { scaffoldFilter } from './new-filter.ts';
 
 const USAGE = `usage:
   protoplane serve --config mesh.yaml [--xds-port 18000] [--admin-port 18001] [--host 0.0.0.0]
                    [--debounce 100ms] [--debounce-max 10s] [--keepalive 30s] [--max-stream-age 0s]
   protoplane validate mesh.yaml
+  protoplane new-filter NAME              (scaffolds filters/NAME/ and test/filters/NAME.test.ts)
   protoplane bootstrap --xds 127.0.0.1:18000 --node-id ID [--node-cluster C] [--delta] [--per-type] [--admin-port 9901] [--admin-address 127.0.0.1]
                        [--protoplane-admin HOST:18001]   (where Envoy fetches Wasm modules)`;
 
@@ -76,7 +80,14 @@ async function main(argv: string[]): Promise<number> {
     case 'validate': {
       const { positionals } = parseArgs({ args: rest, allowPositionals: true });
       if (positionals.length !== 1) fail('validate: pass exactly one file');
-      const result = await loadMeshFile(positionals[0]!);
+      // Filters under filters/ bring their protocols and schemas, and check their own settings.
+      const catalog = await FilterCatalog.load();
+      const result = await loadMeshFile(positionals[0]!, { protocols: catalog.protocolSchemas() });
+      const problems = result.ok ? await catalog.check(result.mesh) : [];
+      if (result.ok && problems.length > 0) {
+        for (const p of problems) process.stderr.write(`${formatConfigError(result.error(['listeners', p.listener, 'protocol'], p.message))}\n`);
+        return 1;
+      }
       if (result.ok) {
         process.stdout.write(
           `${positionals[0]}: ok (${result.mesh.listeners.length} listeners, ${result.mesh.clusters.length} clusters)\n`,
@@ -113,6 +124,13 @@ async function main(argv: string[]): Promise<number> {
           protoplaneAdmin: values['protoplane-admin'],
         }),
       );
+      return 0;
+    }
+    case 'new-filter': {
+      const { positionals } = parseArgs({ args: rest, allowPositionals: true });
+      if (positionals.length !== 1) fail('new-filter: pass exactly one name');
+      const { files } = scaffoldFilter(REPO_ROOT, positionals[0]!);
+      process.stdout.write(`created:\n${files.map((f) => `  ${f}`).join('\n')}\nbuild: npm run build:filters   test: node --import tsx --test test/filters/${positionals[0]}.test.ts\n`);
       return 0;
     }
     default:

@@ -1,0 +1,50 @@
+// Messages declared under proto/ (missing from the API snapshot inside
+// @grpc/grpc-js-xds) are accepted by the real Envoy 1.40 binary.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { translate } from '../../xds-server/translate/index.ts';
+import { envoyValidates } from '../support/envoy-validate.ts';
+
+describe('project-owned protos', () => {
+  it('envoy.extensions.filters.listener.set_filter_state.v3.Config is accepted by Envoy 1.40', async () => {
+    const resources = translate(
+      {
+        listeners: [
+          { name: 'p', address: '127.0.0.1', port: 10990, protocol: 'contract', routes: [{ target: { kind: 'cluster', cluster: 'c' } }] },
+        ],
+        clusters: [{ name: 'c', endpoints: [{ host: '127.0.0.1', port: 1 }], lb: 'round_robin', http2: false, connectTimeout: 1000 }],
+      },
+      'ads',
+      new Map([['contract', { name: 'contract', code: { kind: 'local', path: '/nonexistent.wasm' } }]]),
+    );
+    const listener = resources.listeners[0]!;
+    assert.equal((listener.listener_filters as Array<{ name: string }>)[0]!.name, 'envoy.filters.listener.set_filter_state');
+    const result = await envoyValidates(resources);
+    assert.ok(result.ok, result.output);
+  });
+
+  it('and a wrong value in it is refused, so the check above can fail', async () => {
+    const resources = translate(
+      {
+        listeners: [
+          { name: 'p', address: '127.0.0.1', port: 10990, protocol: 'contract', routes: [{ target: { kind: 'cluster', cluster: 'c' } }] },
+        ],
+        clusters: [{ name: 'c', endpoints: [{ host: '127.0.0.1', port: 1 }], lb: 'round_robin', http2: false, connectTimeout: 1000 }],
+      },
+      'ads',
+      new Map([['contract', { name: 'contract', code: { kind: 'local', path: '/nonexistent.wasm' } }]]),
+    );
+    const listener = resources.listeners[0]!;
+    const filters = listener.listener_filters as Array<Record<string, unknown>>;
+    // An object key without a factory: Envoy rejects it at config time.
+    const { toAny } = await import('../../xds-server/protos/index.ts');
+    filters[0] = {
+      name: 'envoy.filters.listener.set_filter_state',
+      typed_config: toAny('envoy.extensions.filters.listener.set_filter_state.v3.Config', {
+        on_accept: [{ object_key: 'no.such.key', factory_key: 'no.such.factory', format_string: { text_format_source: { inline_string: 'x' } } }],
+      }),
+    };
+    const result = await envoyValidates(resources);
+    assert.equal(result.ok, false, result.output);
+  });
+});
