@@ -9,11 +9,13 @@ import { DEFAULT_DEBOUNCE } from '../debounce.ts';
 import { createLogger } from '../log.ts';
 import { REPO_ROOT } from '../wasm-host/build.ts';
 import { scaffoldFilter } from './new-filter.ts';
+import { replayCommand } from './replay.ts';
 
 const USAGE = `usage:
   protoplane serve --config mesh.yaml [--xds-port 18000] [--admin-port 18001] [--host 0.0.0.0]
                    [--debounce 100ms] [--debounce-max 10s] [--keepalive 30s] [--max-stream-age 0s]
   protoplane validate mesh.yaml
+  protoplane replay --filter NAME [--config FILE] [--chunk N] CAPTURE   (pcap/pcapng, or raw client bytes)
   protoplane new-filter NAME              (scaffolds filters/NAME/ and test/filters/NAME.test.ts)
   protoplane bootstrap --xds 127.0.0.1:18000 --node-id ID [--node-cluster C] [--delta] [--per-type] [--admin-port 9901] [--admin-address 127.0.0.1]
                        [--protoplane-admin HOST:18001]   (where Envoy fetches Wasm modules)`;
@@ -125,6 +127,17 @@ async function main(argv: string[]): Promise<number> {
         }),
       );
       return 0;
+    }
+    case 'replay': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: { filter: { type: 'string' }, config: { type: 'string' }, chunk: { type: 'string' } },
+      });
+      if (!values.filter || positionals.length !== 1) fail('replay: pass --filter NAME and one capture file');
+      const chunk = values.chunk === undefined ? undefined : Number(values.chunk);
+      if (chunk !== undefined && !(Number.isInteger(chunk) && chunk > 0)) fail('replay: --chunk must be a positive integer');
+      return replayCommand({ filter: values.filter, config: values.config, capture: positionals[0]!, chunk });
     }
     case 'new-filter': {
       const { positionals } = parseArgs({ args: rest, allowPositionals: true });

@@ -1,0 +1,142 @@
+// protoplane replay: TCP conversations read out of pcap and pcapng captures
+// (written here byte by byte, as tcpdump and dumpcap would), and the
+// contract filter replayed over them in the in-process host.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, it } from 'node:test';
+import { readConversations } from '../../xds-server/replay/index.ts';
+import { REPO_ROOT } from '../support/envoy.ts';
+
+const exec = promisify(execFile);
+
+interface Frame {
+  from: 'client' | 'server';
+  seq: number;
+  syn?: boolean;
+  payload?: string;
+}
+
+const CLIENT = { ip: [10, 0, 0, 1], port: 40001 };
+const SERVER = { ip: [10, 0, 0, 2], port: 1883 };
+
+/** An Ethernet + IPv4 + TCP frame. */
+function ethernetFrame(f: Frame): Buffer {
+  const [src, dst] = f.from === 'client' ? [CLIENT, SERVER] : [SERVER, CLIENT];
+  const payload = Buffer.from(f.payload ?? '', 'latin1');
+  const tcp = Buffer.alloc(20);
+  tcp.writeUInt16BE(src.port, 0);
+  tcp.writeUInt16BE(dst.port, 2);
+  tcp.writeUInt32BE(f.seq >>> 0, 4);
+  tcp[12] = 5 << 4;
+  tcp[13] = f.syn ? 0x02 : 0x18;
+  const ip = Buffer.alloc(20);
+  ip[0] = 0x45;
+  ip.writeUInt16BE(20 + 20 + payload.length, 2);
+  ip[8] = 64;
+  ip[9] = 6;
+  Buffer.from(src.ip).copy(ip, 12);
+  Buffer.from(dst.ip).copy(ip, 16);
+  const eth = Buffer.alloc(14);
+  eth.writeUInt16BE(0x0800, 12);
+  return Buffer.concat([eth, ip, tcp, payload]);
+}
+
+function pcap(frames: Frame[]): Buffer {
+  const header = Buffer.alloc(24);
+  header.writeUInt32LE(0xa1b2c3d4, 0);
+  header.writeUInt16LE(2, 4);
+  header.writeUInt16LE(4, 6);
+  header.writeUInt32LE(65535, 16);
+  header.writeUInt32LE(1, 20);
+  return Buffer.concat([
+    header,
+    ...frames.flatMap((f) => {
+      const data = ethernetFrame(f);
+      const record = Buffer.alloc(16);
+      record.writeUInt32LE(data.length, 8);
+      record.writeUInt32LE(data.length, 12);
+      return [record, data];
+    }),
+  ]);
+}
+
+function pcapng(frames: Frame[]): Buffer {
+  const block = (type: number, body: Buffer) => {
+    const padded = Buffer.concat([body, Buffer.alloc((4 - (body.length % 4)) % 4)]);
+    const out = Buffer.alloc(12 + padded.length);
+    out.writeUInt32LE(type, 0);
+    out.writeUInt32LE(out.length, 4);
+    padded.copy(out, 8);
+    out.writeUInt32LE(out.length, out.length - 4);
+    return out;
+  };
+  const shb = Buffer.alloc(16);
+  shb.writeUInt32LE(0x1a2b3c4d, 0);
+  shb.writeUInt16LE(1, 4);
+  shb.writeBigInt64LE(-1n, 8);
+  const idb = Buffer.alloc(8);
+  idb.writeUInt16LE(1, 0);
+  idb.writeUInt32LE(65535, 4);
+  const epbs = frames.map((f) => {
+    const data = ethernetFrame(f);
+    const head = Buffer.alloc(20);
+    head.writeUInt32LE(data.length, 12);
+    head.writeUInt32LE(data.length, 16);
+    return block(6, Buffer.concat([head, data]));
+  });
+  return Buffer.concat([block(0x0a0d0d0a, shb), block(1, idb), ...epbs]);
+}
+
+const CONVERSATION: Frame[] = [
+  { from: 'client', seq: 1000, syn: true },
+  { from: 'server', seq: 5000, syn: true },
+  { from: 'client', seq: 1001, payload: 'A: hello ' },
+  { from: 'client', seq: 1010, payload: 'MARK\n' },
+  { from: 'client', seq: 1010, payload: 'MARK\n' }, // retransmission
+  { from: 'server', seq: 5001, payload: 'a:A: hello mark\n' },
+];
+
+describe('protoplane replay', () => {
+  for (const [format, write] of [['pcap', pcap], ['pcapng', pcapng]] as const) {
+    it(`reads TCP conversations from ${format}, in order, without retransmissions`, () => {
+      const [conversation, ...rest] = readConversations(new Uint8Array(write(CONVERSATION)));
+      assert.equal(rest.length, 0);
+      assert.equal(conversation!.client, '10.0.0.1:40001');
+      assert.equal(conversation!.server, '10.0.0.2:1883');
+      assert.deepEqual(
+        conversation!.segments.map((s) => [s.direction, Buffer.from(s.data).toString()]),
+        [['downstream', 'A: hello '], ['downstream', 'MARK\n'], ['upstream', 'a:A: hello mark\n']],
+      );
+    });
+  }
+
+  it('treats a file that is not a capture as raw client bytes', () => {
+    const [conversation] = readConversations(new TextEncoder().encode('just bytes\n'));
+    assert.deepEqual(conversation!.segments.map((s) => s.direction), ['downstream']);
+  });
+
+  it('prints one JSON line per thing the filter did, as the CLI', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'protoplane-replay-'));
+    fs.writeFileSync(path.join(dir, 'c.pcapng'), pcapng(CONVERSATION));
+    fs.writeFileSync(path.join(dir, 'contract.json'), JSON.stringify({ route_prefix: 'A:', route_cluster: 'a', default_cluster: 'b' }));
+    const { stdout } = await exec(
+      path.join(REPO_ROOT, 'bin/protoplane'),
+      ['replay', '--filter', 'contract', '--config', path.join(dir, 'contract.json'), '--chunk', '2', path.join(dir, 'c.pcapng')],
+      { cwd: REPO_ROOT },
+    );
+    fs.rmSync(dir, { recursive: true });
+    const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(lines[0], { conn: 1, type: 'connection', client: '10.0.0.1:40001', server: '10.0.0.2:1883' });
+    assert.ok(lines.some((l) => l.type === 'filter_state' && l.path === 'envoy.tcp_proxy.cluster' && l.value === 'a'));
+    assert.ok(lines.some((l) => l.type === 'proceed' && l.cluster === 'a'));
+    const released = lines.filter((l) => l.type === 'release' && l.direction === 'downstream').map((l) => l.text).join('');
+    assert.equal(released, 'A: hello mark\n');
+    const metrics = lines.at(-1)!;
+    assert.equal(metrics.type, 'metrics');
+    assert.equal((metrics.metrics as Record<string, number>)['contract.frames'], 1);
+  });
+});
