@@ -14,6 +14,7 @@ import { replayCommand } from './replay.ts';
 const USAGE = `usage:
   protoplane serve --config mesh.yaml [--xds-port 18000] [--admin-port 18001] [--host 0.0.0.0]
                    [--debounce 100ms] [--debounce-max 10s] [--keepalive 30s] [--max-stream-age 0s]
+                   [--wasm-code remote|local]
   protoplane validate mesh.yaml
   protoplane replay --filter NAME [--config FILE] [--chunk N] CAPTURE   (pcap/pcapng, or raw client bytes)
   protoplane new-filter NAME              (scaffolds filters/NAME/ and test/filters/NAME.test.ts)
@@ -30,6 +31,11 @@ function duration(value: string | undefined, fallbackMs: number, flag: string): 
   const parsed = parseDuration(value);
   if (!parsed.ok) fail(`${flag}: ${parsed.reason}`);
   return parsed.value;
+}
+
+function wasmCode(value: string | undefined): 'remote' | 'local' {
+  if (value === undefined || value === 'remote' || value === 'local') return value ?? 'remote';
+  fail(`--wasm-code: expected remote or local, got ${value}`);
 }
 
 function port(value: string | undefined, fallback: number, flag: string): number {
@@ -54,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
           'debounce-max': { type: 'string' },
           keepalive: { type: 'string' },
           'max-stream-age': { type: 'string' },
+          'wasm-code': { type: 'string' },
         },
       });
       if (!values.config) fail('serve: --config is required');
@@ -70,6 +77,7 @@ async function main(argv: string[]): Promise<number> {
         },
         keepaliveMs: duration(values.keepalive, 30_000, '--keepalive'),
         maxStreamAgeMs: duration(values['max-stream-age'], 0, '--max-stream-age'),
+        wasmCode: wasmCode(values['wasm-code']),
       });
       const stop = () => {
         log.info('shutting down');
