@@ -7,7 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import { SnapshotCache, snapshotsOf } from '../../xds-server/cache/index.ts';
 import { silentLogger } from '../../xds-server/log.ts';
 import { Metrics } from '../../xds-server/metrics.ts';
-import type { Cluster, Mesh } from '../../xds-server/model/types.ts';
+import type { Mesh } from '../../xds-server/model/types.ts';
+import { cluster, mesh } from '../support/meshes.ts';
 import { XdsServer } from '../../xds-server/server/index.ts';
 import { TYPE } from '../../xds-server/translate/index.ts';
 import { DeltaTestClient, XdsTestClient, type ReceivedDeltaResponse, type ReceivedResponse } from '../support/xds-client.ts';
@@ -183,26 +184,6 @@ class Conn {
   }
 }
 
-function cluster(name: string, port = 9000, connectTimeout = 1000): Cluster {
-  return { name, endpoints: [{ host: '127.0.0.1', port }], lb: 'round_robin', http2: false, connectTimeout };
-}
-
-function mesh(clusters: Cluster[], routeTo?: string): Mesh {
-  return {
-    clusters,
-    listeners: routeTo
-      ? [
-          {
-            name: 'web',
-            address: '0.0.0.0',
-            port: 10080,
-            protocol: 'http',
-            routes: [{ match: { kind: 'http', prefix: '/', headers: [] }, target: { kind: 'cluster', cluster: routeTo } }],
-          },
-        ]
-      : [],
-  };
-}
 
 interface Env {
   install(m: Mesh): void;

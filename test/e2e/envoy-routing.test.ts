@@ -11,6 +11,7 @@ import { serve, type Protoplane } from '../../xds-server/app.ts';
 import { bootstrapYaml } from '../../xds-server/bootstrap.ts';
 import { silentLogger } from '../../xds-server/log.ts';
 import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
+import { requestLoop } from '../support/traffic.ts';
 import {
   httpGet,
   startHttpUpstream,
@@ -174,31 +175,14 @@ describe('stock Envoy configured by protoplane over ADS', () => {
   });
 
   it('applies a YAML edit while a client sends requests, with zero failures', async () => {
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
-    const seen: string[] = [];
-    const failures: string[] = [];
-    let stop = false;
-    const loop = (async () => {
-      const until = Date.now() + 30_000;
-      while (!stop && Date.now() < until) {
-        try {
-          const r = await httpGet(ports.web, '/', {}, { agent });
-          if (r.status !== 200) failures.push(`${r.status} ${r.body}`);
-          else seen.push(r.body);
-        } catch (error) {
-          failures.push(String(error));
-        }
-      }
-    })();
+    const { seen, failures, stop } = requestLoop(ports.web);
     await waitUntil(() => seen.length >= 20, 10_000, 'requests before the edit');
     // Routing moves to a cluster that did not exist before the edit.
     writeConfig(meshYaml(ports, { ...upstreams, fresh: http_.fresh! }, TO_FRESH));
     await waitUntil(() => seen.at(-1) === 'fresh', 15_000, 'traffic moved to the new cluster');
     const movedAt = seen.length;
     await waitUntil(() => seen.length >= movedAt + 50, 10_000, 'requests after the edit');
-    stop = true;
-    await loop;
-    agent.destroy();
+    await stop();
     assert.deepEqual(failures, []);
     assert.ok(seen.slice(movedAt).every((b) => b === 'fresh'), 'after the switch every request reaches the new cluster');
   });

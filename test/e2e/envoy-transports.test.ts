@@ -3,7 +3,6 @@
 // config change under load with zero failed requests.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -11,6 +10,7 @@ import { serve, type Protoplane } from '../../xds-server/app.ts';
 import { bootstrapYaml, type BootstrapOptions } from '../../xds-server/bootstrap.ts';
 import { silentLogger } from '../../xds-server/log.ts';
 import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
+import { requestLoop } from '../support/traffic.ts';
 import { httpGet, startHttpUpstream, type HttpUpstream } from '../support/upstreams.ts';
 
 const VARIANTS: ReadonlyArray<{ name: string; options: Partial<BootstrapOptions>; expect: 'delta' | 'sotw'; types: number }> = [
@@ -86,22 +86,7 @@ for (const variant of VARIANTS) {
     });
 
     it('moves traffic to a new cluster under load with zero failed requests', async () => {
-      const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
-      const seen: string[] = [];
-      const failures: string[] = [];
-      let stop = false;
-      const loop = (async () => {
-        const until = Date.now() + 30_000;
-        while (!stop && Date.now() < until) {
-          try {
-            const r = await httpGet(webPort, '/', {}, { agent });
-            if (r.status === 200) seen.push(r.body);
-            else failures.push(`${r.status} ${r.body}`);
-          } catch (error) {
-            failures.push(String(error));
-          }
-        }
-      })();
+      const { seen, failures, stop } = requestLoop(webPort);
       await waitUntil(() => seen.length >= 20, 10_000, 'requests before the change');
       write(meshYaml(webPort, { blue: upstreams.blue!, green: upstreams.green! }, 'green'));
       await waitUntil(() => seen.at(-1) === 'green', 15_000, 'traffic moved to green');
@@ -112,9 +97,7 @@ for (const variant of VARIANTS) {
       await waitUntil(() => seen.at(-1) === 'blue', 15_000, 'traffic back on blue');
       const back = seen.length;
       await waitUntil(() => seen.length >= back + 50, 10_000, 'requests after the removal');
-      stop = true;
-      await loop;
-      agent.destroy();
+      await stop();
       assert.deepEqual(failures, []);
       assert.equal((await httpGet(webPort, '/pinned')).body, 'blue');
     });

@@ -30,12 +30,57 @@ function resourceName(typeUrl: string, message: Record<string, unknown>): string
   return String(typeUrl.endsWith('ClusterLoadAssignment') ? message.cluster_name : message.name);
 }
 
+/** Responses as they arrive, for a test to take one at a time or to assert there are none. */
+class ResponseQueue<T> {
+  private readonly items: T[] = [];
+  private waiter: (() => void) | undefined;
+  private ended: Error | undefined;
+
+  constructor(private readonly describe: (item: T) => string) {}
+
+  push(item: T): void {
+    this.items.push(item);
+    this.waiter?.();
+  }
+
+  fail(error: Error): void {
+    this.ended = error;
+    this.waiter?.();
+  }
+
+  async next(timeoutMs: number): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.items.length === 0) {
+      if (this.ended) throw this.ended;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no xDS response within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiter = undefined;
+    }
+    return this.items.shift()!;
+  }
+
+  /** Resolves when nothing arrives for `ms`; throws naming what did arrive. */
+  async expectSilence(ms: number): Promise<void> {
+    try {
+      const item = await this.next(ms);
+      throw new Error(`expected no response, got ${this.describe(item)}`);
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith('no xDS response')) throw error;
+    }
+  }
+}
+
 export class XdsTestClient {
   private readonly client: grpc.Client;
   private readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
-  private readonly queue: ReceivedResponse[] = [];
-  private waiter: (() => void) | undefined;
-  private ended: Error | undefined;
+  private readonly queue = new ResponseQueue<ReceivedResponse>((r) => `${r.typeUrl} version ${r.versionInfo}`);
 
   constructor(port: number, method = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources') {
     this.client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
@@ -44,14 +89,8 @@ export class XdsTestClient {
       (b: Buffer) => b,
       (b: Buffer) => b,
     );
-    this.call.on('data', (bytes: Buffer) => {
-      this.queue.push(decodeResponse(bytes));
-      this.waiter?.();
-    });
-    this.call.on('error', (error) => {
-      this.ended = error;
-      this.waiter?.();
-    });
+    this.call.on('data', (bytes: Buffer) => this.queue.push(decodeResponse(bytes)));
+    this.call.on('error', (error) => this.queue.fail(error));
   }
 
   send(options: RequestOptions): void {
@@ -71,32 +110,13 @@ export class XdsTestClient {
     this.send({ typeUrl: response.typeUrl, names, nonce: response.nonce, version: response.versionInfo });
   }
 
-  async next(timeoutMs = 5000): Promise<ReceivedResponse> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.queue.length === 0) {
-      if (this.ended) throw this.ended;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no xDS response within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.waiter = undefined;
-    }
-    return this.queue.shift()!;
+  next(timeoutMs = 5000): Promise<ReceivedResponse> {
+    return this.queue.next(timeoutMs);
   }
 
   /** Resolves when no response arrives for `ms`; throws with the response otherwise. */
-  async expectSilence(ms = 300): Promise<void> {
-    try {
-      const response = await this.next(ms);
-      throw new Error(`expected no response, got ${response.typeUrl} version ${response.versionInfo}`);
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith('no xDS response')) throw error;
-    }
+  expectSilence(ms = 300): Promise<void> {
+    return this.queue.expectSilence(ms);
   }
 
   close(): void {
@@ -143,21 +163,15 @@ export interface DeltaRequestOptions {
 export class DeltaTestClient {
   private readonly client: grpc.Client;
   private readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
-  private readonly queue: ReceivedDeltaResponse[] = [];
-  private waiter: (() => void) | undefined;
-  private ended: Error | undefined;
+  private readonly queue = new ResponseQueue<ReceivedDeltaResponse>(
+    (r) => `${r.typeUrl} [${r.resources.map((x) => x.name)}] removed [${r.removed}]`,
+  );
 
   constructor(port: number, method = '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources') {
     this.client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
     this.call = this.client.makeBidiStreamRequest(method, (b: Buffer) => b, (b: Buffer) => b);
-    this.call.on('data', (bytes: Buffer) => {
-      this.queue.push(decodeDeltaResponse(bytes));
-      this.waiter?.();
-    });
-    this.call.on('error', (error) => {
-      this.ended = error;
-      this.waiter?.();
-    });
+    this.call.on('data', (bytes: Buffer) => this.queue.push(decodeDeltaResponse(bytes)));
+    this.call.on('error', (error) => this.queue.fail(error));
   }
 
   send(options: DeltaRequestOptions): void {
@@ -177,31 +191,12 @@ export class DeltaTestClient {
     this.send({ typeUrl: response.typeUrl, nonce: response.nonce });
   }
 
-  async next(timeoutMs = 5000): Promise<ReceivedDeltaResponse> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.queue.length === 0) {
-      if (this.ended) throw this.ended;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no xDS response within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.waiter = undefined;
-    }
-    return this.queue.shift()!;
+  next(timeoutMs = 5000): Promise<ReceivedDeltaResponse> {
+    return this.queue.next(timeoutMs);
   }
 
-  async expectSilence(ms = 300): Promise<void> {
-    try {
-      const r = await this.next(ms);
-      throw new Error(`expected no response, got ${r.typeUrl} [${r.resources.map((x) => x.name)}] removed [${r.removed}]`);
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith('no xDS response')) throw error;
-    }
+  expectSilence(ms = 300): Promise<void> {
+    return this.queue.expectSilence(ms);
   }
 
   close(): void {

@@ -5,18 +5,20 @@ import { describe, it } from 'node:test';
 import { translate } from '../../xds-server/translate/index.ts';
 import { envoyValidates } from '../support/envoy-validate.ts';
 
+function protocolListenerResources() {
+  return translate(
+    {
+      listeners: [{ name: 'p', address: '127.0.0.1', port: 10990, protocol: 'contract', routes: [{ target: { kind: 'cluster', cluster: 'c' } }] }],
+      clusters: [{ name: 'c', endpoints: [{ host: '127.0.0.1', port: 1 }], lb: 'round_robin', http2: false, connectTimeout: 1000 }],
+    },
+    'ads',
+    new Map([['contract', { name: 'contract', code: { kind: 'local', path: '/nonexistent.wasm' } }]]),
+  );
+}
+
 describe('project-owned protos', () => {
   it('envoy.extensions.filters.listener.set_filter_state.v3.Config is accepted by Envoy 1.40', async () => {
-    const resources = translate(
-      {
-        listeners: [
-          { name: 'p', address: '127.0.0.1', port: 10990, protocol: 'contract', routes: [{ target: { kind: 'cluster', cluster: 'c' } }] },
-        ],
-        clusters: [{ name: 'c', endpoints: [{ host: '127.0.0.1', port: 1 }], lb: 'round_robin', http2: false, connectTimeout: 1000 }],
-      },
-      'ads',
-      new Map([['contract', { name: 'contract', code: { kind: 'local', path: '/nonexistent.wasm' } }]]),
-    );
+    const resources = protocolListenerResources();
     const listener = resources.listeners[0]!;
     assert.equal((listener.listener_filters as Array<{ name: string }>)[0]!.name, 'envoy.filters.listener.set_filter_state');
     const result = await envoyValidates(resources);
@@ -24,16 +26,7 @@ describe('project-owned protos', () => {
   });
 
   it('and a wrong value in it is refused, so the check above can fail', async () => {
-    const resources = translate(
-      {
-        listeners: [
-          { name: 'p', address: '127.0.0.1', port: 10990, protocol: 'contract', routes: [{ target: { kind: 'cluster', cluster: 'c' } }] },
-        ],
-        clusters: [{ name: 'c', endpoints: [{ host: '127.0.0.1', port: 1 }], lb: 'round_robin', http2: false, connectTimeout: 1000 }],
-      },
-      'ads',
-      new Map([['contract', { name: 'contract', code: { kind: 'local', path: '/nonexistent.wasm' } }]]),
-    );
+    const resources = protocolListenerResources();
     const listener = resources.listeners[0]!;
     const filters = listener.listener_filters as Array<Record<string, unknown>>;
     // An object key without a factory: Envoy rejects it at config time.
