@@ -1,0 +1,465 @@
+// xds-fanout: how fast one cluster change reaches N connected Envoys, and
+// what the connections cost the server, for protoplane and go-control-plane
+// side by side under the same load from the same run.
+//
+//   node --import tsx test/bench/xds-fanout.ts [--n 1000,10000] [--modes delta,sotw]
+//        [--clusters 1000] [--servers protoplane,gcp] [--concurrency 500] [--json FILE]
+//
+// Per row: start the server; wait until it is idle; read its CPU time and RSS;
+// start loadgen (test/bench/peers, Go; one HTTP/2 connection and one ADS
+// stream per simulated Envoy, CDS wildcard + EDS for every cluster, every
+// response ACKed); once every stream holds and has ACKed the full CDS and
+// EDS (READY) and the server is idle again, read CPU and RSS again; then tell
+// loadgen the trigger time, change cluster c0500 (connect_timeout 7s) and wait
+// until every stream has ACKed a CDS response carrying it; wait for the
+// server to go idle and read its CPU time a third time. See test/bench/README.md.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Child, childCpuTicks, CLK_TCK, cpuTicks, memory, nowNs, waitQuiet } from './xds-fanout/proc.ts';
+import {
+  buildPeers,
+  CHANGED_CLUSTER,
+  loadgenBinary,
+  MARKER_TIMEOUT_S,
+  PEERS_DIR,
+  ROOT,
+  startGcp,
+  startProtoplane,
+  type Server,
+  type ServerName,
+} from './xds-fanout/servers.ts';
+import {
+  bucketDelta,
+  buckets,
+  bucketText,
+  kib,
+  mib,
+  ms,
+  pad,
+  quantileBucket,
+  sample,
+  seconds,
+  summarize,
+  type Summary,
+} from './xds-fanout/stats.ts';
+
+type Mode = 'delta' | 'sotw';
+
+interface Options {
+  ns: number[];
+  modes: Mode[];
+  clusters: number;
+  servers: ServerName[];
+  concurrency: number;
+  readyTimeoutS: number;
+  changeTimeoutS: number;
+  json?: string;
+  quiet: boolean;
+  /** Extra node flags for the protoplane process (e.g. --cpu-prof --cpu-prof-dir=DIR). */
+  protoplaneNodeArgs: string[];
+}
+
+interface CaseResult {
+  mode: Mode;
+  n: number;
+  server: ServerName;
+  label: string;
+  status: 'ok' | 'unimplemented' | 'failed' | 'incomplete';
+  reason?: string;
+  connectMs?: number;
+  reconnects?: number;
+  errors?: number;
+  ack?: Summary;
+  recv?: Summary;
+  cpuConnectTicks?: number;
+  cpuChangeTicks?: number;
+  quietAfterConnect?: boolean;
+  quietAfterChange?: boolean;
+  rssIdle?: number;
+  rssReady?: number;
+  hwm?: number;
+  memPerNode?: number;
+  loadgenCpuConnectTicks?: number;
+  loadgenCpuChangeTicks?: number;
+  loadgenRss?: number;
+  cdsBytes?: number;
+  edsBytes?: number;
+  /** protoplane: snapshot → CDS ACK, from protoplane_xds_push_latency_seconds (bucketed), in ms. */
+  serverPush?: { count: number; p50?: [number, number]; p99?: [number, number]; buckets: Array<[number, number]> };
+  /** protoplane: the longest event-loop delay seen in each phase (prom-client), in ms. */
+  eventLoopMaxMs?: { connect: number; change: number };
+  /** Heap (protoplane: V8 heap used; gcp: Go HeapAlloc) idle and with all N ready; gcp goroutines when ready. */
+  heapIdle?: number;
+  heapReady?: number;
+  goroutines?: number;
+  staleRequests?: number;
+  nacks?: number;
+  /** protoplane: file write → new snapshot served, with no client connected (two probes). */
+  reloadIdleMs?: number[];
+  /** CPU of child processes the server ran and reaped (cutime + cstime), per phase. */
+  childCpuConnectTicks?: number;
+  childCpuChangeTicks?: number;
+  /** How long the trigger call took, and what the server answered (gcp: POST /change). */
+  triggerMs?: number;
+  triggerReply?: string;
+  serverLog: { lines: number; samples: string[] };
+}
+
+function parseOptions(): Options {
+  const { values } = parseArgs({
+    options: {
+      n: { type: 'string', default: '1000,10000' },
+      modes: { type: 'string', default: 'delta,sotw' },
+      clusters: { type: 'string', default: '1000' },
+      servers: { type: 'string', default: 'protoplane,gcp' },
+      concurrency: { type: 'string', default: '500' },
+      'ready-timeout': { type: 'string', default: '600' },
+      'change-timeout': { type: 'string', default: '120' },
+      json: { type: 'string' },
+      'protoplane-node-args': { type: 'string', default: '' },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      'node --import tsx test/bench/xds-fanout.ts [--n 1000,10000] [--modes delta,sotw] [--clusters 1000]\n' +
+        '  [--servers protoplane,gcp] [--concurrency 500] [--ready-timeout 600] [--change-timeout 120] [--json FILE] [--quiet]\n' +
+        '  [--protoplane-node-args="--cpu-prof --cpu-prof-dir=DIR"]',
+    );
+    process.exit(0);
+  }
+  const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+  const modes = list(values.modes!) as Mode[];
+  const servers = list(values.servers!).map((s) => (s === 'go-control-plane' ? 'gcp' : s)) as ServerName[];
+  for (const m of modes) if (m !== 'delta' && m !== 'sotw') throw new Error(`--modes: unknown mode ${m}`);
+  for (const s of servers) if (s !== 'protoplane' && s !== 'gcp') throw new Error(`--servers: unknown server ${s}`);
+  const clusters = Number(values.clusters);
+  if (!(clusters > Number(CHANGED_CLUSTER.slice(1)))) throw new Error(`--clusters must be more than ${CHANGED_CLUSTER.slice(1)}`);
+  return {
+    ns: list(values.n!).map(Number),
+    modes,
+    clusters,
+    servers,
+    concurrency: Number(values.concurrency),
+    readyTimeoutS: Number(values['ready-timeout']),
+    changeTimeoutS: Number(values['change-timeout']),
+    json: values.json,
+    quiet: values.quiet ?? false,
+    protoplaneNodeArgs: values['protoplane-node-args']!.split(' ').filter(Boolean),
+  };
+}
+
+const progress = (line: string) => process.stderr.write(`${line}\n`);
+
+async function runCase(opts: Options, server: ServerName, mode: Mode, n: number, workDir: string): Promise<CaseResult> {
+  const serverLog = { lines: 0, samples: [] as string[] };
+  const onServerLog = (line: string) => {
+    serverLog.lines++;
+    let text = line;
+    try {
+      const record = JSON.parse(line) as { msg?: string; err?: { message?: string }; error?: string };
+      text = [record.msg, record.err?.message, record.error].filter(Boolean).join(': ');
+    } catch {
+      // not JSON: keep the line
+    }
+    if (serverLog.samples.length < 5 && !serverLog.samples.includes(text)) serverLog.samples.push(text.slice(0, 300));
+  };
+  const base = { mode, n, server, label: server === 'gcp' ? 'go-control-plane' : 'protoplane', serverLog };
+  let srv: Server | undefined;
+  let loadgen: Child | undefined;
+  try {
+    srv = server === 'protoplane' ? await startProtoplane(workDir, opts.clusters, onServerLog, opts.protoplaneNodeArgs) : await startGcp(opts.clusters, onServerLog, opts.changeTimeoutS * 1000);
+    const pid = srv.child.pid;
+    await sleep(500);
+    await waitQuiet(pid, { timeoutMs: 15_000 });
+    const reloadIdleMs = srv.reloadProbe ? await srv.reloadProbe() : undefined;
+    if (reloadIdleMs) await waitQuiet(pid, { timeoutMs: 15_000 });
+    const heap0 = await srv.heap();
+    const m0 = await srv.metrics(); // a scrape also starts prom-client's event-loop window afresh
+    const cpu0 = cpuTicks(pid);
+    const childCpu0 = childCpuTicks(pid);
+    const mem0 = memory(pid);
+
+    loadgen = new Child('loadgen', loadgenBinary(), [
+      '--addr',
+      `127.0.0.1:${srv.xdsPort}`,
+      '--n',
+      String(n),
+      '--mode',
+      mode,
+      '--clusters',
+      String(opts.clusters),
+      '--changed',
+      CHANGED_CLUSTER,
+      '--marker-seconds',
+      String(MARKER_TIMEOUT_S),
+      '--concurrency',
+      String(opts.concurrency),
+      '--ready-timeout',
+      `${opts.readyTimeoutS}s`,
+      '--change-timeout',
+      `${opts.changeTimeoutS}s`,
+    ]);
+    if (!opts.quiet) loadgen.onLine = (line, stream) => stream === 'stderr' && progress(`  ${line}`);
+    let first: string;
+    try {
+      first = await loadgen.waitLine((l) => /^(READY|FAIL|UNIMPLEMENTED) /.test(l), (opts.readyTimeoutS + 30) * 1000);
+    } catch (error) {
+      const unimplemented = loadgen.stdoutHas('UNIMPLEMENTED ');
+      if (unimplemented) first = unimplemented;
+      else throw error;
+    }
+    if (first.startsWith('UNIMPLEMENTED ')) return { ...base, status: 'unimplemented', reason: first.slice(14) };
+    if (first.startsWith('FAIL ')) return { ...base, status: 'failed', reason: first.slice(5) };
+    const ready = Object.fromEntries(first.split(' ').slice(1).map((kv) => kv.split('=') as [string, string]));
+    const afterConnect = await waitQuiet(pid);
+    const childCpu1 = childCpuTicks(pid);
+    const mem1 = memory(pid);
+    const m1 = await srv.metrics(); // before heap(): its scrape would reset the event-loop window
+    const heap1 = await srv.heap();
+    const loadgenCpu1 = cpuTicks(loadgen.pid);
+    const loadgenRss = memory(loadgen.pid).rss;
+
+    const resultLine = loadgen.waitLine((l) => l.startsWith('RESULT '), (opts.changeTimeoutS + 30) * 1000);
+    const trigger = nowNs();
+    loadgen.send(`TRIGGER ${trigger}`);
+    let triggerReply: string | undefined;
+    let triggerMs = NaN;
+    try {
+      triggerReply = (await srv.trigger()) ?? undefined;
+      triggerMs = Number(nowNs() - trigger) / 1e6;
+    } catch (error) {
+      triggerReply = `trigger failed: ${(error as Error).message}`;
+    }
+    const result = JSON.parse((await resultLine).slice(7)) as {
+      completed: number;
+      timed_out: boolean;
+      errors: number;
+      reconnects: number;
+      last_error: string;
+      recv_ms: number[];
+      ack_ms: number[];
+    };
+    const afterChange = await waitQuiet(pid);
+    const childCpu2 = childCpuTicks(pid);
+    const m2 = await srv.metrics();
+    const loadgenCpu2 = cpuTicks(loadgen.pid);
+    loadgen.send('QUIT');
+
+    const out: CaseResult = {
+      ...base,
+      status: result.completed === n ? 'ok' : 'incomplete',
+      reason: result.completed === n ? undefined : `${result.completed}/${n} saw the change within ${opts.changeTimeoutS}s; ${result.last_error}`,
+      connectMs: Number(ready.connect_ms),
+      reconnects: result.reconnects,
+      errors: result.errors,
+      ack: summarize(result.ack_ms),
+      recv: summarize(result.recv_ms),
+      cpuConnectTicks: afterConnect.ticks - cpu0,
+      cpuChangeTicks: afterChange.ticks - afterConnect.ticks,
+      quietAfterConnect: afterConnect.quiet,
+      quietAfterChange: afterChange.quiet,
+      rssIdle: mem0.rss,
+      rssReady: mem1.rss,
+      hwm: memory(pid).hwm,
+      memPerNode: (mem1.rss - mem0.rss) / n,
+      loadgenCpuConnectTicks: loadgenCpu1,
+      loadgenCpuChangeTicks: loadgenCpu2 - loadgenCpu1,
+      loadgenRss,
+      cdsBytes: Number(ready.cds_bytes),
+      edsBytes: Number(ready.eds_bytes),
+      triggerMs,
+      triggerReply,
+      reloadIdleMs,
+      heapIdle: heap0?.bytes,
+      heapReady: heap1?.bytes,
+      goroutines: heap1?.goroutines,
+      childCpuConnectTicks: childCpu1 - childCpu0,
+      childCpuChangeTicks: childCpu2 - childCpu1,
+    };
+    if (m0 !== undefined && m1 !== undefined && m2 !== undefined) {
+      const metric = 'protoplane_xds_push_latency_seconds';
+      const delta = bucketDelta(buckets(m2, metric, { type: 'Cluster' }), buckets(m1, metric, { type: 'Cluster' }));
+      out.serverPush = {
+        count: delta.get(Infinity) ?? 0,
+        p50: quantileBucket(delta, 0.5),
+        p99: quantileBucket(delta, 0.99),
+        buckets: [...delta.entries()],
+      };
+      out.eventLoopMaxMs = {
+        connect: sample(m1, 'nodejs_eventloop_lag_max_seconds') * 1000,
+        change: sample(m2, 'nodejs_eventloop_lag_max_seconds') * 1000,
+      };
+      const sum = (text: string, name: string) =>
+        text
+          .split('\n')
+          .filter((l) => l.startsWith(`${name}{`))
+          .reduce((acc, l) => acc + Number(l.slice(l.indexOf('}') + 2)), 0);
+      out.staleRequests = sum(m2, 'protoplane_xds_stale_requests_total') - sum(m0, 'protoplane_xds_stale_requests_total');
+      out.nacks = sum(m2, 'protoplane_xds_nacks_total') - sum(m0, 'protoplane_xds_nacks_total');
+    }
+    return out;
+  } catch (error) {
+    return { ...base, status: 'failed', reason: (error as Error).message };
+  } finally {
+    if (loadgen) {
+      loadgen.send('QUIT');
+      if (!(await loadgen.waitExit(15_000))) await loadgen.stop();
+    }
+    await srv?.stop();
+  }
+}
+
+function goControlPlaneVersion(): string {
+  const mod = fs.readFileSync(path.join(PEERS_DIR, 'go.mod'), 'utf8');
+  return /github\.com\/envoyproxy\/go-control-plane (v\S+)/.exec(mod)?.[1] ?? '?';
+}
+
+function gitRevision(): string {
+  try {
+    const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'xds-server'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    return dirty ? `${rev} + uncommitted xds-server changes` : rev;
+  } catch {
+    return '?';
+  }
+}
+
+function grpcJsVersion(): string {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules/@grpc/grpc-js/package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '?';
+  }
+}
+
+function printTable(opts: Options, results: CaseResult[]): void {
+  const cols: Array<[string, number, boolean]> = [
+    ['mode', 6, false],
+    ['N', 6, false],
+    ['server', 17, false],
+    ['connect', 8, true],
+    ['p50', 8, true],
+    ['p99', 8, true],
+    ['max', 8, true],
+    ['first', 8, true],
+    ['srv p99', 10, true],
+    ['cpu-connect', 12, true],
+    ['cpu-change', 11, true],
+    ['mem/node', 10, true],
+  ];
+  const line = (cells: string[]) => cols.map(([, w, right], i) => pad(cells[i] ?? '', w, right)).join(' ').trimEnd();
+  console.log('');
+  console.log(`xds-fanout  clusters=${opts.clusters}  (one run, this machine: ${os.cpus().length} cores, ${mib(os.totalmem())} RAM)`);
+  console.log(
+    `protoplane ${gitRevision()} (node ${process.version}, @grpc/grpc-js ${grpcJsVersion()})  vs  go-control-plane ${goControlPlaneVersion()} (cache/v3 snapshot cache, ads=true)`,
+  );
+  console.log(line(cols.map(([h]) => h)));
+  for (const r of results) {
+    const head = [r.mode, String(r.n), r.label];
+    if (r.status === 'unimplemented') {
+      console.log(line([...head, 'n/a (unimplemented)']));
+      continue;
+    }
+    if (r.status === 'failed') {
+      console.log(line([...head, `FAILED: ${r.reason}`]));
+      continue;
+    }
+    const tck = CLK_TCK;
+    console.log(
+      line([
+        ...head,
+        ms(r.connectMs ?? NaN),
+        ms(r.ack!.p50),
+        ms(r.ack!.p99),
+        r.status === 'incomplete' ? `>${opts.changeTimeoutS}s` : ms(r.ack!.max),
+        ms(r.recv!.min),
+        r.serverPush ? bucketText(r.serverPush.p99) : '-',
+        seconds(r.cpuConnectTicks!, tck),
+        seconds(r.cpuChangeTicks!, tck),
+        kib(r.memPerNode!),
+      ]),
+    );
+  }
+  console.log('');
+  const legend = [
+    'connect: loadgen start → every stream has received and ACKed the full CDS + EDS (connects staggered: --concurrency at once).',
+    'p50/p99/max: trigger → the stream has sent its ACK of the CDS response carrying the change, over all N streams.',
+    '  trigger = protoplane: the mesh file write (so the ~100 ms watch debounce and the reload are included, nothing subtracted);',
+    '  go-control-plane: the POST /change that calls SetSnapshot.',
+    'first: trigger → the first stream read the change (≈ debounce + reload + whatever the server does before its first byte leaves).',
+    "srv p99: the bucket of protoplane's own protoplane_xds_push_latency_seconds{type=\"Cluster\"} holding the p99 over the change:",
+    '  new snapshot → ACK *processed by the server* (so it also counts ACKs queued while the event loop is busy).',
+    'cpu-connect / cpu-change: server utime+stime (/proc/PID/stat) from before loadgen to idle after READY / from then to idle after the change.',
+    'mem/node: (server VmRSS with all N ready and idle − VmRSS idle before loadgen) / N.',
+  ];
+  for (const l of legend) console.log(l);
+  console.log('');
+  for (const r of results) {
+    if (r.status === 'unimplemented' || r.status === 'failed') {
+      if (r.status === 'unimplemented') console.log(`${r.mode} ${r.n} ${r.label}: ${r.reason}`);
+      if (r.serverLog.lines > 0) console.log(`  server log (${r.serverLog.lines} lines): ${r.serverLog.samples.join(' | ')}`);
+      continue;
+    }
+    const parts = [
+      `RSS idle ${mib(r.rssIdle!)} → ready ${mib(r.rssReady!)} (peak ${mib(r.hwm!)})`,
+      `responses CDS ${kib(r.cdsBytes!)} EDS ${kib(r.edsBytes!)}`,
+      `reconnects ${r.reconnects} errors ${r.errors}`,
+      `loadgen cpu ${seconds(r.loadgenCpuConnectTicks!, CLK_TCK)}+${seconds(r.loadgenCpuChangeTicks!, CLK_TCK)} rss ${mib(r.loadgenRss!)}`,
+    ];
+    if (!r.quietAfterConnect || !r.quietAfterChange) parts.push(`server not idle after ${!r.quietAfterConnect ? 'connect' : 'change'} (20 s cap)`);
+    if (r.heapIdle !== undefined && r.heapReady !== undefined) {
+      parts.push(`heap ${mib(r.heapIdle)} → ${mib(r.heapReady)} (${kib((r.heapReady - r.heapIdle) / r.n)}/node)${r.goroutines ? `, ${r.goroutines} goroutines` : ''}`);
+    }
+    if (r.reloadIdleMs) parts.push(`file write → snapshot served with no clients ${r.reloadIdleMs.map(ms).join(', ')}`);
+    if (r.childCpuConnectTicks || r.childCpuChangeTicks) {
+      parts.push(`child processes cpu ${seconds(r.childCpuConnectTicks!, CLK_TCK)} connect / ${seconds(r.childCpuChangeTicks!, CLK_TCK)} change`);
+    }
+    if (r.server === 'gcp') parts.push(`POST /change returned after ${ms(r.triggerMs ?? NaN)} ${r.triggerReply ?? ''}`.trim());
+    if (r.serverPush) {
+      parts.push(`srv push n=${r.serverPush.count} p50 in ${bucketText(r.serverPush.p50)}`);
+      parts.push(`event-loop max ${ms(r.eventLoopMaxMs!.connect)} connect / ${ms(r.eventLoopMaxMs!.change)} change`);
+      if (r.staleRequests || r.nacks) parts.push(`stale ${r.staleRequests} nacks ${r.nacks}`);
+    }
+    if (r.status === 'incomplete') parts.push(`INCOMPLETE: ${r.reason}`);
+    console.log(`${r.mode} ${r.n} ${r.label}: ${parts.join('; ')}`);
+    if (r.serverLog.lines > 0) console.log(`  server log (${r.serverLog.lines} lines): ${r.serverLog.samples.join(' | ')}`);
+  }
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions();
+  buildPeers(progress);
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'xds-fanout-'));
+  const results: CaseResult[] = [];
+  try {
+    for (const n of opts.ns) {
+      for (const mode of opts.modes) {
+        for (const server of opts.servers) {
+          progress(`xds-fanout: ${mode} N=${n} ${server} ...`);
+          const started = Date.now();
+          const result = await runCase(opts, server, mode, n, workDir);
+          results.push(result);
+          const summary =
+            result.status === 'ok' || result.status === 'incomplete'
+              ? `p99 ${ms(result.ack!.p99)}, mem/node ${kib(result.memPerNode!)}`
+              : `${result.status}: ${result.reason}`;
+          progress(`xds-fanout: ${mode} N=${n} ${server}: ${summary} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+          await sleep(1000);
+        }
+      }
+    }
+  } finally {
+    fs.rmSync(workDir, { recursive: true, force: true });
+  }
+  printTable(opts, results);
+  if (opts.json) fs.writeFileSync(opts.json, `${JSON.stringify({ clusters: opts.clusters, results }, null, 2)}\n`);
+  if (results.some((r) => r.status === 'failed')) process.exitCode = 1;
+}
+
+await main();

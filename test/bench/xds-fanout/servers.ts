@@ -1,0 +1,233 @@
+// The two servers under test, behind one interface: start, ready, trigger
+// the one-cluster change, scrape what the server says about itself, stop.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Child, freePort } from './proc.ts';
+
+export const ROOT = path.resolve(import.meta.dirname, '../../..');
+export const PEERS_DIR = path.join(ROOT, 'test/bench/peers');
+export const BIN_DIR = path.join(ROOT, '.cache/bench-bin');
+
+/** The cluster whose change is timed, and the marker it gets. */
+export const CHANGED_CLUSTER = 'c0500';
+export const MARKER_TIMEOUT_S = 7;
+export const ENDPOINT_BASE_PORT = 20000;
+
+export type ServerName = 'protoplane' | 'gcp';
+
+export interface Server {
+  readonly name: ServerName;
+  readonly label: string;
+  readonly child: Child;
+  readonly xdsPort: number;
+  /** Makes the change (protoplane: file write; gcp: control call); resolves with what the server said, if anything. */
+  trigger(): Promise<string | void>;
+  /**
+   * protoplane: times file write → new snapshot served (/readyz polled every
+   * 5 ms) with no client connected, twice (probe change, then back to the
+   * base mesh), so debounce + reload can be told apart from the fan-out.
+   */
+  reloadProbe?(): Promise<number[]>;
+  /** Heap in use (protoplane: V8 heap used; gcp: Go HeapAlloc), and goroutines for gcp. */
+  heap(): Promise<{ bytes: number; goroutines?: number } | undefined>;
+  /** The server's Prometheus text, when it has one. */
+  metrics(): Promise<string | undefined>;
+  stop(): Promise<void>;
+}
+
+export function clusterName(i: number): string {
+  return `c${String(i).padStart(4, '0')}`;
+}
+
+/** The cluster the idle reload probe changes (never the timed one). */
+export const PROBE_CLUSTER = 'c0499';
+
+/**
+ * The bench mesh: `clusters` EDS clusters and one tcp listener to c0000 (LDS
+ * stays trivial). `changed`: the timed change (c0500 connect_timeout 7s);
+ * `probe`: an unrelated change (c0499 connect_timeout 6s) used to time a
+ * reload before any client is connected.
+ */
+export function benchMesh(clusters: number, changed: boolean, probe = false): string {
+  const lines = [
+    '# xds-fanout bench mesh (generated)',
+    'listeners:',
+    '  - name: bench',
+    '    port: 10000',
+    '    protocol: tcp',
+    `    routes: [ { cluster: ${clusterName(0)} } ]`,
+    'clusters:',
+  ];
+  for (let i = 0; i < clusters; i++) {
+    const name = clusterName(i);
+    lines.push(`  - name: ${name}`, `    endpoints: [ 127.0.0.1:${ENDPOINT_BASE_PORT + i} ]`);
+    if (changed && name === CHANGED_CLUSTER) lines.push(`    connect_timeout: ${MARKER_TIMEOUT_S}s`);
+    if (probe && name === PROBE_CLUSTER) lines.push('    connect_timeout: 6s');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+async function httpOk(url: string, init?: RequestInit, timeoutMs = 10_000): Promise<string | undefined> {
+  try {
+    const response = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+    return response.ok ? await response.text() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function waitHttp(url: string, child: Child, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!child.running) throw new Error(`${child.name} exited: ${child.stderrTail.slice(-5).join(' | ')}`);
+    if ((await httpOk(url)) !== undefined) return;
+    await sleep(100);
+  }
+  throw new Error(`${child.name}: ${url} not ready within ${timeoutMs} ms`);
+}
+
+/**
+ * Starts `bin/protoplane serve`; with `nodeArgs` (e.g. --cpu-prof), runs the
+ * same thing as `node <nodeArgs> --import tsx xds-server/cli/main.ts serve`.
+ */
+export async function startProtoplane(
+  workDir: string,
+  clusters: number,
+  log: (line: string) => void,
+  nodeArgs: string[] = [],
+): Promise<Server> {
+  const configPath = path.join(workDir, 'mesh.yaml');
+  fs.writeFileSync(configPath, benchMesh(clusters, false));
+  const xdsPort = await freePort();
+  const adminPort = await freePort();
+  const serveArgs = ['serve', '--config', configPath, '--xds-port', String(xdsPort), '--admin-port', String(adminPort), '--host', '127.0.0.1'];
+  const [command, args] =
+    nodeArgs.length === 0
+      ? [path.join(ROOT, 'bin/protoplane'), serveArgs]
+      : [
+          process.execPath,
+          [...nodeArgs, '--import', path.join(ROOT, 'node_modules/tsx/dist/esm/index.mjs'), path.join(ROOT, 'xds-server/cli/main.ts'), ...serveArgs],
+        ];
+  const child = new Child('protoplane', command, args, { env: { ...process.env, PROTOPLANE_LOG_LEVEL: 'warn' }, cwd: ROOT });
+  child.onLine = (line) => log(line);
+  await waitHttp(`http://127.0.0.1:${adminPort}/readyz`, child, 60_000);
+  return {
+    name: 'protoplane',
+    label: 'protoplane',
+    child,
+    xdsPort,
+    async trigger() {
+      fs.writeFileSync(configPath, benchMesh(clusters, true));
+    },
+    async reloadProbe() {
+      const snapshot = async () => {
+        const body = await httpOk(`http://127.0.0.1:${adminPort}/readyz`);
+        return body === undefined ? undefined : (JSON.parse(body) as { snapshot?: string }).snapshot;
+      };
+      const times: number[] = [];
+      for (const probe of [true, false]) {
+        const before = await snapshot();
+        const start = performance.now();
+        fs.writeFileSync(configPath, benchMesh(clusters, false, probe));
+        for (;;) {
+          const now = await snapshot();
+          if (now !== undefined && now !== before) break;
+          if (performance.now() - start > 30_000) throw new Error('protoplane did not reload the mesh within 30 s');
+          await sleep(5);
+        }
+        times.push(performance.now() - start);
+        await sleep(300);
+      }
+      return times;
+    },
+    metrics: () => httpOk(`http://127.0.0.1:${adminPort}/metrics`),
+    async heap() {
+      const text = await httpOk(`http://127.0.0.1:${adminPort}/metrics`);
+      const line = text?.split('\n').find((l) => l.startsWith('nodejs_heap_size_used_bytes '));
+      return line ? { bytes: Number(line.split(' ')[1]) } : undefined;
+    },
+    stop: () => child.stop(),
+  };
+}
+
+export async function startGcp(clusters: number, log: (line: string) => void, changeTimeoutMs: number): Promise<Server> {
+  const xdsPort = await freePort();
+  const controlPort = await freePort();
+  const child = new Child(path.basename(gcpBinary()), gcpBinary(), [
+    '--xds-port',
+    String(xdsPort),
+    '--control-port',
+    String(controlPort),
+    '--clusters',
+    String(clusters),
+    '--endpoint-base-port',
+    String(ENDPOINT_BASE_PORT),
+    '--changed',
+    CHANGED_CLUSTER,
+  ]);
+  child.onLine = (line, stream) => {
+    if (stream === 'stderr') log(line);
+  };
+  await child.waitLine((l) => l.startsWith('LISTENING'), 30_000);
+  await waitHttp(`http://127.0.0.1:${controlPort}/ready`, child, 30_000);
+  return {
+    name: 'gcp',
+    label: 'go-control-plane',
+    child,
+    xdsPort,
+    async trigger() {
+      // SetSnapshot answers every open watch before it returns: with 10,000
+      // streams that takes seconds, while the responses already flow.
+      const body = await httpOk(`http://127.0.0.1:${controlPort}/change`, { method: 'POST' }, changeTimeoutMs);
+      if (body === undefined) throw new Error('gcp-server: POST /change failed');
+      return body.trim();
+    },
+    metrics: async () => undefined,
+    async heap() {
+      const text = await httpOk(`http://127.0.0.1:${controlPort}/memstats`);
+      if (text === undefined) return undefined;
+      const m = JSON.parse(text) as { heap_alloc: number; goroutines: number };
+      return { bytes: m.heap_alloc, goroutines: m.goroutines };
+    },
+    stop: () => child.stop(),
+  };
+}
+
+export const gcpBinary = () => path.join(BIN_DIR, 'gcp-server');
+export const loadgenBinary = () => path.join(BIN_DIR, 'loadgen');
+
+function sourcesHash(): string {
+  const hash = createHash('sha256');
+  const walk = (dir: string) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (/\.(go|mod|sum)$/.test(entry.name)) hash.update(`${path.relative(PEERS_DIR, full)}\0`).update(fs.readFileSync(full));
+    }
+  };
+  walk(PEERS_DIR);
+  return hash.digest('hex');
+}
+
+/** Builds loadgen and gcp-server into .cache/bench-bin/ unless they are up to date with the sources. */
+export function buildPeers(log: (line: string) => void): void {
+  const stampFile = path.join(BIN_DIR, '.sources-sha256');
+  const hash = sourcesHash();
+  const fresh =
+    fs.existsSync(stampFile) &&
+    fs.readFileSync(stampFile, 'utf8') === hash &&
+    fs.existsSync(gcpBinary()) &&
+    fs.existsSync(loadgenBinary());
+  if (fresh) return;
+  log('building test/bench/peers (go build) into .cache/bench-bin/ ...');
+  fs.mkdirSync(BIN_DIR, { recursive: true });
+  execFileSync('go', ['build', '-o', BIN_DIR + path.sep, './cmd/...'], {
+    cwd: PEERS_DIR,
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, GOFLAGS: '-mod=readonly' },
+  });
+  fs.writeFileSync(stampFile, hash);
+}
