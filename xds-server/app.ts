@@ -8,7 +8,7 @@ import { buildAdmin } from './admin/index.ts';
 import { debounce, DEFAULT_DEBOUNCE, type DebounceOptions } from './debounce.ts';
 import { SnapshotCache, snapshotsOf } from './cache/index.ts';
 import { FilterCatalog, type CodeDelivery } from './catalog/index.ts';
-import { formatConfigError, loadMeshFile, type ConfigError } from './config/index.ts';
+import { createMeshParser, formatConfigError, loadMeshFile, parseMesh, type ConfigError, type MeshParser } from './config/index.ts';
 import type { Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { XdsServer } from './server/index.ts';
@@ -47,7 +47,12 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   const cache = new SnapshotCache();
   const metrics = new Metrics({ processMetrics: options.processMetrics });
   let lastErrors: string[] | undefined;
+  // `latest`: the filters as last built (their schemas parse the config);
+  // `catalog`: the filters of the config being served (their bytes are served).
+  let latest = { catalog: FilterCatalog.EMPTY, parser: parseMesh as MeshParser };
   let catalog = FilterCatalog.EMPTY;
+  // Filters are rebuilt and reloaded only when something under filters/ changed.
+  let filtersDirty = true;
 
   const reject = (errors: ConfigError[]): false => {
     lastErrors = errors.map(formatConfigError);
@@ -58,13 +63,18 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   };
 
   const reload = async (): Promise<boolean> => {
-    let nextCatalog: FilterCatalog;
-    try {
-      nextCatalog = await FilterCatalog.load();
-    } catch (error) {
-      return reject([{ file: FILTERS_DIR, line: 1, col: 1, path: '', message: (error as Error).message }]);
+    if (filtersDirty) {
+      filtersDirty = false;
+      try {
+        const loaded = await FilterCatalog.load();
+        latest = { catalog: loaded, parser: createMeshParser({ protocols: loaded.protocolSchemas() }) };
+      } catch (error) {
+        filtersDirty = true;
+        return reject([{ file: FILTERS_DIR, line: 1, col: 1, path: '', message: (error as Error).message }]);
+      }
     }
-    const result = await loadMeshFile(options.configPath, { protocols: nextCatalog.protocolSchemas() });
+    const nextCatalog = latest.catalog;
+    const result = await loadMeshFile(options.configPath, latest.parser);
     if (!result.ok) return reject(result.errors);
     // A filter that fails to load or refuses its settings never reaches Envoy.
     const problems = await nextCatalog.check(result.mesh);
@@ -113,7 +123,13 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   const changes = debounce(() => void reload(), options.debounce ?? DEFAULT_DEBOUNCE);
   const stopWatching = watchFile(options.configPath, changes.trigger);
   // A new filter folder or an edited filter source rebuilds and reloads.
-  const filterWatch = options.watchFilters === false ? undefined : fs.watch(FILTERS_DIR, { recursive: true }, changes.trigger);
+  const filterWatch =
+    options.watchFilters === false
+      ? undefined
+      : fs.watch(FILTERS_DIR, { recursive: true }, () => {
+          filtersDirty = true;
+          changes.trigger();
+        });
 
   return {
     xdsPort,

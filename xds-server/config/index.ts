@@ -78,7 +78,9 @@ export function parseMesh(text: string, file: string): LoadResult {
 }
 
 /** Reads and parses a mesh file (with filter schemas plugged in, if given); an unreadable file is one error at 1:1. */
-export async function loadMeshFile(file: string, options?: MeshParserOptions): Promise<LoadResult> {
+export type MeshParser = (text: string, file: string) => LoadResult;
+
+export async function loadMeshFile(file: string, parser: MeshParserOptions | MeshParser = parseMesh): Promise<LoadResult> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -96,5 +98,5 @@ export async function loadMeshFile(file: string, options?: MeshParserOptions): P
               : String(err);
     return { ok: false, errors: [{ file, line: 1, col: 1, path: '', message: `cannot read config file: ${reason}` }] };
   }
-  return options ? createMeshParser(options)(text, file) : parseMesh(text, file);
+  return (typeof parser === 'function' ? parser : createMeshParser(parser))(text, file);
 }

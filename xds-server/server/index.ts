@@ -10,6 +10,7 @@ import { DeltaStream } from './delta.ts';
 import { KNOWN_TYPES, type StreamSink } from './protocol.ts';
 import { SotwStream } from './sotw.ts';
 import type { StreamContext, StreamInfo, XdsStream, BaseTypeState } from './stream.ts';
+import { FanOutScheduler, type FanOutOptions } from './scheduler.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
 import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, type DeltaDiscoveryRequest, type DiscoveryRequest } from './wire.ts';
 
@@ -69,6 +70,7 @@ export interface XdsServerOptions {
   keepaliveMs?: number;
   /** Streams are closed (GOAWAY) after this long so load rebalances across replicas (0: never). */
   maxStreamAgeMs?: number;
+  fanOut?: FanOutOptions;
 }
 
 type AnyStream = XdsStream<BaseTypeState> & { onRequest(request: never): void };
@@ -97,6 +99,7 @@ export class XdsServer {
       nodeHash: options.nodeHash ?? nodeGroup,
       interner: new SubscriptionInterner(),
       perTypeSessions: new Map(),
+      fanOut: new FanOutScheduler(options.fanOut),
     };
     for (const service of SERVICES) {
       this.server.addService(
@@ -142,7 +145,7 @@ export class XdsServer {
   ): void {
     const { metrics, log } = this.options;
     const stream = create(this.nextStreamId++, {
-      write: (bytes) => call.write(bytes),
+      write: (bytes, flushed) => call.write(bytes, flushed),
       onDrain: (resume) => call.once('drain', resume),
     });
     this.streams.add(stream);

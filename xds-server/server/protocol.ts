@@ -36,8 +36,8 @@ export const STEPS: readonly Step[] = [
 ];
 
 export interface StreamSink {
-  /** Returns false when the transport buffer is full; `onDrain` then resumes. */
-  write(bytes: Buffer): boolean;
+  /** Returns false when the transport buffer is full; `onDrain` then resumes. `flushed` runs once the bytes are handed on. */
+  write(bytes: Buffer, flushed?: () => void): boolean;
   onDrain(resume: () => void): void;
 }
 

@@ -7,6 +7,7 @@ import type { NodeHash, ResourceEntry, Snapshot, SnapshotCache, Subscription } f
 import type { Metrics } from '../metrics.ts';
 import { TYPE, type ResourceType, type XdsFlavour } from '../translate/index.ts';
 import { STEPS, shortType, type Step, type StreamSink } from './protocol.ts';
+import type { FanOutScheduler } from './scheduler.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
 import type { NodeInfo } from './wire.ts';
 
@@ -44,6 +45,8 @@ export interface StreamContext {
    * a cluster its CDS stream has not warmed yet).
    */
   perTypeSessions: Map<string, Set<XdsStream<BaseTypeState>>>;
+  /** Paces the fan-out of a new snapshot across streams. */
+  fanOut: FanOutScheduler;
 }
 
 export interface BaseTypeState extends TypeStateInfo {
@@ -67,6 +70,7 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
   readonly connectedAt = Date.now();
   readonly types = new Map<ResourceType, S>();
   private blocked = false;
+  private readonly unflushed = new Set<() => void>();
   private nonceCounter = 0;
   private leaveGroup: (() => void) | undefined;
 
@@ -105,11 +109,13 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
       this.ctx.perTypeSessions.set(this.node.id, peers);
     }
     this.group = this.ctx.nodeHash(this.node);
-    this.leaveGroup = this.ctx.cache.watch(this.group, this.flavour, () => this.pump());
+    this.leaveGroup = this.ctx.cache.watch(this.group, this.flavour, () => this.ctx.fanOut.schedule(this));
   }
 
   close(): void {
     this.leaveGroup?.();
+    this.ctx.fanOut.forget(this);
+    for (const flushed of [...this.unflushed]) flushed();
     const peers = this.node?.id ? this.ctx.perTypeSessions.get(this.node.id) : undefined;
     if (peers?.delete(this as unknown as XdsStream<BaseTypeState>) && peers.size === 0) {
       this.ctx.perTypeSessions.delete(this.node!.id);
@@ -208,7 +214,17 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
     state.awaiting = true;
     this.ctx.metrics.pushes.inc({ type: shortType(state.typeUrl) });
     this.ctx.log.debug({ stream: this.id, type: shortType(state.typeUrl), version, nonce }, 'push');
-    if (!this.sink.write(bytes)) {
+    // Counted against the fan-out's bytes in flight until gRPC has taken them (or the stream closed).
+    const release = this.ctx.fanOut.written(bytes.length);
+    let released = false;
+    const flushed = () => {
+      if (released) return;
+      released = true;
+      this.unflushed.delete(flushed);
+      release();
+    };
+    this.unflushed.add(flushed);
+    if (!this.sink.write(bytes, flushed)) {
       this.blocked = true;
       this.sink.onDrain(() => {
         this.blocked = false;
