@@ -19,7 +19,7 @@ const VARIANTS: ReadonlyArray<{ name: string; options: Partial<BootstrapOptions>
   { name: 'delta per-type streams', options: { perType: true, delta: true }, expect: 'delta', types: 1 },
 ];
 
-function meshYaml(webPort: number, upstreams: Record<string, HttpUpstream>, target: string): string {
+function meshYaml(webPort: number, upstreams: Record<string, HttpUpstream>, target: string, connectTimeout = '1s'): string {
   return `listeners:
   - name: web
     port: ${webPort}
@@ -31,7 +31,7 @@ function meshYaml(webPort: number, upstreams: Record<string, HttpUpstream>, targ
         cluster: ${target}
 clusters:
 ${Object.entries(upstreams)
-  .map(([name, u]) => `  - name: ${name}\n    endpoints: [ 127.0.0.1:${u.port} ]\n`)
+  .map(([name, u]) => `  - name: ${name}\n    endpoints: [ 127.0.0.1:${u.port} ]\n    connect_timeout: ${connectTimeout}\n`)
   .join('')}`;
 }
 
@@ -83,6 +83,15 @@ for (const variant of VARIANTS) {
       const typesSeen = new Set(mine.flatMap((n) => Object.keys(n.types)));
       assert.deepEqual([...typesSeen].sort(), ['Cluster', 'ClusterLoadAssignment', 'Listener', 'RouteConfiguration']);
       for (const stream of mine) for (const t of Object.values(stream.types)) assert.equal(t.version_acked, t.version_sent);
+    });
+
+    it('applies a change to an existing cluster at once (its endpoints are re-sent for re-warming)', async () => {
+      // Verified on 1.40: without the endpoints sent again, a modified EDS
+      // cluster stays warming until its 15 s initial fetch timeout.
+      write(meshYaml(webPort, { blue: upstreams.blue! }, 'blue', '7s'));
+      await waitUntil(async () => JSON.stringify(await envoy.configDump()).includes('"7s"'), 5000, 'new connect_timeout active');
+      await envoy.waitForStat('cluster_manager.warming_clusters', (v) => v === 0, 5000);
+      assert.equal((await httpGet(webPort, '/')).body, 'blue');
     });
 
     it('moves traffic to a new cluster under load with zero failed requests', async () => {
