@@ -1,6 +1,6 @@
 // Friendly wrappers around the raw host calls in imports.ts.
 import * as abi from "./imports";
-import { OUT_PTR, OUT_SIZE, resetOut, takeHostBytes, utf8 } from "./memory";
+import { OUT_PTR, OUT_SIZE, armScratch, disarmScratch, resetOut, scratchPointer, takeHostBytes, utf8 } from "./memory";
 import { ProtoWriter } from "./protobuf";
 import { BufferType, LifeSpan, LogLevel, StreamType, WasmResult } from "./types";
 
@@ -32,6 +32,41 @@ export function getBufferBytes(type: BufferType, start: u32 = 0, maxSize: u32 = 
   const result = abi.proxy_get_buffer_bytes(type, start, maxSize, OUT_PTR, OUT_SIZE);
   if (result != WasmResult.Ok) return new ArrayBuffer(0);
   return takeHostBytes();
+}
+
+/**
+ * Reads bytes [start, start+maxSize) of a host buffer into a reusable scratch
+ * block instead of a new ArrayBuffer: no allocation and nothing for the
+ * collector, for parsers that look at a few bytes per call (packet headers).
+ * Returns the pointer (valid until the next readBufferScratch call) and sets
+ * lastScratchSize(); 0 bytes when there are none.
+ */
+export function readBufferScratch(type: BufferType, start: u32, maxSize: u32): usize {
+  resetOut();
+  armScratch(<usize>maxSize);
+  const result = abi.proxy_get_buffer_bytes(type, start, maxSize, OUT_PTR, OUT_SIZE);
+  disarmScratch();
+  const ptr = load<usize>(OUT_PTR);
+  if (result != WasmResult.Ok || ptr == 0) {
+    scratchSize = 0;
+    return scratchPointer();
+  }
+  scratchSize = <u32>load<usize>(OUT_SIZE);
+  if (ptr != scratchPointer()) {
+    // the host asked for more than the scratch block holds: copy and let the block go
+    armScratch(<usize>scratchSize);
+    disarmScratch();
+    memory.copy(scratchPointer(), ptr, <usize>scratchSize);
+    __unpin(ptr);
+  }
+  return scratchPointer();
+}
+
+let scratchSize: u32 = 0;
+
+/** Bytes the last readBufferScratch call delivered. */
+export function lastScratchSize(): u32 {
+  return scratchSize;
 }
 
 /** Size of a host buffer, or -1 when the host does not have it. */

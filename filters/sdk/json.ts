@@ -267,3 +267,25 @@ export function parseJsonObject(bytes: ArrayBuffer): JsonObject | null {
   }
   return <JsonObject>value;
 }
+
+/** A JSON string literal for `s` (quotes added; control characters, `"` and `\` escaped). */
+export function jsonQuote(s: string): string {
+  let out = "\"";
+  let runStart = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x20 && c != 0x22 && c != 0x5c) continue;
+    out += s.substring(runStart, i);
+    if (c == 0x22) out += "\\\"";
+    else if (c == 0x5c) out += "\\\\";
+    else if (c == 0x0a) out += "\\n";
+    else if (c == 0x0d) out += "\\r";
+    else if (c == 0x09) out += "\\t";
+    else {
+      const hex = c.toString(16);
+      out += "\\u" + "0000".substring(hex.length) + hex;
+    }
+    runStart = i + 1;
+  }
+  return out + s.substring(runStart) + "\"";
+}

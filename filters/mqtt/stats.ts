@@ -1,0 +1,121 @@
+// Counter layout of the mqtt filter: names and indexes. Pure: the session
+// adds to a plain array, the glue flushes it to the host once per callback
+// (a host call per packet would cost more than parsing the packet).
+import { Config, statLabel } from "./config";
+import { Malformed, malformedName, typeName } from "./parser";
+
+/** Limits the proxy enforces (not protocol violations). */
+export enum Limit {
+  PacketTooLarge = 0,
+  HeaderTooLarge,
+  ClientIdTooLong,
+  ClientIdWildcard,
+  TopicTooLong,
+  TopicTooDeep,
+  TooManyPending,
+  TooManyTopicAliases,
+  COUNT,
+}
+
+const LIMIT_NAMES: string[] = [
+  "packet_too_large", "header_too_large", "client_id_too_long", "client_id_wildcard",
+  "topic_too_long", "topic_too_deep", "too_many_pending", "too_many_topic_aliases",
+];
+
+export function limitName(l: i32): string {
+  return l >= 0 && l < LIMIT_NAMES.length ? LIMIT_NAMES[l] : "unknown";
+}
+
+// Fixed part of the layout.
+export const S_DOWN_TYPE: i32 = 0;            // + packet type (0..15)
+export const S_UP_TYPE: i32 = 16;             // + packet type
+export const S_DOWN_BYTES: i32 = 32;
+export const S_UP_BYTES: i32 = 33;
+export const S_CONNECTIONS: i32 = 34;
+export const S_CLOSED_BY_FILTER: i32 = 35;
+export const S_ACL_PUBLISH_DENIED: i32 = 36;
+export const S_ACL_SUBSCRIBE_DENIED: i32 = 37;
+export const S_ACL_WILL_DENIED: i32 = 38;
+export const S_REFUSAL_PUBACK: i32 = 39;
+export const S_REFUSAL_PUBREC: i32 = 40;
+export const S_REFUSAL_PUBCOMP: i32 = 41;
+export const S_REFUSAL_SUBACK: i32 = 42;
+export const S_SUBACK_REWRITTEN: i32 = 43;
+export const S_PUBLISH_DROPPED: i32 = 44;
+export const S_ROUTE_DEFAULT: i32 = 45;        // no route matched: tcp_proxy's own cluster
+export const S_MALFORMED: i32 = 46;           // + Malformed code
+export const S_LIMIT: i32 = S_MALFORMED + <i32>Malformed.COUNT; // + Limit code
+export const S_FIXED_END: i32 = S_LIMIT + <i32>Limit.COUNT;
+
+const FIXED_NAMES: string[] = [
+  "downstream.bytes", "upstream.bytes", "connections", "closed_by_filter",
+  "acl.publish_denied", "acl.subscribe_denied", "acl.will_denied",
+  "refusal.puback", "refusal.pubrec", "refusal.pubcomp", "refusal.suback", "suback_rewritten",
+  "publish_dropped", "route.none",
+];
+
+/** Where the configuration-dependent counters start. */
+export class StatLayout {
+  names: string[] = [];
+  /** Index of the counter of each route (routes with the same cluster share one). */
+  routeIndex: i32[] = [];
+  /** Index of each topic_metrics prefix's first counter (4 each: down msgs, down bytes, up msgs, up bytes). */
+  topicIndex: i32[] = [];
+  /** The same, for the per-packet path. */
+  topicIndexes: StaticArray<i32> = new StaticArray<i32>(0);
+  /** topic_metrics prefixes, flat: pointer, length. */
+  topicPrefixes: StaticArray<usize> = new StaticArray<usize>(0);
+  size: i32 = 0;
+}
+
+export function buildLayout(config: Config): StatLayout {
+  const l = new StatLayout();
+  const p = config.statPrefix + ".";
+  for (let t = 0; t < 16; t++) l.names.push(p + "downstream." + typeName(<u8>t));
+  for (let t = 0; t < 16; t++) l.names.push(p + "upstream." + typeName(<u8>t));
+  for (let i = 0; i < FIXED_NAMES.length; i++) l.names.push(p + FIXED_NAMES[i]);
+  for (let m = 0; m < <i32>Malformed.COUNT; m++) l.names.push(p + "malformed." + malformedName(m));
+  for (let m = 0; m < <i32>Limit.COUNT; m++) l.names.push(p + "limit." + limitName(m));
+  const byCluster = new Map<string, i32>();
+  for (let i = 0; i < config.routes.length; i++) {
+    const name = p + "route." + statLabel(config.routes[i].cluster);
+    if (!byCluster.has(name)) {
+      byCluster.set(name, l.names.length);
+      l.names.push(name);
+    }
+    l.routeIndex.push(byCluster.get(name));
+  }
+  for (let i = 0; i < config.topicMetrics.length; i++) {
+    const base = p + "topic." + config.topicMetrics[i].label + ".";
+    l.topicIndex.push(l.names.length);
+    l.names.push(base + "downstream.messages");
+    l.names.push(base + "downstream.payload_bytes");
+    l.names.push(base + "upstream.messages");
+    l.names.push(base + "upstream.payload_bytes");
+  }
+  l.topicIndexes = StaticArray.fromArray<i32>(l.topicIndex);
+  const prefixes = new StaticArray<usize>(config.topicMetrics.length * 2);
+  for (let i = 0; i < config.topicMetrics.length; i++) {
+    prefixes[2 * i] = config.topicMetrics[i].prefix.dataStart;
+    prefixes[2 * i + 1] = <usize>config.topicMetrics[i].prefix.length;
+  }
+  l.topicPrefixes = prefixes;
+  l.size = l.names.length;
+  return l;
+}
+
+/** Counter deltas waiting for the next flush. */
+export class StatDeltas {
+  values: StaticArray<i64>;
+  dirty: Array<i32> = new Array<i32>();
+
+  constructor(size: i32) {
+    this.values = new StaticArray<i64>(size);
+  }
+
+  @inline add(index: i32, delta: i64): void {
+    const v = unchecked(this.values[index]);
+    if (v == 0) this.dirty.push(index);
+    unchecked(this.values[index] = v + delta);
+  }
+}

@@ -1,0 +1,167 @@
+// Fuzzing the mqtt filter in the in-process host: random bytes and mutated
+// valid conversations, cut into random chunks, one connection per input.
+// Nothing may trap, and the VM's memory must stay bounded.
+import { connectPacket, corpus, gen, type Version } from './packets.ts';
+import { mqttModule } from './replay.ts';
+import type { WasmPlugin } from '../../xds-server/wasm-host/index.ts';
+
+/** xorshift32: deterministic inputs for a seed. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13; s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5; s >>>= 0;
+    return s / 4294967296;
+  };
+}
+
+export const FUZZ_CONFIG = {
+  routes: [{ match: { client_id: { regex: '^f[a-z]*-[0-9]+$' } }, cluster: 'a' }, { cluster: 'b' }],
+  acl: {
+    default: 'allow',
+    publish: [{ topic: 'sensors/+/cmd', action: 'deny' }, { topic: 'secret/#', action: 'deny' }],
+    subscribe: [{ topic: 'secret/#', action: 'deny' }],
+  },
+  limits: { max_topic_levels: 16, max_client_id_length: 64, max_header_bytes: 4096, max_pending: 8 },
+  topic_metrics: ['sensors/', 'secret/'],
+};
+
+interface Seeds {
+  down: Buffer[];
+  up: Buffer[];
+}
+
+function seedStreams(): Seeds {
+  const down: Buffer[] = [];
+  const up: Buffer[] = [];
+  for (const version of [3, 4, 5] as Version[]) {
+    const c = corpus(version);
+    down.push(Buffer.concat(c.down.map((p) => gen(p, version))));
+    up.push(Buffer.concat(c.up.map((p) => gen(p, version))));
+    // refusal paths: denied publishes and subscriptions, then the broker's answers
+    down.push(Buffer.concat([
+      gen(connectPacket(version, 'fz-1'), version),
+      gen({ cmd: 'publish', topic: 'secret/a', payload: Buffer.from('x'), qos: 1, messageId: 1 }, version),
+      gen({ cmd: 'publish', topic: 'secret/b', payload: Buffer.from('x'), qos: 2, messageId: 2 }, version),
+      gen({ cmd: 'pubrel', messageId: 2 }, version),
+      gen({ cmd: 'subscribe', messageId: 3, subscriptions: [{ topic: 'secret/#', qos: 1 }, { topic: 'a', qos: 0 }] }, version),
+      gen({ cmd: 'subscribe', messageId: 4, subscriptions: [{ topic: 'secret/x', qos: 1 }] }, version),
+      gen({ cmd: 'pingreq' }, version),
+    ]));
+    up.push(Buffer.concat([
+      gen(version === 5 ? { cmd: 'connack', reasonCode: 0, sessionPresent: false } : { cmd: 'connack', returnCode: 0, sessionPresent: false }, version),
+      gen({ cmd: 'pingresp' }, version), gen({ cmd: 'pingresp' }, version),
+      gen({ cmd: 'suback', messageId: 3, granted: [0] }, version),
+      gen({ cmd: 'pingresp' }, version), gen({ cmd: 'pingresp' }, version), gen({ cmd: 'pingresp' }, version),
+    ]));
+  }
+  return { down, up };
+}
+
+function mutate(src: Buffer, r: () => number): Buffer {
+  const b = Buffer.from(src);
+  const kind = Math.floor(r() * 6);
+  const n = 1 + Math.floor(r() * 4);
+  if (kind <= 2) {
+    for (let i = 0; i < n; i++) b[Math.floor(r() * b.length)] = Math.floor(r() * 256); // byte flips
+    return b;
+  }
+  if (kind === 3) return b.subarray(0, Math.floor(r() * b.length)); // truncate
+  if (kind === 4) {
+    const at = Math.floor(r() * b.length); // insert random bytes
+    const extra = Buffer.from(Array.from({ length: n * 3 }, () => Math.floor(r() * 256)));
+    return Buffer.concat([b.subarray(0, at), extra, b.subarray(at)]);
+  }
+  const at = Math.floor(r() * b.length); // delete a run
+  return Buffer.concat([b.subarray(0, at), b.subarray(Math.min(b.length, at + n * 2))]);
+}
+
+function randomBytes(r: () => number, max: number): Buffer {
+  const len = Math.floor(r() * max);
+  const b = Buffer.alloc(len);
+  for (let i = 0; i < len; i++) b[i] = Math.floor(r() * 256);
+  // often make it look like a CONNECT so the frame loop after it is reached
+  if (len > 0 && r() < 0.5) b[0] = 0x10;
+  return b;
+}
+
+function chunks(b: Buffer, r: () => number): Buffer[] {
+  const out: Buffer[] = [];
+  let at = 0;
+  while (at < b.length) {
+    const size = r() < 0.3 ? 1 + Math.floor(r() * 4) : 1 + Math.floor(r() * 200);
+    out.push(b.subarray(at, at + size));
+    at += size;
+  }
+  return out;
+}
+
+export interface FuzzStats {
+  inputs: number;
+  ms: number;
+  closedByFilter: number;
+  memoryBytes: number;
+  maxMemoryBytes: number;
+  traps: number;
+}
+
+export async function startFuzzPlugin(): Promise<WasmPlugin> {
+  return (await mqttModule()).instantiate({ name: 'mqtt', configuration: FUZZ_CONFIG, record: false });
+}
+
+function vmMemory(plugin: WasmPlugin): number {
+  return (plugin.currentVm.instance.exports.memory as WebAssembly.Memory).buffer.byteLength;
+}
+
+/** Runs `count` inputs; throws at the first trap, with the input that caused it. */
+export async function fuzz(count: number, seed = 1, onProgress?: (s: FuzzStats) => void): Promise<FuzzStats> {
+  const plugin = await startFuzzPlugin();
+  const seeds = seedStreams();
+  const r = rng(seed);
+  const stats: FuzzStats = { inputs: 0, ms: 0, closedByFilter: 0, memoryBytes: 0, maxMemoryBytes: 0, traps: 0 };
+  const start = performance.now();
+  for (let i = 0; i < count; i++) {
+    const pick = Math.floor(r() * seeds.down.length);
+    const mode = r();
+    let down: Buffer;
+    let up: Buffer | undefined;
+    if (mode < 0.25) {
+      down = randomBytes(r, 64);
+    } else {
+      down = mutate(seeds.down[pick]!, r);
+      if (mode < 0.6) up = r() < 0.5 ? mutate(seeds.up[pick]!, r) : seeds.up[pick]!;
+    }
+    const conn = plugin.newConnection();
+    const downChunks = chunks(down, r);
+    const upChunks = up ? chunks(up, r) : [];
+    try {
+      // interleave the directions; upstream data only flows once tcp_proxy took over
+      let d = 0, u = 0;
+      while ((d < downChunks.length || u < upChunks.length) && !conn.closed) {
+        if (d < downChunks.length && (u >= upChunks.length || !conn.proceeded || r() < 0.5)) conn.downstream(downChunks[d++]!);
+        else if (u < upChunks.length && conn.proceeded) conn.upstream(upChunks[u++]!);
+        else break;
+      }
+      if (!conn.closed && r() < 0.3) conn.downstream(new Uint8Array(0), true);
+    } finally {
+      if (plugin.failed !== undefined) {
+        stats.traps++;
+        throw new Error(`input ${i} (seed ${seed}) trapped the filter: ${plugin.failed}\ndown=${down.toString('hex')}\nup=${up?.toString('hex') ?? ''}`);
+      }
+    }
+    if (conn.closed?.reason === 'filter') stats.closedByFilter++;
+    if (!conn.closed) conn.close();
+    stats.inputs++;
+    if ((i & 1023) === 0) {
+      stats.memoryBytes = vmMemory(plugin);
+      stats.maxMemoryBytes = Math.max(stats.maxMemoryBytes, stats.memoryBytes);
+      if (onProgress && (i & 0xffff) === 0) onProgress({ ...stats, ms: performance.now() - start });
+    }
+  }
+  stats.memoryBytes = vmMemory(plugin);
+  stats.maxMemoryBytes = Math.max(stats.maxMemoryBytes, stats.memoryBytes);
+  stats.ms = performance.now() - start;
+  plugin.close();
+  return stats;
+}
