@@ -3,15 +3,10 @@
 // to two real brokers (mosquitto and aedes), and enforces a topic ACL; an
 // ACL edit hot-swaps without draining the listener.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { serve, type Protoplane } from '../../xds-server/app.ts';
-import { bootstrapYaml } from '../../xds-server/bootstrap.ts';
-import { silentLogger } from '../../xds-server/log.ts';
 import { connectClient, endClient, startAedes, startMosquitto, type Broker } from '../mqtt/brokers.ts';
-import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
+import { freePort, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
+import { startMeshEnv, type MeshEnv } from '../support/mesh-env.ts';
 
 function meshYaml(port: number, a: Broker, b: Broker, denied: string): string {
   return `listeners:
@@ -34,38 +29,25 @@ clusters:
 }
 
 describe('MQTT listener from mesh.yaml, through stock Envoy, to real brokers', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'protoplane-mqtt-mesh-'));
-  const configPath = path.join(dir, 'mesh.yaml');
   let a: Broker;
   let b: Broker;
   let port = 0;
-  let server: Protoplane;
+  let env: MeshEnv;
   let envoy: EnvoyHandle;
-  const write = (text: string) => {
-    fs.writeFileSync(`${configPath}.tmp`, text);
-    fs.renameSync(`${configPath}.tmp`, configPath);
-  };
+  const write = (text: string) => env.write(text);
 
   before(async () => {
     a = await startMosquitto('broker-a');
     b = await startAedes('broker-b');
     port = await freePort();
-    write(meshYaml(port, a, b, 'secret/#'));
-    server = await serve({ configPath, xdsPort: 0, adminPort: 0, host: '127.0.0.1', log: silentLogger(), processMetrics: false, watchFilters: false });
-    const adminPort = await freePort();
-    envoy = await startEnvoy({
-      bootstrapYaml: bootstrapYaml({ xds: `127.0.0.1:${server.xdsPort}`, nodeId: 'mqtt-envoy', adminPort, delta: true, protoplaneAdmin: `127.0.0.1:${server.adminPort}` }),
-      adminPort,
-    });
-    await envoy.waitForListener('mqtt', 20_000);
+    env = await startMeshEnv({ yaml: meshYaml(port, a, b, 'secret/#'), nodeId: 'mqtt-envoy', bootstrap: { delta: true }, listeners: ['mqtt'] });
+    ({ envoy } = env);
   });
 
   after(async () => {
-    await envoy?.stop();
-    await server?.close();
+    await env?.close();
     await a?.close();
     await b?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('routes at CONNECT by client id prefix (checked on each broker)', async () => {

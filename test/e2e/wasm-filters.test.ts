@@ -3,15 +3,11 @@
 // admin server with its sha256, settings changes hot-swap without draining
 // the listener, and a config the filter refuses never reaches Envoy.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { serve, type Protoplane } from '../../xds-server/app.ts';
-import { bootstrapYaml } from '../../xds-server/bootstrap.ts';
-import { silentLogger } from '../../xds-server/log.ts';
-import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
+import type { Protoplane } from '../../xds-server/app.ts';
+import { freePort, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
+import { startMeshEnv, type MeshEnv } from '../support/mesh-env.ts';
 import { httpGet, startTcpEcho, type TcpEcho } from '../support/upstreams.ts';
 
 function meshYaml(port: number, a: number, b: number, settings: string): string {
@@ -41,44 +37,27 @@ function open(port: number): Promise<{ socket: net.Socket; received: () => strin
 }
 
 describe('Wasm filters configured from the mesh, in stock Envoy', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'protoplane-wasm-'));
-  const configPath = path.join(dir, 'mesh.yaml');
   let a: TcpEcho;
   let b: TcpEcho;
   let port = 0;
+  let env: MeshEnv;
   let server: Protoplane;
   let envoy: EnvoyHandle;
-  const write = (text: string) => {
-    fs.writeFileSync(`${configPath}.tmp`, text);
-    fs.renameSync(`${configPath}.tmp`, configPath);
-  };
+  const write = (text: string) => env.write(text);
   const settingsA = '{ route_prefix: "A:", route_cluster: a }';
 
   before(async () => {
     a = await startTcpEcho('a');
     b = await startTcpEcho('b');
     port = await freePort();
-    write(meshYaml(port, a.port, b.port, settingsA));
-    server = await serve({ configPath, xdsPort: 0, adminPort: 0, host: '127.0.0.1', log: silentLogger(), processMetrics: false, watchFilters: false });
-    const adminPort = await freePort();
-    envoy = await startEnvoy({
-      bootstrapYaml: bootstrapYaml({
-        xds: `127.0.0.1:${server.xdsPort}`,
-        nodeId: 'wasm-envoy',
-        adminPort,
-        protoplaneAdmin: `127.0.0.1:${server.adminPort}`,
-      }),
-      adminPort,
-    });
-    await envoy.waitForListener('lines', 20_000);
+    env = await startMeshEnv({ yaml: meshYaml(port, a.port, b.port, settingsA), nodeId: 'wasm-envoy', listeners: ['lines'] });
+    ({ server, envoy } = env);
   });
 
   after(async () => {
-    await envoy?.stop();
-    await server?.close();
+    await env?.close();
     await a?.close();
     await b?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('serves the module with its sha256 and Envoy runs it: routing, rewrite, counters', async () => {

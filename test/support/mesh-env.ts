@@ -1,0 +1,61 @@
+// protoplane serving a mesh file from a temp folder, and a stock Envoy
+// bootstrapped against it: what most end-to-end tests start with.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { serve, type Protoplane } from '../../xds-server/app.ts';
+import { bootstrapYaml, type BootstrapOptions } from '../../xds-server/bootstrap.ts';
+import { silentLogger } from '../../xds-server/log.ts';
+import { freePort, startEnvoy, type EnvoyHandle } from './envoy.ts';
+
+export interface MeshEnv {
+  readonly configPath: string;
+  readonly server: Protoplane;
+  readonly envoy: EnvoyHandle;
+  /** Replaces the mesh file the way editors do (write + rename), so the watch sees a whole file. */
+  write(yaml: string): void;
+  close(): Promise<void>;
+}
+
+export async function startMeshEnv(options: {
+  yaml: string;
+  nodeId: string;
+  bootstrap?: Partial<Omit<BootstrapOptions, 'xds' | 'nodeId' | 'adminPort'>>;
+  /** Listeners to wait for before returning. */
+  listeners?: string[];
+}): Promise<MeshEnv> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'protoplane-e2e-'));
+  const configPath = path.join(dir, 'mesh.yaml');
+  const write = (yaml: string) => {
+    fs.writeFileSync(`${configPath}.tmp`, yaml);
+    fs.renameSync(`${configPath}.tmp`, configPath);
+  };
+  write(options.yaml);
+  const server = await serve({ configPath, xdsPort: 0, adminPort: 0, host: '127.0.0.1', log: silentLogger(), processMetrics: false, watchFilters: false });
+  const adminPort = await freePort();
+  const envoy = await startEnvoy({
+    bootstrapYaml: bootstrapYaml({
+      xds: `127.0.0.1:${server.xdsPort}`,
+      nodeId: options.nodeId,
+      adminPort,
+      protoplaneAdmin: `127.0.0.1:${server.adminPort}`,
+      ...options.bootstrap,
+    }),
+    adminPort,
+  }).catch(async (error: unknown) => {
+    await server.close();
+    throw error;
+  });
+  for (const name of options.listeners ?? []) await envoy.waitForListener(name, 20_000);
+  return {
+    configPath,
+    server,
+    envoy,
+    write,
+    async close() {
+      await envoy.stop();
+      await server.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
