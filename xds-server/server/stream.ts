@@ -123,13 +123,18 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
     for (const state of this.types.values()) this.ctx.interner.release(state.subscription);
   }
 
+  /** Per-message debug lines cost an object each; build them only when they are logged. */
+  private get debug(): boolean {
+    return this.ctx.log.isLevelEnabled('debug');
+  }
+
   protected nextNonce(): string {
     return (++this.nonceCounter).toString(36);
   }
 
   protected onAck(state: S, now: number): void {
     state.awaiting = false;
-    this.ctx.log.debug({ stream: this.id, type: shortType(state.typeUrl), version: state.sentVersion }, 'ack');
+    if (this.debug) this.ctx.log.debug({ stream: this.id, type: shortType(state.typeUrl), version: state.sentVersion }, 'ack');
     if (state.ackedVersion !== state.sentVersion) {
       state.ackedVersion = state.sentVersion;
       const type = shortType(state.typeUrl);
@@ -213,7 +218,7 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
     state.causeAt = causeAt;
     state.awaiting = true;
     this.ctx.metrics.pushes.inc({ type: shortType(state.typeUrl) });
-    this.ctx.log.debug({ stream: this.id, type: shortType(state.typeUrl), version, nonce }, 'push');
+    if (this.debug) this.ctx.log.debug({ stream: this.id, type: shortType(state.typeUrl), version, nonce }, 'push');
     // Counted against the fan-out's bytes in flight until gRPC has taken them (or the stream closed).
     const release = this.ctx.fanOut.written(bytes.length);
     let released = false;
