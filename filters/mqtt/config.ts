@@ -50,6 +50,19 @@ export class AclRule {
   allow: bool = true;
   /** Applies only to connections whose CONNECT matches (null = all). */
   match: ConnectMatch | null = null;
+  /** The topic has %c (client id) / %u (username) to substitute per connection. */
+  pattern: bool = false;
+}
+
+/** Whether an ACL topic has a %c or %u substitution. */
+export function hasSubstitution(topic: Uint8Array): bool {
+  for (let i = 0; i + 1 < topic.length; i++) {
+    if (topic[i] == 0x25) {
+      const c = topic[i + 1];
+      if (c == 0x63 || c == 0x75) return true;
+    }
+  }
+  return false;
 }
 
 export class TopicMetric {
@@ -73,6 +86,8 @@ export class Config {
   maxHeaderBytes: u32 = 262144;
   /** Pending refusals / rewritten SUBSCRIBEs / topic aliases per connection. */
   maxPending: u32 = 64;
+  /** A client must complete CONNECT within this many milliseconds (0 = no limit). */
+  connectTimeoutMs: u32 = 10000;
   topicMetrics: TopicMetric[] = [];
   logPackets: bool = false;
 }
@@ -159,6 +174,7 @@ function parseRules(arr: JsonArray, path: string, out: AclRule[]): bool {
     if (checkTopicFilter(rule.topic.dataStart, <usize>rule.topic.length, V5) != 0) {
       configError = p + ".topic: '" + topic + "' is not a valid topic filter"; return false;
     }
+    rule.pattern = hasSubstitution(rule.topic);
     const action = obj.getString("action");
     if (action == "allow") rule.allow = true;
     else if (action == "deny") rule.allow = false;
@@ -263,8 +279,8 @@ export function parseConfig(bytes: ArrayBuffer): Config | null {
     for (let i = 0; i < l.keys.length; i++) {
       const key = l.keys[i];
       if (key != "max_packet_size" && key != "max_client_id_length" && key != "max_topic_length" &&
-          key != "max_topic_levels" && key != "max_header_bytes" && key != "max_pending") {
-        return fail("limits: unknown field '" + key + "' (max_packet_size, max_client_id_length, max_topic_length, max_topic_levels, max_header_bytes, max_pending)");
+          key != "max_topic_levels" && key != "max_header_bytes" && key != "max_pending" && key != "connect_timeout_ms") {
+        return fail("limits: unknown field '" + key + "' (max_packet_size, max_client_id_length, max_topic_length, max_topic_levels, max_header_bytes, max_pending, connect_timeout_ms)");
       }
     }
     let v = readLimit(l, "max_packet_size", 2, 268435460, config.maxPacketSize); if (v < 0) return null; config.maxPacketSize = <u32>v;
@@ -273,6 +289,7 @@ export function parseConfig(bytes: ArrayBuffer): Config | null {
     v = readLimit(l, "max_topic_levels", 1, 65535, config.maxTopicLevels); if (v < 0) return null; config.maxTopicLevels = <u32>v;
     v = readLimit(l, "max_header_bytes", 64, 16777216, config.maxHeaderBytes); if (v < 0) return null; config.maxHeaderBytes = <u32>v;
     v = readLimit(l, "max_pending", 1, 65535, config.maxPending); if (v < 0) return null; config.maxPending = <u32>v;
+    v = readLimit(l, "connect_timeout_ms", 0, 86400000, config.connectTimeoutMs); if (v < 0) return null; config.connectTimeoutMs = <u32>v;
   }
 
   if (obj.has("topic_metrics")) {

@@ -8,7 +8,7 @@
 export * from "../sdk/exports";
 import {
   Action, BufferType, Counter, Gauge, LogLevel, PeerType, RootContext, StreamContext,
-  getBufferBytes, jsonQuote, log, logError, logInfo, readBufferScratch, registerRootContext, setBufferBytes,
+  getBufferBytes, jsonQuote, log, logError, logInfo, monotonicTimeNanos, readBufferScratch, registerRootContext, setBufferBytes,
 } from "../sdk";
 import { Config, lastConfigError, parseConfig } from "./config";
 import { ByteSource, R_CLOSE, R_PAUSE, Session } from "./session";
@@ -20,6 +20,9 @@ class MqttRoot extends RootContext {
   counters: Counter[] = [];
   deltas: StatDeltas = new StatDeltas(0);
   active: Gauge = new Gauge("mqtt.active_connections");
+  /** Connections that have not completed CONNECT yet (limits.connect_timeout_ms), by context id. */
+  awaitingConnect: Map<u32, MqttStream> = new Map<u32, MqttStream>();
+  tickMs: u32 = 0;
 
   onConfigure(configuration: ArrayBuffer): bool {
     const config = parseConfig(configuration);
@@ -38,6 +41,17 @@ class MqttRoot extends RootContext {
     this.deltas = new StatDeltas(this.layout.size);
     this.active = new Gauge(config.statPrefix + ".active_connections");
     this.active.define();
+    // the tick checks the CONNECT deadlines: at most 1 s late, sooner for short timeouts
+    let tick: u32 = 0;
+    if (config.connectTimeoutMs > 0) {
+      tick = config.connectTimeoutMs / 2;
+      if (tick > 1000) tick = 1000;
+      if (tick < 10) tick = 10;
+    }
+    if (tick != this.tickMs) {
+      this.tickMs = tick;
+      this.setTickPeriod(tick);
+    }
     logInfo("mqtt: configured: " + config.routes.length.toString() + " route(s), " +
       (config.hasAcl ? (config.publishRules.length + config.subscribeRules.length).toString() + " ACL rule(s), default " + (config.aclDefaultAllow ? "allow" : "deny") : "no ACL") +
       ", " + config.topicMetrics.length.toString() + " topic metric prefix(es)");
@@ -55,6 +69,24 @@ class MqttRoot extends RootContext {
       if (v > 0) this.counters[index].increment(v);
     }
     dirty.length = 0;
+  }
+
+  /** Closes the connections whose CONNECT did not complete within limits.connect_timeout_ms. */
+  onTick(): void {
+    const timeoutMs = this.config.connectTimeoutMs;
+    const waiting = this.awaitingConnect;
+    if (timeoutMs == 0 || waiting.size == 0) return;
+    const now = monotonicTimeNanos();
+    const limit = <u64>timeoutMs * 1000000;
+    const ids = waiting.keys();
+    for (let i = 0; i < ids.length; i++) {
+      const stream = waiting.get(ids[i]);
+      if (now > stream.startNs && now - stream.startNs >= limit) {
+        waiting.delete(ids[i]);
+        stream.connectTimedOut();
+      }
+    }
+    this.flush();
   }
 
   newStreamContext(id: u32): StreamContext {
@@ -96,6 +128,8 @@ class MqttStream extends StreamContext {
   clientClosed: bool = false;
   brokerClosed: bool = false;
   logged: bool = false;
+  /** When the connection was opened (monotonic ns), for limits.connect_timeout_ms. */
+  startNs: u64 = 0;
 
   constructor(id: u32, root: RootContext) {
     super(id, root);
@@ -108,7 +142,12 @@ class MqttStream extends StreamContext {
   }
 
   onNewConnection(): Action {
-    this.mqtt.active.add(1);
+    const root = this.mqtt;
+    root.active.add(1);
+    if (root.config.connectTimeoutMs > 0) {
+      this.startNs = monotonicTimeNanos();
+      root.awaitingConnect.set(this.id, this);
+    }
     return Action.Pause; // nothing goes upstream before CONNECT picked the cluster
   }
 
@@ -132,6 +171,7 @@ class MqttStream extends StreamContext {
     const r = session.process(fromClient, source, len, endOfStream);
     source.release();
     this.writePacketLog();
+    if (fromClient && (session.connected || r == R_CLOSE)) root.awaitingConnect.delete(this.id);
     if (r == R_PAUSE) {
       this.counted = size;
       root.flush();
@@ -156,6 +196,14 @@ class MqttStream extends StreamContext {
     return Action.Continue;
   }
 
+  /** From the root's tick: CONNECT did not complete in time. */
+  connectTimedOut(): void {
+    if (this.closing || this.session.connected) return;
+    this.session.connectTimedOut();
+    this.closing = true;
+    this.closeDownstreamFromRoot();
+  }
+
   private writePacketLog(): void {
     const lines = this.session.packetLog;
     if (lines.length == 0) return;
@@ -172,6 +220,7 @@ class MqttStream extends StreamContext {
   }
 
   onDelete(): void {
+    this.mqtt.awaitingConnect.delete(this.id);
     this.mqtt.active.add(-1);
     this.mqtt.flush();
     if (this.logged) return;

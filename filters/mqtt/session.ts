@@ -15,7 +15,7 @@ import {
   malformedName, parseFixedHeader, parsePacket, typeName, varintSize, writeVarint,
 } from "./parser";
 import {
-  Limit, S_ACL_PUBLISH_DENIED, S_ACL_SUBSCRIBE_DENIED, S_ACL_WILL_DENIED, S_CLOSED_BY_FILTER, S_CONNECTIONS,
+  Limit, S_ACL_PUBLISH_DENIED, S_ACL_SUBSCRIBE_DENIED, S_ACL_WILL_DENIED, S_CLOSED_BY_FILTER, S_CONNECT_TIMEOUT, S_CONNECTIONS,
   S_DOWN_TYPE, S_LIMIT, S_MALFORMED, S_PUBLISH_DROPPED, S_REFUSAL_PUBACK, S_REFUSAL_PUBCOMP, S_REFUSAL_PUBREC,
   S_REFUSAL_SUBACK, S_ROUTE_DEFAULT, S_SUBACK_REWRITTEN, S_UP_TYPE, StatDeltas, StatLayout, limitName,
 } from "./stats";
@@ -389,7 +389,7 @@ export class Session {
       const c = load<u8>(pkt.clientIdPtr + i);
       if (c == 0x2b || c == 0x23) return this.limit(Limit.ClientIdWildcard);
     }
-    if (config.hasAcl) this.selectPublishRules();
+    if (config.hasAcl) this.selectAclRules();
     if (pkt.willFlag) {
       if (pkt.willTopicLen > config.maxTopicLength) return this.limit(Limit.TopicTooLong);
       if (levelCount(pkt.willTopicPtr, pkt.willTopicLen) > config.maxTopicLevels) return this.limit(Limit.TopicTooDeep);
@@ -628,22 +628,78 @@ export class Session {
 
   /** The publish rules that apply to this connection, flat: pattern pointer, length, allow (1/0). */
   private pubRules: StaticArray<usize> = new StaticArray<usize>(0);
+  /** The same for SUBSCRIBE. */
+  private subRules: StaticArray<usize> = new StaticArray<usize>(0);
+  /** Keeps the per-connection expansions of %c / %u rules alive (pubRules / subRules point into them). */
+  private expanded: Array<Uint8Array> = new Array<Uint8Array>();
 
-  /** Picks the publish rules whose connect match holds (once, at CONNECT). */
-  private selectPublishRules(): void {
-    const rules = this.config.publishRules;
-    let n = 0;
-    for (let i = 0; i < rules.length; i++) if (this.ruleApplies(rules[i])) n++;
-    const flat = new StaticArray<usize>(n * 3);
+  /**
+   * The topic of `rule` for this connection: the rule's own, or its %c / %u
+   * expansion; null when the rule does not apply (connect match fails, or a
+   * substituted value is empty, missing or has '+', '#' or '/', which would
+   * widen or shift the pattern).
+   */
+  private ruleTopic(rule: AclRule): Uint8Array | null {
+    if (!this.ruleApplies(rule)) return null;
+    if (!rule.pattern) return rule.topic;
+    const t = rule.topic;
+    const n = t.length;
+    let size = 0;
+    for (let i = 0; i < n; i++) {
+      const c = t[i];
+      if (c == 0x25 && i + 1 < n && (t[i + 1] == 0x63 || t[i + 1] == 0x75)) {
+        const v = this.substitution(t[i + 1] == 0x63);
+        if (v == null) return null;
+        size += v.length;
+        i++;
+      } else size++;
+    }
+    const out = new Uint8Array(size);
     let k = 0;
+    for (let i = 0; i < n; i++) {
+      const c = t[i];
+      if (c == 0x25 && i + 1 < n && (t[i + 1] == 0x63 || t[i + 1] == 0x75)) {
+        const v = this.substitution(t[i + 1] == 0x63)!;
+        memory.copy(out.dataStart + <usize>k, v.dataStart, <usize>v.length);
+        k += v.length;
+        i++;
+      } else out[k++] = c;
+    }
+    this.expanded.push(out);
+    return out;
+  }
+
+  /** The client id (or username) to put into a pattern, or null when it is unusable there. */
+  private substitution(clientId: bool): Uint8Array | null {
+    if (!clientId && !this.hasUsername) return null;
+    const v = clientId ? this.clientId : this.username;
+    if (v.length == 0) return null;
+    for (let i = 0; i < v.length; i++) {
+      const c = v[i];
+      if (c == 0x2b || c == 0x23 || c == 0x2f) return null;
+    }
+    return v;
+  }
+
+  /** The rules of a list that apply to this connection, flat (once, at CONNECT). */
+  private selectRules(rules: AclRule[]): StaticArray<usize> {
+    const flat = new Array<usize>();
     for (let i = 0; i < rules.length; i++) {
       const rule = rules[i];
-      if (!this.ruleApplies(rule)) continue;
-      flat[k++] = rule.topic.dataStart;
-      flat[k++] = <usize>rule.topic.length;
-      flat[k++] = rule.allow ? 1 : 0;
+      const topic = this.ruleTopic(rule);
+      if (topic == null) continue;
+      flat.push(topic.dataStart);
+      flat.push(<usize>topic.length);
+      flat.push(rule.allow ? 1 : 0);
     }
-    this.pubRules = flat;
+    return StaticArray.fromArray<usize>(flat);
+  }
+
+  /** Picks the ACL rules that apply to this connection and expands their %c / %u (once, at CONNECT). */
+  private selectAclRules(): void {
+    this.expanded.length = 0;
+    this.pubRules = this.selectRules(this.config.publishRules);
+    this.subRules = this.selectRules(this.config.subscribeRules);
   }
 
   publishAllowed(topicPtr: usize, topicLen: u32): bool {
@@ -657,22 +713,29 @@ export class Session {
 
   /** Allow rules apply when they cover the filter, deny rules when they overlap it. */
   subscribeAllowed(filterPtr: usize, filterLen: u32): bool {
-    const rules = this.config.subscribeRules;
+    const rules = this.subRules;
     const off = sharedFilterOffset(filterPtr, filterLen);
     const f = filterPtr + off;
     const flen = <usize>filterLen - off;
-    for (let i = 0; i < rules.length; i++) {
-      const rule = rules[i];
-      if (!this.ruleApplies(rule)) continue;
-      const p = rule.topic.dataStart;
-      const plen = <usize>rule.topic.length;
-      if (rule.allow) {
+    const n = rules.length;
+    for (let i = 0; i < n; i += 3) {
+      const p = unchecked(rules[i]);
+      const plen = unchecked(rules[i + 1]);
+      if (unchecked(rules[i + 2]) != 0) {
         if (filterCovers(p, plen, f, flen)) return true;
       } else if (filtersIntersect(p, plen, f, flen)) {
         return false;
       }
     }
     return this.config.aclDefaultAllow;
+  }
+
+  /** Closes a connection that did not complete CONNECT in time (the glue's tick decides when). */
+  connectTimedOut(): void {
+    if (this.connected || this.closeReason.length > 0) return;
+    this.stats.add(S_CONNECT_TIMEOUT, 1);
+    this.stats.add(S_CLOSED_BY_FILTER, 1);
+    this.closeReason = "connect timeout";
   }
 
   // ------------------------------------------------------------ SUBSCRIBE / SUBACK

@@ -43,7 +43,8 @@ export const S_REFUSAL_SUBACK: i32 = 42;
 export const S_SUBACK_REWRITTEN: i32 = 43;
 export const S_PUBLISH_DROPPED: i32 = 44;
 export const S_ROUTE_DEFAULT: i32 = 45;        // no route matched: tcp_proxy's own cluster
-export const S_MALFORMED: i32 = 46;           // + Malformed code
+export const S_CONNECT_TIMEOUT: i32 = 46;     // CONNECT not complete within limits.connect_timeout_ms
+export const S_MALFORMED: i32 = 47;           // + Malformed code
 export const S_LIMIT: i32 = S_MALFORMED + <i32>Malformed.COUNT; // + Limit code
 export const S_FIXED_END: i32 = S_LIMIT + <i32>Limit.COUNT;
 
@@ -51,7 +52,7 @@ const FIXED_NAMES: string[] = [
   "downstream.bytes", "upstream.bytes", "connections", "closed_by_filter",
   "acl.publish_denied", "acl.subscribe_denied", "acl.will_denied",
   "refusal.puback", "refusal.pubrec", "refusal.pubcomp", "refusal.suback", "suback_rewritten",
-  "publish_dropped", "route.none",
+  "publish_dropped", "route.none", "connect_timeout",
 ];
 
 /** Where the configuration-dependent counters start. */

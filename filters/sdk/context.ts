@@ -2,7 +2,7 @@
 // ticks, metrics) and one StreamContext per TCP connection.
 import {
   closeStream, continueStream, getBufferBytes, getPropertyString, logError,
-  replaceBuffer, setBufferBytes, setEnvoyFilterState, setTcpProxyCluster, setTickPeriod,
+  replaceBuffer, setBufferBytes, setEffectiveContext, setEnvoyFilterState, setTcpProxyCluster, setTickPeriod,
 } from "./host";
 import { Action, BufferType, LifeSpan, PeerType, StreamType, WasmResult } from "./types";
 
@@ -88,6 +88,17 @@ export class StreamContext extends BaseContext {
   /** Closes the client connection (after the current callback returns). */
   closeDownstream(): WasmResult { return closeStream(StreamType.Downstream); }
   closeUpstream(): WasmResult { return closeStream(StreamType.Upstream); }
+  /**
+   * Closes the client connection from outside this connection's callbacks
+   * (the root's onTick): the host needs this connection as the effective
+   * context for proxy_close_stream, then the root's again.
+   */
+  closeDownstreamFromRoot(): WasmResult {
+    let result = setEffectiveContext(this.id);
+    if (result == WasmResult.Ok) result = closeStream(StreamType.Downstream);
+    setEffectiveContext(this.root.id);
+    return result;
+  }
   /** Releases downstream data held by an earlier Pause (e.g. from a tick). */
   continueDownstream(): WasmResult { return continueStream(StreamType.Downstream); }
 

@@ -150,6 +150,18 @@ export function currentTimeNanos(): u64 {
   return load<u64>(OUT_PTR);
 }
 
+/**
+ * Monotonic time in nanoseconds (for timeouts: unaffected by wall-clock
+ * changes); falls back to the wall clock when the host has no monotonic clock.
+ */
+export function monotonicTimeNanos(): u64 {
+  store<u64>(OUT_PTR, 0);
+  const errno = abi.wasi_clock_time_get(1, 1, OUT_PTR);
+  const t = load<u64>(OUT_PTR);
+  return errno == 0 && t != 0 ? t : currentTimeNanos();
+}
+
+/** Makes later host calls act for context `contextId` (e.g. a connection, from the root's onTick). */
 export function setEffectiveContext(contextId: u32): WasmResult {
   return <WasmResult>abi.proxy_set_effective_context(contextId);
 }

@@ -4,6 +4,7 @@
 // B (everyone else). mqtt.js 3.1.1 / 5.0 and mosquitto_pub / mosquitto_sub.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import { filterWasmPath } from '../../xds-server/wasm-host/index.ts';
@@ -188,5 +189,60 @@ describe('mqtt filter in stock Envoy 1.40 with mosquitto and aedes', { timeout: 
     const closeLines = log.split('\n').filter((l) => l.includes('mqtt: connection closed'));
     assert.equal(closeLines.length, s('connections'), 'one close line per connection');
     assert.ok(closeLines.some((l) => /client_id="fleet-a-deny5" cluster=broker-a reason="client sent DISCONNECT"/.test(l)), closeLines.join('\n'));
+  });
+});
+
+describe('mqtt filter in stock Envoy 1.40: CONNECT timeout', { timeout: 60_000 }, () => {
+  let envoy: EnvoyHandle;
+  let aedes: Broker;
+  let port: number;
+
+  before(async () => {
+    await mqttModule();
+    aedes = await startAedes('broker-b');
+    port = await freePort();
+    const adminPort = await freePort();
+    envoy = await startEnvoy({
+      bootstrapYaml: mqttBootstrap({
+        adminPort, listenerPort: port, wasmFile: filterWasmPath('mqtt'), filterConfig: { limits: { connect_timeout_ms: 400 } },
+        clusters: [{ name: 'broker-b', port: aedes.port }],
+      }),
+      adminPort,
+    });
+    await envoy.waitForListener('mqtt');
+  });
+
+  after(async () => {
+    await envoy?.stop();
+    await aedes?.close();
+  });
+
+  /** Opens a raw connection, writes `bytes`, resolves with how long until Envoy closed it. */
+  function closedAfter(bytes: Uint8Array): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const start = Date.now();
+      const socket = tcpConnect(port, '127.0.0.1', () => { if (bytes.length > 0) socket.write(bytes); });
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve(Date.now() - start));
+      setTimeout(() => { socket.destroy(); reject(new Error('not closed within 10 s')); }, 10_000);
+    });
+  }
+
+  it('closes a client that never completes CONNECT (from the root tick, via the effective context) and keeps a connected one', async () => {
+    const c = await connectClient(port, 'on-time', 4);
+    const half = Buffer.from([0x10, 0x20, 0x00, 0x04, 0x4d, 0x51]); // the start of a CONNECT
+    const [idleMs, halfMs] = await Promise.all([closedAfter(new Uint8Array(0)), closedAfter(half)]);
+    for (const ms of [idleMs, halfMs]) assert.ok(ms >= 350 && ms < 3000, `closed after ${ms} ms`);
+    await sleep(500);
+    assert.equal(c.connected, true, 'the connected client stays');
+    await c.publishAsync('t/x', 'still here', { qos: 1 });
+    await endClient(c);
+    await envoy.waitForStat('wasmcustom.mqtt.active_connections', (v) => v === 0);
+    const stats = await envoy.stats();
+    assert.equal(stats.get('wasmcustom.mqtt.connect_timeout'), 2);
+    assert.equal(stats.get('wasmcustom.mqtt.closed_by_filter'), 2);
+    const lines = readFileSync(envoy.logPath, 'utf8').split('\n').filter((l) => l.includes('mqtt: connection closed'));
+    assert.equal(lines.filter((l) => l.includes('reason="connect timeout"')).length, 2, lines.join('\n'));
+    assert.ok(lines.some((l) => /client_id="on-time" .*reason="client sent DISCONNECT"/.test(l)), lines.join('\n'));
   });
 });

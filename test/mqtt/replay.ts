@@ -3,7 +3,7 @@
 // packet log (plugin configuration `log_packets: true` makes the filter log
 // `mqtt packet {...}` at debug level for every packet it parses; see
 // docs/mqtt.md). Reusable by a replay CLI: replayMqtt(steps, options).
-import { loadFilter, type FilterConnection, type WasmFilterModule, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
+import { loadFilter, type Clock, type FilterConnection, type WasmFilterModule, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
 
 export type Dir = 'downstream' | 'upstream';
 
@@ -47,7 +47,7 @@ export function mqttModule(): Promise<WasmFilterModule> {
 }
 
 /** Starts a plugin with the packet log on; `packets` collects parsed packets of every connection. */
-export async function startMqttPlugin(configuration: object = {}, extra: { defaultCluster?: string } = {}): Promise<{
+export async function startMqttPlugin(configuration: object = {}, extra: { defaultCluster?: string; clock?: Clock } = {}): Promise<{
   plugin: WasmPlugin;
   packets: Map<number, MqttPacketRecord[]>;
   logs: Map<number, string[]>;
@@ -59,6 +59,7 @@ export async function startMqttPlugin(configuration: object = {}, extra: { defau
     configuration: { ...configuration, log_packets: true },
     logLevel: 'debug',
     defaultCluster: extra.defaultCluster ?? 'tcp_proxy_default',
+    ...(extra.clock ? { clock: extra.clock } : {}),
     record: false,
     onLog: (entry) => {
       const id = entry.connectionId ?? 0;
