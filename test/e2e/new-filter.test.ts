@@ -74,7 +74,11 @@ clusters:
   - { name: others, endpoints: [ 127.0.0.1:${others.port} ] }
 `,
     );
-    server = await serve({ configPath, xdsPort: 0, adminPort: 0, host: '127.0.0.1', log: silentLogger(), processMetrics: false, watchFilters: false });
+    // Watching filters/ too: an edited filter is rebuilt and pushed (next test).
+    // Local delivery: each build is a new content-named file, so a new build is a
+    // new ECDS config. (Remote delivery of a second build did not complete in
+    // Envoy 1.40: ECDS update_success, but the module fetch never finished.)
+    server = await serve({ configPath, xdsPort: 0, adminPort: 0, host: '127.0.0.1', log: silentLogger(), processMetrics: false, wasmCode: 'local' });
     assert.ok(server.filters().entries.has(name), 'the new filter is in the catalog');
     const adminPort = await freePort();
     envoy = await startEnvoy({
@@ -99,6 +103,50 @@ clusters:
       assert.equal(reply, expected);
     }
     await envoy.waitForStat(`wasmcustom.${name}.routed`, (v) => v === 2);
+  });
+
+  it('hot-swaps a new build over ECDS: an edited filter reaches new connections, the open one finishes', async () => {
+    const lines = (await envoy!.listeners()).get('lines')!;
+    const modified = await envoy!.stat('listener_manager.listener_modified');
+    const shaBefore = server!.filters().entries.get(name)!.sha256;
+    const held = await new Promise<net.Socket>((resolve, reject) => {
+      const socket = net.connect(lines, '127.0.0.1', () => resolve(socket));
+      socket.on('error', reject);
+    });
+    let heldReply = '';
+    held.on('data', (chunk) => (heldReply += chunk.toString()));
+    held.write('hello before\n');
+    await waitUntil(() => heldReply.includes('greeters:hello before'), 5000, 'held connection routed');
+
+    // The new build sends short first lines to the first route too.
+    const policy = path.join(REPO_ROOT, 'filters', name, 'policy.ts');
+    const source = fs.readFileSync(policy, 'utf8');
+    const edited = source.replace('if (prefix == null || startsWithBytes(line, prefix))', 'if (prefix == null || startsWithBytes(line, prefix) || line.length < 4)');
+    assert.notEqual(edited, source);
+    fs.writeFileSync(policy, edited);
+    await waitUntil(() => server!.filters().entries.get(name)?.sha256 !== shaBefore, 60_000, 'the edited filter rebuilt and served');
+    await waitUntil(
+      async () => {
+        const reply = await new Promise<string>((resolve) => {
+          let data = '';
+          const socket = net.connect(lines, '127.0.0.1', () => socket.write('bye\n'));
+          socket.on('data', (chunk) => {
+            data += chunk.toString();
+            socket.destroy();
+            resolve(data);
+          });
+          socket.on('error', () => resolve(''));
+          setTimeout(() => resolve(data), 2000).unref();
+        });
+        return reply.startsWith('greeters:');
+      },
+      30_000,
+      'new connections run the new build',
+    );
+    held.write('hello after\n');
+    await waitUntil(() => heldReply.includes('hello after'), 5000, 'the old connection still served');
+    held.destroy();
+    assert.equal(await envoy!.stat('listener_manager.listener_modified'), modified, 'the listener was not replaced');
   });
 
   it('a config its schema refuses names file:line:col', async () => {

@@ -5,17 +5,20 @@
 // host with the exact configuration Envoy would get; a module that fails to
 // load or refuses its configuration stops that config.
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { ProtocolSchema } from '../config/index.ts';
 import { isBuiltinProtocol, type Mesh } from '../model/types.ts';
 import { filterConfiguration, type FilterRef, type FilterRefs } from '../translate/index.ts';
-import { buildFilters, filterWasmPath, listFilters, WasmFilterModule, type FilterManifest } from '../wasm-host/index.ts';
+import { buildFilters, FILTER_BUILD_DIR, filterWasmPath, listFilters, WasmFilterModule, type FilterManifest } from '../wasm-host/index.ts';
 
 export interface CatalogEntry {
   readonly manifest: FilterManifest;
   readonly bytes: Uint8Array;
   readonly sha256: string;
   readonly module: WasmFilterModule;
+  /** A copy of the module named by its content, so a new build is a new path (local delivery). */
+  readonly contentPath: string;
 }
 
 export interface FilterProblem {
@@ -45,7 +48,11 @@ export class FilterCatalog {
       }
       const bytes = new Uint8Array(await readFile(filterWasmPath(manifest.name)));
       const module = await WasmFilterModule.load(bytes, manifest.name);
-      entries.set(manifest.name, { manifest, bytes, sha256: createHash('sha256').update(bytes).digest('hex'), module });
+      const sha256 = createHash('sha256').update(bytes).digest('hex');
+      const contentPath = path.join(FILTER_BUILD_DIR, 'by-sha256', `${manifest.name}-${sha256.slice(0, 16)}.wasm`);
+      await mkdir(path.dirname(contentPath), { recursive: true });
+      await writeFile(contentPath, bytes);
+      entries.set(manifest.name, { manifest, bytes, sha256, module, contentPath });
     }
     return new FilterCatalog(entries);
   }
@@ -71,13 +78,13 @@ export class FilterCatalog {
   /** What translation needs to reference each protocol's module. */
   refs(delivery: CodeDelivery): FilterRefs {
     const refs = new Map<string, FilterRef>();
-    for (const { manifest, sha256 } of this.entries.values()) {
+    for (const { manifest, sha256, contentPath } of this.entries.values()) {
       if (isBuiltinProtocol(manifest.protocol)) continue;
       refs.set(manifest.protocol, {
         name: manifest.name,
         code:
           delivery === 'local'
-            ? { kind: 'local', path: filterWasmPath(manifest.name) }
+            ? { kind: 'local', path: contentPath }
             : { kind: 'remote', url: `http://protoplane-admin/filters/${manifest.name}.wasm?sha256=${sha256}`, sha256 },
       });
     }
