@@ -126,14 +126,4 @@ export function feed(conn: FilterConnection, dir: Dir, chunks: Uint8Array[]): Ui
   return concat(out);
 }
 
-/** Splits data at the given sorted cut positions. */
-export function splitAt(data: Uint8Array, cuts: number[]): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  let at = 0;
-  for (const c of cuts) {
-    out.push(data.subarray(at, c));
-    at = c;
-  }
-  out.push(data.subarray(at));
-  return out;
-}
+export { splitAt } from '../support/bytes.ts';

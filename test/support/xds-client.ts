@@ -77,40 +77,25 @@ class ResponseQueue<T> {
   }
 }
 
-export class XdsTestClient {
+/** One raw gRPC stream to the server: requests written as encoded messages, responses decoded into a queue. */
+class StreamClient<Response> {
   private readonly client: grpc.Client;
   private readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
-  private readonly queue = new ResponseQueue<ReceivedResponse>((r) => `${r.typeUrl} version ${r.versionInfo}`);
+  private readonly queue: ResponseQueue<Response>;
 
-  constructor(port: number, method = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources') {
+  constructor(port: number, method: string, decode: (bytes: Buffer) => Response, describe: (r: Response) => string) {
+    this.queue = new ResponseQueue(describe);
     this.client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-    this.call = this.client.makeBidiStreamRequest(
-      method,
-      (b: Buffer) => b,
-      (b: Buffer) => b,
-    );
-    this.call.on('data', (bytes: Buffer) => this.queue.push(decodeResponse(bytes)));
+    this.call = this.client.makeBidiStreamRequest(method, (b: Buffer) => b, (b: Buffer) => b);
+    this.call.on('data', (bytes: Buffer) => this.queue.push(decode(bytes)));
     this.call.on('error', (error) => this.queue.fail(error));
   }
 
-  send(options: RequestOptions): void {
-    const request: Record<string, unknown> = {
-      type_url: options.typeUrl,
-      resource_names: options.names ?? [],
-      response_nonce: options.nonce ?? '',
-      version_info: options.version ?? '',
-    };
-    if (options.nodeId) request.node = { id: options.nodeId, cluster: options.nodeCluster ?? 'test' };
-    if (options.error) request.error_detail = { code: 3, message: options.error };
-    this.call.write(Buffer.from(encodeMessage('envoy.service.discovery.v3.DiscoveryRequest', request)));
+  protected write(messageType: string, request: Record<string, unknown>): void {
+    this.call.write(Buffer.from(encodeMessage(messageType, request)));
   }
 
-  /** ACKs a response, keeping the subscription given. */
-  ack(response: ReceivedResponse, names: string[] = []): void {
-    this.send({ typeUrl: response.typeUrl, names, nonce: response.nonce, version: response.versionInfo });
-  }
-
-  next(timeoutMs = 5000): Promise<ReceivedResponse> {
+  next(timeoutMs = 5000): Promise<Response> {
     return this.queue.next(timeoutMs);
   }
 
@@ -124,6 +109,28 @@ export class XdsTestClient {
     this.client.close();
   }
 }
+
+export class XdsTestClient extends StreamClient<ReceivedResponse> {
+  constructor(port: number, method = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources') {
+    super(port, method, decodeResponse, (r) => `${r.typeUrl} version ${r.versionInfo}`);
+  }
+
+  send(options: RequestOptions): void {
+    const request: Record<string, unknown> = {
+      type_url: options.typeUrl,
+      resource_names: options.names ?? [],
+      response_nonce: options.nonce ?? '',
+      version_info: options.version ?? '',
+    };
+    if (options.nodeId) request.node = { id: options.nodeId, cluster: options.nodeCluster ?? 'test' };
+    if (options.error) request.error_detail = { code: 3, message: options.error };
+    this.write('envoy.service.discovery.v3.DiscoveryRequest', request);
+  }
+
+  /** ACKs a response, keeping the subscription given. */
+  ack(response: ReceivedResponse, names: string[] = []): void {
+    this.send({ typeUrl: response.typeUrl, names, nonce: response.nonce, version: response.versionInfo });
+  }}
 
 function decodeResponse(bytes: Buffer): ReceivedResponse {
   const raw = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', bytes);
@@ -160,18 +167,9 @@ export interface DeltaRequestOptions {
   nodeCluster?: string;
 }
 
-export class DeltaTestClient {
-  private readonly client: grpc.Client;
-  private readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
-  private readonly queue = new ResponseQueue<ReceivedDeltaResponse>(
-    (r) => `${r.typeUrl} [${r.resources.map((x) => x.name)}] removed [${r.removed}]`,
-  );
-
+export class DeltaTestClient extends StreamClient<ReceivedDeltaResponse> {
   constructor(port: number, method = '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources') {
-    this.client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-    this.call = this.client.makeBidiStreamRequest(method, (b: Buffer) => b, (b: Buffer) => b);
-    this.call.on('data', (bytes: Buffer) => this.queue.push(decodeDeltaResponse(bytes)));
-    this.call.on('error', (error) => this.queue.fail(error));
+    super(port, method, decodeDeltaResponse, (r) => `${r.typeUrl} [${r.resources.map((x) => x.name)}] removed [${r.removed}]`);
   }
 
   send(options: DeltaRequestOptions): void {
@@ -184,26 +182,12 @@ export class DeltaTestClient {
     };
     if (options.nodeId) request.node = { id: options.nodeId, cluster: options.nodeCluster ?? 'test' };
     if (options.error) request.error_detail = { code: 3, message: options.error };
-    this.call.write(Buffer.from(encodeMessage('envoy.service.discovery.v3.DeltaDiscoveryRequest', request)));
+    this.write('envoy.service.discovery.v3.DeltaDiscoveryRequest', request);
   }
 
   ack(response: ReceivedDeltaResponse): void {
     this.send({ typeUrl: response.typeUrl, nonce: response.nonce });
-  }
-
-  next(timeoutMs = 5000): Promise<ReceivedDeltaResponse> {
-    return this.queue.next(timeoutMs);
-  }
-
-  expectSilence(ms = 300): Promise<void> {
-    return this.queue.expectSilence(ms);
-  }
-
-  close(): void {
-    this.call.cancel();
-    this.client.close();
-  }
-}
+  }}
 
 function decodeDeltaResponse(bytes: Buffer): ReceivedDeltaResponse {
   const raw = decodeMessage('envoy.service.discovery.v3.DeltaDiscoveryResponse', bytes);

@@ -25,14 +25,4 @@ export function expectContract(stream: Buffer, config = CONTRACT_CONFIG): Contra
   };
 }
 
-/** Splits data at the given (sorted, distinct) cut positions. */
-export function splitAt(data: Buffer, cuts: number[]): Buffer[] {
-  const out: Buffer[] = [];
-  let at = 0;
-  for (const c of cuts) {
-    out.push(data.subarray(at, c));
-    at = c;
-  }
-  out.push(data.subarray(at));
-  return out;
-}
+export { splitAt } from '../support/bytes.ts';

@@ -37,6 +37,12 @@ export type GroupSnapshot = (group: string, base: Snapshot) => Snapshot;
 
 type Watcher = (snapshot: Snapshot) => void;
 
+export interface GroupMembership {
+  /** The group's snapshot as the cache has it now. */
+  snapshot(): Snapshot | undefined;
+  leave(): void;
+}
+
 /**
  * One config version as snapshots for each way Envoy can be connected: over
  * ADS, or with per-type streams (whose clusters and listeners must name the
@@ -106,8 +112,8 @@ export class SnapshotCache {
     return this.groups.get(`${flavour}\0${group}`)?.snapshot;
   }
 
-  /** Joins a group (creating it on first use); the returned function leaves it. */
-  watch(group: string, flavour: XdsFlavour, watcher: Watcher): () => void {
+  /** Joins a group (creating it on first use). The membership reads the group's current snapshot without a lookup. */
+  watch(group: string, flavour: XdsFlavour, watcher: Watcher): GroupMembership {
     const key = `${flavour}\0${group}`;
     let entry = this.groups.get(key);
     if (!entry) {
@@ -115,9 +121,13 @@ export class SnapshotCache {
       this.groups.set(key, entry);
     }
     entry.watchers.add(watcher);
-    return () => {
-      entry.watchers.delete(watcher);
-      if (entry.watchers.size === 0 && this.groups.get(key) === entry) this.groups.delete(key);
+    const joined = entry;
+    return {
+      snapshot: () => joined.snapshot,
+      leave: () => {
+        joined.watchers.delete(watcher);
+        if (joined.watchers.size === 0 && this.groups.get(key) === joined) this.groups.delete(key);
+      },
     };
   }
 

@@ -3,7 +3,7 @@
 // respect transport back-pressure, and keep the per-type record that
 // /debug/nodes and the metrics read.
 import type { Logger } from 'pino';
-import type { NodeHash, ResourceEntry, Snapshot, SnapshotCache, Subscription } from '../cache/index.ts';
+import type { GroupMembership, NodeHash, ResourceEntry, Snapshot, SnapshotCache, Subscription } from '../cache/index.ts';
 import type { Metrics } from '../metrics.ts';
 import { TYPE, type ResourceType, type XdsFlavour } from '../translate/index.ts';
 import { STEPS, shortType, type Step, type StreamSink } from './protocol.ts';
@@ -72,7 +72,7 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
   private blocked = false;
   private readonly unflushed = new Set<() => void>();
   private nonceCounter = 0;
-  private leaveGroup: (() => void) | undefined;
+  private membership: GroupMembership | undefined;
 
   constructor(
     readonly id: number,
@@ -109,11 +109,11 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
       this.ctx.perTypeSessions.set(this.node.id, peers);
     }
     this.group = this.ctx.nodeHash(this.node);
-    this.leaveGroup = this.ctx.cache.watch(this.group, this.flavour, () => this.ctx.fanOut.schedule(this));
+    this.membership = this.ctx.cache.watch(this.group, this.flavour, () => this.ctx.fanOut.schedule(this));
   }
 
   close(): void {
-    this.leaveGroup?.();
+    this.membership?.leave();
     this.ctx.fanOut.forget(this);
     for (const flushed of [...this.unflushed]) flushed();
     const peers = this.node?.id ? this.ctx.perTypeSessions.get(this.node.id) : undefined;
@@ -186,7 +186,7 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
 
   /** The snapshot of this stream's group, as the cache has it now. */
   private currentSnapshot(): Snapshot | undefined {
-    return this.group === undefined ? undefined : this.ctx.cache.snapshotOf(this.group, this.flavour);
+    return this.membership?.snapshot();
   }
 
   /**
