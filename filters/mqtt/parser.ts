@@ -120,7 +120,7 @@ let varintNonMinimal: bool = false;
 export function lastVarintLength(): u32 { return varintLength; }
 export function lastVarintNonMinimal(): bool { return varintNonMinimal; }
 
-@inline function u16At(ptr: usize): u32 {
+@inline export function u16At(ptr: usize): u32 {
   return (<u32>load<u8>(ptr) << 8) | <u32>load<u8>(ptr + 1);
 }
 
@@ -201,6 +201,36 @@ export function checkTopicName(ptr: usize, len: usize): i32 {
   if (containsByte(p, rest, 0x2b) || containsByte(p, rest, 0x23)) return Malformed.WildcardInTopic;
   if (!validUtf8(p, rest)) return Malformed.Utf8;
   return Malformed.None;
+}
+
+const ONES: u64 = 0x0101010101010101;
+const HIGHS: u64 = 0x8080808080808080;
+
+/** High bit set in each byte of `w` that is zero, '+', '#' or non-ASCII (exact per word, not per byte). */
+// @ts-ignore: decorator
+@inline function oddBytes(w: u64): u64 {
+  const plus = w ^ 0x2b2b2b2b2b2b2b2b;
+  const hash = w ^ 0x2323232323232323;
+  return (w | ((w - ONES) & ~w) | ((plus - ONES) & ~plus) | ((hash - ONES) & ~hash)) & HIGHS;
+}
+
+/**
+ * Whether a topic name is plain ASCII without U+0000, '+' and '#', eight
+ * bytes per step. A plain topic is a valid one; for any other the exact
+ * verdict comes from checkTopicName.
+ */
+export function plainTopic(ptr: usize, len: usize): bool {
+  if (len < 8) {
+    for (let i: usize = 0; i < len; i++) {
+      const c = load<u8>(ptr + i);
+      if (c == 0 || c == 0x2b || c == 0x23 || c >= 0x80) return false;
+    }
+    return true;
+  }
+  const last = ptr + len - 8;
+  let odd: u64 = oddBytes(load<u64>(last)); // the tail, overlapping the words before it
+  for (let p = ptr; p < last; p += 8) odd |= oddBytes(load<u64>(p));
+  return odd == 0;
 }
 
 /** Whether bytes [ptr, ptr+len) contain `byte`. */
@@ -286,7 +316,7 @@ export class Packet {
   /** Offset of the first topic filter (SUBSCRIBE) / code (SUBACK) from the packet start. */
   listOffset: u32 = 0;
 
-  total(): u32 { return this.fixedLen + this.remaining; }
+  @inline total(): u32 { return this.fixedLen + this.remaining; }
 
   /** Clears what every packet type may report (the type-specific fields are set by their parsers). */
   reset(): void {

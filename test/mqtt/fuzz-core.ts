@@ -1,9 +1,9 @@
 // Fuzzing the mqtt filter in the in-process host: random bytes and mutated
 // valid conversations, cut into random chunks, one connection per input.
 // Nothing may trap, and the VM's memory must stay bounded.
-import { connectPacket, corpus, gen, type Version } from './packets.ts';
+import { connectPacket, corpus, gen, type Pkt, type Version } from './packets.ts';
 import { mqttModule } from './replay.ts';
-import type { WasmPlugin } from '../../xds-server/wasm-host/index.ts';
+import type { DataResult, FilterConnection, WasmPlugin } from '../../xds-server/wasm-host/index.ts';
 
 /** xorshift32: deterministic inputs for a seed. */
 export function rng(seed: number): () => number {
@@ -56,7 +56,27 @@ function seedStreams(): Seeds {
       gen({ cmd: 'pingresp' }, version), gen({ cmd: 'pingresp' }, version), gen({ cmd: 'pingresp' }, version),
     ]));
   }
+  for (const version of [3, 4, 5] as Version[]) down.push(publishRun(version));
   return { down, up };
+}
+
+/**
+ * A run of PUBLISHes of every shape the filter's fast path takes or declines:
+ * plain, metric and denied topics, non-ASCII, deep, one- and two-byte
+ * lengths, QoS 0-2, and in 5.0 with and without properties.
+ */
+function publishRun(version: Version): Buffer {
+  const topics = ['sensors/1/temp', 'a', 'abcdefgh', 'abcdefghi', 'secret/x', 'sensors/9/cmd', 'ü/π', 'a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q', 'x/y'];
+  const packets: Buffer[] = [gen(connectPacket(version, 'fz-2'), version)];
+  let id = 1;
+  for (let i = 0; i < 24; i++) {
+    const qos = i % 3;
+    const p: Record<string, unknown> = { cmd: 'publish', topic: topics[i % topics.length], payload: Buffer.alloc([0, 1, 40, 130, 300][i % 5]!, i), qos, retain: i % 4 === 0, dup: false };
+    if (qos > 0) p.messageId = id++;
+    if (version === 5 && i % 4 === 1) p.properties = { contentType: 'text/plain' };
+    packets.push(gen(p as Pkt, version));
+  }
+  return Buffer.concat(packets);
 }
 
 function mutate(src: Buffer, r: () => number): Buffer {
@@ -97,30 +117,21 @@ function chunks(b: Buffer, r: () => number): Buffer[] {
   return out;
 }
 
-export interface FuzzStats {
-  inputs: number;
-  ms: number;
-  closedByFilter: number;
-  memoryBytes: number;
-  maxMemoryBytes: number;
-  traps: number;
+/** One fuzz input: what each side sends, in chunks, and the random draws that interleave them. */
+export interface FuzzCase {
+  down: Buffer;
+  up: Buffer | undefined;
+  downChunks: Buffer[];
+  upChunks: Buffer[];
+  /** Draws for the interleaving (one per step) and the final end-of-stream decision. */
+  draws: number[];
+  endOfStream: boolean;
 }
 
-export async function startFuzzPlugin(): Promise<WasmPlugin> {
-  return (await mqttModule()).instantiate({ name: 'mqtt', configuration: FUZZ_CONFIG, record: false });
-}
-
-function vmMemory(plugin: WasmPlugin): number {
-  return (plugin.currentVm.instance.exports.memory as WebAssembly.Memory).buffer.byteLength;
-}
-
-/** Runs `count` inputs; throws at the first trap, with the input that caused it. */
-export async function fuzz(count: number, seed = 1, onProgress?: (s: FuzzStats) => void): Promise<FuzzStats> {
-  const plugin = await startFuzzPlugin();
+/** The inputs of a run: deterministic for a seed. */
+export function* fuzzCases(count: number, seed: number): Generator<FuzzCase> {
   const seeds = seedStreams();
   const r = rng(seed);
-  const stats: FuzzStats = { inputs: 0, ms: 0, closedByFilter: 0, memoryBytes: 0, maxMemoryBytes: 0, traps: 0 };
-  const start = performance.now();
   for (let i = 0; i < count; i++) {
     const pick = Math.floor(r() * seeds.down.length);
     const mode = r();
@@ -130,29 +141,75 @@ export async function fuzz(count: number, seed = 1, onProgress?: (s: FuzzStats) 
       down = randomBytes(r, 64);
     } else {
       down = mutate(seeds.down[pick]!, r);
-      if (mode < 0.6) up = r() < 0.5 ? mutate(seeds.up[pick]!, r) : seeds.up[pick]!;
+      if (mode < 0.6 && pick < seeds.up.length) up = r() < 0.5 ? mutate(seeds.up[pick]!, r) : seeds.up[pick]!;
     }
-    const conn = plugin.newConnection();
     const downChunks = chunks(down, r);
     const upChunks = up ? chunks(up, r) : [];
+    const draws = Array.from({ length: downChunks.length + upChunks.length }, () => r());
+    yield { down, up, downChunks, upChunks, draws, endOfStream: r() < 0.3 };
+  }
+}
+
+/**
+ * Feeds one case to one or more connections in lockstep (the first one's
+ * state picks each step; upstream data only flows once tcp_proxy took over).
+ * `onStep` sees each step's results, for differential tests.
+ */
+export function drive(conns: FilterConnection[], c: FuzzCase, onStep?: (results: DataResult[]) => void): void {
+  const lead = conns[0]!;
+  let d = 0, u = 0, step = 0;
+  while ((d < c.downChunks.length || u < c.upChunks.length) && !lead.closed) {
+    const draw = c.draws[step++] ?? 0;
+    let results: DataResult[];
+    if (d < c.downChunks.length && (u >= c.upChunks.length || !lead.proceeded || draw < 0.5)) {
+      const chunk = c.downChunks[d++]!;
+      results = conns.map((conn) => conn.downstream(chunk));
+    } else if (u < c.upChunks.length && lead.proceeded) {
+      const chunk = c.upChunks[u++]!;
+      results = conns.map((conn) => conn.upstream(chunk));
+    } else break;
+    onStep?.(results);
+  }
+  if (!lead.closed && c.endOfStream) onStep?.(conns.map((conn) => conn.downstream(new Uint8Array(0), true)));
+}
+
+export interface FuzzStats {
+  inputs: number;
+  ms: number;
+  closedByFilter: number;
+  memoryBytes: number;
+  maxMemoryBytes: number;
+  traps: number;
+}
+
+export async function startFuzzPlugin(configuration: object = FUZZ_CONFIG, record = false): Promise<WasmPlugin> {
+  return (await mqttModule()).instantiate({ name: 'mqtt', configuration, record });
+}
+
+function vmMemory(plugin: WasmPlugin): number {
+  return (plugin.currentVm.instance.exports.memory as WebAssembly.Memory).buffer.byteLength;
+}
+
+/** Runs `count` inputs; throws at the first trap, with the input that caused it. */
+export async function fuzz(count: number, seed = 1, onProgress?: (s: FuzzStats) => void): Promise<FuzzStats> {
+  const plugin = await startFuzzPlugin();
+  const stats: FuzzStats = { inputs: 0, ms: 0, closedByFilter: 0, memoryBytes: 0, maxMemoryBytes: 0, traps: 0 };
+  const start = performance.now();
+  let i = 0;
+  for (const c of fuzzCases(count, seed)) {
+    const conn = plugin.newConnection();
     try {
-      // interleave the directions; upstream data only flows once tcp_proxy took over
-      let d = 0, u = 0;
-      while ((d < downChunks.length || u < upChunks.length) && !conn.closed) {
-        if (d < downChunks.length && (u >= upChunks.length || !conn.proceeded || r() < 0.5)) conn.downstream(downChunks[d++]!);
-        else if (u < upChunks.length && conn.proceeded) conn.upstream(upChunks[u++]!);
-        else break;
-      }
-      if (!conn.closed && r() < 0.3) conn.downstream(new Uint8Array(0), true);
+      drive([conn], c);
     } finally {
       if (plugin.failed !== undefined) {
         stats.traps++;
-        throw new Error(`input ${i} (seed ${seed}) trapped the filter: ${plugin.failed}\ndown=${down.toString('hex')}\nup=${up?.toString('hex') ?? ''}`);
+        throw new Error(`input ${i} (seed ${seed}) trapped the filter: ${plugin.failed}\ndown=${c.down.toString('hex')}\nup=${c.up?.toString('hex') ?? ''}`);
       }
     }
     if (conn.closed?.reason === 'filter') stats.closedByFilter++;
     if (!conn.closed) conn.close();
     stats.inputs++;
+    i++;
     if ((i & 1023) === 0) {
       stats.memoryBytes = vmMemory(plugin);
       stats.maxMemoryBytes = Math.max(stats.maxMemoryBytes, stats.memoryBytes);
