@@ -34,7 +34,23 @@ interface DeltaTypeState extends BaseTypeState {
   seenFirstRequest: boolean;
 }
 
-const sharedBodies = new WeakMap<ViewDiff, { all?: Uint8Array; additive?: Uint8Array }>();
+interface SharedBodies {
+  all?: Uint8Array;
+  additive?: Uint8Array;
+  /** The diff plus unchanged resources sent again (e.g. the EDS of a changed cluster), by their names. */
+  resent?: Map<string, Uint8Array>;
+}
+
+const sharedBodies = new WeakMap<ViewDiff, SharedBodies>();
+
+function sharedFor(diff: ViewDiff): SharedBodies {
+  let cached = sharedBodies.get(diff);
+  if (!cached) {
+    cached = {};
+    sharedBodies.set(diff, cached);
+  }
+  return cached;
+}
 
 /** What a client holds before its first response. */
 const EMPTY_VIEW: View = { version: '', entries: [] };
@@ -176,14 +192,23 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
       if (extraUpdated.length === 0 && extraRemoved.length === 0) {
         // The common case: the same move as every other stream in the group.
         ({ updated, removed } = diff);
-        const cached = sharedBodies.get(diff) ?? {};
-        sharedBodies.set(diff, cached);
+        const cached = sharedFor(diff);
         body = deferRemovals
           ? (cached.additive ??= deltaResponseBody(state.typeUrl, desired.version, updated, []))
           : (cached.all ??= deltaResponseBody(state.typeUrl, desired.version, updated, removed));
       } else {
         updated = [...diff.updated, ...extraUpdated];
         removed = [...diff.removed, ...extraRemoved];
+        if (extraRemoved.length === 0 && !deferRemovals) {
+          // Also common: every stream of the group re-sent the same endpoints after a cluster change.
+          const resent = (sharedFor(diff).resent ??= new Map());
+          const key = extraUpdated.map((e) => e.name).join('\0');
+          body = resent.get(key);
+          if (!body) {
+            body = deltaResponseBody(state.typeUrl, desired.version, updated, removed);
+            if (resent.size < 64) resent.set(key, body);
+          }
+        }
       }
     } else {
       ({ updated, removed } = this.slowDiff(state, desired));
