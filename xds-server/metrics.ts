@@ -58,7 +58,30 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly perType = new Map<string, TypeMetrics>();
+
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
+
+  /**
+   * The per-message metrics of one xDS type (label "type" = its short name),
+   * bound once: resolving a label set costs more than the increment, and
+   * every push and ACK of every stream records one.
+   */
+  forType(typeUrl: string): TypeMetrics {
+    let m = this.perType.get(typeUrl);
+    if (!m) {
+      const labels = { type: typeUrl.slice(typeUrl.lastIndexOf('.') + 1) };
+      m = { pushes: this.pushes.labels(labels), acks: this.acks.labels(labels), pushLatency: this.pushLatency.labels(labels) };
+      this.perType.set(typeUrl, m);
+    }
+    return m;
+  }
+}
+
+export interface TypeMetrics {
+  pushes: Counter.Internal;
+  acks: Counter.Internal;
+  pushLatency: Histogram.Internal<'type'>;
 }

@@ -87,8 +87,11 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
   /** This stream and the node's other per-type streams (just this one over ADS). */
   private session(): Iterable<XdsStream<BaseTypeState>> {
     const peers = this.flavour !== 'ads' && this.node?.id ? this.ctx.perTypeSessions.get(this.node.id) : undefined;
-    return peers ?? [this as unknown as XdsStream<BaseTypeState>];
+    return peers ?? this.alone;
   }
+
+  /** session() over ADS (built once: pump() asks for it several times per ACK). */
+  private readonly alone: readonly XdsStream<BaseTypeState>[] = [this as unknown as XdsStream<BaseTypeState>];
 
   /** A type's state on this stream or on one of the node's other per-type streams. */
   protected typeState(typeUrl: ResourceType): BaseTypeState | undefined {
@@ -137,9 +140,9 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
     if (this.debug) this.ctx.log.debug({ stream: this.id, type: shortType(state.typeUrl), version: state.sentVersion }, 'ack');
     if (state.ackedVersion !== state.sentVersion) {
       state.ackedVersion = state.sentVersion;
-      const type = shortType(state.typeUrl);
-      this.ctx.metrics.acks.inc({ type });
-      this.ctx.metrics.pushLatency.observe({ type }, (now - state.causeAt) / 1000);
+      const metrics = this.ctx.metrics.forType(state.typeUrl);
+      metrics.acks.inc();
+      metrics.pushLatency.observe((now - state.causeAt) / 1000);
     }
   }
 
@@ -195,7 +198,8 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
    * per-type streams otherwise), so ordering holds across streams too.
    */
   pump(): void {
-    const streams = [...this.session()];
+    const session = this.session();
+    const streams = session === this.alone ? this.alone : [...session];
     for (const step of STEPS) {
       for (const stream of streams) {
         const state = stream.types.get(step.typeUrl);
@@ -217,7 +221,7 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
     state.sentAt = Date.now();
     state.causeAt = causeAt;
     state.awaiting = true;
-    this.ctx.metrics.pushes.inc({ type: shortType(state.typeUrl) });
+    this.ctx.metrics.forType(state.typeUrl).pushes.inc();
     if (this.debug) this.ctx.log.debug({ stream: this.id, type: shortType(state.typeUrl), version, nonce }, 'push');
     // Counted against the fan-out's bytes in flight until gRPC has taken them (or the stream closed).
     const release = this.ctx.fanOut.written(bytes.length);
