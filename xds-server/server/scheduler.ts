@@ -4,6 +4,11 @@
 // the first byte leaves. Instead streams are pumped in small batches, one
 // batch per macrotask, and no new batch starts while more than a bounded
 // number of response bytes are still waiting in gRPC's buffers.
+//
+// Measured on the fan-out bench (10k delta streams, 2 cores shared with the
+// load generator): batches of 16 were slower at p99 than 64 (1.96–2.34 s vs
+// 1.25–1.68 s), and 20 ms time slices instead of batches were slower too
+// (1.59–1.65 s vs 1.37–1.42 s in the same interleaved runs).
 
 export interface Pumpable {
   pump(): void;
