@@ -199,12 +199,6 @@ class DirectionState {
   partial: ArrayBuffer | null = null;
   /** Topic aliases seen in this direction (5.0). */
   aliases: Map<i32, ArrayBuffer> = new Map<i32, ArrayBuffer>();
-  /**
-   * Client direction: bytes at the start of the (paused, so growing) host
-   * buffer already framed and passed, before a packet whose header is not
-   * complete yet. The next callback starts framing there.
-   */
-  resume: usize = 0;
 }
 
 // ---------------------------------------------------------------- the session
@@ -298,12 +292,6 @@ export class Session {
     this.out.begin(len);
     if (fromClient && !this.connected) return this.beforeConnect(len, eos);
     const d = fromClient ? this.down : this.up;
-    if (d.resume > 0) {
-      const from = d.resume;
-      d.resume = 0;
-      this.out.keep(from);
-      return this.frames(fromClient, d, from, eos);
-    }
     const partial = d.partial;
     if (partial != null) {
       // The held header goes back in front of the new bytes.
@@ -645,14 +633,9 @@ export class Session {
     if (eos) return this.malformed(Malformed.TruncatedStream, fromClient);
     const n = this.len - pos;
     if (n > <usize>this.config.maxHeaderBytes) return this.limit(Limit.HeaderTooLarge);
-    if (fromClient && !this.out.modified) {
-      // Cheaper than cutting the header out (a copy of the whole buffer): keep
-      // the buffer paused and go on from here when more bytes arrive. The
-      // packets before wait for that read; the client is mid-packet. (The
-      // broker direction cannot pause: tcp_proxy expects its writes taken.)
-      d.resume = pos;
-      return R_PAUSE;
-    }
+    // Not paused instead: a paused buffer stays in Envoy's read buffer, and
+    // once that is over the connection's buffer limit Envoy stops reading,
+    // so the rest of the header would never come (seen in the bench).
     d.partial = copyBytes(this.view(pos, n), <u32>n).buffer;
     this.dropTo(this.len);
     return R_CONTINUE;
