@@ -182,27 +182,6 @@ export function validUtf8(ptr: usize, len: usize): bool {
   return true;
 }
 
-/**
- * A topic name: well-formed UTF-8 without U+0000 and without the wildcards
- * `+` / `#`. Four ASCII bytes per step on the common path.
- */
-export function checkTopicName(ptr: usize, len: usize): i32 {
-  let p = ptr;
-  const end = ptr + len;
-  while (p + 4 <= end) {
-    const w = load<u32>(p);
-    if ((w & 0x80808080) != 0) break; // non-ASCII: the full validator below
-    const plus = w ^ 0x2b2b2b2b;
-    const hash = w ^ 0x23232323;
-    if ((((w - 0x01010101) & ~w) | ((plus - 0x01010101) & ~plus) | ((hash - 0x01010101) & ~hash)) & 0x80808080) break;
-    p += 4;
-  }
-  const rest = end - p;
-  if (containsByte(p, rest, 0x2b) || containsByte(p, rest, 0x23)) return Malformed.WildcardInTopic;
-  if (!validUtf8(p, rest)) return Malformed.Utf8;
-  return Malformed.None;
-}
-
 const ONES: u64 = 0x0101010101010101;
 const HIGHS: u64 = 0x8080808080808080;
 
@@ -231,6 +210,14 @@ export function plainTopic(ptr: usize, len: usize): bool {
   let odd: u64 = oddBytes(load<u64>(last)); // the tail, overlapping the words before it
   for (let p = ptr; p < last; p += 8) odd |= oddBytes(load<u64>(p));
   return odd == 0;
+}
+
+/** A topic name: well-formed UTF-8 without U+0000 and without the wildcards `+` / `#`. */
+export function checkTopicName(ptr: usize, len: usize): i32 {
+  if (plainTopic(ptr, len)) return Malformed.None;
+  if (containsByte(ptr, len, 0x2b) || containsByte(ptr, len, 0x23)) return Malformed.WildcardInTopic;
+  if (!validUtf8(ptr, len)) return Malformed.Utf8;
+  return Malformed.None;
 }
 
 /** Whether bytes [ptr, ptr+len) contain `byte`. */

@@ -566,8 +566,6 @@ export class Session {
     const maxTopic = fromClient ? config.maxTopicLength : <u32>65535;
     const maxLevels = fromClient ? config.maxTopicLevels : <u32>65535;
     const checkAcl = fromClient && config.hasAcl;
-    const prefixes = this.layout.topicPrefixes;
-    const nPrefixes = prefixes.length >> 1;
     const winStart = this.winStart;
     const winEnd = this.winEnd;
     const winPtr = this.winPtr;
@@ -602,15 +600,7 @@ export class Session {
       if (!plainTopic(topic, <usize>topicLen)) break;
       if (maxLevels < 65535 && levelCount(topic, <usize>topicLen) > maxLevels) break;
       if (checkAcl && !this.publishAllowed(topic, topicLen)) break;
-      for (let i = 0; i < nPrefixes; i++) {
-        const plen = unchecked(prefixes[2 * i + 1]);
-        if (plen <= <usize>topicLen && startsWith(topic, unchecked(prefixes[2 * i]), plen)) {
-          const s = unchecked(this.layout.topicIndexes[i]) + (fromClient ? 0 : 2);
-          this.stats.add(s, 1);
-          if (total > hdr) this.stats.add(s + 1, <i64>(total - hdr));
-          break;
-        }
-      }
+      this.countTopic(fromClient, topic, topicLen, <u32>(total - hdr));
       count++;
       lastTotal = total;
       pos += total;
@@ -667,18 +657,7 @@ export class Session {
         topicLen = <u32>t.byteLength;
       }
     }
-    // topic metrics (bounded: the configured prefixes)
-    const prefixes = this.layout.topicPrefixes;
-    const nPrefixes = prefixes.length >> 1;
-    for (let i = 0; i < nPrefixes; i++) {
-      const plen = unchecked(prefixes[2 * i + 1]);
-      if (plen <= <usize>topicLen && memory.compare(topicPtr, unchecked(prefixes[2 * i]), plen) == 0) {
-        const at = unchecked(this.layout.topicIndexes[i]) + (fromClient ? 0 : 2);
-        this.stats.add(at, 1);
-        if (pkt.payloadLen > 0) this.stats.add(at + 1, <i64>pkt.payloadLen);
-        break;
-      }
-    }
+    this.countTopic(fromClient, topicPtr, topicLen, pkt.payloadLen);
     if (!fromClient) return 0;
     if (topicLen > config.maxTopicLength) return this.limit(Limit.TopicTooLong);
     if (config.maxTopicLevels < 65535 && levelCount(topicPtr, topicLen) > config.maxTopicLevels) return this.limit(Limit.TopicTooDeep);
@@ -702,6 +681,21 @@ export class Session {
     if (!this.queueReply(ackPacket(PUBREC, pkt.packetId, v5 ? NOT_AUTHORIZED_V5 : -1))) return this.limit(Limit.TooManyPending);
     this.stats.add(S_REFUSAL_PUBREC, 1);
     return 3;
+  }
+
+  /** Adds a PUBLISH to the counters of the first topic_metrics prefix its topic starts with (bounded cardinality). */
+  @inline private countTopic(fromClient: bool, topicPtr: usize, topicLen: u32, payloadLen: u32): void {
+    const prefixes = this.layout.topicPrefixes;
+    const n = prefixes.length >> 1;
+    for (let i = 0; i < n; i++) {
+      const plen = unchecked(prefixes[2 * i + 1]);
+      if (plen <= <usize>topicLen && startsWith(topicPtr, unchecked(prefixes[2 * i]), plen)) {
+        const at = unchecked(this.layout.topicIndexes[i]) + (fromClient ? 0 : 2);
+        this.stats.add(at, 1);
+        if (payloadLen > 0) this.stats.add(at + 1, <i64>payloadLen);
+        return;
+      }
+    }
   }
 
   // ------------------------------------------------------------ ACLs

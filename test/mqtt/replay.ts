@@ -77,15 +77,6 @@ export async function startMqttPlugin(configuration: object = {}, extra: { defau
   return { plugin, packets, logs };
 }
 
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
 
 /**
  * Replays a conversation through a fresh plugin: each step is one data
@@ -106,7 +97,7 @@ export async function replayMqtt(steps: ReplayStep[], options: { configuration?:
   if (!conn.closed) conn.close();
   const result: ReplayResult = {
     packets: packets.get(conn.id) ?? [],
-    forwarded: { downstream: concat(forwarded.downstream), upstream: concat(forwarded.upstream) },
+    forwarded: { downstream: Buffer.concat(forwarded.downstream), upstream: Buffer.concat(forwarded.upstream) },
     closed,
     cluster,
     logs: logs.get(conn.id) ?? [],
@@ -123,7 +114,7 @@ export function feed(conn: FilterConnection, dir: Dir, chunks: Uint8Array[]): Ui
     const r = dir === 'downstream' ? conn.downstream(c) : conn.upstream(c);
     if (r.forwarded.length > 0) out.push(r.forwarded);
   }
-  return concat(out);
+  return Buffer.concat(out);
 }
 
 export { splitAt } from '../support/bytes.ts';
