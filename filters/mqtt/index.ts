@@ -8,10 +8,10 @@
 export * from "../sdk/exports";
 import {
   Action, BufferType, Counter, Gauge, LogLevel, PeerType, RootContext, StreamContext,
-  getBufferBytes, jsonQuote, log, logError, logInfo, monotonicTimeNanos, readBufferScratch, registerRootContext, setBufferBytes,
+  getBufferBytes, jsonQuote, log, logError, logInfo, monotonicTimeNanos, readBufferScratch, registerRootContext, setBufferBytesFrom,
 } from "../sdk";
 import { Config, lastConfigError, parseConfig } from "./config";
-import { ByteSource, R_CLOSE, R_PAUSE, Session } from "./session";
+import { ByteSource, R_CLOSE, R_PAUSE, Session, releaseLargeRewriteBlock } from "./session";
 import { S_DOWN_BYTES, S_UP_BYTES, StatDeltas, StatLayout, buildLayout } from "./stats";
 
 class MqttRoot extends RootContext {
@@ -190,7 +190,8 @@ class MqttStream extends StreamContext {
     }
     const out = session.out;
     if (out.modified) {
-      setBufferBytes(fromClient ? BufferType.DownstreamData : BufferType.UpstreamData, 0, <u32>len, out.result());
+      setBufferBytesFrom(fromClient ? BufferType.DownstreamData : BufferType.UpstreamData, 0, <u32>len, out.resultPtr, <u32>out.used);
+      releaseLargeRewriteBlock();
     }
     root.flush();
     return Action.Continue;

@@ -44,7 +44,10 @@ const SUBACK_FAILURE_V3: u8 = 0x80;
 /**
  * The rewritten buffer, built lazily: while nothing changes it only tracks
  * how far the input was kept; the first drop or insert copies what was kept
- * so far, and from then on everything is appended.
+ * so far, and from then on everything is appended. The copy is built in one
+ * block shared by every connection (the VM runs one callback at a time) and
+ * handed to the host from there, so a rewrite allocates nothing once the
+ * block has grown to the buffer sizes seen.
  */
 export class Output {
   /** The whole input, once loaded (needed as soon as anything changes). */
@@ -52,7 +55,6 @@ export class Output {
   len: usize = 0;
   pos: usize = 0;
   modified: bool = false;
-  buf: ArrayBuffer = new ArrayBuffer(0);
   used: usize = 0;
 
   begin(len: usize): void {
@@ -67,21 +69,20 @@ export class Output {
   start(): void {
     if (this.modified) return;
     this.modified = true;
-    this.buf = new ArrayBuffer(<i32>(this.len + 64));
     this.used = 0;
     this.append(this.base, this.pos);
   }
 
   private append(ptr: usize, n: usize): void {
     if (n == 0) return;
-    let cap = <usize>this.buf.byteLength;
+    let cap = <usize>rewriteBlock.byteLength;
     if (this.used + n > cap) {
-      while (this.used + n > cap) cap = cap * 2 + 64;
+      while (this.used + n > cap) cap = cap * 2 + 4096;
       const next = new ArrayBuffer(<i32>cap);
-      memory.copy(changetype<usize>(next), changetype<usize>(this.buf), this.used);
-      this.buf = next;
+      memory.copy(changetype<usize>(next), changetype<usize>(rewriteBlock), this.used);
+      rewriteBlock = next;
     }
-    memory.copy(changetype<usize>(this.buf) + this.used, ptr, n);
+    memory.copy(changetype<usize>(rewriteBlock) + this.used, ptr, n);
     this.used += n;
   }
 
@@ -104,12 +105,18 @@ export class Output {
     this.append(changetype<usize>(bytes), <usize>bytes.byteLength);
   }
 
-  /** The new buffer (only meaningful when modified); the working copy is let go. */
-  result(): ArrayBuffer {
-    const out = this.buf.slice(0, <i32>this.used);
-    this.buf = new ArrayBuffer(0);
-    return out;
+  /** The new buffer (only meaningful when modified): valid until the next rewrite by any connection. */
+  get resultPtr(): usize {
+    return changetype<usize>(rewriteBlock);
   }
+}
+
+/** Where Output builds rewritten buffers; above 1 MB it is let go after use (see releaseLargeRewriteBlock). */
+let rewriteBlock: ArrayBuffer = new ArrayBuffer(0);
+
+/** Drops the shared block when an unusually large rewrite grew it (memory stays bounded). */
+export function releaseLargeRewriteBlock(): void {
+  if (rewriteBlock.byteLength > 1048576) rewriteBlock = new ArrayBuffer(0);
 }
 
 // ---------------------------------------------------------------- reading the input
@@ -320,7 +327,9 @@ export class Session {
 
   /** Loads the whole input (before anything is dropped or inserted). */
   private ensureFull(): void {
-    if (this.fullBase == 0 && this.len > 0) this.setFull(this.src.loadAll());
+    if (this.fullBase != 0 || this.len == 0) return;
+    // the window often holds the whole input already: no second read
+    this.setFull(this.winStart == 0 && this.winEnd == this.len ? this.winPtr : this.src.loadAll());
   }
 
   /** Pointer to input [pos, pos+n) (n <= len - pos); the window may cover more (winEnd). */

@@ -83,7 +83,12 @@ export function getBufferSize(type: BufferType): i64 {
  * size = 0) and appending (start >= buffer size); anything else is BadArgument.
  */
 export function setBufferBytes(type: BufferType, start: u32, size: u32, data: ArrayBuffer): WasmResult {
-  return <WasmResult>abi.proxy_set_buffer_bytes(type, start, size, changetype<usize>(data), data.byteLength);
+  return setBufferBytesFrom(type, start, size, changetype<usize>(data), <u32>data.byteLength);
+}
+
+/** setBufferBytes with the new bytes given as [ptr, ptr+len) (no ArrayBuffer of exactly that size needed). */
+export function setBufferBytesFrom(type: BufferType, start: u32, size: u32, ptr: usize, len: u32): WasmResult {
+  return <WasmResult>abi.proxy_set_buffer_bytes(type, start, size, ptr, len);
 }
 
 /** Replaces the whole buffer with `data`. */

@@ -765,7 +765,7 @@ export class FilterConnection {
     return d.active ? d.pending : undefined;
   }
 
-  /** @internal — proxy_set_buffer_bytes with Envoy's semantics; returns a WasmResult. */
+  /** @internal — proxy_set_buffer_bytes with Envoy's semantics (`data` is the caller's to give away); returns a WasmResult. */
   setBuffer(dir: Direction, start: number, length: number, data: Uint8Array): number {
     const d = this.dirs[dir];
     if (!d.active) return 2; // BadArgument: no buffer outside a data callback
@@ -774,9 +774,8 @@ export class FilterConnection {
     if (start === 0) {
       // Envoy drains `length` bytes and prepends the data
       const drained = cur.subarray(Math.min(length, cur.length));
-      next = new Uint8Array(data.length + drained.length);
-      next.set(data, 0);
-      next.set(drained, data.length);
+      // `data` is the host's own copy of guest memory: a whole-buffer replacement takes it as is
+      next = drained.length === 0 ? data : concat(data, drained);
     } else if (start >= cur.length) {
       next = concat(cur, data);
     } else {
