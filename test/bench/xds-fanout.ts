@@ -95,6 +95,11 @@ interface CaseResult {
   /** Heap (protoplane: V8 heap used; gcp: Go HeapAlloc) idle and with all N ready; gcp goroutines when ready. */
   heapIdle?: number;
   heapReady?: number;
+  /** protoplane: V8 heap committed (nodejs_heap_size_total_bytes) and external memory, idle and ready. */
+  heapCommittedIdle?: number;
+  heapCommittedReady?: number;
+  externalIdle?: number;
+  externalReady?: number;
   goroutines?: number;
   staleRequests?: number;
   nacks?: number;
@@ -278,6 +283,10 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
       reloadIdleMs,
       heapIdle: heap0?.bytes,
       heapReady: heap1?.bytes,
+      heapCommittedIdle: heap0?.committed,
+      heapCommittedReady: heap1?.committed,
+      externalIdle: heap0?.external,
+      externalReady: heap1?.external,
       goroutines: heap1?.goroutines,
       childCpuConnectTicks: childCpu1 - childCpu0,
       childCpuChangeTicks: childCpu2 - childCpu1,
@@ -415,6 +424,12 @@ function printTable(opts: Options, results: CaseResult[]): void {
     if (!r.quietAfterConnect || !r.quietAfterChange) parts.push(`server not idle after ${!r.quietAfterConnect ? 'connect' : 'change'} (20 s cap)`);
     if (r.heapIdle !== undefined && r.heapReady !== undefined) {
       parts.push(`heap ${mib(r.heapIdle)} → ${mib(r.heapReady)} (${kib((r.heapReady - r.heapIdle) / r.n)}/node)${r.goroutines ? `, ${r.goroutines} goroutines` : ''}`);
+    }
+    if (r.heapCommittedIdle !== undefined && r.heapCommittedReady !== undefined) {
+      parts.push(`heap committed ${mib(r.heapCommittedIdle)} → ${mib(r.heapCommittedReady)} (${kib((r.heapCommittedReady - r.heapCommittedIdle) / r.n)}/node)`);
+    }
+    if (r.externalIdle !== undefined && r.externalReady !== undefined) {
+      parts.push(`external ${mib(r.externalIdle)} → ${mib(r.externalReady)} (${kib((r.externalReady - r.externalIdle) / r.n)}/node)`);
     }
     if (r.reloadIdleMs) parts.push(`file write → snapshot served with no clients ${r.reloadIdleMs.map(ms).join(', ')}`);
     if (r.childCpuConnectTicks || r.childCpuChangeTicks) {

@@ -32,7 +32,7 @@ export interface Server {
    */
   reloadProbe?(): Promise<number[]>;
   /** Heap in use (protoplane: V8 heap used; gcp: Go HeapAlloc), and goroutines for gcp. */
-  heap(): Promise<{ bytes: number; goroutines?: number } | undefined>;
+  heap(): Promise<{ bytes: number; goroutines?: number; committed?: number; external?: number } | undefined>;
   /** The server's Prometheus text, when it has one. */
   metrics(): Promise<string | undefined>;
   stop(): Promise<void>;
@@ -146,8 +146,14 @@ export async function startProtoplane(
     metrics: () => httpOk(`http://127.0.0.1:${adminPort}/metrics`),
     async heap() {
       const text = await httpOk(`http://127.0.0.1:${adminPort}/metrics`);
-      const line = text?.split('\n').find((l) => l.startsWith('nodejs_heap_size_used_bytes '));
-      return line ? { bytes: Number(line.split(' ')[1]) } : undefined;
+      const value = (name: string): number | undefined => {
+        const line = text?.split('\n').find((l) => l.startsWith(`${name} `));
+        return line ? Number(line.split(' ')[1]) : undefined;
+      };
+      const bytes = value('nodejs_heap_size_used_bytes');
+      if (bytes === undefined) return undefined;
+      // where RSS goes besides live objects: the V8 heap's reserved pages, and memory outside it (buffers)
+      return { bytes, committed: value('nodejs_heap_size_total_bytes'), external: value('nodejs_external_memory_bytes') };
     },
     stop: () => child.stop(),
   };
