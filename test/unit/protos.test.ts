@@ -41,3 +41,14 @@ describe('project-owned protos', () => {
     assert.equal(result.ok, false, result.output);
   });
 });
+
+describe('encodeMessage', () => {
+  it('fails on a field the message lacks, naming where it is', async () => {
+    const { encodeMessage } = await import('../../xds-server/protos/index.ts');
+    assert.throws(
+      () => encodeMessage('envoy.config.cluster.v3.Cluster', { name: 'a', load_assignment: { cluster_name: 'a', endpoints: [{}, { lb_endpoints: [{ bogus: 1 }] }] } }),
+      { message: 'envoy.config.cluster.v3.Cluster.load_assignment.endpoints[1].lb_endpoints[0]: envoy.config.endpoint.v3.LbEndpoint has no field "bogus"' },
+    );
+    assert.ok(encodeMessage('envoy.config.cluster.v3.Cluster', { name: 'a' }).length > 0);
+  });
+});

@@ -77,23 +77,37 @@ export function messageType(fullName: string): protobuf.Type {
 /**
  * protobufjs's fromObject drops unknown keys silently; a typo in translation
  * must fail loudly instead, so every key is checked against the message.
+ * Returns where the first unknown field is (".a.b[2]: Type has no field "x""),
+ * or undefined; the path is built only for that one.
  */
-function assertKnownFields(type: protobuf.Type, value: unknown, where: string): void {
-  if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return;
-  for (const [key, fieldValue] of Object.entries(value)) {
+function unknownField(type: protobuf.Type, value: unknown): string | undefined {
+  if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return undefined;
+  for (const key in value) {
     const field = type.fields[key];
-    if (!field) throw new Error(`${where}: ${type.fullName.slice(1)} has no field "${key}"`);
+    if (!field) return `: ${type.fullName.slice(1)} has no field "${key}"`;
     const resolved = field.resolve().resolvedType;
     if (!(resolved instanceof protobuf.Type)) continue;
-    const items = Array.isArray(fieldValue) ? fieldValue : field.map ? Object.values(fieldValue as object) : [fieldValue];
-    items.forEach((item, i) => assertKnownFields(resolved, item, `${where}.${key}${Array.isArray(fieldValue) ? `[${i}]` : ''}`));
+    const fieldValue = (value as Record<string, unknown>)[key];
+    if (Array.isArray(fieldValue)) {
+      for (let i = 0; i < fieldValue.length; i++) {
+        const found = unknownField(resolved, fieldValue[i]);
+        if (found !== undefined) return `.${key}[${i}]${found}`;
+      }
+    } else {
+      for (const item of field.map ? Object.values(fieldValue as object) : [fieldValue]) {
+        const found = unknownField(resolved, item);
+        if (found !== undefined) return `.${key}${found}`;
+      }
+    }
   }
+  return undefined;
 }
 
 /** Encodes a plain object as the named message, failing on fields the message lacks. */
 export function encodeMessage(fullName: string, value: Record<string, unknown>): Uint8Array {
   const type = messageType(fullName);
-  assertKnownFields(type, value, fullName);
+  const unknown = unknownField(type, value);
+  if (unknown !== undefined) throw new Error(fullName + unknown);
   return type.encode(type.fromObject(value)).finish();
 }
 
