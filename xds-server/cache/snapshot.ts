@@ -48,23 +48,29 @@ export interface ViewDiff {
   readonly removed: readonly string[];
 }
 
+/** Something computed once per (from, to) pair of views, kept while both views live. */
+function perPair<T>(cache: WeakMap<View, WeakMap<View, T>>, from: View, to: View, compute: () => T): T {
+  let byTarget = cache.get(from);
+  if (!byTarget) {
+    byTarget = new WeakMap();
+    cache.set(from, byTarget);
+  }
+  let value = byTarget.get(to);
+  if (value === undefined) {
+    value = compute();
+    byTarget.set(to, value);
+  }
+  return value;
+}
+
 const diffs = new WeakMap<View, WeakMap<View, ViewDiff>>();
 
 /** What changes from one view to the next; computed once per pair and shared by every stream making that move. */
 export function diffViews(from: View, to: View): ViewDiff {
-  let byTarget = diffs.get(from);
-  if (!byTarget) {
-    byTarget = new WeakMap();
-    diffs.set(from, byTarget);
-  }
-  let diff = byTarget.get(to);
-  if (!diff) {
-    const updated = to.entries.filter((e) => entryIn(from, e.name)?.version !== e.version);
-    const removed = from.entries.filter((e) => entryIn(to, e.name) === undefined).map((e) => e.name);
-    diff = { updated, removed };
-    byTarget.set(to, diff);
-  }
-  return diff;
+  return perPair(diffs, from, to, () => ({
+    updated: to.entries.filter((e) => entryIn(from, e.name)?.version !== e.version),
+    removed: from.entries.filter((e) => entryIn(to, e.name) === undefined).map((e) => e.name),
+  }));
 }
 
 const unions = new WeakMap<View, WeakMap<View, View>>();
@@ -73,20 +79,12 @@ const unions = new WeakMap<View, WeakMap<View, View>>();
 export function unionViews(from: View, to: View): View {
   const { removed } = diffViews(from, to);
   if (removed.length === 0) return to;
-  let byTarget = unions.get(from);
-  if (!byTarget) {
-    byTarget = new WeakMap();
-    unions.set(from, byTarget);
-  }
-  let union = byTarget.get(to);
-  if (!union) {
+  return perPair(unions, from, to, () => {
     const entries = [...to.entries, ...removed.map((n) => entryIn(from, n)!)].sort((a, b) =>
       a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
     );
-    union = { version: viewVersion(entries), entries };
-    byTarget.set(to, union);
-  }
-  return union;
+    return { version: viewVersion(entries), entries };
+  });
 }
 
 function hash(parts: Iterable<string | Uint8Array>): string {
