@@ -1,8 +1,10 @@
 // passthrough: the smallest useful filter, for measuring host overhead.
 // {"read": false} (default) returns Continue without touching the data;
-// {"read": true} first reads the whole chunk into the VM, as a parser would.
+// {"read": true} first reads the whole chunk into the VM the way the protocol
+// filters do (one read into the SDK's reusable scratch block): the floor
+// under any filter that must look at every byte range.
 export * from "../sdk/exports";
-import { Action, RootContext, StreamContext, logError, jsonError, parseJsonObject, registerRootContext } from "../sdk";
+import { Action, BufferType, RootContext, StreamContext, logError, jsonError, parseJsonObject, readBufferScratch, registerRootContext } from "../sdk";
 
 class PassRoot extends RootContext {
   read: bool = false;
@@ -25,12 +27,12 @@ class PassRoot extends RootContext {
 
 class PassStream extends StreamContext {
   onDownstreamData(size: usize, endOfStream: bool): Action {
-    if (changetype<PassRoot>(this.root).read) this.downstreamData(0, <u32>size);
+    if (changetype<PassRoot>(this.root).read) readBufferScratch(BufferType.DownstreamData, 0, <u32>size);
     return Action.Continue;
   }
 
   onUpstreamData(size: usize, endOfStream: bool): Action {
-    if (changetype<PassRoot>(this.root).read) this.upstreamData(0, <u32>size);
+    if (changetype<PassRoot>(this.root).read) readBufferScratch(BufferType.UpstreamData, 0, <u32>size);
     return Action.Continue;
   }
 }

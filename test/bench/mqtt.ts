@@ -8,6 +8,8 @@
 // 2. Through stock Envoy 1.40 on loopback: one client connection streams
 //    QoS 0 PUBLISHes to a sink that counts bytes; Envoy with the filter
 //    beside Envoy with plain tcp_proxy (bounded: BENCH_ENVOY_MS per case).
+//    BENCH_MQTT_CONFIG='{...}' replaces the filter's configuration there
+//    (default: topic metrics for "sensors/"); BENCH_PAYLOADS=64 runs one size.
 import net from 'node:net';
 import mqttPacket from 'mqtt-packet';
 import { filterWasmPath, loadFilter, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
@@ -18,6 +20,8 @@ import { mqttModule } from '../mqtt/replay.ts';
 const DURATION_MS = Number(process.env.BENCH_MS ?? 1500);
 const ENVOY_MS = Number(process.env.BENCH_ENVOY_MS ?? 2000);
 const CHUNK = 16 * 1024;
+const PAYLOADS = (process.env.BENCH_PAYLOADS ?? '64,4096').split(',').map(Number);
+const ENVOY_FILTER_CONFIG: object = JSON.parse(process.env.BENCH_MQTT_CONFIG ?? '{"topic_metrics":["sensors/"]}');
 
 function publishStream(payloadSize: number, totalBytes: number): { bytes: Buffer; frames: number } {
   const frames: Buffer[] = [];
@@ -68,7 +72,7 @@ async function hostBench(): Promise<void> {
     }],
   ];
   const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-  for (const payload of [64, 4096]) {
+  for (const payload of PAYLOADS) {
     const { bytes, frames } = publishStream(payload, 4 * 1024 * 1024);
     const parts = chunks(bytes, CHUNK);
     console.log(`PUBLISH with ${payload} B payload (${frames.toLocaleString('en-US')} frames, ${(bytes.length / 1048576).toFixed(1)} MiB per pass; best of ${ROUNDS} interleaved rounds)`);
@@ -133,6 +137,7 @@ async function envoyRun(port: number, sink: { received: number }, connect: Buffe
 
 async function envoyBench(): Promise<void> {
   console.log(`stock Envoy 1.40 (1 worker), one connection streaming QoS 0 PUBLISHes to a byte-counting sink, ${ENVOY_MS} ms per run`);
+  console.log(`  mqtt filter configuration: ${JSON.stringify(ENVOY_FILTER_CONFIG)}`);
   const sink = { received: 0 };
   const sockets = new Set<net.Socket>();
   const server = net.createServer((s) => { sockets.add(s); s.on('data', (d) => (sink.received += d.length)); s.on('error', () => undefined); s.on('close', () => sockets.delete(s)); });
@@ -140,16 +145,19 @@ async function envoyBench(): Promise<void> {
   const withFilter = await freePort();
   const plain = await freePort();
   const passthrough = await freePort();
+  const readFloor = await freePort();
   const adminPort = await freePort();
   await mqttModule();
   const envoy = await startEnvoy({
     bootstrapYaml: mqttBootstrap({
-      adminPort, listenerPort: withFilter, wasmFile: filterWasmPath('mqtt'), filterConfig: { topic_metrics: ['sensors/'] },
+      adminPort, listenerPort: withFilter, wasmFile: filterWasmPath('mqtt'), filterConfig: ENVOY_FILTER_CONFIG,
       clusters: [{ name: 'sink', port: sinkPort }],
       extraListeners: [
         { name: 'plain', port: plain, wasm: false },
         // the floor: a Wasm filter that returns Continue without reading anything
         { name: 'passthrough', port: passthrough, wasm: true, wasmFile: filterWasmPath('passthrough'), filterName: 'passthrough', filterConfig: { read: false } },
+        // the copy floor: a Wasm filter that reads each buffer into the VM the way the mqtt filter does, and looks at nothing
+        { name: 'read-floor', port: readFloor, wasm: true, wasmFile: filterWasmPath('passthrough'), filterName: 'read_floor', filterConfig: { read: true } },
       ],
     }),
     adminPort,
@@ -159,12 +167,12 @@ async function envoyBench(): Promise<void> {
     await envoy.waitForListener('plain');
     const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'bench', clean: true, keepalive: 30 });
     const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
-    for (const payload of [64, 4096]) {
+    for (const payload of PAYLOADS) {
       const { bytes } = publishStream(payload, 256 * 1024);
       const best: Record<string, number> = {};
       // interleaved rounds, best of each: the load generator shares the machine
       for (let round = 0; round < rounds; round++) {
-        for (const [label, port] of [['plain tcp_proxy', plain], ['mqtt filter + tcp_proxy', withFilter], ['passthrough Wasm + tcp_proxy', passthrough]] as const) {
+        for (const [label, port] of [['plain tcp_proxy', plain], ['mqtt filter + tcp_proxy', withFilter], ['passthrough Wasm + tcp_proxy', passthrough], ['read-only Wasm + tcp_proxy', readFloor]] as const) {
           const rate = await envoyRun(port, sink, connect, bytes, ENVOY_MS);
           best[label] = Math.max(best[label] ?? 0, rate);
         }
@@ -172,7 +180,8 @@ async function envoyBench(): Promise<void> {
       for (const [label, rate] of Object.entries(best)) console.log(`  ${payload} B payloads, ${label.padEnd(32)} ${(rate / 1e6).toFixed(1).padStart(8)} MB/s`);
       const plainBest = best['plain tcp_proxy']!;
       console.log(`  ${payload} B payloads: mqtt filter / plain = ${((best['mqtt filter + tcp_proxy']! / plainBest) * 100).toFixed(0)}%, ` +
-        `passthrough Wasm / plain = ${((best['passthrough Wasm + tcp_proxy']! / plainBest) * 100).toFixed(0)}% (best of ${rounds} interleaved runs each)\n`);
+        `passthrough Wasm / plain = ${((best['passthrough Wasm + tcp_proxy']! / plainBest) * 100).toFixed(0)}%, ` +
+        `read-only Wasm / plain = ${((best['read-only Wasm + tcp_proxy']! / plainBest) * 100).toFixed(0)}% (best of ${rounds} interleaved runs each)\n`);
     }
     const stats = await envoy.stats();
     console.log(`  (wasmcustom.mqtt.downstream.publish = ${stats.get('wasmcustom.mqtt.downstream.publish')}, malformed = ${[...stats].filter(([k, v]) => k.includes('.malformed.') && v > 0).length})`);

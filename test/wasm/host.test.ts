@@ -83,6 +83,19 @@ describe('contract filter in the in-process host', () => {
     assert.equal(plugin.metric('contract.routed_prefix'), 2);
   });
 
+  it('without event recording, forwards the caller\'s chunk as is but copies what it holds', async () => {
+    const plugin = await contract.instantiate({ name: 'contract', configuration: CONTRACT_CONFIG, defaultCluster: 'd', record: false });
+    const conn = plugin.newConnection();
+    const held = Buffer.from('A:held');
+    assert.equal(conn.downstream(held).action, 'pause');
+    held.fill(0x78); // the caller reuses its buffer: what the host holds must not change
+    let r = conn.downstream(Buffer.from('\n'));
+    assert.equal(Buffer.from(r.forwarded).toString(), 'A:held\n');
+    const chunk = Buffer.from('after routing\n');
+    r = conn.downstream(chunk);
+    assert.equal(r.forwarded, chunk); // passed through unchanged: no copy made
+  });
+
   it('routes at end of stream when no newline ever comes', async () => {
     const plugin = await startContract();
     const conn = plugin.newConnection();

@@ -20,8 +20,13 @@ export { GuestTrap, ProcExit, WasmFilterError } from './errors.ts';
 
 const EMPTY = new Uint8Array(0);
 
+/** A copy (callers pass Buffers too, whose slice() is a view, not a copy). */
+function copyOf(b: Uint8Array): Uint8Array {
+  return new Uint8Array(b);
+}
+
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (a.length === 0) return b.slice();
+  if (a.length === 0) return copyOf(b);
   if (b.length === 0) return a;
   const out = new Uint8Array(a.length + b.length);
   out.set(a, 0);
@@ -650,7 +655,7 @@ export class FilterConnection {
     if (bytes.length === 0) return;
     this.keepForwarded(d, bytes);
     d.released?.push(bytes);
-    this.record({ type: 'release', direction: dir, bytes });
+    if (this.plugin.recordEvents) this.record({ type: 'release', direction: dir, bytes });
   }
 
   private keepForwarded(d: DirectionState, bytes: Uint8Array): void {
@@ -658,7 +663,10 @@ export class FilterConnection {
     if (this.plugin.recordEvents) d.forwarded.push(bytes);
   }
 
-  /** Client -> proxy bytes (proxy_on_downstream_data). */
+  /**
+   * Client -> proxy bytes (proxy_on_downstream_data). Unless events are
+   * recorded, the result's `forwarded` may be `bytes` itself (not a copy).
+   */
   downstream(bytes: Uint8Array | string, endOfStream = false): DataResult {
     return this.onData('downstream', typeof bytes === 'string' ? new TextEncoder().encode(bytes) : bytes, endOfStream);
   }
@@ -674,14 +682,18 @@ export class FilterConnection {
     if (!this.bypass && this.vm.failed !== undefined) this.onFailedVm();
     if (this.closed) return { action: 'closed', forwarded: EMPTY, buffered: 0, closed: this.closed };
     if (this.bypass) {
-      const copy = bytes.slice();
+      const copy = copyOf(bytes);
       if (copy.length > 0) {
         this.keepForwarded(d, copy);
         this.record({ type: 'bypass', direction: dir, bytes: copy });
       }
       return { action: 'continue', forwarded: copy, buffered: 0 };
     }
-    d.pending = concat(d.pending, bytes);
+    // Without event recording the chunk is not copied on the way in: if the
+    // filter lets it through unchanged, `forwarded` is the caller's own bytes;
+    // only what the filter keeps (paused) is copied, below.
+    const borrowed = d.pending.length === 0 && !this.plugin.recordEvents;
+    d.pending = borrowed ? bytes : concat(d.pending, bytes);
     // Envoy calls the filter only when there is data or an end of stream.
     if (d.pending.length === 0 && !endOfStream) return { action: d.active ? 'pause' : 'continue', forwarded: EMPTY, buffered: 0 };
     d.active = true;
@@ -708,9 +720,10 @@ export class FilterConnection {
       }
       return { action: 'closed', forwarded: EMPTY, buffered: 0, closed: this.closed };
     }
-    this.record({ type: 'data', direction: dir, size, endOfStream, action });
+    if (this.plugin.recordEvents) this.record({ type: 'data', direction: dir, size, endOfStream, action });
     this.vm.flush();
     if (!this.closed && action === 'continue') this.release(dir);
+    if (borrowed && d.pending === bytes) d.pending = copyOf(bytes); // held past this call: the caller may reuse its buffer
     const forwarded = concatAll(d.released);
     d.released = undefined;
     if (dir === 'upstream' && endOfStream && !this.closed) {
@@ -783,7 +796,7 @@ export class FilterConnection {
       return 2; // BadArgument: Envoy cannot replace in the middle of a buffer
     }
     d.pending = next;
-    this.record({ type: 'rewrite', direction: dir, start, length, data: data.slice(), buffer: next, result: 0 });
+    if (this.plugin.recordEvents) this.record({ type: 'rewrite', direction: dir, start, length, data: data.slice(), buffer: next, result: 0 });
     return 0;
   }
 

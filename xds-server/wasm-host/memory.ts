@@ -29,6 +29,11 @@ export class GuestMemory {
 
   /** Whether [ptr, ptr+len) lies inside memory. */
   valid(ptr: number, len: number): boolean {
+    const size = this.u8.length;
+    if (size !== 0 && ptr >= 0 && len >= 0 && ptr + len <= size) return true;
+    // Growing detaches the old buffer (its views read as length 0): look again
+    // only when the cached view says no, so the hot path never asks
+    // memory.buffer (a getter call) on every access.
     this.refresh();
     return ptr >= 0 && len >= 0 && ptr + len <= this.u8.length;
   }
