@@ -198,7 +198,8 @@ const HIGHS: u64 = 0x8080808080808080;
  * bytes per step. A plain topic is a valid one; for any other the exact
  * verdict comes from checkTopicName.
  */
-export function plainTopic(ptr: usize, len: usize): bool {
+// @ts-ignore: decorator
+@inline export function plainTopic(ptr: usize, len: usize): bool {
   if (len < 8) {
     for (let i: usize = 0; i < len; i++) {
       const c = load<u8>(ptr + i);

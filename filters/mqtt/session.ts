@@ -17,7 +17,7 @@ import {
 import {
   Limit, S_ACL_PUBLISH_DENIED, S_ACL_SUBSCRIBE_DENIED, S_ACL_WILL_DENIED, S_CLOSED_BY_FILTER, S_CONNECT_TIMEOUT, S_CONNECTIONS,
   S_DOWN_TYPE, S_LIMIT, S_MALFORMED, S_PUBLISH_DROPPED, S_REFUSAL_PUBACK, S_REFUSAL_PUBCOMP, S_REFUSAL_PUBREC,
-  S_REFUSAL_SUBACK, S_ROUTE_DEFAULT, S_SUBACK_REWRITTEN, S_UP_TYPE, StatDeltas, StatLayout, limitName,
+  S_REFUSAL_SUBACK, S_ROUTE_DEFAULT, S_SUBACK_REWRITTEN, S_UP_TYPE, StatDeltas, StatLayout, countTopic, limitName,
 } from "./stats";
 import { filterCovers, filtersIntersect, levelCount, sharedFilterOffset, topicMatches } from "./topics";
 
@@ -579,6 +579,15 @@ export class Session {
     const winEnd = this.winEnd;
     const winPtr = this.winPtr;
     if (from < winStart || from >= winEnd) return from;
+    // raw pointers in locals: AssemblyScript spills a managed reference to its
+    // shadow stack at every use, which cost more than the rest of this loop
+    const stats = changetype<usize>(this.stats);
+    const values = changetype<usize>(this.stats.values);
+    const topics = this.layout.topics;
+    const topicPrefixes = topics.prefixes;
+    const topicIndexes = topics.indexes;
+    const topicCount = topics.count;
+    const direction: i32 = fromClient ? 0 : 2;
     let pos = from;
     let count: i64 = 0;
     let lastTotal: usize = 0;
@@ -609,7 +618,7 @@ export class Session {
       if (!plainTopic(topic, <usize>topicLen)) break;
       if (maxLevels < 65535 && levelCount(topic, <usize>topicLen) > maxLevels) break;
       if (checkAcl && !this.publishAllowed(topic, topicLen)) break;
-      this.countTopic(fromClient, topic, topicLen, <u32>(total - hdr));
+      if (topicCount > 0) countTopic(stats, values, topicPrefixes, topicIndexes, topicCount, direction, topic, <usize>topicLen, <u32>(total - hdr));
       count++;
       lastTotal = total;
       pos += total;
@@ -666,7 +675,9 @@ export class Session {
         topicLen = <u32>t.byteLength;
       }
     }
-    this.countTopic(fromClient, topicPtr, topicLen, pkt.payloadLen);
+    const topics = this.layout.topics;
+    countTopic(changetype<usize>(this.stats), changetype<usize>(this.stats.values), topics.prefixes, topics.indexes, topics.count,
+      fromClient ? 0 : 2, topicPtr, <usize>topicLen, pkt.payloadLen);
     if (!fromClient) return 0;
     if (topicLen > config.maxTopicLength) return this.limit(Limit.TopicTooLong);
     if (config.maxTopicLevels < 65535 && levelCount(topicPtr, topicLen) > config.maxTopicLevels) return this.limit(Limit.TopicTooDeep);
@@ -690,21 +701,6 @@ export class Session {
     if (!this.queueReply(ackPacket(PUBREC, pkt.packetId, v5 ? NOT_AUTHORIZED_V5 : -1))) return this.limit(Limit.TooManyPending);
     this.stats.add(S_REFUSAL_PUBREC, 1);
     return 3;
-  }
-
-  /** Adds a PUBLISH to the counters of the first topic_metrics prefix its topic starts with (bounded cardinality). */
-  @inline private countTopic(fromClient: bool, topicPtr: usize, topicLen: u32, payloadLen: u32): void {
-    const prefixes = this.layout.topicPrefixes;
-    const n = prefixes.length >> 1;
-    for (let i = 0; i < n; i++) {
-      const plen = unchecked(prefixes[2 * i + 1]);
-      if (plen <= <usize>topicLen && startsWith(topicPtr, unchecked(prefixes[2 * i]), plen)) {
-        const at = unchecked(this.layout.topicIndexes[i]) + (fromClient ? 0 : 2);
-        this.stats.add(at, 1);
-        if (payloadLen > 0) this.stats.add(at + 1, <i64>payloadLen);
-        return;
-      }
-    }
   }
 
   // ------------------------------------------------------------ ACLs
@@ -910,15 +906,6 @@ export class Session {
   private logPacket(fromClient: bool, decision: i32): void {
     this.packetLog.push(describePacket(this.pkt, fromClient, this.version, DECISIONS[decision]));
   }
-}
-
-/** Whether [ptr, ptr+n) equals [prefix, prefix+n); eight bytes per step. */
-// @ts-ignore: decorator
-@inline function startsWith(ptr: usize, prefix: usize, n: usize): bool {
-  let i: usize = 0;
-  for (; i + 8 <= n; i += 8) if (load<u64>(ptr + i) != load<u64>(prefix + i)) return false;
-  for (; i < n; i++) if (load<u8>(ptr + i) != load<u8>(prefix + i)) return false;
-  return true;
 }
 
 function copyBytes(ptr: usize, len: u32): Uint8Array {

@@ -62,10 +62,11 @@ export class StatLayout {
   routeIndex: i32[] = [];
   /** Index of each topic_metrics prefix's first counter (4 each: down msgs, down bytes, up msgs, up bytes). */
   topicIndex: i32[] = [];
-  /** The same, for the per-packet path. */
+  /** The same, for the per-packet path (topics points into it). */
   topicIndexes: StaticArray<i32> = new StaticArray<i32>(0);
-  /** topic_metrics prefixes, flat: pointer, length. */
+  /** topic_metrics prefixes, flat: pointer, length (topics points into it). */
   topicPrefixes: StaticArray<usize> = new StaticArray<usize>(0);
+  topics: TopicCounting = new TopicCounting();
   size: i32 = 0;
 }
 
@@ -101,6 +102,9 @@ export function buildLayout(config: Config): StatLayout {
     prefixes[2 * i + 1] = <usize>config.topicMetrics[i].prefix.length;
   }
   l.topicPrefixes = prefixes;
+  l.topics.prefixes = changetype<usize>(prefixes);
+  l.topics.indexes = changetype<usize>(l.topicIndexes);
+  l.topics.count = <usize>(prefixes.length >> 1);
   l.size = l.names.length;
   return l;
 }
@@ -119,4 +123,60 @@ export class StatDeltas {
     if (v == 0) this.dirty.push(index);
     unchecked(this.values[index] = v + delta);
   }
+
+}
+
+/**
+ * StatDeltas.add with everything as raw pointers (`stats` is
+ * changetype<usize>(deltas), `values` changetype<usize>(deltas.values)), for
+ * per-packet loops: AssemblyScript spills a managed reference to its shadow
+ * stack at every use, raw pointers stay in registers.
+ */
+// @ts-ignore: decorator
+@inline export function addAt(stats: usize, values: usize, index: i32, delta: i64): void {
+  const at = values + (<usize>index << 3);
+  const v = load<i64>(at);
+  if (v == 0) changetype<StatDeltas>(stats).dirty.push(index);
+  store<i64>(at, v + delta);
+}
+
+/**
+ * The topic_metrics prefixes as raw pointers, for per-packet loops that copy
+ * them into locals: prefixes (pointer, length pairs) and the first counter
+ * index of each (4 counters: down msgs, down bytes, up msgs, up bytes).
+ */
+export class TopicCounting {
+  prefixes: usize = 0;
+  indexes: usize = 0;
+  count: usize = 0;
+}
+
+/**
+ * Adds a PUBLISH to the counters of the first of `count` topic_metrics
+ * prefixes its topic starts with (bounded cardinality). Pointers as in
+ * addAt and TopicCounting; `direction` is 0 from the client, 2 from the broker.
+ */
+// @ts-ignore: decorator
+@inline export function countTopic(
+  stats: usize, values: usize, prefixes: usize, indexes: usize, count: usize,
+  direction: i32, topic: usize, topicLen: usize, payloadLen: u32,
+): void {
+  for (let i: usize = 0; i < count; i++) {
+    const plen = load<usize>(prefixes + ((i << 1) + 1) * sizeof<usize>());
+    if (plen <= topicLen && startsWith(topic, load<usize>(prefixes + (i << 1) * sizeof<usize>()), plen)) {
+      const at = load<i32>(indexes + (i << 2)) + direction;
+      addAt(stats, values, at, 1);
+      if (payloadLen > 0) addAt(stats, values, at + 1, <i64>payloadLen);
+      return;
+    }
+  }
+}
+
+/** Whether [ptr, ptr+n) equals [prefix, prefix+n); eight bytes per step. */
+// @ts-ignore: decorator
+@inline function startsWith(ptr: usize, prefix: usize, n: usize): bool {
+  let i: usize = 0;
+  for (; i + 8 <= n; i += 8) if (load<u64>(ptr + i) != load<u64>(prefix + i)) return false;
+  for (; i < n; i++) if (load<u8>(ptr + i) != load<u8>(prefix + i)) return false;
+  return true;
 }
