@@ -23,7 +23,9 @@ export interface ServeOptions {
   /** Quiet period before a changed file is reloaded, and the longest wait (default 100 ms, 10 s). */
   debounce?: DebounceOptions;
   keepaliveMs?: number;
+  /** GOAWAY after this long (0: never); the connection's streams end maxStreamAgeGraceMs later (default 30 s). */
   maxStreamAgeMs?: number;
+  maxStreamAgeGraceMs?: number;
   processMetrics?: boolean;
   /** How Envoy gets Wasm modules: fetched from /filters/NAME.wasm with sha256 (default), or a local file path. */
   wasmCode?: CodeDelivery;
@@ -106,7 +108,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
 
   await reload();
 
-  const xds = new XdsServer({ cache, metrics, log, keepaliveMs: options.keepaliveMs, maxStreamAgeMs: options.maxStreamAgeMs });
+  const xds = new XdsServer({ cache, metrics, log, keepaliveMs: options.keepaliveMs, maxStreamAgeMs: options.maxStreamAgeMs, maxStreamAgeGraceMs: options.maxStreamAgeGraceMs });
   const xdsPort = await xds.listen(options.xdsPort, options.host);
   const admin = buildAdmin({
     cache,

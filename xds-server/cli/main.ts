@@ -14,7 +14,7 @@ import { replayCommand } from './replay.ts';
 const USAGE = `usage:
   protoplane serve --config mesh.yaml [--xds-port 18000] [--admin-port 18001] [--host 0.0.0.0]
                    [--debounce 100ms] [--debounce-max 10s] [--keepalive 30s] [--max-stream-age 0s]
-                   [--wasm-code remote|local]
+                   [--max-stream-age-grace 30s] [--wasm-code remote|local]
   protoplane validate mesh.yaml
   protoplane replay --filter NAME [--config FILE] [--chunk N] CAPTURE   (pcap/pcapng, or raw client bytes)
   protoplane new-filter NAME              (scaffolds filters/NAME/ and test/filters/NAME.test.ts)
@@ -60,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
           'debounce-max': { type: 'string' },
           keepalive: { type: 'string' },
           'max-stream-age': { type: 'string' },
+          'max-stream-age-grace': { type: 'string' },
           'wasm-code': { type: 'string' },
         },
       });
@@ -77,6 +78,7 @@ async function main(argv: string[]): Promise<number> {
         },
         keepaliveMs: duration(values.keepalive, 30_000, '--keepalive'),
         maxStreamAgeMs: duration(values['max-stream-age'], 0, '--max-stream-age'),
+        maxStreamAgeGraceMs: duration(values['max-stream-age-grace'], 30_000, '--max-stream-age-grace'),
         wasmCode: wasmCode(values['wasm-code']),
       });
       const stop = () => {

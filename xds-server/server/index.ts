@@ -1,7 +1,7 @@
 // The xDS gRPC server: ADS and the per-type services (LDS, RDS, CDS, EDS,
-// ECDS), each in SotW and Delta, on @grpc/grpc-js. Messages are
-// (de)serialized by hand (wire.ts) so responses reuse the snapshot's bytes.
-import * as grpc from '@grpc/grpc-js';
+// ECDS), each in SotW and Delta, on a small gRPC transport (grpc.ts).
+// Messages are (de)serialized by hand (wire.ts) so responses reuse the
+// snapshot's bytes.
 import type { Logger } from 'pino';
 import { nodeGroup, type NodeHash, type SnapshotCache } from '../cache/index.ts';
 import type { Metrics } from '../metrics.ts';
@@ -10,26 +10,13 @@ import { DeltaStream } from './delta.ts';
 import { KNOWN_TYPES, type StreamSink } from './protocol.ts';
 import { SotwStream } from './sotw.ts';
 import type { StreamContext, StreamInfo, XdsStream, BaseTypeState } from './stream.ts';
+import { GrpcServer, Status, type BidiCall, type BidiHandlers } from './grpc.ts';
 import { FanOutScheduler, type FanOutOptions } from './scheduler.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
 import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, type DeltaDiscoveryRequest, type DiscoveryRequest } from './wire.ts';
 
 export { shortType } from './protocol.ts';
 export type { StreamInfo, TypeStateInfo } from './stream.ts';
-
-function bidiMethod<Req>(path: string, decode: (bytes: Buffer) => Req): grpc.MethodDefinition<Req, Buffer> {
-  return {
-    path,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: () => {
-      throw new Error('server never sends requests');
-    },
-    requestDeserialize: decode,
-    responseSerialize: (bytes: Buffer) => bytes,
-    responseDeserialize: (bytes: Buffer) => bytes,
-  };
-}
 
 interface Service {
   name: string;
@@ -68,37 +55,28 @@ export interface XdsServerOptions {
   nodeHash?: NodeHash;
   /** HTTP/2 keepalive ping interval (0: off). */
   keepaliveMs?: number;
-  /** Streams are closed (GOAWAY) after this long so load rebalances across replicas (0: never). */
+  /** Connections get a GOAWAY after this long so load rebalances across replicas (0: never)... */
   maxStreamAgeMs?: number;
+  /** ...and their streams end (UNAVAILABLE, the client reconnects) this long after that (default 30 s). */
+  maxStreamAgeGraceMs?: number;
   fanOut?: FanOutOptions;
 }
 
 type AnyStream = XdsStream<BaseTypeState> & { onRequest(request: never): void };
 
 export class XdsServer {
-  private readonly server: grpc.Server;
+  private readonly server: GrpcServer;
   private readonly streams = new Set<SotwStream | DeltaStream>();
   private readonly ctx: StreamContext;
   private nextStreamId = 1;
 
   constructor(private readonly options: XdsServerOptions) {
-    const channelOptions: grpc.ChannelOptions = {
-      'grpc.max_send_message_length': 64 * 1024 * 1024,
-      // No channelz service is served, and its per-connection and per-message
-      // bookkeeping costs ~5 KB per connected Envoy (fan-out bench). With it
-      // off, grpc-js 1.14.7's forceShutdown no longer destroys sessions (it
-      // finds them through channelz), so forceClose() ends the calls itself.
-      'grpc.enable_channelz': 0,
-    };
-    if (options.keepaliveMs) {
-      channelOptions['grpc.keepalive_time_ms'] = options.keepaliveMs;
-      channelOptions['grpc.keepalive_timeout_ms'] = Math.min(20_000, options.keepaliveMs);
-    }
-    if (options.maxStreamAgeMs) {
-      channelOptions['grpc.max_connection_age_ms'] = options.maxStreamAgeMs;
-      channelOptions['grpc.max_connection_age_grace_ms'] = 30_000;
-    }
-    this.server = new grpc.Server(channelOptions);
+    this.server = new GrpcServer({
+      keepaliveMs: options.keepaliveMs,
+      keepaliveTimeoutMs: options.keepaliveMs ? Math.min(20_000, options.keepaliveMs) : undefined,
+      maxConnectionAgeMs: options.maxStreamAgeMs,
+      maxConnectionAgeGraceMs: options.maxStreamAgeGraceMs ?? 30_000,
+    });
     this.ctx = {
       cache: options.cache,
       metrics: options.metrics,
@@ -109,17 +87,12 @@ export class XdsServer {
       fanOut: new FanOutScheduler(options.fanOut),
     };
     for (const service of SERVICES) {
-      this.server.addService(
-        {
-          [service.sotw]: bidiMethod(`/${service.name}/${service.sotw}`, decodeDiscoveryRequest),
-          [service.delta]: bidiMethod(`/${service.name}/${service.delta}`, decodeDeltaDiscoveryRequest),
-        },
-        {
-          [service.sotw]: (call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>) =>
-            this.serve(call, (id, sink) => new SotwStream(id, this.ctx, sink, service.types, service.ads ? 'ads' : 'sotw')),
-          [service.delta]: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>) =>
-            this.serve(call, (id, sink) => new DeltaStream(id, this.ctx, sink, service.types, service.ads ? 'ads' : 'delta')),
-        },
+      const flavour = service.ads ? 'ads' : undefined;
+      this.server.addMethod(`/${service.name}/${service.sotw}`, (call) =>
+        this.serve(call, decodeDiscoveryRequest, (id, sink) => new SotwStream(id, this.ctx, sink, service.types, flavour ?? 'sotw')),
+      );
+      this.server.addMethod(`/${service.name}/${service.delta}`, (call) =>
+        this.serve(call, decodeDeltaDiscoveryRequest, (id, sink) => new DeltaStream(id, this.ctx, sink, service.types, flavour ?? 'delta')),
       );
     }
   }
@@ -130,72 +103,52 @@ export class XdsServer {
   }
 
   async listen(port: number, host = '0.0.0.0'): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (error, boundPort) => {
-        if (error) reject(error);
-        else resolve(boundPort);
-      });
-    });
+    return this.server.listen(port, host);
   }
 
+  /** Stops listening and ends every open stream (UNAVAILABLE); resolves once every connection has closed. */
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    await this.server.close();
   }
 
-  /** Stops listening, ends every open stream (so their connections close) and shuts down. */
+  /** Stops listening and destroys every connection at once. */
   forceClose(): void {
-    this.server.tryShutdown(() => undefined); // stop listening; GOAWAY, connections close once their streams end
-    for (const end of [...this.enders]) end('server shutting down');
-    this.server.forceShutdown();
+    this.server.forceClose();
   }
 
   private serve<Req, S extends SotwStream | DeltaStream>(
-    call: grpc.ServerDuplexStream<Req, Buffer>,
+    call: BidiCall,
+    decode: (bytes: Buffer) => Req,
     create: (id: number, sink: StreamSink) => S,
-  ): void {
+  ): BidiHandlers {
     const { metrics, log } = this.options;
-    const stream = create(this.nextStreamId++, {
-      write: (bytes, flushed) => call.write(bytes, flushed),
-      onDrain: (resume) => call.once('drain', resume),
-    });
+    const stream = create(this.nextStreamId++, call);
     this.streams.add(stream);
     metrics.connectedStreams.inc();
-    let closed = false;
-    const close = (reason: string) => {
-      if (closed) return;
-      closed = true;
-      this.enders.delete(close);
-      stream.close();
-      this.streams.delete(stream);
-      metrics.connectedStreams.dec();
-      this.updateNodeGauge();
-      log.debug({ stream: stream.id, node: stream.node?.id, reason }, 'xDS stream closed');
-      call.end();
-    };
-    this.enders.add(close);
-    call.on('data', (request: Req) => {
-      const isFirst = !stream.node;
-      try {
-        (stream as unknown as AnyStream).onRequest(request as never);
-      } catch (error) {
-        log.error({ stream: stream.id, err: error }, 'failed to handle xDS request');
-        call.destroy(error instanceof Error ? error : new Error(String(error)));
-        close('error');
-        return;
-      }
-      if (isFirst && stream.node) {
+    return {
+      onMessage: (bytes) => {
+        const isFirst = !stream.node;
+        try {
+          (stream as unknown as AnyStream).onRequest(decode(bytes) as never);
+        } catch (error) {
+          log.error({ stream: stream.id, err: error }, 'failed to handle xDS request');
+          call.end(Status.INTERNAL, error instanceof Error ? error.message : String(error));
+          return;
+        }
+        if (isFirst && stream.node) {
+          this.updateNodeGauge();
+          log.debug({ stream: stream.id, variant: stream.variant, node: stream.node.id, group: stream.group }, 'xDS stream opened');
+        }
+      },
+      onClose: (reason) => {
+        stream.close();
+        this.streams.delete(stream);
+        metrics.connectedStreams.dec();
         this.updateNodeGauge();
-        log.debug({ stream: stream.id, variant: stream.variant, node: stream.node.id, group: stream.group }, 'xDS stream opened');
-      }
-    });
-    call.on('end', () => close('client ended'));
-    call.on('error', (error) => close(`error: ${error.message}`));
-    call.on('cancelled', () => close('cancelled'));
-    call.on('close', () => close('closed'));
+        log.debug({ stream: stream.id, node: stream.node?.id, reason }, 'xDS stream closed');
+      },
+    };
   }
-
-  /** Ends each open call (forceClose). */
-  private readonly enders = new Set<(reason: string) => void>();
 
   private nodeGaugeTimer: NodeJS.Timeout | undefined;
 
