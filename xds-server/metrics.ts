@@ -19,12 +19,14 @@ export class Metrics {
     help: 'DiscoveryResponses sent',
     labelNames: ['type'],
     registers: [this.registry],
+    collect: () => this.flushCounts(),
   });
   readonly acks = new Counter({
     name: 'protoplane_xds_acks_total',
     help: 'Responses acknowledged by clients',
     labelNames: ['type'],
     registers: [this.registry],
+    collect: () => this.flushCounts(),
   });
   readonly nacks = new Counter({
     name: 'protoplane_xds_nacks_total',
@@ -65,23 +67,35 @@ export class Metrics {
   }
 
   /**
-   * The per-message metrics of one xDS type (label "type" = its short name),
-   * bound once: resolving a label set costs more than the increment, and
-   * every push and ACK of every stream records one.
+   * The per-message metrics of one xDS type (label "type" = its short name).
+   * Every push and ACK of every stream records one, so pushes and ACKs are
+   * plain numbers added to the counters when they are read (a scrape), and
+   * the histogram's label set is resolved once.
    */
   forType(typeUrl: string): TypeMetrics {
     let m = this.perType.get(typeUrl);
     if (!m) {
-      const labels = { type: typeUrl.slice(typeUrl.lastIndexOf('.') + 1) };
-      m = { pushes: this.pushes.labels(labels), acks: this.acks.labels(labels), pushLatency: this.pushLatency.labels(labels) };
+      const type = typeUrl.slice(typeUrl.lastIndexOf('.') + 1);
+      m = { type, pushes: 0, acks: 0, pushLatency: this.pushLatency.labels({ type }) };
       this.perType.set(typeUrl, m);
     }
     return m;
   }
+
+  private flushCounts(): void {
+    for (const m of this.perType.values()) {
+      if (m.pushes > 0) this.pushes.inc({ type: m.type }, m.pushes);
+      if (m.acks > 0) this.acks.inc({ type: m.type }, m.acks);
+      m.pushes = 0;
+      m.acks = 0;
+    }
+  }
 }
 
 export interface TypeMetrics {
-  pushes: Counter.Internal;
-  acks: Counter.Internal;
-  pushLatency: Histogram.Internal<'type'>;
+  readonly type: string;
+  /** Not yet added to the pushes / acks counters. */
+  pushes: number;
+  acks: number;
+  readonly pushLatency: Histogram.Internal<'type'>;
 }

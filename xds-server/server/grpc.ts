@@ -51,6 +51,8 @@ type MethodHandler = (call: BidiCall) => BidiHandlers;
 const DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024;
 const HEADER_BYTES = 5;
 const RESET_AFTER_TRAILERS_MS = 1000;
+/** Messages up to this size are copied behind their prefix (one write); larger ones are not copied. */
+const COPY_BELOW = 16 * 1024;
 
 /** Response headers, sent once per call when it starts. */
 const RESPONSE_HEADERS = { ':status': 200, 'content-type': 'application/grpc+proto', 'grpc-accept-encoding': 'identity' };
@@ -113,10 +115,18 @@ class Call implements BidiCall {
       flushed?.();
       return true;
     }
+    if (message.length <= COPY_BELOW) {
+      // small (every change after the first response): one buffer, one write
+      const framed = Buffer.allocUnsafe(HEADER_BYTES + message.length);
+      framed[0] = 0; // not compressed
+      framed.writeUInt32BE(message.length, 1);
+      framed.set(message, HEADER_BYTES);
+      return this.stream.write(framed, flushed);
+    }
     const header = Buffer.allocUnsafe(HEADER_BYTES);
-    header[0] = 0; // not compressed
+    header[0] = 0;
     header.writeUInt32BE(message.length, 1);
-    // one DATA frame for prefix and message, without copying the message
+    // large: prefix and message written together, the message not copied
     this.stream.cork();
     this.stream.write(header);
     const ok = this.stream.write(message, flushed);

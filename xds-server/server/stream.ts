@@ -141,7 +141,7 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
     if (state.ackedVersion !== state.sentVersion) {
       state.ackedVersion = state.sentVersion;
       const metrics = this.ctx.metrics.forType(state.typeUrl);
-      metrics.acks.inc();
+      metrics.acks++;
       metrics.pushLatency.observe((now - state.causeAt) / 1000);
     }
   }
@@ -168,8 +168,11 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
     state.subscription = next;
   }
 
-  private anyAwaiting(typeUrl: ResourceType): boolean {
-    for (const stream of this.session()) if (stream.types.get(typeUrl)?.awaiting) return true;
+  /** Whether a response of one of these types waits for its ACK (a loop, not some(): pump runs per stream per ACK). */
+  private anyAwaitingOf(typeUrls: readonly ResourceType[]): boolean {
+    for (const typeUrl of typeUrls) {
+      for (const stream of this.session()) if (stream.types.get(typeUrl)?.awaiting) return true;
+    }
     return false;
   }
 
@@ -205,7 +208,7 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
         const state = stream.types.get(step.typeUrl);
         const snapshot = stream.currentSnapshot();
         if (!state || !snapshot || stream.blocked) continue;
-        if (step.waitsFor.some((t) => this.anyAwaiting(t))) continue;
+        if (this.anyAwaitingOf(step.waitsFor)) continue;
         if (step.needsWarmClusters && !this.clustersWarm(snapshot)) continue;
         stream.pushStep(state, step, snapshot, Math.max(snapshot.createdAt, state.subscribedAt));
       }
@@ -221,7 +224,7 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
     state.sentAt = Date.now();
     state.causeAt = causeAt;
     state.awaiting = true;
-    this.ctx.metrics.forType(state.typeUrl).pushes.inc();
+    this.ctx.metrics.forType(state.typeUrl).pushes++;
     if (this.debug) this.ctx.log.debug({ stream: this.id, type: shortType(state.typeUrl), version, nonce }, 'push');
     // Counted against the fan-out's bytes in flight until gRPC has taken them (or the stream closed).
     const release = this.ctx.fanOut.written(bytes.length);

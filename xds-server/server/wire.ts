@@ -133,7 +133,18 @@ export function deltaResponseBody(
   return w.finish();
 }
 
+/** body + nonce (field 5 of both response types), in one allocation. */
 export function withNonce(body: Uint8Array, nonce: string): Buffer {
-  const tail = protobuf.Writer.create().uint32((5 << 3) | 2).string(nonce).finish();
-  return Buffer.concat([body, tail]);
+  const nonceBytes = Buffer.byteLength(nonce);
+  if (nonceBytes > 127) {
+    const tail = protobuf.Writer.create().uint32((5 << 3) | 2).string(nonce).finish();
+    return Buffer.concat([body, tail]);
+  }
+  // the nonces this server makes are short: one tag byte, one length byte
+  const out = Buffer.allocUnsafe(body.length + 2 + nonceBytes);
+  out.set(body, 0);
+  out[body.length] = (5 << 3) | 2;
+  out[body.length + 1] = nonceBytes;
+  out.write(nonce, body.length + 2, 'utf8');
+  return out;
 }
