@@ -339,14 +339,6 @@ function gitRevision(): string {
   }
 }
 
-function grpcJsVersion(): string {
-  try {
-    return (JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules/@grpc/grpc-js/package.json'), 'utf8')) as { version: string }).version;
-  } catch {
-    return '?';
-  }
-}
-
 function printTable(opts: Options, results: CaseResult[]): void {
   const cols: Array<[string, number, boolean]> = [
     ['mode', 6, false],
@@ -366,7 +358,7 @@ function printTable(opts: Options, results: CaseResult[]): void {
   console.log('');
   console.log(`xds-fanout  clusters=${opts.clusters}  (one run, this machine: ${os.cpus().length} cores, ${mib(os.totalmem())} RAM)`);
   console.log(
-    `protoplane ${gitRevision()} (node ${process.version}, @grpc/grpc-js ${grpcJsVersion()})  vs  go-control-plane ${goControlPlaneVersion()} (cache/v3 snapshot cache, ads=true)`,
+    `protoplane ${gitRevision()} (node ${process.version}, gRPC on node:http2)  vs  go-control-plane ${goControlPlaneVersion()} (cache/v3 snapshot cache, ads=true)`,
   );
   console.log(line(cols.map(([h]) => h)));
   for (const r of results) {

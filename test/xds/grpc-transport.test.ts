@@ -152,6 +152,14 @@ describe('gRPC transport of the xDS server', () => {
     const oversized = await rawCall(echo.port, ECHO, (req) => void req.write(frame(Buffer.alloc(1001))));
     assert.equal(oversized.status, String(Status.RESOURCE_EXHAUSTED));
     assert.match(oversized.message ?? '', /1001 bytes is over the limit of 1000/);
+    // announced in a prefix split over two frames, the body never sent: refused at the prefix
+    const announced = await rawCall(echo.port, ECHO, async (req) => {
+      req.write(Buffer.from([0, 0x7f]));
+      await new Promise((r) => setImmediate(r));
+      req.write(Buffer.from([0xff, 0xff, 0xff, 1, 2, 3]));
+    });
+    assert.equal(announced.status, String(Status.RESOURCE_EXHAUSTED));
+    assert.match(announced.message ?? '', /2147483647 bytes is over the limit/);
     const encoded = await rawCall(echo.port, ECHO, () => undefined, { 'grpc-encoding': 'gzip' });
     assert.equal(encoded.status, String(Status.UNIMPLEMENTED));
     assert.deepEqual(echo.received, []);

@@ -71,7 +71,7 @@ class Call implements BidiCall {
   private handlers: BidiHandlers | undefined;
   private closed = false;
   private ending: { code: number; message: string } | undefined;
-  /** Bytes of a message not yet complete, and how many the message needs (0: header not read yet). */
+  /** The start of a message not yet complete (prefix and part of the body), and its size in bytes. */
   private partial: Buffer[] = [];
   private partialBytes = 0;
 
@@ -169,8 +169,11 @@ class Call implements BidiCall {
     if (this.partialBytes > 0) {
       this.partial.push(chunk);
       this.partialBytes += chunk.length;
-      const need = this.partialBytes >= HEADER_BYTES ? HEADER_BYTES + this.messageLength() : HEADER_BYTES;
-      if (this.partialBytes < need) return;
+      if (this.partialBytes < HEADER_BYTES) return;
+      const length = this.messageLength();
+      // checked before buffering the rest: a huge announced length must not make the buffer grow
+      if (length > this.maxMessage) return this.fail(Status.RESOURCE_EXHAUSTED, `request message of ${length} bytes is over the limit of ${this.maxMessage}`);
+      if (this.partialBytes < HEADER_BYTES + length) return;
       data = Buffer.concat(this.partial, this.partialBytes);
       this.partial = [];
       this.partialBytes = 0;
