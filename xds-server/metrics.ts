@@ -40,6 +40,12 @@ export class Metrics {
     labelNames: ['type'],
     registers: [this.registry],
   });
+  readonly rejectedRequests = new Counter({
+    name: 'protoplane_xds_rejected_requests_total',
+    help: 'xDS requests refused before reaching a stream: not gRPC, unknown method, compressed, too large, or not a decodable DiscoveryRequest',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
   readonly pushLatency = new Histogram({
     name: 'protoplane_xds_push_latency_seconds',
     help: 'From a new snapshot (or the request that needed it) to the client ACK',

@@ -2,6 +2,7 @@
 // stream: ACK, NACK, stale nonce, subscribe-before-exists, push order.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
 import { SnapshotCache, snapshotsOf } from '../../xds-server/cache/index.ts';
 import { silentLogger } from '../../xds-server/log.ts';
 import { Metrics } from '../../xds-server/metrics.ts';
@@ -35,6 +36,24 @@ describe('SotW ADS', () => {
   after(async () => {
     for (const c of clients) c.close();
     server.forceClose();
+  });
+
+  it('ends a stream whose request does not decode (INTERNAL), counts it, and keeps serving others', async () => {
+    const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const call = client.makeBidiStreamRequest(
+      '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources', (b: Buffer) => b, (b: Buffer) => b,
+    );
+    const status = new Promise<grpc.StatusObject>((resolve) => { call.on('status', resolve); call.on('error', () => undefined); });
+    call.write(Buffer.from([0x0a, 0xff, 0xff, 0xff])); // field 1 (node), a length past the end
+    const s = await status;
+    assert.equal(s.code, grpc.status.INTERNAL);
+    assert.match(s.details, /not a decodable request/);
+    client.close();
+    const counted = (await metrics.rejectedRequests.get()).values.find((v) => v.labels.reason === 'undecodable');
+    assert.equal(counted?.value, 1);
+    const other = connect();
+    other.send({ typeUrl: TYPE.cluster, nodeId: 'n-after-bad' });
+    assert.deepEqual(names(await other.next()), ['a', 'b']);
   });
 
   it('answers a wildcard CDS request with every cluster, and stays silent on the ACK', async () => {

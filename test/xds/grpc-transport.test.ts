@@ -7,7 +7,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { after, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { GrpcServer, Status, type BidiCall, type GrpcServerOptions } from '../../xds-server/server/grpc.ts';
+import { GrpcServer, Status, type BidiCall, type GrpcServerOptions, type Rejection } from '../../xds-server/server/grpc.ts';
 import { waitUntil } from '../support/envoy.ts';
 
 const ECHO = '/test.Echo/Chat';
@@ -15,6 +15,7 @@ const ECHO = '/test.Echo/Chat';
 interface Served {
   server: GrpcServer;
   port: number;
+  rejections: Rejection[];
   /** Why each call closed, in order. */
   closes: string[];
   received: Buffer[];
@@ -22,8 +23,9 @@ interface Served {
 
 /** Echoes every message back; "end:CODE" ends the call with that status. */
 async function startEcho(options: GrpcServerOptions = {}): Promise<Served> {
-  const server = new GrpcServer(options);
-  const served: Served = { server, port: 0, closes: [], received: [] };
+  const rejections: Rejection[] = [];
+  const server = new GrpcServer({ ...options, onRejected: (r) => rejections.push(r) });
+  const served: Served = { server, port: 0, rejections, closes: [], received: [] };
   server.addMethod(ECHO, (call: BidiCall) => ({
     onMessage(message) {
       served.received.push(Buffer.from(message));
@@ -140,6 +142,7 @@ describe('gRPC transport of the xDS server', () => {
     const status = await statusOf(chat(client, '/test.Echo/Nope'));
     assert.equal(status.code, Status.UNIMPLEMENTED);
     assert.match(status.details, /unknown method \/test\.Echo\/Nope/);
+    assert.deepEqual(echo.rejections.map((r) => [r.reason, r.path]), [['unknown_method', '/test.Echo/Nope']]);
     client.close();
   });
 
@@ -163,6 +166,7 @@ describe('gRPC transport of the xDS server', () => {
     const encoded = await rawCall(echo.port, ECHO, () => undefined, { 'grpc-encoding': 'gzip' });
     assert.equal(encoded.status, String(Status.UNIMPLEMENTED));
     assert.deepEqual(echo.received, []);
+    assert.deepEqual(echo.rejections.map((r) => r.reason), ['unsupported_encoding', 'message_too_large', 'message_too_large', 'unsupported_encoding']);
   });
 
   it('sends the status a handler ends with', async () => {

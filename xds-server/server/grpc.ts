@@ -28,6 +28,17 @@ export interface GrpcServerOptions {
   maxConnectionAgeGraceMs?: number;
   /** Largest request message accepted (gRPC's default: 4 MiB). */
   maxReceiveMessageBytes?: number;
+  /** Told of every request the transport refuses (the call, or the request, is ended with `code`). */
+  onRejected?: (rejection: Rejection) => void;
+}
+
+export type RejectReason = 'not_grpc' | 'unknown_method' | 'unsupported_encoding' | 'message_too_large';
+
+export interface Rejection {
+  reason: RejectReason;
+  path: string;
+  code: number;
+  message: string;
 }
 
 /** One bidirectional-streaming call. */
@@ -80,6 +91,7 @@ class Call implements BidiCall {
     private readonly stream: http2.ServerHttp2Stream,
     private readonly maxMessage: number,
     private readonly onGone: (call: Call) => void,
+    private readonly onRejected: (rejection: Rejection) => void,
   ) {}
 
   get session(): http2.Http2Session | undefined {
@@ -158,8 +170,9 @@ class Call implements BidiCall {
     this.handlers?.onClose(reason);
   }
 
-  private fail(code: number, message: string): void {
-    this.end(code, message, `error: ${message}`);
+  private reject(reason: RejectReason, code: number, message: string): void {
+    this.onRejected({ reason, path: this.path, code, message });
+    this.end(code, message, `rejected: ${message}`);
   }
 
   /** Splits the request stream into messages (5-byte prefix: compressed flag, big-endian length). */
@@ -172,7 +185,7 @@ class Call implements BidiCall {
       if (this.partialBytes < HEADER_BYTES) return;
       const length = this.messageLength();
       // checked before buffering the rest: a huge announced length must not make the buffer grow
-      if (length > this.maxMessage) return this.fail(Status.RESOURCE_EXHAUSTED, `request message of ${length} bytes is over the limit of ${this.maxMessage}`);
+      if (length > this.maxMessage) return this.tooLarge(length);
       if (this.partialBytes < HEADER_BYTES + length) return;
       data = Buffer.concat(this.partial, this.partialBytes);
       this.partial = [];
@@ -182,8 +195,8 @@ class Call implements BidiCall {
     while (data.length - at >= HEADER_BYTES) {
       const compressed = data[at]!;
       const length = data.readUInt32BE(at + 1);
-      if (compressed !== 0) return this.fail(Status.UNIMPLEMENTED, 'compressed messages are not supported (grpc-accept-encoding: identity)');
-      if (length > this.maxMessage) return this.fail(Status.RESOURCE_EXHAUSTED, `request message of ${length} bytes is over the limit of ${this.maxMessage}`);
+      if (compressed !== 0) return this.reject('unsupported_encoding', Status.UNIMPLEMENTED, 'compressed messages are not supported (grpc-accept-encoding: identity)');
+      if (length > this.maxMessage) return this.tooLarge(length);
       if (data.length - at - HEADER_BYTES < length) break;
       const message = data.subarray(at + HEADER_BYTES, at + HEADER_BYTES + length);
       at += HEADER_BYTES + length;
@@ -195,6 +208,10 @@ class Call implements BidiCall {
       this.partial = [rest];
       this.partialBytes = rest.length;
     }
+  }
+
+  private tooLarge(length: number): void {
+    this.reject('message_too_large', Status.RESOURCE_EXHAUSTED, `request message of ${length} bytes is over the limit of ${this.maxMessage}`);
   }
 
   /** The length in the prefix of the buffered partial message (at least HEADER_BYTES buffered). */
@@ -258,25 +275,32 @@ export class GrpcServer {
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     const path = headers[':path'] ?? '';
     const contentType = headers['content-type'] ?? '';
+    stream.on('error', () => undefined); // a refused request may be reset by its client; a call adds its own handler
     if (headers[':method'] !== 'POST' || !contentType.startsWith('application/grpc')) {
+      this.rejected({ reason: 'not_grpc', path, code: 415, message: `${String(headers[':method'])} ${contentType || 'without content-type'} is not a gRPC request` });
       stream.respond({ ':status': 415 }, { endStream: true });
       return;
     }
     const handler = this.methods.get(path);
     const encoding = headers['grpc-encoding'];
-    const refusal =
-      handler === undefined ? { code: Status.UNIMPLEMENTED, message: `unknown method ${path}` }
-      : encoding !== undefined && encoding !== 'identity' ? { code: Status.UNIMPLEMENTED, message: `grpc-encoding ${String(encoding)} is not supported` }
+    const refusal: Rejection | undefined =
+      handler === undefined ? { reason: 'unknown_method', path, code: Status.UNIMPLEMENTED, message: `unknown method ${path}` }
+      : encoding !== undefined && encoding !== 'identity'
+        ? { reason: 'unsupported_encoding', path, code: Status.UNIMPLEMENTED, message: `grpc-encoding ${String(encoding)} is not supported` }
       : undefined;
     if (refusal) {
+      this.rejected(refusal);
       // trailers-only response
       stream.respond({ ...RESPONSE_HEADERS, 'grpc-status': String(refusal.code), 'grpc-message': percentEncode(refusal.message) }, { endStream: true });
-      stream.on('error', () => undefined);
       return;
     }
-    const call = new Call(path, stream, this.maxMessage, (c) => this.calls.delete(c));
+    const call = new Call(path, stream, this.maxMessage, (c) => this.calls.delete(c), (r) => this.rejected(r));
     this.calls.add(call);
     call.start(handler!);
+  }
+
+  private rejected(rejection: Rejection): void {
+    this.options.onRejected?.(rejection);
   }
 
   private onSession(session: http2.ServerHttp2Session): void {

@@ -10,7 +10,7 @@ import { DeltaStream } from './delta.ts';
 import { KNOWN_TYPES, type StreamSink } from './protocol.ts';
 import { SotwStream } from './sotw.ts';
 import type { StreamContext, StreamInfo, XdsStream, BaseTypeState } from './stream.ts';
-import { GrpcServer, Status, type BidiCall, type BidiHandlers } from './grpc.ts';
+import { GrpcServer, Status, type BidiCall, type BidiHandlers, type RejectReason } from './grpc.ts';
 import { FanOutScheduler, type FanOutOptions } from './scheduler.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
 import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, type DeltaDiscoveryRequest, type DiscoveryRequest } from './wire.ts';
@@ -76,6 +76,7 @@ export class XdsServer {
       keepaliveTimeoutMs: options.keepaliveMs ? Math.min(20_000, options.keepaliveMs) : undefined,
       maxConnectionAgeMs: options.maxStreamAgeMs,
       maxConnectionAgeGraceMs: options.maxStreamAgeGraceMs ?? 30_000,
+      onRejected: (r) => this.rejected(r.reason, r.message, { path: r.path, code: r.code }),
     });
     this.ctx = {
       cache: options.cache,
@@ -128,8 +129,17 @@ export class XdsServer {
     return {
       onMessage: (bytes) => {
         const isFirst = !stream.node;
+        let request: Req;
         try {
-          (stream as unknown as AnyStream).onRequest(decode(bytes) as never);
+          request = decode(bytes);
+        } catch (error) {
+          const message = `not a decodable request: ${error instanceof Error ? error.message : String(error)}`;
+          this.rejected('undecodable', message, { stream: stream.id, node: stream.node?.id });
+          call.end(Status.INTERNAL, message);
+          return;
+        }
+        try {
+          (stream as unknown as AnyStream).onRequest(request as never);
         } catch (error) {
           log.error({ stream: stream.id, err: error }, 'failed to handle xDS request');
           call.end(Status.INTERNAL, error instanceof Error ? error.message : String(error));
@@ -148,6 +158,12 @@ export class XdsServer {
         log.debug({ stream: stream.id, node: stream.node?.id, reason }, 'xDS stream closed');
       },
     };
+  }
+
+  /** A refused request: counted by reason, one log line. */
+  private rejected(reason: RejectReason | 'undecodable', message: string, context: Record<string, unknown>): void {
+    this.options.metrics.rejectedRequests.inc({ reason });
+    this.options.log.warn({ ...context, reason }, `xDS request rejected: ${message}`);
   }
 
   private nodeGaugeTimer: NodeJS.Timeout | undefined;

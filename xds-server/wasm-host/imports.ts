@@ -338,7 +338,7 @@ export function buildImports(vm: VmInstance): WebAssembly.Imports {
       const type = (id >>> 0) & 3;
       if (type === MetricType.Histogram) return WasmResult.BadArgument;
       if (!metric) return WasmResult.NotFound;
-      const d = Number(BigInt.asIntN(64, BigInt(delta)));
+      const d = Number(delta); // a wasm i64 arrives as a signed BigInt already
       if (metric.type === 'counter') {
         if (d <= 0) return WasmResult.BadArgument; // Envoy: counters only go up, and 0 is rejected
         metric.value += d;
