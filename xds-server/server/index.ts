@@ -13,7 +13,7 @@ import type { StreamContext, StreamInfo, XdsStream, BaseTypeState } from './stre
 import { GrpcServer, Status, type BidiCall, type BidiHandlers, type RejectReason } from './grpc.ts';
 import { FanOutScheduler, type FanOutOptions } from './scheduler.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
-import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, type DeltaDiscoveryRequest, type DiscoveryRequest } from './wire.ts';
+import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest } from './wire.ts';
 
 export { shortType } from './protocol.ts';
 export type { StreamInfo, TypeStateInfo } from './stream.ts';
@@ -88,12 +88,11 @@ export class XdsServer {
       fanOut: new FanOutScheduler(options.fanOut),
     };
     for (const service of SERVICES) {
-      const flavour = service.ads ? 'ads' : undefined;
       this.server.addMethod(`/${service.name}/${service.sotw}`, (call) =>
-        this.serve(call, decodeDiscoveryRequest, (id, sink) => new SotwStream(id, this.ctx, sink, service.types, flavour ?? 'sotw')),
+        this.serve(call, decodeDiscoveryRequest, (id, sink) => new SotwStream(id, this.ctx, sink, service.types, service.ads ? 'ads' : 'sotw')),
       );
       this.server.addMethod(`/${service.name}/${service.delta}`, (call) =>
-        this.serve(call, decodeDeltaDiscoveryRequest, (id, sink) => new DeltaStream(id, this.ctx, sink, service.types, flavour ?? 'delta')),
+        this.serve(call, decodeDeltaDiscoveryRequest, (id, sink) => new DeltaStream(id, this.ctx, sink, service.types, service.ads ? 'ads' : 'delta')),
       );
     }
   }

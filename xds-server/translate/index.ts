@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import type { Cluster, DurationMs, HealthCheck, HttpMatch, Listener, Mesh, Route, RouteTarget } from '../model/types.ts';
 import { toAny } from '../protos/index.ts';
 import { protocolListener, wasmExtensionConfig, type FilterRef } from './filters.ts';
-import { TYPE, type EnvoyMessage, type Resources } from './types.ts';
+import type { EnvoyMessage, Resources } from './types.ts';
 
 export { TYPE, TYPE_ORDER, type EnvoyMessage, type Resources, type ResourceType } from './types.ts';
 export { ADMIN_CLUSTER, filterConfiguration, type FilterRef, type WasmCode } from './filters.ts';

@@ -7,7 +7,7 @@ import {
   ENV_FUNCTIONS, ENV_FUNCTIONS_BY_ABI, PeerType, WASI_FUNCTIONS, WASI_MODULES,
   type AbiVersion, type LogLevelName,
 } from './abi.ts';
-import { GuestTrap, ProcExit, WasmFilterError, trapMessage } from './errors.ts';
+import { GuestTrap, WasmFilterError, trapMessage } from './errors.ts';
 import { buildImports } from './imports.ts';
 import { GuestMemory } from './memory.ts';
 import type {
