@@ -123,7 +123,6 @@ export class StatDeltas {
     if (v == 0) this.dirty.push(index);
     unchecked(this.values[index] = v + delta);
   }
-
 }
 
 /**
