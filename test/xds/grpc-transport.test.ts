@@ -231,6 +231,23 @@ describe('gRPC transport of the xDS server', () => {
     session.destroy();
   });
 
+  it('survives an error of its listening socket (e.g. accept failing with EMFILE) and reports it', async () => {
+    const errors: Error[] = [];
+    const echo = await startEcho({ onServerError: (e) => errors.push(e) });
+    servers.push(echo.server);
+    // white box: the http2 server emits accept errors on itself; an unheard 'error' would end the process
+    const listener = Reflect.get(echo.server, 'server') as http2.Http2Server;
+    listener.emit('error', Object.assign(new Error('accept EMFILE'), { code: 'EMFILE' }));
+    assert.deepEqual(errors.map((e) => e.message), ['accept EMFILE']);
+    const client = grpcClient(echo.port);
+    const call = chat(client);
+    const got = new Promise<Buffer>((resolve) => call.on('data', resolve));
+    call.write(Buffer.from('after'));
+    assert.equal(String(await got), 'after');
+    call.end();
+    client.close();
+  });
+
   it('close() ends open calls with UNAVAILABLE and resolves once connections are gone', async () => {
     const echo = await startEcho();
     const client = grpcClient(echo.port);

@@ -30,6 +30,8 @@ export interface GrpcServerOptions {
   maxReceiveMessageBytes?: number;
   /** Told of every request the transport refuses (the call, or the request, is ended with `code`). */
   onRejected?: (rejection: Rejection) => void;
+  /** Told of errors of the listening socket once it listens (e.g. accept failing with EMFILE); it keeps listening. */
+  onServerError?: (error: Error) => void;
 }
 
 export type RejectReason = 'not_grpc' | 'unknown_method' | 'unsupported_encoding' | 'message_too_large';
@@ -252,6 +254,8 @@ export class GrpcServer {
       this.server.once('error', reject);
       this.server.listen(port, host, () => {
         this.server.off('error', reject);
+        // without a listener, an accept error (out of file descriptors) would end the process
+        this.server.on('error', (error) => this.options.onServerError?.(error));
         resolve((this.server.address() as AddressInfo).port);
       });
     });

@@ -77,6 +77,7 @@ export class XdsServer {
       maxConnectionAgeMs: options.maxStreamAgeMs,
       maxConnectionAgeGraceMs: options.maxStreamAgeGraceMs ?? 30_000,
       onRejected: (r) => this.rejected(r.reason, r.message, { path: r.path, code: r.code }),
+      onServerError: (error) => options.log.error({ err: error }, 'xDS listener error'),
     });
     this.ctx = {
       cache: options.cache,
