@@ -33,56 +33,59 @@ interface NodeStream {
   stream: number;
 }
 
-describe('stock Envoy with a maximum stream age', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'protoplane-age-'));
-  const configPath = path.join(dir, 'mesh.yaml');
-  let blue: HttpUpstream;
-  let green: HttpUpstream;
-  let server: Protoplane;
-  let envoy: EnvoyHandle;
-  let webPort = 0;
+for (const delta of [true, false]) {
+  describe(`stock Envoy with a maximum stream age (${delta ? 'delta' : 'SotW'} ADS)`, () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'protoplane-age-'));
+    const configPath = path.join(dir, 'mesh.yaml');
+    let blue: HttpUpstream;
+    let green: HttpUpstream;
+    let server: Protoplane;
+    let envoy: EnvoyHandle;
+    let webPort = 0;
 
-  const streamsOf = async (nodeId: string): Promise<NodeStream[]> =>
-    (JSON.parse((await httpGet(server.adminPort, '/debug/nodes')).body) as { nodes: NodeStream[] }).nodes.filter((n) => n.id === nodeId);
+    const streamsOf = async (nodeId: string): Promise<NodeStream[]> =>
+      (JSON.parse((await httpGet(server.adminPort, '/debug/nodes')).body) as { nodes: NodeStream[] }).nodes.filter((n) => n.id === nodeId);
 
-  before(async () => {
-    blue = await startHttpUpstream('blue');
-    green = await startHttpUpstream('green');
-    webPort = await freePort();
-    fs.writeFileSync(configPath, meshYaml(webPort, { blue: blue.port }, 'blue'));
-    server = await serve({
-      configPath, xdsPort: 0, adminPort: 0, host: '127.0.0.1', log: silentLogger(), processMetrics: false,
-      maxStreamAgeMs: 1500, maxStreamAgeGraceMs: 300,
+    before(async () => {
+      blue = await startHttpUpstream('blue');
+      green = await startHttpUpstream('green');
+      webPort = await freePort();
+      fs.writeFileSync(configPath, meshYaml(webPort, { blue: blue.port }, 'blue'));
+      server = await serve({
+        configPath, xdsPort: 0, adminPort: 0, host: '127.0.0.1', log: silentLogger(), processMetrics: false,
+        maxStreamAgeMs: 1500, maxStreamAgeGraceMs: 300,
+      });
+      const adminPort = await freePort();
+      envoy = await startEnvoy({ bootstrapYaml: bootstrapYaml({ xds: `127.0.0.1:${server.xdsPort}`, nodeId: 'aged', adminPort, delta }), adminPort });
+      await envoy.waitForListener('web');
     });
-    const adminPort = await freePort();
-    envoy = await startEnvoy({ bootstrapYaml: bootstrapYaml({ xds: `127.0.0.1:${server.xdsPort}`, nodeId: 'aged', adminPort, delta: true }), adminPort });
-    await envoy.waitForListener('web');
-  });
 
-  after(async () => {
-    await envoy?.stop();
-    await server?.close();
-    await blue?.close();
-    await green?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+    after(async () => {
+      await envoy?.stop();
+      await server?.close();
+      await blue?.close();
+      await green?.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
 
-  it('reconnects on a new stream after the age and gets changes there, without failing a request', async () => {
-    const { seen, failures, stop } = requestLoop(webPort);
-    await waitUntil(() => seen.length >= 10, 10_000, 'requests flowing');
-    const [first] = await streamsOf('aged');
-    assert.ok(first, 'the node is connected');
-    // after the age (±5%) and the grace, Envoy's stream ends and it opens a new one
-    await waitUntil(async () => (await streamsOf('aged')).some((s) => s.stream > first.stream), 8000, 'a new stream after the maximum age');
-    // Over delta, a reconnecting Envoy says what it holds (initial_resource_versions);
-    // nothing differs, so nothing is sent. A change then travels on the new streams.
-    fs.writeFileSync(configPath, meshYaml(webPort, { blue: blue.port, green: green.port }, 'green'));
-    await waitUntil(() => seen.at(-1) === 'green', 15_000, 'traffic moved to green');
-    const at = seen.length;
-    await waitUntil(() => seen.length >= at + 20, 10_000, 'requests after the change');
-    await stop();
-    assert.deepEqual(failures, []);
-    const streams = await streamsOf('aged');
-    assert.ok(streams.every((s) => s.stream > first.stream), 'the first stream is gone');
+    it('reconnects on a new stream after the age and gets changes there, without failing a request', async () => {
+      const { seen, failures, stop } = requestLoop(webPort);
+      await waitUntil(() => seen.length >= 10, 10_000, 'requests flowing');
+      const [first] = await streamsOf('aged');
+      assert.ok(first, 'the node is connected');
+      // after the age (±5%) and the grace, Envoy's stream ends and it opens a new one
+      await waitUntil(async () => (await streamsOf('aged')).some((s) => s.stream > first.stream), 8000, 'a new stream after the maximum age');
+      // A reconnecting Envoy says what it holds (delta: initial_resource_versions,
+      // SotW: version_info); nothing differs, so nothing is sent. A change then
+      // travels on the new streams.
+      fs.writeFileSync(configPath, meshYaml(webPort, { blue: blue.port, green: green.port }, 'green'));
+      await waitUntil(() => seen.at(-1) === 'green', 15_000, 'traffic moved to green');
+      const at = seen.length;
+      await waitUntil(() => seen.length >= at + 20, 10_000, 'requests after the change');
+      await stop();
+      assert.deepEqual(failures, []);
+      const streams = await streamsOf('aged');
+      assert.ok(streams.every((s) => s.stream > first.stream), 'the first stream is gone');
+    });
   });
-});
+}
