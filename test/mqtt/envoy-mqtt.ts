@@ -2,6 +2,7 @@
 // set_filter_state (envoy.tcp_proxy.receive_before_connect), the mqtt Wasm
 // network filter, and tcp_proxy (default cluster: the last one given).
 // Without `wasmFile` the listener is plain tcp_proxy (for comparisons).
+import { RECEIVE_BEFORE_CONNECT_YAML } from '../support/envoy.ts';
 
 export interface MqttBootstrapOptions {
   adminPort: number;
@@ -29,15 +30,7 @@ function listener(name: string, port: number, wasmFile: string | undefined, filt
               vm_id: ${filterName}
               runtime: envoy.wasm.runtime.v8
               code: { local: { filename: ${JSON.stringify(wasmFile)} } }`;
-  const listenerFilters = wasmFile === undefined ? '' : `
-    listener_filters:
-    - name: envoy.filters.listener.set_filter_state
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.filters.listener.set_filter_state.v3.Config
-        on_accept:
-        - object_key: envoy.tcp_proxy.receive_before_connect
-          factory_key: envoy.bool
-          format_string: { text_format_source: { inline_string: "true" } }`;
+  const listenerFilters = wasmFile === undefined ? '' : `\n${RECEIVE_BEFORE_CONNECT_YAML}`;
   return `
   - name: ${name}
     address: { socket_address: { address: 127.0.0.1, port_value: ${port} } }${listenerFilters}

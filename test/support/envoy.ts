@@ -10,6 +10,21 @@ import { httpGet } from './upstreams.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CACHE = path.join(REPO_ROOT, '.cache');
+
+/**
+ * The listener filter a static-bootstrap listener needs so that a Wasm network
+ * filter can hold the connection and choose tcp_proxy's cluster before it
+ * connects (verified on 1.40; the served config gets the same from
+ * xds-server/translate/filters.ts). YAML at a listener's indentation.
+ */
+export const RECEIVE_BEFORE_CONNECT_YAML = `    listener_filters:
+    - name: envoy.filters.listener.set_filter_state
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.listener.set_filter_state.v3.Config
+        on_accept:
+        - object_key: envoy.tcp_proxy.receive_before_connect
+          factory_key: envoy.bool
+          format_string: { text_format_source: { inline_string: "true" } }`;
 const INSTALL_HINT = 'run test/support/install-peers.sh';
 
 function isExecutable(file: string): boolean {

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { filterWasmPath, loadFilter, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
-import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
+import { RECEIVE_BEFORE_CONNECT_YAML, freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
 import { startTcpEcho, type TcpEcho } from '../support/upstreams.ts';
 import { CONTRACT_CONFIG, expectContract } from './contract.ts';
 
@@ -29,14 +29,7 @@ static_resources:
   listeners:
   - name: contract
     address: { socket_address: { address: 127.0.0.1, port_value: ${opts.listenerPort} } }
-    listener_filters:
-    - name: envoy.filters.listener.set_filter_state
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.filters.listener.set_filter_state.v3.Config
-        on_accept:
-        - object_key: envoy.tcp_proxy.receive_before_connect
-          factory_key: envoy.bool
-          format_string: { text_format_source: { inline_string: "true" } }
+${RECEIVE_BEFORE_CONNECT_YAML}
     filter_chains:
     - filters:
       - name: envoy.filters.network.wasm
