@@ -6,7 +6,8 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { buildAdmin } from './admin/index.ts';
 import { debounce, DEFAULT_DEBOUNCE, type DebounceOptions } from './debounce.ts';
-import { SnapshotCache, snapshotsOf } from './cache/index.ts';
+import { ReadAhead } from './read-ahead.ts';
+import { SnapshotCache, snapshotsOf, type SnapshotSet } from './cache/index.ts';
 import { FilterCatalog, type CodeDelivery } from './catalog/index.ts';
 import { createMeshParser, formatConfigError, loadMeshFile, parseMesh, type ConfigError, type MeshParser } from './config/index.ts';
 import type { Logger } from './log.ts';
@@ -44,6 +45,18 @@ export interface Protoplane {
   close(): Promise<void>;
 }
 
+/** Filters as built, and the config parser that knows their schemas. */
+interface FilterSet {
+  catalog: FilterCatalog;
+  parser: MeshParser;
+}
+
+/** A config read, checked and translated, not yet served. */
+type Prepared =
+  | { ok: true; snapshot: SnapshotSet; filters: FilterSet }
+  | { ok: false; errors: ConfigError[]; filters?: FilterSet }
+  | { ok: false; internal: Error; filters: FilterSet };
+
 export async function serve(options: ServeOptions): Promise<Protoplane> {
   const { log } = options;
   const cache = new SnapshotCache();
@@ -51,10 +64,11 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   let lastErrors: string[] | undefined;
   // `latest`: the filters as last built (their schemas parse the config);
   // `catalog`: the filters of the config being served (their bytes are served).
-  let latest = { catalog: FilterCatalog.EMPTY, parser: parseMesh as MeshParser };
+  let latest: FilterSet = { catalog: FilterCatalog.EMPTY, parser: parseMesh };
   let catalog = FilterCatalog.EMPTY;
   // Filters are rebuilt and reloaded only when something under filters/ changed.
   let filtersDirty = true;
+  let filterChanges = 0;
 
   const reject = (errors: ConfigError[]): false => {
     lastErrors = errors.map(formatConfigError);
@@ -64,46 +78,76 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     return false;
   };
 
-  const reload = async (): Promise<boolean> => {
+  /**
+   * The half of a reload with no effects: read, parse, validate, translate.
+   * `filters` is the filter set it parsed with; it is installed with the snapshot.
+   */
+  const prepare = async (): Promise<Prepared> => {
+    let filters = latest;
     if (filtersDirty) {
-      filtersDirty = false;
       try {
         const loaded = await FilterCatalog.load();
-        latest = { catalog: loaded, parser: createMeshParser({ protocols: loaded.protocolSchemas() }) };
+        filters = { catalog: loaded, parser: createMeshParser({ protocols: loaded.protocolSchemas() }) };
       } catch (error) {
-        filtersDirty = true;
-        return reject([{ file: FILTERS_DIR, line: 1, col: 1, path: '', message: (error as Error).message }]);
+        return { ok: false, errors: [{ file: FILTERS_DIR, line: 1, col: 1, path: '', message: (error as Error).message }] };
       }
     }
-    const nextCatalog = latest.catalog;
-    const result = await loadMeshFile(options.configPath, latest.parser);
-    if (!result.ok) return reject(result.errors);
+    const result = await loadMeshFile(options.configPath, filters.parser);
+    if (!result.ok) return { ok: false, errors: result.errors, filters };
     // A filter that fails to load or refuses its settings never reaches Envoy.
-    const problems = await nextCatalog.check(result.mesh);
+    const problems = await filters.catalog.check(result.mesh);
     if (problems.length > 0) {
-      return reject(problems.map((p) => result.error(['listeners', p.listener, 'protocol'], p.message)));
+      return { ok: false, errors: problems.map((p) => result.error(['listeners', p.listener, 'protocol'], p.message)), filters };
     }
-    catalog = nextCatalog;
-    let snapshotVersion: string;
     try {
-      const snapshot = snapshotsOf(result.mesh, catalog.refs(options.wasmCode ?? 'remote'));
-      snapshotVersion = snapshot.version;
-      const changed = cache.set(snapshot);
-      if (changed) {
-        metrics.snapshotVersion.reset();
-        metrics.snapshotVersion.set({ version: snapshot.version }, 1);
-      }
-      metrics.configReloads.inc({ result: changed ? 'applied' : 'unchanged' });
-      log.info({ version: snapshotVersion, changed }, changed ? 'config applied' : 'config unchanged');
+      return { ok: true, snapshot: snapshotsOf(result.mesh, filters.catalog.refs(options.wasmCode ?? 'remote')), filters };
     } catch (error) {
+      return { ok: false, internal: error as Error, filters };
+    }
+  };
+
+  /** The other half: serve what prepare() built, or log why not and keep the last good config. */
+  const install = (prepared: Prepared, filtersGeneration: number): boolean => {
+    if (prepared.filters) {
+      latest = prepared.filters;
+      // Filters that changed again while this reload ran get loaded by the next one.
+      if (filtersGeneration === filterChanges) filtersDirty = false;
+    }
+    if ('internal' in prepared) {
       // Translation failing on a validated model is our bug, not the user's; still keep serving.
-      lastErrors = [`${options.configPath}: internal error translating config: ${(error as Error).message}`];
+      lastErrors = [`${options.configPath}: internal error translating config: ${prepared.internal.message}`];
       metrics.configReloads.inc({ result: 'rejected' });
-      log.error({ err: error }, 'translation failed; still serving the last good config');
+      log.error({ err: prepared.internal }, 'translation failed; still serving the last good config');
       return false;
     }
+    if (!prepared.ok) return reject(prepared.errors);
+    catalog = prepared.filters.catalog;
+    const { snapshot } = prepared;
+    const changed = cache.set(snapshot);
+    if (changed) {
+      metrics.snapshotVersion.reset();
+      metrics.snapshotVersion.set({ version: snapshot.version }, 1);
+    }
+    metrics.configReloads.inc({ result: changed ? 'applied' : 'unchanged' });
+    log.info({ version: snapshot.version, changed }, changed ? 'config applied' : 'config unchanged');
     lastErrors = undefined;
     return true;
+  };
+
+  const reload = async (): Promise<boolean> => {
+    const filtersGeneration = filterChanges;
+    return install(await prepare(), filtersGeneration);
+  };
+
+  // While the debounce waits for the quiet period, the changed file is
+  // already being read and translated; when the period ends, that result is
+  // installed if nothing changed since it started reading. A change of
+  // filters/ is not read ahead: building filters has effects of its own.
+  const readAhead = new ReadAhead(prepare);
+  const applyChanges = async (): Promise<void> => {
+    const filtersGeneration = filterChanges;
+    const ahead = filtersDirty ? undefined : await readAhead.result();
+    install(ahead ?? (await prepare()), filtersGeneration);
   };
 
   await reload();
@@ -122,16 +166,26 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   const adminPort = (admin.server.address() as AddressInfo).port;
   log.info({ xdsPort, adminPort, config: options.configPath }, 'protoplane serving');
 
-  const changes = debounce(() => void reload(), options.debounce ?? DEFAULT_DEBOUNCE);
-  const stopWatching = watchFile(options.configPath, changes.trigger);
+  const changes = debounce(() => void applyChanges(), options.debounce ?? DEFAULT_DEBOUNCE);
+  const stopWatching = watchFile(options.configPath, log, () => {
+    changes.trigger();
+    if (!filtersDirty) readAhead.changed();
+  });
   // A new filter folder or an edited filter source rebuilds and reloads.
-  const filterWatch =
-    options.watchFilters === false
-      ? undefined
-      : fs.watch(FILTERS_DIR, { recursive: true }, () => {
-          filtersDirty = true;
-          changes.trigger();
-        });
+  const filtersChanged = () => {
+    filtersDirty = true;
+    filterChanges += 1;
+    changes.trigger();
+  };
+  const filterWatch = options.watchFilters === false ? undefined : fs.watch(FILTERS_DIR, { recursive: true }, filtersChanged);
+  // Node's recursive watch reports a folder that vanished while it was being
+  // listed (a filter folder removed right after it was made) as an 'error'
+  // event, which would end the process if nobody listened. Something changed:
+  // rebuild.
+  filterWatch?.on('error', (error) => {
+    log.warn({ err: error }, 'watching filters/ hit a folder that changed under it; reloading the filters');
+    filtersChanged();
+  });
 
   return {
     xdsPort,
@@ -154,12 +208,14 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
  * Watches the directory rather than the file: editors save by writing a new
  * file and renaming it over the old one, which ends a watch on the file.
  */
-function watchFile(file: string, onChange: () => void): () => void {
+function watchFile(file: string, log: Logger, onChange: () => void): () => void {
   const dir = path.dirname(path.resolve(file));
   const base = path.basename(file);
   const watcher = fs.watch(dir, (_event, name) => {
     if (name !== null && name !== base) return;
     onChange();
   });
+  // E.g. the folder was removed: keep serving what is loaded, and say that edits are no longer seen.
+  watcher.on('error', (error) => log.error({ err: error, dir }, 'watching the config folder failed; edits to the config are no longer picked up'));
   return () => watcher.close();
 }
