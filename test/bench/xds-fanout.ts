@@ -61,6 +61,8 @@ interface Options {
   quiet: boolean;
   /** Extra node flags for the protoplane process (e.g. --cpu-prof --cpu-prof-dir=DIR). */
   protoplaneNodeArgs: string[];
+  /** loadgen's HTTP/2 receive windows: fixed as stock Envoy's (default), or grpc-go's adaptive ones (a BDP PING after data). */
+  http2Windows: 'envoy' | 'grpc-go';
 }
 
 interface CaseResult {
@@ -126,6 +128,7 @@ function parseOptions(): Options {
       'change-timeout': { type: 'string', default: '120' },
       json: { type: 'string' },
       'protoplane-node-args': { type: 'string', default: '' },
+      'http2-windows': { type: 'string', default: 'envoy' },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -134,7 +137,7 @@ function parseOptions(): Options {
     console.log(
       'node --import tsx test/bench/xds-fanout.ts [--n 1000,10000] [--modes delta,sotw] [--clusters 1000]\n' +
         '  [--servers protoplane,gcp] [--concurrency 500] [--ready-timeout 600] [--change-timeout 120] [--json FILE] [--quiet]\n' +
-        '  [--protoplane-node-args="--cpu-prof --cpu-prof-dir=DIR"]',
+        '  [--protoplane-node-args="--cpu-prof --cpu-prof-dir=DIR"] [--http2-windows envoy|grpc-go]',
     );
     process.exit(0);
   }
@@ -156,6 +159,7 @@ function parseOptions(): Options {
     json: values.json,
     quiet: values.quiet ?? false,
     protoplaneNodeArgs: values['protoplane-node-args']!.split(' ').filter(Boolean),
+    http2Windows: values['http2-windows'] === 'grpc-go' ? 'grpc-go' : 'envoy',
   };
 }
 
@@ -209,6 +213,8 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
       `${opts.readyTimeoutS}s`,
       '--change-timeout',
       `${opts.changeTimeoutS}s`,
+      '--http2-windows',
+      opts.http2Windows,
     ]);
     if (!opts.quiet) loadgen.onLine = (line, stream) => stream === 'stderr' && progress(`  ${line}`);
     let first: string;
@@ -356,7 +362,7 @@ function printTable(opts: Options, results: CaseResult[]): void {
   ];
   const line = (cells: string[]) => cols.map(([, w, right], i) => pad(cells[i] ?? '', w, right)).join(' ').trimEnd();
   console.log('');
-  console.log(`xds-fanout  clusters=${opts.clusters}  (one run, this machine: ${os.cpus().length} cores, ${mib(os.totalmem())} RAM)`);
+  console.log(`xds-fanout  clusters=${opts.clusters}  loadgen HTTP/2 windows: ${opts.http2Windows}  (one run, this machine: ${os.cpus().length} cores, ${mib(os.totalmem())} RAM)`);
   console.log(
     `protoplane ${gitRevision()} (node ${process.version}, gRPC on node:http2)  vs  go-control-plane ${goControlPlaneVersion()} (cache/v3 snapshot cache, ads=true)`,
   );

@@ -319,6 +319,7 @@ type config struct {
 	readyTimeout  time.Duration
 	changeTimeout time.Duration
 	nodeCluster   string
+	windows       string
 }
 
 type bench struct {
@@ -340,6 +341,18 @@ type bench struct {
 	slots     chan struct{}
 }
 
+// Stock Envoy 1.40's xDS connection (seen with tshark on this machine)
+// announces a 16 MiB stream window and raises the connection window to
+// 24 MiB, and sends no PINGs of its own. grpc-go, left to itself, follows
+// received data with a bandwidth-probing PING that the server under test has
+// to answer; setting the windows turns that off, as in Envoy.
+func windowOptions(windows string) []grpc.DialOption {
+	if windows != "envoy" {
+		return nil
+	}
+	return []grpc.DialOption{grpc.WithInitialWindowSize(16 << 20), grpc.WithInitialConnWindowSize(24 << 20)}
+}
+
 func main() {
 	cfg := &config{}
 	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:18000", "ADS server host:port")
@@ -352,7 +365,12 @@ func main() {
 	flag.DurationVar(&cfg.readyTimeout, "ready-timeout", 10*time.Minute, "give up when not every stream is ready by then")
 	flag.DurationVar(&cfg.changeTimeout, "change-timeout", 2*time.Minute, "report what arrived when the change has not reached every stream by then")
 	flag.StringVar(&cfg.nodeCluster, "node-cluster", "bench", "node.cluster of every simulated Envoy")
+	flag.StringVar(&cfg.windows, "http2-windows", "envoy", "envoy: fixed HTTP/2 receive windows as stock Envoy 1.40 sets them on its xDS connection; grpc-go: grpc-go's adaptive ones (a BDP PING after received data)")
 	flag.Parse()
+	if cfg.windows != "envoy" && cfg.windows != "grpc-go" {
+		fmt.Fprintln(os.Stderr, "loadgen: --http2-windows must be envoy or grpc-go")
+		os.Exit(1)
+	}
 	if cfg.mode != "sotw" && cfg.mode != "delta" {
 		fmt.Fprintln(os.Stderr, "loadgen: --mode must be sotw or delta")
 		os.Exit(1)
@@ -512,14 +530,15 @@ func (b *bench) run(i int) {
 
 // session runs one connection and stream until it fails.
 func (b *bench) session(i int, node *corev3.Node, onReady func()) error {
-	conn, err := grpc.NewClient("passthrough:///"+b.cfg.addr,
+	options := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDisableServiceConfig(),
 		grpc.WithDisableRetry(),
 		grpc.WithSharedWriteBuffer(true),
 		grpc.WithIdleTimeout(0),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.ForceCodecV2(rawCodec{})),
-	)
+	}, windowOptions(b.cfg.windows)...)
+	conn, err := grpc.NewClient("passthrough:///"+b.cfg.addr, options...)
 	if err != nil {
 		return err
 	}
