@@ -9,7 +9,7 @@ import { debounce, DEFAULT_DEBOUNCE, type DebounceOptions } from './debounce.ts'
 import { ReadAhead } from './read-ahead.ts';
 import { SnapshotCache, snapshotsOf, type SnapshotSet } from './cache/index.ts';
 import { FilterCatalog, type CodeDelivery } from './catalog/index.ts';
-import { createMeshParser, formatConfigError, loadMeshFile, parseMesh, type ConfigError, type MeshParser } from './config/index.ts';
+import { createMeshParser, formatConfigError, parseMesh, readMeshFile, type ConfigError, type MeshParser } from './config/index.ts';
 import type { Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { XdsServer } from './server/index.ts';
@@ -81,8 +81,9 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   /**
    * The half of a reload with no effects: read, parse, validate, translate.
    * `filters` is the filter set it parsed with; it is installed with the snapshot.
+   * Aborted (the file changed again) after reading, it stops before the costly part.
    */
-  const prepare = async (): Promise<Prepared> => {
+  const prepare = async (signal?: AbortSignal): Promise<Prepared> => {
     let filters = latest;
     if (filtersDirty) {
       try {
@@ -92,7 +93,9 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
         return { ok: false, errors: [{ file: FILTERS_DIR, line: 1, col: 1, path: '', message: (error as Error).message }] };
       }
     }
-    const result = await loadMeshFile(options.configPath, filters.parser);
+    const read = await readMeshFile(options.configPath);
+    signal?.throwIfAborted();
+    const result = read.ok ? filters.parser(read.text, options.configPath) : read;
     if (!result.ok) return { ok: false, errors: result.errors, filters };
     // A filter that fails to load or refuses its settings never reaches Envoy.
     const problems = await filters.catalog.check(result.mesh);

@@ -47,6 +47,21 @@ describe('ReadAhead', () => {
     assert.equal(w.started(), 2, 'three changes during one run cost one more run, not three');
   });
 
+  it('a change during a run aborts it, so it can stop early', async () => {
+    const signals: AbortSignal[] = [];
+    const ahead = new ReadAhead(async (signal) => {
+      signals.push(signal);
+      await tick();
+      signal.throwIfAborted();
+      return signals.length;
+    });
+    ahead.changed();
+    ahead.changed();
+    assert.equal(signals[0]!.aborted, true);
+    assert.equal(await ahead.result(), 2, 'the aborted run is not handed out; the next one is');
+    assert.equal(signals[1]!.aborted, false);
+  });
+
   it('a change seen during a run starts the next run when it ends, before anyone asks', async () => {
     const w = controlledWork();
     const ahead = new ReadAhead(w.work);

@@ -81,9 +81,15 @@ export function parseMesh(text: string, file: string): LoadResult {
 export type MeshParser = (text: string, file: string) => LoadResult;
 
 export async function loadMeshFile(file: string, parser: MeshParserOptions | MeshParser = parseMesh): Promise<LoadResult> {
-  let text: string;
+  const read = await readMeshFile(file);
+  if (!read.ok) return read;
+  return (typeof parser === 'function' ? parser : createMeshParser(parser))(read.text, file);
+}
+
+/** Reads a mesh file's text; an unreadable file is one error at 1:1. */
+export async function readMeshFile(file: string): Promise<{ ok: true; text: string } | { ok: false; errors: ConfigError[] }> {
   try {
-    text = await readFile(file, 'utf8');
+    return { ok: true, text: await readFile(file, 'utf8') };
   } catch (err) {
     const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : '';
     const reason =
@@ -98,5 +104,4 @@ export async function loadMeshFile(file: string, parser: MeshParserOptions | Mes
               : String(err);
     return { ok: false, errors: [{ file, line: 1, col: 1, path: '', message: `cannot read config file: ${reason}` }] };
   }
-  return (typeof parser === 'function' ? parser : createMeshParser(parser))(text, file);
 }
