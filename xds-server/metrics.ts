@@ -2,6 +2,8 @@
 // so tests can run several servers side by side.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+const COSTLY_PER_SCRAPE = ['nodejs_active_handles', 'nodejs_active_handles_total', 'nodejs_active_resources', 'nodejs_active_resources_total'];
+
 export class Metrics {
   readonly registry = new Registry();
   readonly connectedStreams = new Gauge({
@@ -69,7 +71,14 @@ export class Metrics {
   private readonly perType = new Map<string, TypeMetrics>();
 
   constructor(options: { processMetrics?: boolean } = {}) {
-    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    if (options.processMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry });
+      // These list every libuv handle and resource on each scrape (one object
+      // or string per socket): ~35 ms of blocked event loop per scrape with
+      // 10,000 Envoys connected. protoplane_xds_connected_streams and _nodes count what they
+      // would, and process_open_fds stays.
+      for (const name of COSTLY_PER_SCRAPE) this.registry.removeSingleMetric(name);
+    }
   }
 
   /**
