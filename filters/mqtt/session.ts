@@ -53,6 +53,8 @@ export class Output {
   /** The whole input, once loaded (needed as soon as anything changes). */
   base: usize = 0;
   len: usize = 0;
+  /** Where the host's buffer starts in the input (after bytes that already went on). */
+  origin: usize = 0;
   pos: usize = 0;
   modified: bool = false;
   used: usize = 0;
@@ -60,6 +62,7 @@ export class Output {
   begin(len: usize): void {
     this.base = 0;
     this.len = len;
+    this.origin = 0;
     this.pos = 0;
     this.used = 0;
     this.modified = false;
@@ -70,7 +73,7 @@ export class Output {
     if (this.modified) return;
     this.modified = true;
     this.used = 0;
-    this.append(this.base, this.pos);
+    this.append(this.base + this.origin, this.pos - this.origin);
   }
 
   private append(ptr: usize, n: usize): void {
@@ -117,6 +120,19 @@ let rewriteBlock: ArrayBuffer = new ArrayBuffer(0);
 /** Drops the shared block when an unusually large rewrite grew it (memory stays bounded). */
 export function releaseLargeRewriteBlock(): void {
   if (rewriteBlock.byteLength > 1048576) rewriteBlock = new ArrayBuffer(0);
+  if (joinedBlock.byteLength > 1048576) joinedBlock = new ArrayBuffer(0);
+}
+
+/**
+ * Where a split packet's start and the next buffer are joined for parsing:
+ * one block reused by every connection (a session parses one buffer at a
+ * time and is done with it before returning), so no allocation per buffer.
+ */
+let joinedBlock: ArrayBuffer = new ArrayBuffer(0);
+
+function joinBlock(size: usize): usize {
+  if (<usize>joinedBlock.byteLength < size) joinedBlock = new ArrayBuffer(<i32>max(size, <usize>joinedBlock.byteLength * 2));
+  return changetype<usize>(joinedBlock);
 }
 
 // ---------------------------------------------------------------- reading the input
@@ -202,8 +218,14 @@ class DirectionState {
   skip: u32 = 0;
   /** Whether those bytes are dropped (a refused PUBLISH) or passed. */
   dropping: bool = false;
-  /** Start of a packet whose header is incomplete, held back from the stream. */
+  /** Start of a packet whose header is incomplete: a copy to parse with the bytes that follow. */
   partial: ArrayBuffer | null = null;
+  /**
+   * Whether those bytes already went on (true) or were held back from the
+   * stream (false). They go on when no ACL is configured: then no verdict of
+   * this filter drops or rewrites a packet, so the buffer is left as it is.
+   */
+  partialSent: bool = false;
   /** Topic aliases seen in this direction (5.0). */
   aliases: Map<i32, ArrayBuffer> = new Map<i32, ArrayBuffer>();
 }
@@ -240,7 +262,6 @@ export class Session {
   /** 3.1 / 3.1.1 QoS 2 PUBLISHes refused with a PUBREC: their PUBREL gets a PUBCOMP from the proxy. */
   private refusedQos2: Set<i32> = new Set<i32>();
 
-  private joined: ArrayBuffer | null = null;
   private src: ByteSource = new ByteSource();
   /** Length of the input being processed. */
   private len: usize = 0;
@@ -290,7 +311,6 @@ export class Session {
    */
   process(fromClient: bool, src: ByteSource, len: usize, eos: bool): i32 {
     if (this.closeReason.length > 0) return R_CLOSE;
-    this.joined = null;
     this.src = src;
     this.len = len;
     this.fullBase = 0;
@@ -301,17 +321,23 @@ export class Session {
     const d = fromClient ? this.down : this.up;
     const partial = d.partial;
     if (partial != null) {
-      // The held header goes back in front of the new bytes.
+      // The start of the split packet goes back in front of the new bytes, to be parsed with them.
       const plen = <usize>partial.byteLength;
-      const joined = new ArrayBuffer(<i32>(plen + len));
-      memory.copy(changetype<usize>(joined), changetype<usize>(partial), plen);
-      if (len > 0) memory.copy(changetype<usize>(joined) + plen, src.loadAll(), len);
+      const joined = joinBlock(plen + len);
+      memory.copy(joined, changetype<usize>(partial), plen);
+      if (len > 0) memory.copy(joined + plen, src.loadAll(), len);
       d.partial = null;
-      this.joined = joined; // keep the bytes alive while the output is built
       this.len = plen + len;
       this.out.begin(plen + len);
-      this.setFull(changetype<usize>(joined));
-      this.out.start(); // the host buffer lacks the held bytes: always rewritten
+      this.setFull(joined);
+      if (d.partialSent) {
+        // Those bytes went on already: the host's buffer is what follows them, and stays as it is.
+        d.partialSent = false;
+        this.out.origin = plen;
+        this.out.pos = plen;
+      } else {
+        this.out.start(); // the host buffer lacks the held bytes: always rewritten
+      }
       return this.frames(fromClient, d, 0, eos);
     }
     return this.frames(fromClient, d, 0, eos);
@@ -643,9 +669,14 @@ export class Session {
     if (n > <usize>this.config.maxHeaderBytes) return this.limit(Limit.HeaderTooLarge);
     // Not paused instead: a paused buffer stays in Envoy's read buffer, and
     // once that is over the connection's buffer limit Envoy stops reading,
-    // so the rest of the header would never come (seen in the bench).
+    // so the rest of the header would never come (seen in the bench). A copy
+    // is parsed with the next bytes; the bytes themselves go on unless an
+    // ACL could still refuse the packet, which leaves the buffer untouched
+    // (Envoy can prepend and append, but dropping the tail rewrites it all).
     d.partial = copyBytes(this.view(pos, n), <u32>n).buffer;
-    this.dropTo(this.len);
+    d.partialSent = !this.config.hasAcl;
+    if (d.partialSent) this.out.keep(this.len);
+    else this.dropTo(this.len);
     return R_CONTINUE;
   }
 

@@ -71,6 +71,28 @@ describe('mqtt filter: framing', () => {
     }
   });
 
+  it('a packet split inside its header: without an ACL every chunk goes on as it came; with one the split start is held back', async () => {
+    const publish = (topic: string) => gen({ cmd: 'publish', topic, payload: Buffer.from('x'.repeat(40)), qos: 0 }, 4);
+    const stream = cat([publish('sensors/a/temp'), publish('sensors/b/temp'), publish('sensors/c/temp')]);
+    const cut = publish('sensors/a/temp').length + 6; // inside the second packet's topic
+    for (const acl of [undefined, { default: 'allow', publish: [{ topic: 'secret/#', action: 'deny' }] }]) {
+      const { plugin, packets } = await startMqttPlugin(acl ? { acl } : {});
+      const conn = plugin.newConnection();
+      conn.downstream(gen(connectPacket(4, 'split'), 4));
+      const first = conn.downstream(stream.subarray(0, cut));
+      const second = conn.downstream(stream.subarray(cut));
+      assert.equal(hex(cat([first.forwarded, second.forwarded])), hex(stream));
+      if (acl) {
+        assert.equal(first.forwarded.length, publish('sensors/a/temp').length, 'with an ACL the split packet waits until its topic is known');
+      } else {
+        assert.equal(hex(first.forwarded), hex(stream.subarray(0, cut)), 'nothing this filter decides could change the packet: it goes on at once');
+        assert.equal(hex(second.forwarded), hex(stream.subarray(cut)));
+      }
+      assert.deepEqual(packets.get(conn.id)!.map((p) => p.type), ['connect', 'publish', 'publish', 'publish']);
+      plugin.close();
+    }
+  });
+
   it('skips a large PUBLISH payload by count, across chunks, without holding it', async () => {
     const payload = Buffer.alloc(200_000, 0x61);
     const stream = cat([gen(connectPacket(4, 'big'), 4), gen({ cmd: 'publish', topic: 'big/one', payload, qos: 1, messageId: 1 }, 4), gen({ cmd: 'pingreq' }, 4)]);
