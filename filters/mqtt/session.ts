@@ -17,7 +17,7 @@ import {
 import {
   Limit, S_ACL_PUBLISH_DENIED, S_ACL_SUBSCRIBE_DENIED, S_ACL_WILL_DENIED, S_CLOSED_BY_FILTER, S_CONNECT_TIMEOUT, S_CONNECTIONS,
   S_DOWN_TYPE, S_LIMIT, S_MALFORMED, S_PUBLISH_DROPPED, S_REFUSAL_PUBACK, S_REFUSAL_PUBCOMP, S_REFUSAL_PUBREC,
-  S_REFUSAL_SUBACK, S_ROUTE_DEFAULT, S_SUBACK_REWRITTEN, S_UP_TYPE, StatDeltas, StatLayout, countTopic, limitName,
+  S_REFUSAL_SUBACK, S_ROUTE_DEFAULT, S_SUBACK_REWRITTEN, S_UP_TYPE, StatDeltas, StatLayout, addTopicCounts, limitName, topicCounter,
 } from "./stats";
 import { filterCovers, filtersIntersect, levelCount, sharedFilterOffset, topicMatches } from "./topics";
 
@@ -617,6 +617,9 @@ export class Session {
     let pos = from;
     let count: i64 = 0;
     let lastTotal: usize = 0;
+    let runAt: i32 = -1;
+    let runMessages: i64 = 0;
+    let runBytes: i64 = 0;
     while (pos < len && pos < winEnd) {
       const at = winPtr + (pos - winStart);
       const avail = winEnd - pos;
@@ -644,11 +647,23 @@ export class Session {
       if (!plainTopic(topic, <usize>topicLen)) break;
       if (maxLevels < 65535 && levelCount(topic, <usize>topicLen) > maxLevels) break;
       if (checkAcl && !this.publishAllowed(topic, topicLen)) break;
-      if (topicCount > 0) countTopic(stats, values, topicPrefixes, topicIndexes, topicCount, direction, topic, <usize>topicLen, <u32>(total - hdr));
+      if (topicCount > 0) {
+        // a run of PUBLISHes to one prefix is added up here and counted once
+        const at = topicCounter(topicPrefixes, topicIndexes, topicCount, direction, topic, <usize>topicLen);
+        if (at != runAt) {
+          addTopicCounts(stats, values, runAt, runMessages, runBytes);
+          runAt = at;
+          runMessages = 0;
+          runBytes = 0;
+        }
+        runMessages++;
+        runBytes += <i64>(total - hdr);
+      }
       count++;
       lastTotal = total;
       pos += total;
     }
+    addTopicCounts(stats, values, runAt, runMessages, runBytes);
     if (count == 0) return from;
     this.stats.add((fromClient ? S_DOWN_TYPE : S_UP_TYPE) + PUBLISH, count);
     if (fromClient) this.packetsDown += <u64>count; else this.packetsUp += <u64>count;
@@ -707,8 +722,8 @@ export class Session {
       }
     }
     const topics = this.layout.topics;
-    countTopic(changetype<usize>(this.stats), changetype<usize>(this.stats.values), topics.prefixes, topics.indexes, topics.count,
-      fromClient ? 0 : 2, topicPtr, <usize>topicLen, pkt.payloadLen);
+    addTopicCounts(changetype<usize>(this.stats), changetype<usize>(this.stats.values),
+      topicCounter(topics.prefixes, topics.indexes, topics.count, fromClient ? 0 : 2, topicPtr, <usize>topicLen), 1, <i64>pkt.payloadLen);
     if (!fromClient) return 0;
     if (topicLen > config.maxTopicLength) return this.limit(Limit.TopicTooLong);
     if (config.maxTopicLevels < 65535 && levelCount(topicPtr, topicLen) > config.maxTopicLevels) return this.limit(Limit.TopicTooDeep);

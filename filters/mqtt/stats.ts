@@ -151,24 +151,29 @@ export class TopicCounting {
 }
 
 /**
- * Adds a PUBLISH to the counters of the first of `count` topic_metrics
- * prefixes its topic starts with (bounded cardinality). Pointers as in
- * addAt and TopicCounting; `direction` is 0 from the client, 2 from the broker.
+ * The first counter of the first of `count` topic_metrics prefixes the topic
+ * starts with, plus `direction` (0 from the client, 2 from the broker), or
+ * -1 when none does (bounded cardinality). Pointers as in TopicCounting.
  */
 // @ts-ignore: decorator
-@inline export function countTopic(
-  stats: usize, values: usize, prefixes: usize, indexes: usize, count: usize,
-  direction: i32, topic: usize, topicLen: usize, payloadLen: u32,
-): void {
+@inline export function topicCounter(
+  prefixes: usize, indexes: usize, count: usize, direction: i32, topic: usize, topicLen: usize,
+): i32 {
   for (let i: usize = 0; i < count; i++) {
     const plen = load<usize>(prefixes + ((i << 1) + 1) * sizeof<usize>());
     if (plen <= topicLen && startsWith(topic, load<usize>(prefixes + (i << 1) * sizeof<usize>()), plen)) {
-      const at = load<i32>(indexes + (i << 2)) + direction;
-      addAt(stats, values, at, 1);
-      if (payloadLen > 0) addAt(stats, values, at + 1, <i64>payloadLen);
-      return;
+      return load<i32>(indexes + (i << 2)) + direction;
     }
   }
+  return -1;
+}
+
+/** Adds PUBLISHes to the message and byte counters that start at `at` (from topicCounter; -1: none). */
+// @ts-ignore: decorator
+@inline export function addTopicCounts(stats: usize, values: usize, at: i32, messages: i64, bytes: i64): void {
+  if (at < 0) return;
+  if (messages > 0) addAt(stats, values, at, messages);
+  if (bytes > 0) addAt(stats, values, at + 1, bytes);
 }
 
 /** Whether [ptr, ptr+n) equals [prefix, prefix+n); eight bytes per step. */

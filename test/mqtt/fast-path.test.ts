@@ -31,6 +31,8 @@ const CONFIGS: Array<[string, object]> = [
   ['ACL, limits and topic metrics', FUZZ_CONFIG],
   ['defaults', {}],
   ['tight limits', { limits: { max_topic_length: 9, max_topic_levels: 3, max_packet_size: 200 }, topic_metrics: ['a'] }],
+  // no ACL: split headers go on at once; alternating prefixes end and start runs of topic counts
+  ['topic metrics without an ACL', { topic_metrics: ['sensors/', 'a', 'x/', 'abcdefgh'] }],
 ];
 
 describe('mqtt filter: fast path agrees with the general path', () => {
