@@ -149,8 +149,15 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   const readAhead = new ReadAhead(prepare);
   const applyChanges = async (): Promise<void> => {
     const filtersGeneration = filterChanges;
-    const ahead = filtersDirty ? undefined : await readAhead.result();
-    install(ahead ?? (await prepare()), filtersGeneration);
+    try {
+      const ahead = filtersDirty ? undefined : await readAhead.result();
+      install(ahead ?? (await prepare()), filtersGeneration);
+    } catch (error) {
+      // prepare() turns every user error into a result; this is our bug: keep serving.
+      lastErrors = [`${options.configPath}: internal error while reloading: ${(error as Error).message}`];
+      metrics.configReloads.inc({ result: 'rejected' });
+      log.error({ err: error }, 'reload failed; still serving the last good config');
+    }
   };
 
   await reload();
