@@ -11,7 +11,7 @@ import {
   getBufferBytes, jsonQuote, log, logError, logInfo, monotonicTimeNanos, readBufferScratch, registerRootContext, setBufferBytesFrom,
 } from "../sdk";
 import { Config, lastConfigError, parseConfig } from "./config";
-import { ByteSource, R_CLOSE, R_PAUSE, Session, releaseLargeRewriteBlock } from "./session";
+import { ByteSource, R_CLOSE, R_PAUSE, Session, releaseLargeBlocks } from "./session";
 import { S_DOWN_BYTES, S_UP_BYTES, StatDeltas, StatLayout, buildLayout } from "./stats";
 
 class MqttRoot extends RootContext {
@@ -191,8 +191,8 @@ class MqttStream extends StreamContext {
     const out = session.out;
     if (out.modified) {
       setBufferBytesFrom(fromClient ? BufferType.DownstreamData : BufferType.UpstreamData, 0, <u32>len, out.resultPtr, <u32>out.used);
-      releaseLargeRewriteBlock();
     }
+    releaseLargeBlocks();
     root.flush();
     return Action.Continue;
   }

@@ -114,11 +114,11 @@ export class Output {
   }
 }
 
-/** Where Output builds rewritten buffers; above 1 MB it is let go after use (see releaseLargeRewriteBlock). */
+/** Where Output builds rewritten buffers; above 1 MB it is let go after use (see releaseLargeBlocks, as the joined block). */
 let rewriteBlock: ArrayBuffer = new ArrayBuffer(0);
 
-/** Drops the shared block when an unusually large rewrite grew it (memory stays bounded). */
-export function releaseLargeRewriteBlock(): void {
+/** Drops the shared blocks when an unusually large buffer grew them (memory stays bounded). */
+export function releaseLargeBlocks(): void {
   if (rewriteBlock.byteLength > 1048576) rewriteBlock = new ArrayBuffer(0);
   if (joinedBlock.byteLength > 1048576) joinedBlock = new ArrayBuffer(0);
 }
