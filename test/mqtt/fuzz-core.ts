@@ -191,8 +191,8 @@ function vmMemory(plugin: WasmPlugin): number {
 }
 
 /** Runs `count` inputs; throws at the first trap, with the input that caused it. */
-export async function fuzz(count: number, seed = 1, onProgress?: (s: FuzzStats) => void): Promise<FuzzStats> {
-  const plugin = await startFuzzPlugin();
+export async function fuzz(count: number, seed = 1, onProgress?: (s: FuzzStats) => void, configuration: object = FUZZ_CONFIG): Promise<FuzzStats> {
+  const plugin = await startFuzzPlugin(configuration);
   const stats: FuzzStats = { inputs: 0, ms: 0, closedByFilter: 0, memoryBytes: 0, maxMemoryBytes: 0, traps: 0 };
   const start = performance.now();
   let i = 0;
