@@ -7,9 +7,9 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { serve, type Protoplane } from '../../xds-server/app.ts';
+import type { Protoplane } from '../../xds-server/app.ts';
+import { serveForTest } from '../support/mesh-env.ts';
 import { bootstrapYaml } from '../../xds-server/bootstrap.ts';
-import { silentLogger } from '../../xds-server/log.ts';
 import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
 import { requestLoop } from '../support/traffic.ts';
 import {
@@ -105,14 +105,7 @@ describe('stock Envoy configured by protoplane over ADS', () => {
       'tls-b': tlsB,
     };
     writeConfig(meshYaml(ports, upstreams, SPLIT));
-    server = await serve({
-      configPath,
-      xdsPort: 0,
-      adminPort: 0,
-      host: '127.0.0.1',
-      log: silentLogger(),
-      processMetrics: false,
-    });
+    server = await serveForTest(configPath);
     const adminPort = await freePort();
     envoy = await startEnvoy({
       bootstrapYaml: bootstrapYaml({ xds: `127.0.0.1:${server.xdsPort}`, nodeId: 'e2e-envoy', adminPort }),

@@ -9,9 +9,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { serve, type Protoplane } from '../../xds-server/app.ts';
+import type { Protoplane } from '../../xds-server/app.ts';
+import { serveForTest } from '../support/mesh-env.ts';
 import { bootstrapYaml } from '../../xds-server/bootstrap.ts';
-import { silentLogger } from '../../xds-server/log.ts';
 import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
 import { requestLoop } from '../support/traffic.ts';
 import { httpGet, startHttpUpstream, type HttpUpstream } from '../support/upstreams.ts';
@@ -51,10 +51,7 @@ for (const delta of [true, false]) {
       green = await startHttpUpstream('green');
       webPort = await freePort();
       fs.writeFileSync(configPath, meshYaml(webPort, { blue: blue.port }, 'blue'));
-      server = await serve({
-        configPath, xdsPort: 0, adminPort: 0, host: '127.0.0.1', log: silentLogger(), processMetrics: false,
-        maxStreamAgeMs: 1500, maxStreamAgeGraceMs: 300,
-      });
+      server = await serveForTest(configPath, { maxStreamAgeMs: 1500, maxStreamAgeGraceMs: 300 });
       const adminPort = await freePort();
       envoy = await startEnvoy({ bootstrapYaml: bootstrapYaml({ xds: `127.0.0.1:${server.xdsPort}`, nodeId: 'aged', adminPort, delta }), adminPort });
       await envoy.waitForListener('web');

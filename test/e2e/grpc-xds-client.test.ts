@@ -8,8 +8,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import * as grpcXds from '@grpc/grpc-js-xds';
-import { serve, type Protoplane } from '../../xds-server/app.ts';
-import { silentLogger } from '../../xds-server/log.ts';
+import type { Protoplane } from '../../xds-server/app.ts';
+import { serveForTest } from '../support/mesh-env.ts';
 import { waitUntil } from '../support/envoy.ts';
 import { httpGet } from '../support/upstreams.ts';
 
@@ -71,7 +71,7 @@ describe('gRPC xDS client (@grpc/grpc-js-xds) through protoplane', () => {
     a = await startBackend('a');
     b = await startBackend('b');
     write(mesh('backend-a', a.port, b.port));
-    server = await serve({ configPath, xdsPort: 0, adminPort: 0, host: '127.0.0.1', log: silentLogger(), processMetrics: false });
+    server = await serveForTest(configPath);
     process.env.GRPC_XDS_BOOTSTRAP_CONFIG = JSON.stringify({
       xds_servers: [{ server_uri: `127.0.0.1:${server.xdsPort}`, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
       node: { id: 'grpc-client-1', cluster: 'grpc-clients', locality: {} },

@@ -9,9 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { serve, type Protoplane } from '../../xds-server/app.ts';
+import type { Protoplane } from '../../xds-server/app.ts';
+import { serveForTest } from '../support/mesh-env.ts';
 import { bootstrapYaml } from '../../xds-server/bootstrap.ts';
-import { silentLogger } from '../../xds-server/log.ts';
 import { freePort, REPO_ROOT, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
 import { startTcpEcho, type TcpEcho } from '../support/upstreams.ts';
 
@@ -78,7 +78,7 @@ clusters:
     // Local delivery: each build is a new content-named file, so a new build is a
     // new ECDS config. (Remote delivery of a second build did not complete in
     // Envoy 1.40: ECDS update_success, but the module fetch never finished.)
-    server = await serve({ configPath, xdsPort: 0, adminPort: 0, host: '127.0.0.1', log: silentLogger(), processMetrics: false, wasmCode: 'local' });
+    server = await serveForTest(configPath, { wasmCode: 'local' });
     assert.ok(server.filters().entries.has(name), 'the new filter is in the catalog');
     const adminPort = await freePort();
     envoy = await startEnvoy({

@@ -3,10 +3,15 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { serve, type Protoplane } from '../../xds-server/app.ts';
+import { serve, type Protoplane, type ServeOptions } from '../../xds-server/app.ts';
 import { bootstrapYaml, type BootstrapOptions } from '../../xds-server/bootstrap.ts';
 import { silentLogger } from '../../xds-server/log.ts';
 import { freePort, startEnvoy, type EnvoyHandle } from './envoy.ts';
+
+/** `protoplane serve` as the tests run it: free ports on 127.0.0.1, no log output, no process metrics. */
+export function serveForTest(configPath: string, options: Partial<ServeOptions> = {}): Promise<Protoplane> {
+  return serve({ configPath, xdsPort: 0, adminPort: 0, host: '127.0.0.1', log: silentLogger(), processMetrics: false, ...options });
+}
 
 export interface MeshEnv {
   readonly configPath: string;
@@ -31,7 +36,7 @@ export async function startMeshEnv(options: {
     fs.renameSync(`${configPath}.tmp`, configPath);
   };
   write(options.yaml);
-  const server = await serve({ configPath, xdsPort: 0, adminPort: 0, host: '127.0.0.1', log: silentLogger(), processMetrics: false, watchFilters: false });
+  const server = await serveForTest(configPath, { watchFilters: false });
   const adminPort = await freePort();
   const envoy = await startEnvoy({
     bootstrapYaml: bootstrapYaml({

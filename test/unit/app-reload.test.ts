@@ -9,10 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { serve } from '../../xds-server/app.ts';
+import { serveForTest } from '../support/mesh-env.ts';
 import { snapshotsOf } from '../../xds-server/cache/index.ts';
 import { parseMesh } from '../../xds-server/config/index.ts';
-import { silentLogger } from '../../xds-server/log.ts';
 
 const HEAD = 'listeners:\n  - name: edge\n    port: 10000\n    protocol: tcp\n    routes: [ { cluster: a } ]\nclusters:\n  - name: a\n    endpoints: [ 127.0.0.1:9001 ]\n';
 // Comments make reading the half file slow enough that the second piece lands while it runs.
@@ -41,16 +40,7 @@ describe('reload of a changed mesh file', () => {
   it('serves the whole file when it was written in two pieces within the quiet period', async () => {
     const configPath = path.join(dir, 'mesh.yaml');
     fs.writeFileSync(configPath, HEAD.replace('9001', '9000'));
-    const app = await serve({
-      configPath,
-      xdsPort: 0,
-      adminPort: 0,
-      host: '127.0.0.1',
-      log: silentLogger(),
-      processMetrics: false,
-      watchFilters: false,
-      debounce: { quietMs: 1000, maxMs: 10_000 },
-    });
+    const app = await serveForTest(configPath, { watchFilters: false, debounce: { quietMs: 1000, maxMs: 10_000 } });
     try {
       const before = app.cache.snapshot?.version;
       assert.notEqual(versionOf(HEAD + PADDING), versionOf(HEAD + PADDING + TAIL), 'the half file is a valid, different config');
