@@ -8,7 +8,7 @@
 export * from "../sdk/exports";
 import {
   Action, BufferType, Counter, Gauge, LogLevel, PeerType, RootContext, StreamContext,
-  getBufferBytes, jsonQuote, log, logError, logInfo, monotonicTimeNanos, readBufferScratch, registerRootContext, setBufferBytesFrom,
+  getBufferBytes, jsonQuote, log, logError, logInfo, monotonicTimeNanos, readBufferInto, readBufferScratch, registerRootContext, setBufferBytesFrom,
 } from "../sdk";
 import { Config, lastConfigError, parseConfig } from "./config";
 import { ByteSource, R_CLOSE, R_PAUSE, Session, releaseLargeBlocks } from "./session";
@@ -109,6 +109,11 @@ class HostSource extends ByteSource {
   loadAll(): usize {
     this.whole = getBufferBytes(this.type, 0, this.size);
     return changetype<usize>(this.whole);
+  }
+
+  loadInto(dest: usize, len: usize): void {
+    const got = <usize>max<i64>(readBufferInto(this.type, 0, <u32>len, dest, len), 0);
+    if (got < len) memory.fill(dest + got, 0, len - got); // the host had fewer bytes than it said: never stale ones
   }
 
   release(): void {

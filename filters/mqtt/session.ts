@@ -114,13 +114,19 @@ export class Output {
   }
 }
 
-/** Where Output builds rewritten buffers; above 1 MB it is let go after use (see releaseLargeBlocks, as the joined block). */
+/** Where Output builds rewritten buffers; above 4 MiB it is let go after use (see releaseLargeBlocks, as the joined block). */
 let rewriteBlock: ArrayBuffer = new ArrayBuffer(0);
 
-/** Drops the shared blocks when an unusually large buffer grew them (memory stays bounded). */
+/**
+ * Drops the shared blocks when an unusually large buffer grew them (memory
+ * stays bounded). The bound sits above what Envoy hands over with its default
+ * 1 MiB connection buffer limit (a saturated worker reads ~0.9–1.1 MB per
+ * callback), so those blocks are kept: dropping one means zero-filling a new one.
+ */
+const LARGE_BLOCK: i32 = 4 << 20;
 export function releaseLargeBlocks(): void {
-  if (rewriteBlock.byteLength > 1048576) rewriteBlock = new ArrayBuffer(0);
-  if (joinedBlock.byteLength > 1048576) joinedBlock = new ArrayBuffer(0);
+  if (rewriteBlock.byteLength > LARGE_BLOCK) rewriteBlock = new ArrayBuffer(0);
+  if (joinedBlock.byteLength > LARGE_BLOCK) joinedBlock = new ArrayBuffer(0);
 }
 
 /**
@@ -147,6 +153,8 @@ export class ByteSource {
   load(start: usize, size: usize): usize { return 0; }
   /** Pointer to the whole buffer ([0, len)); valid until the next loadAll(). */
   loadAll(): usize { return 0; }
+  /** Copies the whole buffer ([0, len)) to `dest`, which has room for it. */
+  loadInto(dest: usize, len: usize): void {}
 }
 
 /** A buffer already in memory. */
@@ -154,6 +162,7 @@ export class MemorySource extends ByteSource {
   constructor(public base: usize) { super(); }
   load(start: usize, size: usize): usize { return this.base + start; }
   loadAll(): usize { return this.base; }
+  loadInto(dest: usize, len: usize): void { memory.copy(dest, this.base, len); }
 }
 
 /**
@@ -325,7 +334,8 @@ export class Session {
       const plen = <usize>partial.byteLength;
       const joined = joinBlock(plen + len);
       memory.copy(joined, changetype<usize>(partial), plen);
-      if (len > 0) memory.copy(joined + plen, src.loadAll(), len);
+      // the host writes the new bytes straight behind them: one copy, as for an unsplit buffer
+      if (len > 0) src.loadInto(joined + plen, len);
       d.partial = null;
       this.len = plen + len;
       this.out.begin(plen + len);

@@ -1,6 +1,6 @@
 // Friendly wrappers around the raw host calls in imports.ts.
 import * as abi from "./imports";
-import { OUT_PTR, OUT_SIZE, armScratch, disarmScratch, resetOut, scratchPointer, takeHostBytes, utf8 } from "./memory";
+import { OUT_PTR, OUT_SIZE, armScratch, armTarget, disarmTarget, resetOut, scratchPointer, takeHostBytes, utf8 } from "./memory";
 import { ProtoWriter } from "./protobuf";
 import { BufferType, LifeSpan, LogLevel, StreamType, WasmResult } from "./types";
 
@@ -42,24 +42,32 @@ export function getBufferBytes(type: BufferType, start: u32 = 0, maxSize: u32 = 
  * lastScratchSize(); 0 bytes when there are none.
  */
 export function readBufferScratch(type: BufferType, start: u32, maxSize: u32): usize {
-  resetOut();
   armScratch(<usize>maxSize);
+  const size = readBufferInto(type, start, maxSize, scratchPointer(), <usize>maxSize);
+  scratchSize = size < 0 ? 0 : <u32>size;
+  return scratchPointer();
+}
+
+/**
+ * Reads bytes [start, start+maxSize) of a host buffer to `dest`, which has
+ * room for `capacity` (>= maxSize) bytes: the host writes there directly.
+ * Returns the number of bytes read, or -1 when the host refused.
+ */
+export function readBufferInto(type: BufferType, start: u32, maxSize: u32, dest: usize, capacity: usize): i64 {
+  resetOut();
+  armTarget(dest, capacity);
   const result = abi.proxy_get_buffer_bytes(type, start, maxSize, OUT_PTR, OUT_SIZE);
-  disarmScratch();
+  disarmTarget();
   const ptr = load<usize>(OUT_PTR);
-  if (result != WasmResult.Ok || ptr == 0) {
-    scratchSize = 0;
-    return scratchPointer();
-  }
-  scratchSize = <u32>load<usize>(OUT_SIZE);
-  if (ptr != scratchPointer()) {
-    // the host asked for more than the scratch block holds: copy and let the block go
-    armScratch(<usize>scratchSize);
-    disarmScratch();
-    memory.copy(scratchPointer(), ptr, <usize>scratchSize);
+  if (result != WasmResult.Ok) return -1;
+  if (ptr == 0) return 0;
+  const size = min(load<usize>(OUT_SIZE), capacity);
+  if (ptr != dest) {
+    // the host allocated elsewhere (it asked for more than `capacity`): copy and let that block go
+    memory.copy(dest, ptr, size);
     __unpin(ptr);
   }
-  return scratchPointer();
+  return <i64>size;
 }
 
 let scratchSize: u32 = 0;

@@ -10,31 +10,42 @@
 export const OUT_PTR: usize = memory.data(8, 8);
 export const OUT_SIZE: usize = memory.data(8, 8);
 
-// A reusable block for readers that only look at bytes briefly (readBufferScratch):
-// while `scratchArmed`, the next host allocation that fits is served from it.
+// The next host allocation can be served from a block the filter chose
+// (armTarget): the host then writes its bytes straight there, with no new
+// ArrayBuffer (which __new would zero-fill) and no second copy.
+let targetPtr: usize = 0;
+let targetCapacity: usize = 0;
+
+/** Serves the next host allocation of at most `capacity` bytes from `ptr`. */
+export function armTarget(ptr: usize, capacity: usize): void {
+  targetPtr = ptr;
+  targetCapacity = capacity;
+}
+
+/** Disarms the target (the host may not have allocated at all). */
+export function disarmTarget(): void {
+  targetPtr = 0;
+}
+
+// A reusable block for readers that only look at bytes briefly (readBufferScratch).
 let scratch: ArrayBuffer = new ArrayBuffer(0);
-let scratchArmed: bool = false;
 
 /** Makes sure the scratch block holds `size` bytes and arms it for the next host allocation. */
 export function armScratch(size: usize): void {
   if (<usize>scratch.byteLength < size) scratch = new ArrayBuffer(<i32>max(size, <usize>256));
-  scratchArmed = true;
-}
-
-/** Disarms the scratch block (the host may not have allocated at all). */
-export function disarmScratch(): void {
-  scratchArmed = false;
+  armTarget(changetype<usize>(scratch), <usize>scratch.byteLength);
 }
 
 export function scratchPointer(): usize {
   return changetype<usize>(scratch);
 }
 
-/** Exported as proxy_on_memory_allocate: a pinned ArrayBuffer of `size` bytes. */
+/** Exported as proxy_on_memory_allocate: the armed target when it fits, else a pinned ArrayBuffer of `size` bytes. */
 export function allocateForHost(size: usize): usize {
-  if (scratchArmed) {
-    scratchArmed = false;
-    if (size <= <usize>scratch.byteLength) return changetype<usize>(scratch);
+  const target = targetPtr;
+  if (target != 0) {
+    targetPtr = 0;
+    if (size <= targetCapacity) return target;
   }
   const ptr = __new(size, idof<ArrayBuffer>());
   __pin(ptr);
