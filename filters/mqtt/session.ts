@@ -12,7 +12,7 @@ import { AclRule, Config, ConnectMatch } from "./config";
 import {
   CONNACK, CONNECT, DISCONNECT, FH_NEED_MORE, Malformed, PINGREQ, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC,
   PUBREL, Packet, SUBACK, SUBSCRIBE, UNSUBACK, UNSUBSCRIBE, V31, V5, allowedDirection, headerNeed,
-  malformedName, parseFixedHeader, parsePacket, plainTopic, typeName, u16At, varintSize, writeVarint,
+  malformedName, parseFixedHeader, parsePacket, plainTopicIn, typeName, u16At, varintSize, writeVarint,
 } from "./parser";
 import {
   Limit, S_ACL_PUBLISH_DENIED, S_ACL_SUBSCRIBE_DENIED, S_ACL_WILL_DENIED, S_CLOSED_BY_FILTER, S_CONNECT_TIMEOUT, S_CONNECTIONS,
@@ -604,17 +604,17 @@ export class Session {
    * made in one place. Reads only the current window.
    */
   private forwardPlainPublishes(fromClient: bool, d: DirectionState, from: usize): usize {
+    const winStart = this.winStart;
+    const winEnd = this.winEnd;
+    if (from < winStart || from >= winEnd) return from;
     const config = this.config;
-    const len = this.len;
-    const v5 = this.version == V5;
+    // the broker's packets are framed and counted, not limited
     const maxPacket = fromClient ? config.maxPacketSize : <u32>0xffffffff;
     const maxTopic = fromClient ? config.maxTopicLength : <u32>65535;
     const maxLevels = fromClient ? config.maxTopicLevels : <u32>65535;
+    const checkLevels = maxLevels < 65535;
     const checkAcl = fromClient && config.hasAcl;
-    const winStart = this.winStart;
-    const winEnd = this.winEnd;
-    const winPtr = this.winPtr;
-    if (from < winStart || from >= winEnd) return from;
+    const propertyBytes: usize = this.version == V5 ? 1 : 0;
     // raw pointers in locals: AssemblyScript spills a managed reference to its
     // shadow stack at every use, which cost more than the rest of this loop
     const stats = changetype<usize>(this.stats);
@@ -624,38 +624,42 @@ export class Session {
     const topicIndexes = topics.indexes;
     const topicCount = topics.count;
     const direction: i32 = fromClient ? 0 : 2;
-    let pos = from;
+    // Pointers, not offsets: the loop carries one value from packet to packet
+    // (p), so the chain that decides where the next packet starts stays short.
+    const origin = this.winPtr - winStart; // where input offset 0 would be
+    const end = origin + winEnd;
+    let p = origin + from;
     let count: i64 = 0;
     let lastTotal: usize = 0;
     let runAt: i32 = -1;
     let runMessages: i64 = 0;
     let runBytes: i64 = 0;
-    while (pos < len && pos < winEnd) {
-      const at = winPtr + (pos - winStart);
-      const avail = winEnd - pos;
-      if (avail < 5) break;
-      const b0 = <u32>load<u8>(at);
-      const qos = (b0 >> 1) & 3;
-      if ((b0 >> 4) != <u32>PUBLISH || qos == 3) break;
+    while (p + 5 <= end) {
+      const b0 = <u32>load<u8>(p);
+      // PUBLISH, QoS 0..2
+      if ((b0 & 0xf0) != 0x30 || (b0 & 6) == 6) break;
       // Remaining Length in one or two bytes (longer or non-minimal: general path)
-      let rl = <u32>load<u8>(at + 1);
-      let fl: usize = 2;
+      let rl = <u32>load<u8>(p, 1);
+      let topicAt = p + 2;
       if (rl >= 0x80) {
-        const b2 = <u32>load<u8>(at + 2);
-        if (b2 >= 0x80 || b2 == 0) break;
+        const b2 = <u32>load<u8>(p, 2);
+        if (b2 - 1 >= 0x7f) break; // 0 (non-minimal) or a third length byte
         rl = (rl & 0x7f) | (b2 << 7);
-        fl = 3;
+        topicAt = p + 3;
       }
-      const total = fl + <usize>rl;
+      const next = topicAt + <usize>rl;
+      const total = next - p;
       if (total > <usize>maxPacket) break;
-      const topicLen = u16At(at + fl);
-      const topic = at + fl + 2;
-      const hdr = fl + 2 + <usize>topicLen + (qos > 0 ? 2 : 0) + (v5 ? 1 : 0);
-      if (hdr > total || hdr > avail || topicLen == 0 || topicLen > maxTopic) break;
-      if (qos > 0 && u16At(topic + <usize>topicLen) == 0) break;
-      if (v5 && load<u8>(at + hdr - 1) != 0) break;
-      if (!plainTopic(topic, <usize>topicLen)) break;
-      if (maxLevels < 65535 && levelCount(topic, <usize>topicLen) > maxLevels) break;
+      const topicLen = <u32>bswap<u16>(load<u16>(topicAt));
+      const topic = topicAt + 2;
+      const idBytes: usize = (b0 & 6) != 0 ? 2 : 0;
+      const payload = topic + <usize>topicLen + idBytes + propertyBytes;
+      // unsigned: topicLen 0 wraps above any limit
+      if (payload > next || payload > end || topicLen - 1 >= maxTopic) break;
+      if (idBytes != 0 && load<u16>(payload - propertyBytes - 2) == 0) break;
+      if (propertyBytes != 0 && load<u8>(payload - 1) != 0) break;
+      if (!plainTopicIn(topic, <usize>topicLen, end)) break;
+      if (checkLevels && levelCount(topic, <usize>topicLen) > maxLevels) break;
       if (checkAcl && !this.publishAllowed(topic, topicLen)) break;
       if (topicCount > 0) {
         // a run of PUBLISHes to one prefix is added up here and counted once
@@ -667,17 +671,19 @@ export class Session {
           runBytes = 0;
         }
         runMessages++;
-        runBytes += <i64>(total - hdr);
+        runBytes += <i64>(next - payload);
       }
       count++;
       lastTotal = total;
-      pos += total;
+      p = next;
     }
     addTopicCounts(stats, values, runAt, runMessages, runBytes);
     if (count == 0) return from;
     this.stats.add((fromClient ? S_DOWN_TYPE : S_UP_TYPE) + PUBLISH, count);
     if (fromClient) this.packetsDown += <u64>count; else this.packetsUp += <u64>count;
     this.windowHint = lastTotal > <usize>LARGE_PACKET ? WINDOW_SMALL : WINDOW_REST;
+    const len = this.len;
+    let pos = p - origin;
     if (pos > len) {
       d.skip = <u32>(pos - len);
       d.dropping = false;
