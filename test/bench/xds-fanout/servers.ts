@@ -1,15 +1,12 @@
 // The two servers under test, behind one interface: start, ready, trigger
 // the one-cluster change, scrape what the server says about itself, stop.
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Child, freePort } from './proc.ts';
+import { ROOT, peerBinary } from '../go-peers.ts';
 
-export const ROOT = path.resolve(import.meta.dirname, '../../..');
-export const PEERS_DIR = path.join(ROOT, 'test/bench/peers');
-export const BIN_DIR = path.join(ROOT, '.cache/bench-bin');
+export { ROOT, PEERS_DIR, BIN_DIR, buildPeers } from '../go-peers.ts';
 
 /** The cluster whose change is timed, and the marker it gets. */
 export const CHANGED_CLUSTER = 'c0500';
@@ -202,38 +199,5 @@ export async function startGcp(clusters: number, log: (line: string) => void, ch
   };
 }
 
-export const gcpBinary = () => path.join(BIN_DIR, 'gcp-server');
-export const loadgenBinary = () => path.join(BIN_DIR, 'loadgen');
-
-function sourcesHash(): string {
-  const hash = createHash('sha256');
-  const walk = (dir: string) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const full = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(full);
-      else if (/\.(go|mod|sum|binpb)$/.test(entry.name)) hash.update(`${path.relative(PEERS_DIR, full)}\0`).update(fs.readFileSync(full));
-    }
-  };
-  walk(PEERS_DIR);
-  return hash.digest('hex');
-}
-
-/** Builds loadgen and gcp-server into .cache/bench-bin/ unless they are up to date with the sources. */
-export function buildPeers(log: (line: string) => void): void {
-  const stampFile = path.join(BIN_DIR, '.sources-sha256');
-  const hash = sourcesHash();
-  const fresh =
-    fs.existsSync(stampFile) &&
-    fs.readFileSync(stampFile, 'utf8') === hash &&
-    fs.existsSync(gcpBinary()) &&
-    fs.existsSync(loadgenBinary());
-  if (fresh) return;
-  log('building test/bench/peers (go build) into .cache/bench-bin/ ...');
-  fs.mkdirSync(BIN_DIR, { recursive: true });
-  execFileSync('go', ['build', '-o', BIN_DIR + path.sep, './cmd/...'], {
-    cwd: PEERS_DIR,
-    stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, GOFLAGS: '-mod=readonly' },
-  });
-  fs.writeFileSync(stampFile, hash);
-}
+export const gcpBinary = () => peerBinary('gcp-server');
+export const loadgenBinary = () => peerBinary('loadgen');
