@@ -17,7 +17,7 @@ import {
 import {
   Limit, S_ACL_PUBLISH_DENIED, S_ACL_SUBSCRIBE_DENIED, S_ACL_WILL_DENIED, S_CLOSED_BY_FILTER, S_CONNECT_TIMEOUT, S_CONNECTIONS,
   S_DOWN_TYPE, S_LIMIT, S_MALFORMED, S_PUBLISH_DROPPED, S_REFUSAL_PUBACK, S_REFUSAL_PUBCOMP, S_REFUSAL_PUBREC,
-  S_REFUSAL_SUBACK, S_ROUTE_DEFAULT, S_SUBACK_REWRITTEN, S_UP_TYPE, StatDeltas, StatLayout, addTopicCounts, limitName, topicCounter,
+  S_REFUSAL_SUBACK, S_ROUTE_DEFAULT, S_SUBACK_REWRITTEN, S_UP_TYPE, StatDeltas, StatLayout, addTopicCounts, flushTally, limitName, tallyPublish, topicCounter, topicSlot,
 } from "./stats";
 import { filterCovers, filtersIntersect, levelCount, sharedFilterOffset, topicMatches } from "./topics";
 
@@ -631,9 +631,6 @@ export class Session {
     let p = origin + from;
     let count: i64 = 0;
     let lastTotal: usize = 0;
-    let runAt: i32 = -1;
-    let runMessages: i64 = 0;
-    let runBytes: i64 = 0;
     while (p + 5 <= end) {
       const b0 = <u32>load<u8>(p);
       // PUBLISH, QoS 0..2
@@ -662,22 +659,14 @@ export class Session {
       if (checkLevels && levelCount(topic, <usize>topicLen) > maxLevels) break;
       if (checkAcl && !this.publishAllowed(topic, topicLen)) break;
       if (topicCount > 0) {
-        // a run of PUBLISHes to one prefix is added up here and counted once
-        const at = topicCounter(topicPrefixes, topicIndexes, topicCount, direction, topic, <usize>topicLen);
-        if (at != runAt) {
-          addTopicCounts(stats, values, runAt, runMessages, runBytes);
-          runAt = at;
-          runMessages = 0;
-          runBytes = 0;
-        }
-        runMessages++;
-        runBytes += <i64>(next - payload);
+        const slot = topicSlot(topicPrefixes, topicCount, topic, <usize>topicLen);
+        if (slot >= 0) tallyPublish(slot, <i64>(next - payload));
       }
       count++;
       lastTotal = total;
       p = next;
     }
-    addTopicCounts(stats, values, runAt, runMessages, runBytes);
+    if (topicCount > 0) flushTally(stats, values, topicIndexes, topicCount, direction);
     if (count == 0) return from;
     this.stats.add((fromClient ? S_DOWN_TYPE : S_UP_TYPE) + PUBLISH, count);
     if (fromClient) this.packetsDown += <u64>count; else this.packetsUp += <u64>count;

@@ -151,21 +151,57 @@ export class TopicCounting {
 }
 
 /**
- * The first counter of the first of `count` topic_metrics prefixes the topic
- * starts with, plus `direction` (0 from the client, 2 from the broker), or
- * -1 when none does (bounded cardinality). Pointers as in TopicCounting.
+ * Which of `count` topic_metrics prefixes the topic starts with (the first
+ * that does), or -1 when none does (bounded cardinality). Pointers as in
+ * TopicCounting.
+ */
+// @ts-ignore: decorator
+@inline export function topicSlot(prefixes: usize, count: usize, topic: usize, topicLen: usize): i32 {
+  for (let i: usize = 0; i < count; i++) {
+    const plen = load<usize>(prefixes + ((i << 1) + 1) * sizeof<usize>());
+    if (plen <= topicLen && startsWith(topic, load<usize>(prefixes + (i << 1) * sizeof<usize>()), plen)) return <i32>i;
+  }
+  return -1;
+}
+
+/**
+ * The first counter of the topic's topic_metrics prefix plus `direction`
+ * (0 from the client, 2 from the broker), or -1 (see topicSlot).
  */
 // @ts-ignore: decorator
 @inline export function topicCounter(
   prefixes: usize, indexes: usize, count: usize, direction: i32, topic: usize, topicLen: usize,
 ): i32 {
+  const slot = topicSlot(prefixes, count, topic, topicLen);
+  return slot < 0 ? -1 : load<i32>(indexes + (<usize>slot << 2)) + direction;
+}
+
+/**
+ * PUBLISHes and payload bytes per topic_metrics prefix, summed in memory by
+ * a per-packet loop and added to the counters once after it (tallyPublish,
+ * flushTally). Memory rather than locals: the loop has more live values than
+ * V8 has registers, and sums it kept in locals were spilled anyway, behind
+ * a compare and a branch per packet.
+ */
+const TALLY: usize = memory.data(64 * 16, 16); // topic_metrics has at most 64 prefixes
+
+// @ts-ignore: decorator
+@inline export function tallyPublish(slot: i32, payloadBytes: i64): void {
+  const at = TALLY + (<usize>slot << 4);
+  store<i64>(at, load<i64>(at) + 1);
+  store<i64>(at, load<i64>(at, 8) + payloadBytes, 8);
+}
+
+/** Adds the tally of each of `count` prefixes to its counters (indexes + direction) and clears it. */
+export function flushTally(stats: usize, values: usize, indexes: usize, count: usize, direction: i32): void {
   for (let i: usize = 0; i < count; i++) {
-    const plen = load<usize>(prefixes + ((i << 1) + 1) * sizeof<usize>());
-    if (plen <= topicLen && startsWith(topic, load<usize>(prefixes + (i << 1) * sizeof<usize>()), plen)) {
-      return load<i32>(indexes + (i << 2)) + direction;
-    }
+    const at = TALLY + (i << 4);
+    const messages = load<i64>(at);
+    if (messages == 0) continue;
+    addTopicCounts(stats, values, load<i32>(indexes + (i << 2)) + direction, messages, load<i64>(at, 8));
+    store<i64>(at, 0);
+    store<i64>(at, 0, 8);
   }
-  return -1;
 }
 
 /** Adds PUBLISHes to the message and byte counters that start at `at` (from topicCounter; -1: none). */
