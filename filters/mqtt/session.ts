@@ -12,7 +12,7 @@ import { AclRule, Config, ConnectMatch } from "./config";
 import {
   CONNACK, CONNECT, DISCONNECT, FH_NEED_MORE, Malformed, PINGREQ, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC,
   PUBREL, Packet, SUBACK, SUBSCRIBE, UNSUBACK, UNSUBSCRIBE, V31, V5, allowedDirection, headerNeed,
-  malformedName, parseFixedHeader, parsePacket, plainTopicIn, typeName, u16At, varintSize, writeVarint,
+  malformedName, parseFixedHeader, parsePacket, plainTopicIn, typeName, varintSize, writeVarint,
 } from "./parser";
 import {
   Limit, S_ACL_PUBLISH_DENIED, S_ACL_SUBSCRIBE_DENIED, S_ACL_WILL_DENIED, S_CLOSED_BY_FILTER, S_CONNECT_TIMEOUT, S_CONNECTIONS,
