@@ -193,13 +193,6 @@ const HIGHS: u64 = 0x8080808080808080;
   return (w | ((w - ONES) & ~w) | ((wild - ONES) & ~wild)) & HIGHS;
 }
 
-/** One lane set for each byte of `v` that is zero, '+', '#' or non-ASCII. */
-// @ts-ignore: decorator
-@inline function oddLanes(v: v128): v128 {
-  // signed: 0x00 and 0x80..0xff are below 1
-  return v128.or(i8x16.lt_s(v, i8x16.splat(1)), i8x16.eq(v128.or(v, i8x16.splat(8)), i8x16.splat(0x2b)));
-}
-
 /**
  * Whether a topic name is plain ASCII without U+0000, '+' and '#', eight
  * bytes per step. A plain topic is a valid one; for any other the exact
@@ -218,22 +211,6 @@ const HIGHS: u64 = 0x8080808080808080;
   let odd: u64 = oddBytes(load<u64>(last)); // the tail, overlapping the words before it
   for (let p = ptr; p < last; p += 8) odd |= oddBytes(load<u64>(p));
   return odd == 0;
-}
-
-/**
- * plainTopic, sixteen bytes per step, for a topic inside memory that may be
- * read up to `readable`: a topic of up to 16 bytes is one load and a mask.
- */
-// @ts-ignore: decorator
-@inline export function plainTopicIn(ptr: usize, len: usize, readable: usize): bool {
-  if (len <= 16) {
-    if (ptr + 16 > readable) return plainTopic(ptr, len);
-    return (<u32>i8x16.bitmask(oddLanes(v128.load(ptr))) & ((<u32>1 << <u32>len) - 1)) == 0;
-  }
-  const last = ptr + len - 16;
-  let odd = oddLanes(v128.load(last)); // the tail, overlapping the chunks before it
-  for (let p = ptr; p < last; p += 16) odd = v128.or(odd, oddLanes(v128.load(p)));
-  return !v128.any_true(odd);
 }
 
 /** A topic name: well-formed UTF-8 without U+0000 and without the wildcards `+` / `#`. */

@@ -12,14 +12,15 @@ import { AclRule, Config, ConnectMatch } from "./config";
 import {
   CONNACK, CONNECT, DISCONNECT, FH_NEED_MORE, Malformed, PINGREQ, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC,
   PUBREL, Packet, SUBACK, SUBSCRIBE, UNSUBACK, UNSUBSCRIBE, V31, V5, allowedDirection, headerNeed,
-  malformedName, parseFixedHeader, parsePacket, plainTopicIn, typeName, varintSize, writeVarint,
+  malformedName, parseFixedHeader, parsePacket, typeName, varintSize, writeVarint,
 } from "./parser";
 import {
   Limit, S_ACL_PUBLISH_DENIED, S_ACL_SUBSCRIBE_DENIED, S_ACL_WILL_DENIED, S_CLOSED_BY_FILTER, S_CONNECT_TIMEOUT, S_CONNECTIONS,
   S_DOWN_TYPE, S_LIMIT, S_MALFORMED, S_PUBLISH_DROPPED, S_REFUSAL_PUBACK, S_REFUSAL_PUBCOMP, S_REFUSAL_PUBREC,
-  S_REFUSAL_SUBACK, S_ROUTE_DEFAULT, S_SUBACK_REWRITTEN, S_UP_TYPE, StatDeltas, StatLayout, addTopicCounts, flushTally, limitName, tallyPublish, topicCounter, topicSlot,
+  S_REFUSAL_SUBACK, S_ROUTE_DEFAULT, S_SUBACK_REWRITTEN, S_UP_TYPE, StatDeltas, StatLayout, addTopicCounts, flushTally, limitName, topicCounter,
 } from "./stats";
-import { filterCovers, filtersIntersect, levelCount, sharedFilterOffset, topicMatches } from "./topics";
+import { scanPublishes, scannedPackets, setScan } from "./fastpath";
+import { aclAllows, filterCovers, filtersIntersect, levelCount, sharedFilterOffset } from "./topics";
 
 /** What the glue does with the buffer after process(). */
 export const R_CONTINUE: i32 = 0;
@@ -608,71 +609,29 @@ export class Session {
     const winEnd = this.winEnd;
     if (from < winStart || from >= winEnd) return from;
     const config = this.config;
-    // the broker's packets are framed and counted, not limited
-    const maxPacket = fromClient ? config.maxPacketSize : <u32>0xffffffff;
-    const maxTopic = fromClient ? config.maxTopicLength : <u32>65535;
-    const maxLevels = fromClient ? config.maxTopicLevels : <u32>65535;
-    const checkLevels = maxLevels < 65535;
-    const checkAcl = fromClient && config.hasAcl;
-    const propertyBytes: usize = this.version == V5 ? 1 : 0;
-    // raw pointers in locals: AssemblyScript spills a managed reference to its
-    // shadow stack at every use, which cost more than the rest of this loop
-    const stats = changetype<usize>(this.stats);
-    const values = changetype<usize>(this.stats.values);
     const topics = this.layout.topics;
-    const topicPrefixes = topics.prefixes;
-    const topicIndexes = topics.indexes;
-    const topicCount = topics.count;
-    const direction: i32 = fromClient ? 0 : 2;
-    // Pointers, not offsets: the loop carries one value from packet to packet
-    // (p), so the chain that decides where the next packet starts stays short.
+    const rules = this.pubRules;
+    const checkAcl = fromClient && config.hasAcl;
+    // the broker's packets are framed and counted, not limited
+    setScan(
+      fromClient ? config.maxPacketSize : <u32>0xffffffff,
+      fromClient ? config.maxTopicLength : <u32>65535,
+      fromClient ? config.maxTopicLevels : <u32>65535,
+      this.version == V5 ? 1 : 0,
+      topics.table, topics.count,
+      changetype<usize>(rules), <usize>rules.length, config.aclDefaultAllow,
+    );
     const origin = this.winPtr - winStart; // where input offset 0 would be
-    const end = origin + winEnd;
-    let p = origin + from;
-    let count: i64 = 0;
-    let lastTotal: usize = 0;
-    while (p + 5 <= end) {
-      const b0 = <u32>load<u8>(p);
-      // PUBLISH, QoS 0..2
-      if ((b0 & 0xf0) != 0x30 || (b0 & 6) == 6) break;
-      // Remaining Length in one or two bytes (longer or non-minimal: general path)
-      let rl = <u32>load<u8>(p, 1);
-      let topicAt = p + 2;
-      if (rl >= 0x80) {
-        const b2 = <u32>load<u8>(p, 2);
-        if (b2 - 1 >= 0x7f) break; // 0 (non-minimal) or a third length byte
-        rl = (rl & 0x7f) | (b2 << 7);
-        topicAt = p + 3;
-      }
-      const next = topicAt + <usize>rl;
-      const total = next - p;
-      if (total > <usize>maxPacket) break;
-      const topicLen = <u32>bswap<u16>(load<u16>(topicAt));
-      const topic = topicAt + 2;
-      const idBytes: usize = (b0 & 6) != 0 ? 2 : 0;
-      const payload = topic + <usize>topicLen + idBytes + propertyBytes;
-      // unsigned: topicLen 0 wraps above any limit
-      if (payload > next || payload > end || topicLen - 1 >= maxTopic) break;
-      if (idBytes != 0 && load<u16>(payload - propertyBytes - 2) == 0) break;
-      if (propertyBytes != 0 && load<u8>(payload - 1) != 0) break;
-      if (!plainTopicIn(topic, <usize>topicLen, end)) break;
-      if (checkLevels && levelCount(topic, <usize>topicLen) > maxLevels) break;
-      if (checkAcl && !this.publishAllowed(topic, topicLen)) break;
-      if (topicCount > 0) {
-        const slot = topicSlot(topicPrefixes, topicCount, topic, <usize>topicLen);
-        if (slot >= 0) tallyPublish(slot, <i64>(next - payload));
-      }
-      count++;
-      lastTotal = total;
-      p = next;
-    }
-    if (topicCount > 0) flushTally(stats, values, topicIndexes, topicCount, direction);
+    const stop = scanPublishes(origin + from, origin + winEnd, fromClient && config.maxTopicLevels < 65535, topics.count > 0, checkAcl);
+    if (topics.count > 0) flushTally(changetype<usize>(this.stats), changetype<usize>(this.stats.values), topics.indexes, topics.count, fromClient ? 0 : 2);
+    const count = scannedPackets();
     if (count == 0) return from;
-    this.stats.add((fromClient ? S_DOWN_TYPE : S_UP_TYPE) + PUBLISH, count);
+    this.stats.add((fromClient ? S_DOWN_TYPE : S_UP_TYPE) + PUBLISH, <i64>count);
     if (fromClient) this.packetsDown += <u64>count; else this.packetsUp += <u64>count;
-    this.windowHint = lastTotal > <usize>LARGE_PACKET ? WINDOW_SMALL : WINDOW_REST;
+    // the fast path passes only packets under LARGE_PACKET (two length bytes at most)
+    this.windowHint = WINDOW_REST;
     const len = this.len;
-    let pos = p - origin;
+    let pos = stop - origin;
     if (pos > len) {
       d.skip = <u32>(pos - len);
       d.dropping = false;
@@ -839,11 +798,7 @@ export class Session {
 
   publishAllowed(topicPtr: usize, topicLen: u32): bool {
     const rules = this.pubRules;
-    const n = rules.length;
-    for (let i = 0; i < n; i += 3) {
-      if (topicMatches(unchecked(rules[i]), unchecked(rules[i + 1]), topicPtr, <usize>topicLen)) return unchecked(rules[i + 2]) != 0;
-    }
-    return this.config.aclDefaultAllow;
+    return aclAllows(changetype<usize>(rules), <usize>rules.length, this.config.aclDefaultAllow, topicPtr, <usize>topicLen);
   }
 
   /** Allow rules apply when they cover the filter, deny rules when they overlap it. */

@@ -3,6 +3,7 @@
 // (a host call per packet would cost more than parsing the packet).
 import { Config, statLabel } from "./config";
 import { Malformed, malformedName, typeName } from "./parser";
+import { PREFIX_ENTRY, TALLY, writePrefixEntry } from "./fastpath";
 
 /** Limits the proxy enforces (not protocol violations). */
 export enum Limit {
@@ -66,6 +67,7 @@ export class StatLayout {
   topicIndexes: StaticArray<i32> = new StaticArray<i32>(0);
   /** topic_metrics prefixes, flat: pointer, length (topics points into it). */
   topicPrefixes: StaticArray<usize> = new StaticArray<usize>(0);
+  topicTable: ArrayBuffer = new ArrayBuffer(0);
   topics: TopicCounting = new TopicCounting();
   size: i32 = 0;
 }
@@ -102,6 +104,12 @@ export function buildLayout(config: Config): StatLayout {
     prefixes[2 * i + 1] = <usize>config.topicMetrics[i].prefix.length;
   }
   l.topicPrefixes = prefixes;
+  l.topicTable = new ArrayBuffer(<i32>(PREFIX_ENTRY * <usize>config.topicMetrics.length));
+  for (let i = 0; i < config.topicMetrics.length; i++) {
+    const prefix = config.topicMetrics[i].prefix;
+    writePrefixEntry(changetype<usize>(l.topicTable) + <usize>i * PREFIX_ENTRY, prefix.dataStart, <usize>prefix.length);
+  }
+  l.topics.table = changetype<usize>(l.topicTable);
   l.topics.prefixes = changetype<usize>(prefixes);
   l.topics.indexes = changetype<usize>(l.topicIndexes);
   l.topics.count = <usize>(prefixes.length >> 1);
@@ -146,6 +154,8 @@ export class StatDeltas {
  */
 export class TopicCounting {
   prefixes: usize = 0;
+  /** The same prefixes as the fast path's table (fastpath.ts, PREFIX_ENTRY each). */
+  table: usize = 0;
   indexes: usize = 0;
   count: usize = 0;
 }
@@ -174,22 +184,6 @@ export class TopicCounting {
 ): i32 {
   const slot = topicSlot(prefixes, count, topic, topicLen);
   return slot < 0 ? -1 : load<i32>(indexes + (<usize>slot << 2)) + direction;
-}
-
-/**
- * PUBLISHes and payload bytes per topic_metrics prefix, summed in memory by
- * a per-packet loop and added to the counters once after it (tallyPublish,
- * flushTally). Memory rather than locals: the loop has more live values than
- * V8 has registers, and sums it kept in locals were spilled anyway, behind
- * a compare and a branch per packet.
- */
-const TALLY: usize = memory.data(64 * 16, 16); // topic_metrics has at most 64 prefixes
-
-// @ts-ignore: decorator
-@inline export function tallyPublish(slot: i32, payloadBytes: i64): void {
-  const at = TALLY + (<usize>slot << 4);
-  store<i64>(at, load<i64>(at) + 1);
-  store<i64>(at, load<i64>(at, 8) + payloadBytes, 8);
 }
 
 /** Adds the tally of each of `count` prefixes to its counters (indexes + direction) and clears it. */

@@ -119,6 +119,19 @@ export function levelCount(ptr: usize, len: usize): u32 {
   return n;
 }
 
+/**
+ * The publish ACL's verdict on a topic: the first rule that matches decides,
+ * else `defaultAllow`. `rules` is flat, `words` usize long: pattern pointer,
+ * pattern length, allow (non-zero) per rule.
+ */
+export function aclAllows(rules: usize, words: usize, defaultAllow: bool, topic: usize, topicLen: usize): bool {
+  for (let i: usize = 0; i < words; i += 3) {
+    const at = rules + i * sizeof<usize>();
+    if (topicMatches(load<usize>(at), load<usize>(at, sizeof<usize>()), topic, topicLen)) return load<usize>(at, 2 * sizeof<usize>()) != 0;
+  }
+  return defaultAllow;
+}
+
 /** Whether bytes [ptr, ptr+len) start with `prefix`. */
 export function hasPrefix(ptr: usize, len: usize, prefix: Uint8Array): bool {
   const n = <usize>prefix.length;

@@ -68,54 +68,104 @@ describe('mqtt filter: fast path agrees with the general path', () => {
     });
   }
 
-  // The fast path checks topics 8 or 16 bytes at a time, with a mask for
-  // short ones and a byte loop where 16 bytes cannot be read: every length,
-  // every position and every byte class, whole and cut right after the topic.
+  // The fast path checks a topic 16 bytes at a time, with a mask for short
+  // ones: every length, every position and every byte class, whole and cut
+  // right after the topic.
   it('topic bytes: each odd or near-odd byte at every position of topics of 1..40 bytes decides alike', { timeout: 120_000 }, async () => {
-    const generalLines: string[] = [];
-    const fastLines: string[] = [];
-    const general = await start({ log_packets: true }, generalLines);
-    const fast = await start({}, fastLines);
-    const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'topics', clean: true, keepalive: 30 });
-    const publish = (topic: Buffer, payload: number): Buffer => {
-      const rest = 2 + topic.length + payload;
-      const length = rest < 128 ? Buffer.from([rest]) : Buffer.from([(rest & 0x7f) | 0x80, rest >> 7]);
-      return Buffer.concat([Buffer.from([0x30]), length, Buffer.from([topic.length >> 8, topic.length & 0xff]), topic, Buffer.alloc(payload, 0x41)]);
-    };
     // [byte, the filter closes the connection for it]
     const bytes: Array<[number[], boolean]> = [
       [[0x00], true], [[0x23], true], [[0x2b], true], [[0x80], true], [[0xff], true],
       [[0x01], false], [[0x22], false], [[0x24], false], [[0x2a], false], [[0x2c], false], [[0x7f], false], [[0xc3, 0xa9], false],
     ];
-    let closedCount = 0;
-    let cases = 0;
+    const topics: Array<[Buffer, boolean]> = [];
     for (let len = 1; len <= 40; len++) {
       for (let at = 0; at + 1 <= len; at++) {
         for (const [odd, closes] of bytes) {
           if (at + odd.length > len) continue;
           const topic = Buffer.alloc(len, 0x61);
           Buffer.from(odd).copy(topic, at);
-          const payload = (len * 7 + at) % 3 === 0 ? 130 : 4;
-          const down = Buffer.concat([connect, publish(topic, payload), publish(Buffer.from('ok/next'), 4)]);
-          const cut = connect.length + 3 + (payload > 100 ? 1 : 0) + 2 + len + (at % 4);
-          for (const downChunks of [[down], [down.subarray(0, cut), down.subarray(cut)]]) {
-            const c: FuzzCase = { down, up: undefined, downChunks, upChunks: [], draws: [], endOfStream: false };
-            const a = general.newConnection();
-            const b = fast.newConnection();
-            drive([a, b], c, ([ra, rb]) => same(ra!, rb!, `topic ${topic.toString('hex')} in ${downChunks.length} chunk(s)`));
-            assert.equal(b.closed !== undefined, closes, `topic ${topic.toString('hex')}: closed`);
-            if (closes) closedCount++;
-            cases++;
-            if (!a.closed) a.close();
-            if (!b.closed) b.close();
-          }
+          topics.push([topic, closes]);
         }
       }
     }
-    assert.deepEqual(fast.metrics(), general.metrics());
-    assert.deepEqual(fastLines, generalLines);
-    assert.ok(closedCount > 1_000 && cases > 2 * closedCount, `${cases} cases, ${closedCount} closed`);
-    general.close();
-    fast.close();
+    const { cases, closed } = await eachTopicAlike({}, topics);
+    assert.ok(closed > 1_000 && cases > 2 * closed, `${cases} cases, ${closed} closed`);
+  });
+
+  // Levels are counted with a vector compare (and a masked tail for topics
+  // over 16 bytes); prefixes are compared 16 bytes at once, then the rest.
+  it('topic levels and topic_metrics prefixes over 16 bytes: slash counts around the limit and every cut of a prefix decide alike', { timeout: 120_000 }, async () => {
+    const prefixes = ['ab/', 'abcdefghijklmnop/', 'abcdefghijklmnopqrstuvwxyz/01234'];
+    const maxLevels = 4;
+    const topics: Array<[Buffer, boolean]> = [];
+    let seed = 0x5eed;
+    const random = (n: number): number => { seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff; return (seed >>> 8) % n; };
+    for (let len = 1; len <= 40; len++) {
+      for (let slashes = 0; slashes <= maxLevels + 1 && slashes <= len; slashes++) {
+        for (let variant = 0; variant < 4; variant++) {
+          const topic = Buffer.alloc(len, 0x61);
+          const at = new Set<number>();
+          while (at.size < slashes) at.add(random(len));
+          for (const i of at) topic[i] = 0x2f;
+          topics.push([topic, slashes + 1 > maxLevels]);
+        }
+      }
+    }
+    for (const prefix of prefixes) {
+      for (let n = 1; n <= prefix.length; n++) {
+        // the prefix cut at n, then filler; and the whole prefix with byte n-1 changed
+        const cut = Buffer.from(prefix.slice(0, n) + 'xyz');
+        const changed = Buffer.from(prefix + 'tail');
+        changed[n - 1] = changed[n - 1] === 0x7a ? 0x79 : changed[n - 1]! + 1;
+        for (const topic of [cut, changed]) topics.push([topic, topic.toString().split('/').length > maxLevels]);
+      }
+    }
+    const { closed, metrics } = await eachTopicAlike({ limits: { max_topic_levels: maxLevels }, topic_metrics: prefixes }, topics);
+    assert.ok(closed > 100, `${closed} closed for depth`);
+    for (const prefix of prefixes) assert.ok((metrics[`mqtt.topic.${prefix.replace(/\W/g, '_')}.downstream.messages`] ?? 0) > 0, `${prefix} counted: ${JSON.stringify(metrics)}`);
   });
 });
+
+function publishPacket(topic: Buffer, payload: number): Buffer {
+  const rest = 2 + topic.length + payload;
+  const length = rest < 128 ? Buffer.from([rest]) : Buffer.from([(rest & 0x7f) | 0x80, rest >> 7]);
+  return Buffer.concat([Buffer.from([0x30]), length, Buffer.from([topic.length >> 8, topic.length & 0xff]), topic, Buffer.alloc(payload, 0x41)]);
+}
+
+/**
+ * Each topic in its own connection (CONNECT, a PUBLISH to it, one more
+ * PUBLISH), whole and cut just after the topic, through both paths in
+ * lockstep; `closes` says whether the filter must close for it. Returns the
+ * counts and the fast path's counters (equal to the general path's).
+ */
+async function eachTopicAlike(configuration: object, topics: Array<[Buffer, boolean]>): Promise<{ cases: number; closed: number; metrics: Record<string, number> }> {
+  const generalLines: string[] = [];
+  const fastLines: string[] = [];
+  const general = await start({ ...configuration, log_packets: true }, generalLines);
+  const fast = await start(configuration, fastLines);
+  const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'topics', clean: true, keepalive: 30 });
+  let closed = 0;
+  let cases = 0;
+  for (const [topic, closes] of topics) {
+    const payload = (topic.length * 7 + cases) % 3 === 0 ? 130 : 4;
+    const down = Buffer.concat([connect, publishPacket(topic, payload), publishPacket(Buffer.from('ok/next'), 4)]);
+    const cut = connect.length + 3 + (payload > 100 ? 1 : 0) + 2 + topic.length + (cases % 4);
+    for (const downChunks of [[down], [down.subarray(0, cut), down.subarray(cut)]]) {
+      const c: FuzzCase = { down, up: undefined, downChunks, upChunks: [], draws: [], endOfStream: false };
+      const a = general.newConnection();
+      const b = fast.newConnection();
+      drive([a, b], c, ([ra, rb]) => same(ra!, rb!, `topic ${topic.toString('hex')} in ${downChunks.length} chunk(s)`));
+      assert.equal(b.closed !== undefined, closes, `topic ${topic.toString('hex')}: closed`);
+      if (closes) closed++;
+      cases++;
+      if (!a.closed) a.close();
+      if (!b.closed) b.close();
+    }
+  }
+  const metrics = fast.metrics();
+  assert.deepEqual(metrics, general.metrics());
+  assert.deepEqual(fastLines, generalLines);
+  general.close();
+  fast.close();
+  return { cases, closed, metrics };
+}
