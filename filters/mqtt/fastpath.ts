@@ -13,32 +13,17 @@
 // limited", "topics counted" and "ACL" gets its own copy of the loop, so
 // nothing in it tests a setting that cannot change.
 
-import { aclAllows } from "./topics";
+import { oddLanes, plainLongTopic } from "./parser";
+import { aclAllows, bytesEqual, slashesIn } from "./topics";
 
-/**
- * PUBLISHes and payload bytes per topic_metrics prefix, summed in memory by
- * a per-packet loop and added to the counters once after it (tallyPublish,
- * flushTally). Memory rather than locals: the loop has more live values than
- * V8 has registers, and sums it kept in locals were spilled anyway, behind
- * a compare and a branch per packet.
- */
-export const TALLY: usize = memory.data(64 * 16, 16); // topic_metrics has at most 64 prefixes
-
-// @ts-ignore: decorator
-@inline function tallyPublish(slot: i32, payloadBytes: i64): void {
-  const at = TALLY + (<usize>slot << 4);
-  store<i64>(at, load<i64>(at) + 1);
-  store<i64>(at, load<i64>(at, 8) + payloadBytes, 8);
-}
-
-/** The scan's settings and its packet count (the first fields of `SCAN`). */
+/** The scan's settings and its packet count (the fields of `SCAN`). */
 const SCAN: usize = memory.data(48, 16);
 const MAX_PACKET: usize = 0;   // u32: largest packet (Remaining Length + header)
 const MAX_TOPIC: usize = 4;    // u32: longest topic
 const MAX_LEVELS: usize = 8;   // u32: most topic levels (checked only by the levels variants)
-const PROPERTY_BYTES: usize = 12; // u32: 1 in MQTT 5.0 (an empty property length), else 0
+const END: usize = 12;         // usize: where the readable bytes end
 const PREFIXES: usize = 16;    // usize: topic_metrics prefix table (see PREFIX_ENTRY)
-const PREFIX_COUNT: usize = 20; // usize
+const PREFIXES_END: usize = 20; // usize: past its last entry
 const RULES: usize = 24;       // usize: publish ACL rules, flat (pointer, length, allow)
 const RULE_WORDS: usize = 28;  // usize
 const DEFAULT_ALLOW: usize = 32; // u32
@@ -46,11 +31,18 @@ const COUNT: usize = 40;       // u32: packets the last scan passed
 
 /**
  * One topic_metrics prefix in the scan's table: its first 16 bytes zero-padded
- * (0), a mask of 0xff over those bytes (16), the length (32) and a pointer to
- * the whole prefix (36). The first 16 bytes are compared with one vector
- * compare against the topic's first 16, which the topic check loads anyway.
+ * (0), a mask of 0xff over those bytes (16), the length (32), a pointer to
+ * the whole prefix (36), and the scan's tally for it (TALLY, 48): PUBLISHes
+ * times 2^32 plus payload bytes, one i64 so a packet costs one add to
+ * memory (a scan reads under 4 GiB, so neither half overflows), which
+ * flushTally (stats.ts) adds to the counters after the scan. The first 16
+ * bytes are compared with one vector compare against the topic's first 16,
+ * which the topic check loads anyway. The tally is in memory, not locals:
+ * the loop has more live values than V8 has registers.
  */
-export const PREFIX_ENTRY: usize = 48;
+export const PREFIX_ENTRY: usize = 64;
+export const TALLY: usize = 48;
+const ONE_MESSAGE: i64 = 1 << 32;
 
 /** Fills a prefix table entry at `at` for the `len` bytes at `prefix`. */
 export function writePrefixEntry(at: usize, prefix: usize, len: usize): void {
@@ -62,27 +54,52 @@ export function writePrefixEntry(at: usize, prefix: usize, len: usize): void {
   store<usize>(at, prefix, 36);
 }
 
-/** Fast-path kind of each first byte: 0 not a fast PUBLISH, 1 QoS 0, 3 QoS 1 or 2 (a packet id follows). */
+/**
+ * What the scan makes of each first byte: 0 for anything but a PUBLISH of
+ * QoS 0..2, else KIND_PUBLISH plus the bytes between topic and payload
+ * (times 2), KIND_ID when a packet id follows the topic and KIND_PROPERTIES
+ * when an (MQTT 5.0) property length does. Rewritten by setScan for the
+ * connection's version. One byte carries it all, so the loop keeps one value.
+ */
 const PUBLISH_KIND: usize = memory.data(256);
-for (let b: u32 = 0x30; b < 0x40; b++) {
-  const qos = (b >> 1) & 3;
-  if (qos != 3) store<u8>(PUBLISH_KIND + b, qos == 0 ? 1 : 3);
-}
+const KIND_PUBLISH: u32 = 1;
+const KIND_ID: u32 = 8;
+const KIND_PROPERTIES: u32 = 16;
+
+/** (1 << n) - 1 for n = 0..16: the mask of a topic's lanes (V8 keeps a shift's constant 1 in a register). */
+const LANES: usize = memory.data(17 * 4, 4);
+for (let n: u32 = 0; n <= 16; n++) store<u32>(LANES + (<usize>n << 2), (<u32>1 << n) - 1);
+
+/** Vector constants, loaded into locals before the loop (V8 rebuilds a v128.const at each use). */
+const SPLATS: usize = memory.data(64, 16);
+v128.store(SPLATS, i8x16.splat(1));
+v128.store(SPLATS, i8x16.splat(8), 16);
+v128.store(SPLATS, i8x16.splat(0x2b), 32);
+v128.store(SPLATS, i8x16.splat(0x2f), 48); // '/'
 
 /** The settings of the next scan. `prefixes` as built by writePrefixEntry; `rules` as aclAllows takes them. */
 export function setScan(
-  maxPacket: u32, maxTopic: u32, maxLevels: u32, propertyBytes: u32,
+  maxPacket: u32, maxTopic: u32, maxLevels: u32, withProperties: bool,
   prefixes: usize, prefixCount: usize, rules: usize, ruleWords: usize, defaultAllow: bool,
 ): void {
   store<u32>(SCAN + MAX_PACKET, maxPacket);
   store<u32>(SCAN + MAX_TOPIC, maxTopic);
   store<u32>(SCAN + MAX_LEVELS, maxLevels);
-  store<u32>(SCAN + PROPERTY_BYTES, propertyBytes);
   store<usize>(SCAN + PREFIXES, prefixes);
-  store<usize>(SCAN + PREFIX_COUNT, prefixCount);
+  store<usize>(SCAN + PREFIXES_END, prefixes + prefixCount * PREFIX_ENTRY);
   store<usize>(SCAN + RULES, rules);
   store<usize>(SCAN + RULE_WORDS, ruleWords);
   store<u32>(SCAN + DEFAULT_ALLOW, defaultAllow ? 1 : 0);
+  for (let b: u32 = 0x30; b < 0x40; b++) {
+    const qos = (b >> 1) & 3;
+    let kind: u32 = 0;
+    if (qos != 3) {
+      const id: u32 = qos != 0 ? 2 : 0;
+      const properties: u32 = withProperties ? 1 : 0;
+      kind = KIND_PUBLISH | ((id + properties) << 1) | (id != 0 ? KIND_ID : 0) | (withProperties ? KIND_PROPERTIES : 0);
+    }
+    store<u8>(PUBLISH_KIND + b, <u8>kind);
+  }
 }
 
 /** How many packets the last scan passed. */
@@ -98,61 +115,69 @@ export function scannedPackets(): u32 {
  * prefix when `topics`, the ACL is applied when `acl`.
  */
 export function scanPublishes(p: usize, end: usize, levels: bool, topics: bool, acl: bool): usize {
-  if (acl) return scanWithAcl(p, end, levels, topics);
-  if (levels) return topics ? scanLevelsTopics(p, end) : scanLevels(p, end);
-  return topics ? scanTopics(p, end) : scanPlain(p, end);
+  store<usize>(SCAN + END, end);
+  if (acl) return scanWithAcl(p, levels, topics);
+  if (levels) return topics ? scanLevelsTopics(p) : scanLevels(p);
+  return topics ? scanTopics(p) : scanPlain(p);
 }
 
-function scanPlain(p: usize, end: usize): usize { return scan(p, end, false, false, false); }
-function scanTopics(p: usize, end: usize): usize { return scan(p, end, false, true, false); }
-function scanLevels(p: usize, end: usize): usize { return scan(p, end, true, false, false); }
-function scanLevelsTopics(p: usize, end: usize): usize { return scan(p, end, true, true, false); }
+function scanPlain(p: usize): usize { return scan(p, false, false, false); }
+function scanTopics(p: usize): usize { return scan(p, false, true, false); }
+function scanLevels(p: usize): usize { return scan(p, true, false, false); }
+function scanLevelsTopics(p: usize): usize { return scan(p, true, true, false); }
 // With an ACL the rule walk costs more than the settings' tests: one copy.
-function scanWithAcl(p: usize, end: usize, levels: bool, topics: bool): usize { return scan(p, end, levels, topics, true); }
+function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(p, levels, topics, true); }
 
-const SLASH: u8 = 0x2f;
-
+// The loop keeps few values: V8 has about eight registers left for them, and
+// a spilled pointer puts a store and a load into the chain that carries one
+// packet's start to the next. So settings (and END) are memory operands,
+// the first byte's table entry says all the header checks need, and packets
+// with topics over 16 bytes leave the loop for a step of their own.
 // @ts-ignore: decorator
-@inline function scan(p: usize, end: usize, levels: bool, topics: bool, acl: bool): usize {
+@inline function scan(p: usize, levels: bool, topics: bool, acl: bool): usize {
+  const one = v128.load(SPLATS);
+  const eight = v128.load(SPLATS, 16);
+  const plus = v128.load(SPLATS, 32);
+  const slash = v128.load(SPLATS, 48);
   let count: u32 = 0;
-  // 21 bytes: a fixed header of up to 3 bytes, the topic length and 16 topic
-  // bytes, so every load below up to the first vector is inside [p, end)
-  while (p + 21 <= end) {
-    const kind = <usize>load<u8>(PUBLISH_KIND + <usize>load<u8>(p));
-    if (kind == 0) break;
-    // Remaining Length in one or two bytes (longer or non-minimal: general path)
-    let rl = <usize>load<u8>(p, 1);
-    let topicAt = p + 2;
-    if (rl >= 0x80) {
-      const b2 = <usize>load<u8>(p, 2);
-      if (b2 - 1 >= 0x7f) break; // 0 (non-minimal) or a third length byte
-      rl = (rl & 0x7f) | (b2 << 7);
-      topicAt = p + 3;
+  for (;;) {
+    let longTopic = false;
+    // 21 bytes: a fixed header of up to 3 bytes, the topic length and 16
+    // topic bytes, so every load up to the first vector is inside the bytes
+    while (p + 21 <= load<usize>(SCAN + END)) {
+      const kind = <usize>load<u8>(PUBLISH_KIND + <usize>load<u8>(p));
+      if (kind == 0) break;
+      // Remaining Length in one or two bytes (longer or non-minimal: general path)
+      let rl = <usize>load<u8>(p, 1);
+      let topicAt = p + 2;
+      if (rl >= 0x80) {
+        const b2 = <usize>load<u8>(p, 2);
+        if (b2 - 1 >= 0x7f) break; // 0 (non-minimal) or a third length byte
+        rl = (rl & 0x7f) | (b2 << 7);
+        topicAt = p + 3;
+      }
+      const next = topicAt + rl;
+      if (next - p > <usize>load<u32>(SCAN + MAX_PACKET)) break;
+      const topicLen = <usize>bswap<u16>(load<u16>(topicAt));
+      const payload = topicAt + 2 + topicLen + ((kind >> 1) & 3);
+      // unsigned: topicLen 0 wraps above any limit
+      if ((payload > next) | (payload > load<usize>(SCAN + END)) | (topicLen - 1 >= <usize>load<u32>(SCAN + MAX_TOPIC))) break;
+      if ((kind & KIND_ID) != 0 && load<u16>(topicAt + 2 + topicLen) == 0) break;
+      if ((kind & KIND_PROPERTIES) != 0 && load<u8>(payload - 1) != 0) break;
+      if (topicLen > 16) { longTopic = true; break; }
+      const head = v128.load(topicAt, 2);
+      const lanes = load<u32>(LANES + (topicLen << 2));
+      if ((<u32>i8x16.bitmask(oddLanes(head, one, eight, plus)) & lanes) != 0) break;
+      if (levels && <u32>popcnt(<u32>i8x16.bitmask(i8x16.eq(head, slash)) & lanes) >= load<u32>(SCAN + MAX_LEVELS)) break;
+      if (acl && !aclAllows(load<usize>(SCAN + RULES), load<usize>(SCAN + RULE_WORDS), load<u32>(SCAN + DEFAULT_ALLOW) != 0, topicAt + 2, topicLen)) break;
+      // a prefix over 16 bytes cannot start a topic of up to 16
+      if (topics) tally(prefixEntry(head, topicLen, 0, false), next - payload);
+      count++;
+      p = next;
     }
-    const next = topicAt + rl;
-    if (next - p > <usize>load<u32>(SCAN + MAX_PACKET)) break;
-    const topicLen = <usize>bswap<u16>(load<u16>(topicAt));
-    const topic = topicAt + 2;
-    const idBytes = kind & 2;
-    const payload = topic + topicLen + idBytes + <usize>load<u32>(SCAN + PROPERTY_BYTES);
-    // unsigned: topicLen 0 wraps above any limit
-    if (payload > next || payload > end || topicLen - 1 >= <usize>load<u32>(SCAN + MAX_TOPIC)) break;
-    if (idBytes != 0 && load<u16>(topic + topicLen) == 0) break;
-    if (load<u32>(SCAN + PROPERTY_BYTES) != 0 && load<u8>(payload - 1) != 0) break;
-    const head = v128.load(topic);
-    if (topicLen <= 16) {
-      const lanes = (<u32>1 << <u32>topicLen) - 1;
-      if ((<u32>i8x16.bitmask(oddLanes(head)) & lanes) != 0) break;
-      if (levels && <u32>popcnt(<u32>i8x16.bitmask(i8x16.eq(head, i8x16.splat(SLASH))) & lanes) >= load<u32>(SCAN + MAX_LEVELS)) break;
-    } else {
-      if (!plainLongTopic(topic, topicLen)) break;
-      if (levels && slashesIn(topic, topicLen) >= load<u32>(SCAN + MAX_LEVELS)) break;
-    }
-    if (acl && !aclAllows(load<usize>(SCAN + RULES), load<usize>(SCAN + RULE_WORDS), load<u32>(SCAN + DEFAULT_ALLOW) != 0, topic, topicLen)) break;
-    if (topics) {
-      const slot = prefixSlot(load<usize>(SCAN + PREFIXES), load<usize>(SCAN + PREFIX_COUNT), head, topic, topicLen);
-      if (slot >= 0) tallyPublish(slot, <i64>(next - payload));
-    }
+    if (!longTopic) break;
+    const next = longTopicPublish(p, levels, topics, acl);
+    if (next == 0) break;
     count++;
     p = next;
   }
@@ -160,46 +185,46 @@ const SLASH: u8 = 0x2f;
   return p;
 }
 
-/** One lane set for each byte of `v` that is zero, '+', '#' or non-ASCII. */
+/**
+ * The scan's step for one packet whose header the loop has checked and
+ * whose topic is over 16 bytes: where the next packet starts, or 0 when the
+ * general path must see this one.
+ */
 // @ts-ignore: decorator
-@inline export function oddLanes(v: v128): v128 {
-  // signed: 0x00 and 0x80..0xff are below 1; '#' (0x23) and '+' (0x2b)
-  // differ only in bit 3, so x | 8 == 0x2b matches both
-  return v128.or(i8x16.lt_s(v, i8x16.splat(1)), i8x16.eq(v128.or(v, i8x16.splat(8)), i8x16.splat(0x2b)));
-}
-
-/** Whether a topic of more than 16 bytes, all readable, is plain ASCII without U+0000, '+' and '#'. */
-function plainLongTopic(ptr: usize, len: usize): bool {
-  const last = ptr + len - 16;
-  let odd = oddLanes(v128.load(last)); // the tail, overlapping the chunks before it
-  for (let p = ptr; p < last; p += 16) odd = v128.or(odd, oddLanes(v128.load(p)));
-  return !v128.any_true(odd);
-}
-
-/** How many '/' are in a topic of more than 16 bytes, all readable. */
-function slashesIn(ptr: usize, len: usize): u32 {
-  const slash = i8x16.splat(SLASH);
-  const last = ptr + len - 16;
-  let n: u32 = 0;
-  let p = ptr;
-  for (; p < last; p += 16) n += <u32>popcnt(i8x16.bitmask(i8x16.eq(v128.load(p), slash)));
-  // the tail overlaps the chunks before it: count only its lanes from p on
-  const fresh = <u32>(0xffff << <u32>(p - last)) & 0xffff;
-  return n + <u32>popcnt(<u32>i8x16.bitmask(i8x16.eq(v128.load(last), slash)) & fresh);
+@inline function longTopicPublish(p: usize, levels: bool, topics: bool, acl: bool): usize {
+  const kind = <usize>load<u8>(PUBLISH_KIND + <usize>load<u8>(p));
+  const b1 = <usize>load<u8>(p, 1);
+  const rl = b1 < 0x80 ? b1 : (b1 & 0x7f) | (<usize>load<u8>(p, 2) << 7);
+  const topicAt = p + 2 + (b1 >> 7);
+  const topicLen = <usize>bswap<u16>(load<u16>(topicAt));
+  const topic = topicAt + 2;
+  const payload = topic + topicLen + ((kind >> 1) & 3);
+  if (!plainLongTopic(topic, topicLen)) return 0;
+  if (levels && slashesIn(topic, topicLen) >= load<u32>(SCAN + MAX_LEVELS)) return 0;
+  if (acl && !aclAllows(load<usize>(SCAN + RULES), load<usize>(SCAN + RULE_WORDS), load<u32>(SCAN + DEFAULT_ALLOW) != 0, topic, topicLen)) return 0;
+  const next = topicAt + rl;
+  if (topics) tally(prefixEntry(v128.load(topic), topicLen, topic, true), next - payload);
+  return next;
 }
 
 /**
- * Which of `count` topic_metrics prefixes (a table of PREFIX_ENTRY) the topic
- * starts with, the first that does, or -1. `head` holds the topic's first 16
- * bytes (and what follows a shorter topic; the masks only cover prefix bytes).
+ * The table entry of the first topic_metrics prefix the topic starts with,
+ * or 0. `head` holds the topic's first 16 bytes (and what follows a shorter
+ * topic: the masks cover only prefix bytes). A prefix over 16 bytes can only
+ * start a `long` topic (over 16 bytes), which starts at `topic`.
  */
 // @ts-ignore: decorator
-@inline function prefixSlot(table: usize, count: usize, head: v128, topic: usize, topicLen: usize): i32 {
-  for (let i: usize = 0; i < count; i++) {
-    const e = table + i * PREFIX_ENTRY;
+@inline function prefixEntry(head: v128, topicLen: usize, topic: usize, long: bool): usize {
+  for (let e = load<usize>(SCAN + PREFIXES); e < load<usize>(SCAN + PREFIXES_END); e += PREFIX_ENTRY) {
     const plen = <usize>load<u32>(e, 32);
-    if (plen > topicLen || v128.any_true(v128.xor(v128.and(head, v128.load(e, 16)), v128.load(e)))) continue;
-    if (plen <= 16 || memory.compare(topic + 16, load<usize>(e, 36) + 16, plen - 16) == 0) return <i32>i;
+    if ((plen > topicLen) | v128.any_true(v128.xor(v128.and(head, v128.load(e, 16)), v128.load(e)))) continue;
+    if (!long || plen <= 16 || bytesEqual(topic + 16, load<usize>(e, 36) + 16, plen - 16)) return e;
   }
-  return -1;
+  return 0;
+}
+
+/** Adds a PUBLISH to the tally of its prefix's table entry (none: 0). */
+// @ts-ignore: decorator
+@inline function tally(entry: usize, payloadBytes: usize): void {
+  if (entry != 0) store<i64>(entry, load<i64>(entry, TALLY) + ONE_MESSAGE + <i64>payloadBytes, TALLY);
 }

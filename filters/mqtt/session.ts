@@ -617,13 +617,13 @@ export class Session {
       fromClient ? config.maxPacketSize : <u32>0xffffffff,
       fromClient ? config.maxTopicLength : <u32>65535,
       fromClient ? config.maxTopicLevels : <u32>65535,
-      this.version == V5 ? 1 : 0,
+      this.version == V5,
       topics.table, topics.count,
       changetype<usize>(rules), <usize>rules.length, config.aclDefaultAllow,
     );
     const origin = this.winPtr - winStart; // where input offset 0 would be
     const stop = scanPublishes(origin + from, origin + winEnd, fromClient && config.maxTopicLevels < 65535, topics.count > 0, checkAcl);
-    if (topics.count > 0) flushTally(changetype<usize>(this.stats), changetype<usize>(this.stats.values), topics.indexes, topics.count, fromClient ? 0 : 2);
+    if (topics.count > 0) flushTally(changetype<usize>(this.stats), changetype<usize>(this.stats.values), topics.table, topics.indexes, topics.count, fromClient ? 0 : 2);
     const count = scannedPackets();
     if (count == 0) return from;
     this.stats.add((fromClient ? S_DOWN_TYPE : S_UP_TYPE) + PUBLISH, <i64>count);

@@ -4,6 +4,7 @@
 import { Config, statLabel } from "./config";
 import { Malformed, malformedName, typeName } from "./parser";
 import { PREFIX_ENTRY, TALLY, writePrefixEntry } from "./fastpath";
+import { bytesEqual } from "./topics";
 
 /** Limits the proxy enforces (not protocol violations). */
 export enum Limit {
@@ -169,7 +170,7 @@ export class TopicCounting {
 @inline export function topicSlot(prefixes: usize, count: usize, topic: usize, topicLen: usize): i32 {
   for (let i: usize = 0; i < count; i++) {
     const plen = load<usize>(prefixes + ((i << 1) + 1) * sizeof<usize>());
-    if (plen <= topicLen && startsWith(topic, load<usize>(prefixes + (i << 1) * sizeof<usize>()), plen)) return <i32>i;
+    if (plen <= topicLen && bytesEqual(topic, load<usize>(prefixes + (i << 1) * sizeof<usize>()), plen)) return <i32>i;
   }
   return -1;
 }
@@ -186,15 +187,14 @@ export class TopicCounting {
   return slot < 0 ? -1 : load<i32>(indexes + (<usize>slot << 2)) + direction;
 }
 
-/** Adds the tally of each of `count` prefixes to its counters (indexes + direction) and clears it. */
-export function flushTally(stats: usize, values: usize, indexes: usize, count: usize, direction: i32): void {
+/** Adds the scan's tally of each of `count` prefixes (fastpath.ts) to its counters (indexes + direction) and clears it. */
+export function flushTally(stats: usize, values: usize, table: usize, indexes: usize, count: usize, direction: i32): void {
   for (let i: usize = 0; i < count; i++) {
-    const at = TALLY + (i << 4);
-    const messages = load<i64>(at);
-    if (messages == 0) continue;
-    addTopicCounts(stats, values, load<i32>(indexes + (i << 2)) + direction, messages, load<i64>(at, 8));
-    store<i64>(at, 0);
-    store<i64>(at, 0, 8);
+    const at = table + i * PREFIX_ENTRY;
+    const tally = load<u64>(at, TALLY); // messages << 32 | bytes
+    if (tally == 0) continue;
+    addTopicCounts(stats, values, load<i32>(indexes + (i << 2)) + direction, <i64>(tally >> 32), <i64>(tally & 0xffffffff));
+    store<u64>(at, 0, TALLY);
   }
 }
 
@@ -204,13 +204,4 @@ export function flushTally(stats: usize, values: usize, indexes: usize, count: u
   if (at < 0) return;
   if (messages > 0) addAt(stats, values, at, messages);
   if (bytes > 0) addAt(stats, values, at + 1, bytes);
-}
-
-/** Whether [ptr, ptr+n) equals [prefix, prefix+n); eight bytes per step. */
-// @ts-ignore: decorator
-@inline function startsWith(ptr: usize, prefix: usize, n: usize): bool {
-  let i: usize = 0;
-  for (; i + 8 <= n; i += 8) if (load<u64>(ptr + i) != load<u64>(prefix + i)) return false;
-  for (; i < n; i++) if (load<u8>(ptr + i) != load<u8>(prefix + i)) return false;
-  return true;
 }

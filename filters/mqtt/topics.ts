@@ -114,9 +114,22 @@ export function filtersIntersect(a: usize, alen: usize, b: usize, blen: usize): 
 
 /** Number of levels ("a/b" has 2, "" has 1). */
 export function levelCount(ptr: usize, len: usize): u32 {
+  if (len > 16) return slashesIn(ptr, len) + 1;
   let n: u32 = 1;
   for (let i: usize = 0; i < len; i++) if (load<u8>(ptr + i) == SLASH) n++;
   return n;
+}
+
+/** How many '/' are in a topic of more than 16 bytes, sixteen bytes per step. */
+export function slashesIn(ptr: usize, len: usize): u32 {
+  const slash = i8x16.splat(SLASH);
+  const last = ptr + len - 16;
+  let n: u32 = 0;
+  let p = ptr;
+  for (; p < last; p += 16) n += <u32>popcnt(i8x16.bitmask(i8x16.eq(v128.load(p), slash)));
+  // the tail overlaps the chunks before it: count only its lanes from p on
+  const fresh = <u32>(0xffff << <u32>(p - last)) & 0xffff;
+  return n + <u32>popcnt(<u32>i8x16.bitmask(i8x16.eq(v128.load(last), slash)) & fresh);
 }
 
 /**
@@ -146,4 +159,12 @@ export function sharedFilterOffset(ptr: usize, len: usize): usize {
   if (len < 8 || load<u32>(ptr) != 0x61687324 || load<u16>(ptr + 4) != 0x6572 || load<u8>(ptr + 6) != SLASH) return 0;
   for (let i: usize = 7; i < len; i++) if (load<u8>(ptr + i) == SLASH) return i + 1;
   return 0;
+}
+
+/** Whether [a, a+n) equals [b, b+n); eight bytes per step. */
+export function bytesEqual(a: usize, b: usize, n: usize): bool {
+  let i: usize = 0;
+  for (; i + 8 <= n; i += 8) if (load<u64>(a + i) != load<u64>(b + i)) return false;
+  for (; i < n; i++) if (load<u8>(a + i) != load<u8>(b + i)) return false;
+  return true;
 }
