@@ -169,7 +169,7 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
       const lanes = load<u32>(LANES + (topicLen << 2));
       if ((<u32>i8x16.bitmask(oddLanes(head, one, eight, plus)) & lanes) != 0) break;
       if (levels && <u32>popcnt(<u32>i8x16.bitmask(i8x16.eq(head, slash)) & lanes) >= load<u32>(SCAN + MAX_LEVELS)) break;
-      if (acl && !aclAllows(load<usize>(SCAN + RULES), load<usize>(SCAN + RULE_WORDS), load<u32>(SCAN + DEFAULT_ALLOW) != 0, topicAt + 2, topicLen)) break;
+      if (acl && !scanAllows(topicAt + 2, topicLen)) break;
       // a prefix over 16 bytes cannot start a topic of up to 16
       if (topics) tally(prefixEntry(head, topicLen, 0, false), next - payload);
       count++;
@@ -201,10 +201,16 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
   const payload = topic + topicLen + ((kind >> 1) & 3);
   if (!plainLongTopic(topic, topicLen)) return 0;
   if (levels && slashesIn(topic, topicLen) >= load<u32>(SCAN + MAX_LEVELS)) return 0;
-  if (acl && !aclAllows(load<usize>(SCAN + RULES), load<usize>(SCAN + RULE_WORDS), load<u32>(SCAN + DEFAULT_ALLOW) != 0, topic, topicLen)) return 0;
+  if (acl && !scanAllows(topic, topicLen)) return 0;
   const next = topicAt + rl;
   if (topics) tally(prefixEntry(v128.load(topic), topicLen, topic, true), next - payload);
   return next;
+}
+
+/** The publish ACL's verdict on a topic, with the rules setScan was given. */
+// @ts-ignore: decorator
+@inline function scanAllows(topic: usize, topicLen: usize): bool {
+  return aclAllows(load<usize>(SCAN + RULES), load<usize>(SCAN + RULE_WORDS), load<u32>(SCAN + DEFAULT_ALLOW) != 0, topic, topicLen);
 }
 
 /**
