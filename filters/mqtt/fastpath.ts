@@ -66,9 +66,15 @@ const KIND_PUBLISH: u32 = 1;
 const KIND_ID: u32 = 8;
 const KIND_PROPERTIES: u32 = 16;
 
-/** (1 << n) - 1 for n = 0..16: the mask of a topic's lanes (V8 keeps a shift's constant 1 in a register). */
-const LANES: usize = memory.data(17 * 4, 4);
-for (let n: u32 = 0; n <= 16; n++) store<u32>(LANES + (<usize>n << 2), (<u32>1 << n) - 1);
+/**
+ * The lane mask of a topic of n bytes, for n = 0..255: (1 << n) - 1 when
+ * the hot loop takes such a topic (1..16 bytes, within MAX_TOPIC), else
+ * MUST_STEP, a bit no lane sets, so the loop's one mask test sends the
+ * packet to onePublish. setScan rewrites entries 0..16 for the limit.
+ */
+const LANES: usize = memory.data(256 * 4, 4);
+const MUST_STEP: u32 = 0x10000;
+for (let n: u32 = 0; n < 256; n++) store<u32>(LANES + (<usize>n << 2), MUST_STEP);
 
 /** Vector constants, loaded into locals before the loop (V8 rebuilds a v128.const at each use). */
 const SPLATS: usize = memory.data(64, 16);
@@ -100,6 +106,7 @@ export function setScan(
     }
     store<u8>(PUBLISH_KIND + b, <u8>kind);
   }
+  for (let n: u32 = 0; n <= 16; n++) store<u32>(LANES + (<usize>n << 2), n >= 1 && n <= maxTopic ? (<u32>1 << n) - 1 : MUST_STEP);
 }
 
 /** How many packets the last scan passed. */
@@ -128,11 +135,14 @@ function scanLevelsTopics(p: usize): usize { return scan(p, true, true, false); 
 // With an ACL the rule walk costs more than the settings' tests: one copy.
 function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(p, levels, topics, true); }
 
-// The loop keeps few values: V8 has about eight registers left for them, and
-// a spilled pointer puts a store and a load into the chain that carries one
-// packet's start to the next. So settings (and END) are memory operands,
-// the first byte's table entry says all the header checks need, and packets
-// with topics over 16 bytes leave the loop for a step of their own.
+// The hot loop takes the common packet only: a QoS 0 PUBLISH without
+// properties whose topic has 1..16 bytes. Anything else, and anything it
+// would have to look at twice, goes to onePublish, which checks one packet
+// of any kind in full; so the loop has few values (V8 has about eight
+// registers left for them, and a spilled pointer puts a store and a load
+// into the chain that carries one packet's start to the next) and few
+// instructions: settings are memory operands, and each check is one
+// compare and branch, as V8 makes no branch of `a | b` on two compares.
 // @ts-ignore: decorator
 @inline function scan(p: usize, levels: bool, topics: bool, acl: bool): usize {
   const one = v128.load(SPLATS);
@@ -140,14 +150,12 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
   const plus = v128.load(SPLATS, 32);
   const slash = v128.load(SPLATS, 48);
   let count: u32 = 0;
-  for (;;) {
-    let longTopic = false;
-    // 21 bytes: a fixed header of up to 3 bytes, the topic length and 16
-    // topic bytes, so every load up to the first vector is inside the bytes
-    while (p + 21 <= load<usize>(SCAN + END)) {
-      const kind = <usize>load<u8>(PUBLISH_KIND + <usize>load<u8>(p));
-      if (kind == 0) break;
-      // Remaining Length in one or two bytes (longer or non-minimal: general path)
+  // 21 bytes: a fixed header of up to 3 bytes, the topic length and 16
+  // topic bytes, so every load up to the first vector is inside the bytes
+  while (p + 21 <= load<usize>(SCAN + END)) {
+    for (;;) {
+      if (load<u8>(PUBLISH_KIND + <usize>load<u8>(p)) != KIND_PUBLISH) break;
+      // Remaining Length in one or two bytes (longer or non-minimal: onePublish)
       let rl = <usize>load<u8>(p, 1);
       let topicAt = p + 2;
       if (rl >= 0x80) {
@@ -158,25 +166,22 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
       }
       const next = topicAt + rl;
       if (next - p > <usize>load<u32>(SCAN + MAX_PACKET)) break;
-      const topicLen = <usize>bswap<u16>(load<u16>(topicAt));
-      const payload = topicAt + 2 + topicLen + ((kind >> 1) & 3);
-      // unsigned: topicLen 0 wraps above any limit
-      if ((payload > next) | (payload > load<usize>(SCAN + END)) | (topicLen - 1 >= <usize>load<u32>(SCAN + MAX_TOPIC))) break;
-      if ((kind & KIND_ID) != 0 && load<u16>(topicAt + 2 + topicLen) == 0) break;
-      if ((kind & KIND_PROPERTIES) != 0 && load<u8>(payload - 1) != 0) break;
-      if (topicLen > 16) { longTopic = true; break; }
-      const head = v128.load(topicAt, 2);
+      if (load<u8>(topicAt) != 0) break; // a topic of 256 bytes or more
+      const topicLen = <usize>load<u8>(topicAt, 1);
       const lanes = load<u32>(LANES + (topicLen << 2));
-      if ((<u32>i8x16.bitmask(oddLanes(head, one, eight, plus)) & lanes) != 0) break;
+      const head = v128.load(topicAt, 2);
+      if (((<u32>i8x16.bitmask(oddLanes(head, one, eight, plus)) | MUST_STEP) & lanes) != 0) break;
+      const payloadBytes = rl - 2 - topicLen;
+      if (payloadBytes > rl) break; // the topic runs past the packet (wrapped)
       if (levels && <u32>popcnt(<u32>i8x16.bitmask(i8x16.eq(head, slash)) & lanes) >= load<u32>(SCAN + MAX_LEVELS)) break;
       if (acl && !scanAllows(topicAt + 2, topicLen)) break;
-      // a prefix over 16 bytes cannot start a topic of up to 16
-      if (topics) tally(prefixEntry(head, topicLen, 0, false), next - payload);
+      if (topics) tally(prefixEntry(head, topicLen, 0, false), payloadBytes);
       count++;
       p = next;
+      if (p + 21 > load<usize>(SCAN + END)) break;
     }
-    if (!longTopic) break;
-    const next = longTopicPublish(p, levels, topics, acl);
+    if (p + 21 > load<usize>(SCAN + END)) break;
+    const next = onePublish(p, one, eight, plus, slash, levels, topics, acl);
     if (next == 0) break;
     count++;
     p = next;
@@ -186,24 +191,43 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
 }
 
 /**
- * The scan's step for one packet whose header the loop has checked and
- * whose topic is over 16 bytes: where the next packet starts, or 0 when the
- * general path must see this one.
+ * One PUBLISH of any kind at `p` (with 21 bytes readable) checked in full:
+ * where the next packet starts, or 0 when the general path must see this one.
  */
 // @ts-ignore: decorator
-@inline function longTopicPublish(p: usize, levels: bool, topics: bool, acl: bool): usize {
+@inline function onePublish(p: usize, one: v128, eight: v128, plus: v128, slash: v128, levels: bool, topics: bool, acl: bool): usize {
   const kind = <usize>load<u8>(PUBLISH_KIND + <usize>load<u8>(p));
-  const b1 = <usize>load<u8>(p, 1);
-  const rl = b1 < 0x80 ? b1 : (b1 & 0x7f) | (<usize>load<u8>(p, 2) << 7);
-  const topicAt = p + 2 + (b1 >> 7);
+  if (kind == 0) return 0;
+  let rl = <usize>load<u8>(p, 1);
+  let topicAt = p + 2;
+  if (rl >= 0x80) {
+    const b2 = <usize>load<u8>(p, 2);
+    if (b2 - 1 >= 0x7f) return 0;
+    rl = (rl & 0x7f) | (b2 << 7);
+    topicAt = p + 3;
+  }
+  const next = topicAt + rl;
+  if (next - p > <usize>load<u32>(SCAN + MAX_PACKET)) return 0;
   const topicLen = <usize>bswap<u16>(load<u16>(topicAt));
   const topic = topicAt + 2;
   const payload = topic + topicLen + ((kind >> 1) & 3);
-  if (!plainLongTopic(topic, topicLen)) return 0;
-  if (levels && slashesIn(topic, topicLen) >= load<u32>(SCAN + MAX_LEVELS)) return 0;
+  const end = load<usize>(SCAN + END);
+  // unsigned: topicLen 0 wraps above any limit
+  if (payload > next || payload > end || topicLen - 1 >= <usize>load<u32>(SCAN + MAX_TOPIC)) return 0;
+  if ((kind & KIND_ID) != 0 && load<u16>(topic + topicLen) == 0) return 0;
+  if ((kind & KIND_PROPERTIES) != 0 && load<u8>(payload - 1) != 0) return 0;
+  const long = topicLen > 16;
+  const head = v128.load(topic);
+  if (long) {
+    if (!plainLongTopic(topic, topicLen)) return 0;
+    if (levels && slashesIn(topic, topicLen) >= load<u32>(SCAN + MAX_LEVELS)) return 0;
+  } else {
+    const lanes = (<u32>1 << <u32>topicLen) - 1;
+    if ((<u32>i8x16.bitmask(oddLanes(head, one, eight, plus)) & lanes) != 0) return 0;
+    if (levels && <u32>popcnt(<u32>i8x16.bitmask(i8x16.eq(head, slash)) & lanes) >= load<u32>(SCAN + MAX_LEVELS)) return 0;
+  }
   if (acl && !scanAllows(topic, topicLen)) return 0;
-  const next = topicAt + rl;
-  if (topics) tally(prefixEntry(v128.load(topic), topicLen, topic, true), next - payload);
+  if (topics) tally(prefixEntry(head, topicLen, topic, long), next - payload);
   return next;
 }
 

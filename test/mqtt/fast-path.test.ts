@@ -124,6 +124,26 @@ describe('mqtt filter: fast path agrees with the general path', () => {
     assert.ok(closed > 100, `${closed} closed for depth`);
     for (const prefix of prefixes) assert.ok((metrics[`mqtt.topic.${prefix.replace(/\W/g, '_')}.downstream.messages`] ?? 0) > 0, `${prefix} counted: ${JSON.stringify(metrics)}`);
   });
+
+  // The fast path reads 16 topic bytes and the packet's end from its length
+  // alone: a Remaining Length that ends the packet inside its topic (or its
+  // topic length) must still be malformed there, with plain bytes after it.
+  it('a Remaining Length ending the packet inside or just after its topic decides alike', { timeout: 120_000 }, async () => {
+    const streams: ClientStream[] = [];
+    for (let len = 1; len <= 20; len++) {
+      for (let extra = -4; extra <= 2; extra++) {
+        const topic = Buffer.alloc(len, 0x61);
+        const remaining = 2 + len + extra;
+        if (remaining < 0) continue;
+        // the packet's bytes as its length says, then the rest of the topic and payload, then a good PUBLISH
+        const body = Buffer.concat([Buffer.from([len >> 8, len & 0xff]), topic, Buffer.alloc(Math.max(extra, 0), 0x41)]);
+        const publishes = Buffer.concat([Buffer.from([0x30, remaining]), body, publishPacket(Buffer.from('ok/next'), 4)]);
+        streams.push({ label: `topic of ${len} bytes, Remaining Length ${remaining}`, publishes, cut: 2 + Math.min(remaining, body.length), closes: extra < 0 });
+      }
+    }
+    const { closed } = await eachStreamAlike({ topic_metrics: ['a'] }, streams);
+    assert.ok(closed > 100, `${closed} closed`);
+  });
 });
 
 function publishPacket(topic: Buffer, payload: number): Buffer {
@@ -139,6 +159,22 @@ function publishPacket(topic: Buffer, payload: number): Buffer {
  * counts and the fast path's counters (equal to the general path's).
  */
 async function eachTopicAlike(configuration: object, topics: Array<[Buffer, boolean]>): Promise<{ cases: number; closed: number; metrics: Record<string, number> }> {
+  const streams: ClientStream[] = topics.map(([topic, closes], i) => {
+    const payload = (topic.length * 7 + 2 * i) % 3 === 0 ? 130 : 4;
+    const publishes = Buffer.concat([publishPacket(topic, payload), publishPacket(Buffer.from('ok/next'), 4)]);
+    return { label: `topic ${topic.toString('hex')}`, publishes, cut: 3 + (payload > 100 ? 1 : 0) + 2 + topic.length, closes };
+  });
+  return eachStreamAlike(configuration, streams);
+}
+
+/** A client's bytes after CONNECT, where to cut them in two, and whether the filter must close for them. */
+interface ClientStream { label: string; publishes: Buffer; cut: number; closes: boolean }
+
+/**
+ * Each stream in its own connection after a CONNECT, whole and cut at
+ * `cut` (plus 0..3 bytes), through both paths in lockstep.
+ */
+async function eachStreamAlike(configuration: object, streams: ClientStream[]): Promise<{ cases: number; closed: number; metrics: Record<string, number> }> {
   const generalLines: string[] = [];
   const fastLines: string[] = [];
   const general = await start({ ...configuration, log_packets: true }, generalLines);
@@ -146,16 +182,15 @@ async function eachTopicAlike(configuration: object, topics: Array<[Buffer, bool
   const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'topics', clean: true, keepalive: 30 });
   let closed = 0;
   let cases = 0;
-  for (const [topic, closes] of topics) {
-    const payload = (topic.length * 7 + cases) % 3 === 0 ? 130 : 4;
-    const down = Buffer.concat([connect, publishPacket(topic, payload), publishPacket(Buffer.from('ok/next'), 4)]);
-    const cut = connect.length + 3 + (payload > 100 ? 1 : 0) + 2 + topic.length + (cases % 4);
+  for (const { label, publishes, cut: cutAt, closes } of streams) {
+    const down = Buffer.concat([connect, publishes]);
+    const cut = Math.min(down.length - 1, connect.length + cutAt + (cases % 4));
     for (const downChunks of [[down], [down.subarray(0, cut), down.subarray(cut)]]) {
       const c: FuzzCase = { down, up: undefined, downChunks, upChunks: [], draws: [], endOfStream: false };
       const a = general.newConnection();
       const b = fast.newConnection();
-      drive([a, b], c, ([ra, rb]) => same(ra!, rb!, `topic ${topic.toString('hex')} in ${downChunks.length} chunk(s)`));
-      assert.equal(b.closed !== undefined, closes, `topic ${topic.toString('hex')}: closed`);
+      drive([a, b], c, ([ra, rb]) => same(ra!, rb!, `${label} in ${downChunks.length} chunk(s)`));
+      assert.equal(b.closed !== undefined, closes, `${label}: closed`);
       if (closes) closed++;
       cases++;
       if (!a.closed) a.close();
