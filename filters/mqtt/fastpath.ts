@@ -27,12 +27,15 @@ const PREFIXES_END: usize = 20; // usize: past its last entry
 const RULES: usize = 24;       // usize: publish ACL rules, flat (pointer, length, allow)
 const RULE_WORDS: usize = 28;  // usize
 const DEFAULT_ALLOW: usize = 32; // u32
+const PLAIN_FIRST: usize = 36; // u32: first byte & 0xf6 of the hot loop's packets (0x100: none)
 const COUNT: usize = 40;       // u32: packets the last scan passed
 
 /**
  * One topic_metrics prefix in the scan's table: its first 16 bytes zero-padded
  * (0), a mask of 0xff over those bytes (16), the length (32), a pointer to
- * the whole prefix (36), and the scan's tally for it (TALLY, 48): PUBLISHes
+ * the whole prefix (36), the lane mask of its bytes among 16 (40; for a
+ * prefix over 16 bytes one no topic of up to 16 has), and the scan's tally
+ * for it (TALLY, 48): PUBLISHes
  * times 2^32 plus payload bytes, one i64 so a packet costs one add to
  * memory (a scan reads under 4 GiB, so neither half overflows), which
  * flushTally (stats.ts) adds to the counters after the scan. The first 16
@@ -41,6 +44,7 @@ const COUNT: usize = 40;       // u32: packets the last scan passed
  * the loop has more live values than V8 has registers.
  */
 export const PREFIX_ENTRY: usize = 64;
+const LANE_MASK: usize = 40;
 export const TALLY: usize = 48;
 const ONE_MESSAGE: i64 = 1 << 32;
 
@@ -52,6 +56,8 @@ export function writePrefixEntry(at: usize, prefix: usize, len: usize): void {
   memory.fill(at + 16, 0xff, head);
   store<u32>(at, <u32>len, 32);
   store<usize>(at, prefix, 36);
+  // a bit no lane mask has for a prefix over 16 bytes: never a short topic's
+  store<u32>(at, len <= 16 ? (<u32>1 << <u32>len) - 1 : MUST_STEP | 0xffff, LANE_MASK);
 }
 
 /**
@@ -83,6 +89,9 @@ v128.store(SPLATS, i8x16.splat(8), 16);
 v128.store(SPLATS, i8x16.splat(0x2b), 32);
 v128.store(SPLATS, i8x16.splat(0x2f), 48); // '/'
 
+/** The largest packet the hot loop takes: fixed header byte, one length byte, 127 bytes. */
+const HOT_PACKET_MAX: u32 = 129;
+
 /** The settings of the next scan. `prefixes` as built by writePrefixEntry; `rules` as aclAllows takes them. */
 export function setScan(
   maxPacket: u32, maxTopic: u32, maxLevels: u32, withProperties: bool,
@@ -96,6 +105,9 @@ export function setScan(
   store<usize>(SCAN + RULES, rules);
   store<usize>(SCAN + RULE_WORDS, ruleWords);
   store<u32>(SCAN + DEFAULT_ALLOW, defaultAllow ? 1 : 0);
+  // the hot loop's packets (a one-byte Remaining Length) have at most 129
+  // bytes: under a smaller limit, onePublish checks each one
+  store<u32>(SCAN + PLAIN_FIRST, !withProperties && maxPacket >= HOT_PACKET_MAX ? 0x30 : 0x100);
   for (let b: u32 = 0x30; b < 0x40; b++) {
     const qos = (b >> 1) & 3;
     let kind: u32 = 0;
@@ -136,7 +148,7 @@ function scanLevelsTopics(p: usize): usize { return scan(p, true, true, false); 
 function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(p, levels, topics, true); }
 
 // The hot loop takes the common packet only: a QoS 0 PUBLISH without
-// properties whose topic has 1..16 bytes. Anything else, and anything it
+// properties, with a one-byte Remaining Length, whose topic has 1..16 bytes. Anything else, and anything it
 // would have to look at twice, goes to onePublish, which checks one packet
 // of any kind in full; so the loop has few values (V8 has about eight
 // registers left for them, and a spilled pointer puts a store and a load
@@ -154,18 +166,13 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
   // topic bytes, so every load up to the first vector is inside the bytes
   while (p + 21 <= load<usize>(SCAN + END)) {
     for (;;) {
-      if (load<u8>(PUBLISH_KIND + <usize>load<u8>(p)) != KIND_PUBLISH) break;
-      // Remaining Length in one or two bytes (longer or non-minimal: onePublish)
-      let rl = <usize>load<u8>(p, 1);
-      let topicAt = p + 2;
-      if (rl >= 0x80) {
-        const b2 = <usize>load<u8>(p, 2);
-        if (b2 - 1 >= 0x7f) break; // 0 (non-minimal) or a third length byte
-        rl = (rl & 0x7f) | (b2 << 7);
-        topicAt = p + 3;
-      }
+      // type PUBLISH and QoS 0 (dup and retain aside), unless setScan ruled the loop out
+      if ((<u32>load<u8>(p) & 0xf6) != load<u32>(SCAN + PLAIN_FIRST)) break;
+      // a one-byte Remaining Length (so the packet is within the limit: see setScan)
+      const rl = <usize>load<u8>(p, 1);
+      if (rl >= 0x80) break;
+      const topicAt = p + 2;
       const next = topicAt + rl;
-      if (next - p > <usize>load<u32>(SCAN + MAX_PACKET)) break;
       if (load<u8>(topicAt) != 0) break; // a topic of 256 bytes or more
       const topicLen = <usize>load<u8>(topicAt, 1);
       const lanes = load<u32>(LANES + (topicLen << 2));
@@ -175,7 +182,7 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
       if (payloadBytes > rl) break; // the topic runs past the packet (wrapped)
       if (levels && <u32>popcnt(<u32>i8x16.bitmask(i8x16.eq(head, slash)) & lanes) >= load<u32>(SCAN + MAX_LEVELS)) break;
       if (acl && !scanAllows(topicAt + 2, topicLen)) break;
-      if (topics) tally(prefixEntry(head, topicLen, 0, false), payloadBytes);
+      if (topics) tally(shortTopicEntry(head, lanes), payloadBytes);
       count++;
       p = next;
       if (p + 21 > load<usize>(SCAN + END)) break;
@@ -247,8 +254,23 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
 @inline function prefixEntry(head: v128, topicLen: usize, topic: usize, long: bool): usize {
   for (let e = load<usize>(SCAN + PREFIXES); e < load<usize>(SCAN + PREFIXES_END); e += PREFIX_ENTRY) {
     const plen = <usize>load<u32>(e, 32);
-    if ((plen > topicLen) | v128.any_true(v128.xor(v128.and(head, v128.load(e, 16)), v128.load(e)))) continue;
+    if (plen > topicLen) continue;
+    if (v128.any_true(v128.xor(v128.and(head, v128.load(e, 16)), v128.load(e)))) continue;
     if (!long || plen <= 16 || bytesEqual(topic + 16, load<usize>(e, 36) + 16, plen - 16)) return e;
+  }
+  return 0;
+}
+
+/**
+ * prefixEntry for a topic of up to 16 bytes, whose first 16 bytes are
+ * `head` and whose lanes are `lanes`: a prefix starts the topic when its
+ * lanes are among the topic's and hold equal bytes.
+ */
+// @ts-ignore: decorator
+@inline function shortTopicEntry(head: v128, lanes: u32): usize {
+  for (let e = load<usize>(SCAN + PREFIXES); e < load<usize>(SCAN + PREFIXES_END); e += PREFIX_ENTRY) {
+    const want = load<u32>(e, LANE_MASK);
+    if ((<u32>i8x16.bitmask(i8x16.eq(head, v128.load(e))) & lanes & want) == want) return e;
   }
   return 0;
 }

@@ -125,6 +125,23 @@ describe('mqtt filter: fast path agrees with the general path', () => {
     for (const prefix of prefixes) assert.ok((metrics[`mqtt.topic.${prefix.replace(/\W/g, '_')}.downstream.messages`] ?? 0) > 0, `${prefix} counted: ${JSON.stringify(metrics)}`);
   });
 
+  // A short topic's 16 bytes are compared with each prefix at once, so the
+  // bytes after the topic (here its payload) may go on with the prefix.
+  it('a topic that is the start of a topic_metrics prefix, with a payload that goes on with it, is not counted under it', { timeout: 120_000 }, async () => {
+    const prefixes = ['ab/', 'abcdefghijklmnop/', 'abcdefghijklmnopqrstuvwxyz/01234'];
+    const streams: ClientStream[] = [];
+    for (const prefix of prefixes) {
+      for (let n = 1; n < prefix.length; n++) {
+        const topic = Buffer.from(prefix.slice(0, n));
+        const payload = Buffer.from(prefix.slice(n) + 'zz');
+        const publish = Buffer.concat([Buffer.from([0x30, 2 + topic.length + payload.length, 0, topic.length]), topic, payload]);
+        streams.push({ label: `topic ${topic} before ${payload}`, publishes: Buffer.concat([publish, publishPacket(Buffer.from('ok/next'), 4)]), cut: 4 + topic.length, closes: false });
+      }
+    }
+    const { metrics } = await eachStreamAlike({ topic_metrics: prefixes }, streams);
+    for (const prefix of prefixes) assert.equal(metrics[`mqtt.topic.${prefix.replace(/\W/g, '_')}.downstream.messages`] ?? 0, 0, prefix);
+  });
+
   // The fast path reads 16 topic bytes and the packet's end from its length
   // alone: a Remaining Length that ends the packet inside its topic (or its
   // topic length) must still be malformed there, with plain bytes after it.
