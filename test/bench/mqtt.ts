@@ -199,7 +199,7 @@ async function envoyBench(): Promise<void> {
     const worker = workerThread(envoy.pid);
     const prefixFile = path.join(dir, 'connect.bin');
     fs.writeFileSync(prefixFile, mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'bench', clean: true, keepalive: 30 }));
-    const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+    const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
     const cases = [['plain tcp_proxy', plain], ['mqtt filter + tcp_proxy', withFilter], ['passthrough Wasm + tcp_proxy', passthrough], ['read-only Wasm + tcp_proxy', readFloor]] as const;
     for (const payload of PAYLOADS) {
       const streamFile = path.join(dir, `publish-${payload}.bin`);
@@ -211,26 +211,39 @@ async function envoyBench(): Promise<void> {
       // where a filter's own cost lands (Envoy's code, the copy into the VM,
       // the filter's code); kernel time swings with how the two cores are shared.
       const userNs: Record<string, number> = {};
-      // interleaved rounds, best of each: the load generator shares the machine
+      // Each round's rate of a case over plain's in the same round: runs next
+      // to each other share the machine's mood, so the median of these
+      // ratios is steadier than a ratio of bests, which one lucky run moves.
+      const ratios: Record<string, number[]> = {};
+      // interleaved rounds, the order turned each round: the load generator shares the machine
       for (let round = 0; round < rounds; round++) {
-        for (const [label, port] of cases) {
+        const mbPerSec: Record<string, number> = {};
+        for (const [label, port] of [...cases.slice(round % cases.length), ...cases.slice(0, round % cases.length)]) {
           const cpuBefore = threadCpuSeconds(envoy.pid, worker);
           const { bytes, seconds } = await blaster.run(port, prefixFile, streamFile, ENVOY_MS);
           const cpuAfter = threadCpuSeconds(envoy.pid, worker);
           const cpu = cpuAfter.total - cpuBefore.total;
           const rate = { mbPerSec: bytes / seconds / 1e6, workerBusy: cpu / seconds, mbPerWorkerSec: cpu > 0 ? bytes / cpu / 1e6 : 0 };
           if (rate.mbPerSec > (best[label]?.mbPerSec ?? 0)) best[label] = rate;
+          mbPerSec[label] = rate.mbPerSec;
           const user = ((cpuAfter.user - cpuBefore.user) * 1e9) / (bytes / packetBytes);
           userNs[label] = Math.min(userNs[label] ?? Infinity, user);
           await new Promise((r) => setTimeout(r, 200));
         }
+        for (const [label] of cases) (ratios[label] ??= []).push(mbPerSec[label]! / mbPerSec['plain tcp_proxy']!);
       }
       for (const [label, rate] of Object.entries(best)) {
         console.log(`  ${payload} B payloads, ${label.padEnd(32)} ${rate.mbPerSec.toFixed(1).padStart(8)} MB/s   worker ${(rate.workerBusy * 100).toFixed(0).padStart(3)}% busy, ${rate.mbPerWorkerSec.toFixed(0).padStart(5)} MB per worker CPU-second, ${userNs[label]!.toFixed(1).padStart(5)} ns user CPU per packet`);
       }
       const share = (label: string, key: 'mbPerSec' | 'mbPerWorkerSec') => `${((best[label]![key] / best['plain tcp_proxy']![key]) * 100).toFixed(0)}%`;
-      console.log(`  ${payload} B payloads: mqtt filter / plain = ${share('mqtt filter + tcp_proxy', 'mbPerSec')} (per worker CPU-second ${share('mqtt filter + tcp_proxy', 'mbPerWorkerSec')}), ` +
-        `passthrough Wasm / plain = ${share('passthrough Wasm + tcp_proxy', 'mbPerSec')}, read-only Wasm / plain = ${share('read-only Wasm + tcp_proxy', 'mbPerSec')} (best of ${rounds} interleaved runs each)\n`);
+      const paired = (label: string) => {
+        const r = [...ratios[label]!].sort((a, b) => a - b);
+        return `${(r[r.length >> 1]! * 100).toFixed(0)}% (${(r[0]! * 100).toFixed(0)}–${(r[r.length - 1]! * 100).toFixed(0)}%)`;
+      };
+      console.log(`  ${payload} B payloads, best of ${rounds} interleaved runs each: mqtt filter / plain = ${share('mqtt filter + tcp_proxy', 'mbPerSec')} (per worker CPU-second ${share('mqtt filter + tcp_proxy', 'mbPerWorkerSec')}), ` +
+        `passthrough Wasm / plain = ${share('passthrough Wasm + tcp_proxy', 'mbPerSec')}, read-only Wasm / plain = ${share('read-only Wasm + tcp_proxy', 'mbPerSec')}`);
+      console.log(`  ${payload} B payloads, median (and range) over ${rounds} rounds of each round's ratio to plain: mqtt filter ${paired('mqtt filter + tcp_proxy')}, ` +
+        `passthrough Wasm ${paired('passthrough Wasm + tcp_proxy')}, read-only Wasm ${paired('read-only Wasm + tcp_proxy')}\n`);
     }
     const stats = await envoy.stats();
     console.log(`  (wasmcustom.mqtt.downstream.publish = ${stats.get('wasmcustom.mqtt.downstream.publish')}, malformed = ${[...stats].filter(([k, v]) => k.includes('.malformed.') && v > 0).length})`);
