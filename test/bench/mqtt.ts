@@ -238,11 +238,11 @@ async function envoyBench(): Promise<void> {
       const share = (label: string, key: 'mbPerSec' | 'mbPerWorkerSec') => `${((best[label]![key] / best['plain tcp_proxy']![key]) * 100).toFixed(0)}%`;
       const paired = (label: string) => {
         const r = [...ratios[label]!].sort((a, b) => a - b);
-        return `${(r[r.length >> 1]! * 100).toFixed(0)}% (${(r[0]! * 100).toFixed(0)}–${(r[r.length - 1]! * 100).toFixed(0)}%)`;
+        return `${(r[r.length >> 1]! * 100).toFixed(0)}% (${r.map((x) => (x * 100).toFixed(0)).join(' ')})`;
       };
       console.log(`  ${payload} B payloads, best of ${rounds} interleaved runs each: mqtt filter / plain = ${share('mqtt filter + tcp_proxy', 'mbPerSec')} (per worker CPU-second ${share('mqtt filter + tcp_proxy', 'mbPerWorkerSec')}), ` +
         `passthrough Wasm / plain = ${share('passthrough Wasm + tcp_proxy', 'mbPerSec')}, read-only Wasm / plain = ${share('read-only Wasm + tcp_proxy', 'mbPerSec')}`);
-      console.log(`  ${payload} B payloads, median (and range) over ${rounds} rounds of each round's ratio to plain: mqtt filter ${paired('mqtt filter + tcp_proxy')}, ` +
+      console.log(`  ${payload} B payloads, median of ${rounds} rounds' ratios to plain (each round's, sorted): mqtt filter ${paired('mqtt filter + tcp_proxy')}, ` +
         `passthrough Wasm ${paired('passthrough Wasm + tcp_proxy')}, read-only Wasm ${paired('read-only Wasm + tcp_proxy')}\n`);
     }
     const stats = await envoy.stats();
