@@ -27,8 +27,9 @@ const PREFIXES_END: usize = 20; // usize: past its last entry
 const RULES: usize = 24;       // usize: publish ACL rules, flat (pointer, length, allow)
 const RULE_WORDS: usize = 28;  // usize
 const DEFAULT_ALLOW: usize = 32; // u32
-const PLAIN_FIRST: usize = 36; // u32: first byte & 0xf6 of the hot loop's packets (0x100: none)
+const PLAIN_HEAD: usize = 36;  // u32: the hot loop's first four bytes under HEAD_MASK (0x100: none)
 const COUNT: usize = 40;       // u32: packets the last scan passed
+const LAST_START: usize = 44;  // usize: END - 21, the last packet start with 21 bytes readable
 
 /**
  * One topic_metrics prefix in the scan's table: its first 16 bytes zero-padded
@@ -89,6 +90,9 @@ v128.store(SPLATS, i8x16.splat(8), 16);
 v128.store(SPLATS, i8x16.splat(0x2b), 32);
 v128.store(SPLATS, i8x16.splat(0x2f), 48); // '/'
 
+/** The bits of a packet's first four bytes the hot loop tests: type, QoS, the length's continuation bit, the topic length's high byte. */
+const HEAD_MASK: u32 = 0x00ff80f6;
+
 /** The largest packet the hot loop takes: fixed header byte, one length byte, 127 bytes. */
 const HOT_PACKET_MAX: u32 = 129;
 
@@ -107,7 +111,7 @@ export function setScan(
   store<u32>(SCAN + DEFAULT_ALLOW, defaultAllow ? 1 : 0);
   // the hot loop's packets (a one-byte Remaining Length) have at most 129
   // bytes: under a smaller limit, onePublish checks each one
-  store<u32>(SCAN + PLAIN_FIRST, !withProperties && maxPacket >= HOT_PACKET_MAX ? 0x30 : 0x100);
+  store<u32>(SCAN + PLAIN_HEAD, !withProperties && maxPacket >= HOT_PACKET_MAX ? 0x30 : 0x100);
   for (let b: u32 = 0x30; b < 0x40; b++) {
     const qos = (b >> 1) & 3;
     let kind: u32 = 0;
@@ -135,6 +139,8 @@ export function scannedPackets(): u32 {
  */
 export function scanPublishes(p: usize, end: usize, levels: bool, topics: bool, acl: bool): usize {
   store<usize>(SCAN + END, end);
+  store<usize>(SCAN + LAST_START, end >= 21 ? end - 21 : 0);
+  store<i64>(NO_PREFIX, 0, TALLY);
   if (acl) return scanWithAcl(p, levels, topics);
   if (levels) return topics ? scanLevelsTopics(p) : scanLevels(p);
   return topics ? scanTopics(p) : scanPlain(p);
@@ -164,17 +170,18 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
   let count: u32 = 0;
   // 21 bytes: a fixed header of up to 3 bytes, the topic length and 16
   // topic bytes, so every load up to the first vector is inside the bytes
-  while (p + 21 <= load<usize>(SCAN + END)) {
+  while (p <= load<usize>(SCAN + LAST_START)) {
     for (;;) {
-      // type PUBLISH and QoS 0 (dup and retain aside), unless setScan ruled the loop out
-      if ((<u32>load<u8>(p) & 0xf6) != load<u32>(SCAN + PLAIN_FIRST)) break;
-      // a one-byte Remaining Length (so the packet is within the limit: see setScan)
-      const rl = <usize>load<u8>(p, 1);
-      if (rl >= 0x80) break;
+      // One load for the fixed header and the topic length: type PUBLISH
+      // and QoS 0 (dup and retain aside), a one-byte Remaining Length (so
+      // the packet is within the limit: see setScan), and a topic length
+      // under 256; unless setScan ruled the loop out.
+      const head4 = load<u32>(p);
+      if ((head4 & HEAD_MASK) != load<u32>(SCAN + PLAIN_HEAD)) break;
+      const rl = <usize>((head4 >> 8) & 0x7f);
       const topicAt = p + 2;
       const next = topicAt + rl;
-      if (load<u8>(topicAt) != 0) break; // a topic of 256 bytes or more
-      const topicLen = <usize>load<u8>(topicAt, 1);
+      const topicLen = <usize>(head4 >> 24);
       const lanes = load<u32>(LANES + (topicLen << 2));
       const head = v128.load(topicAt, 2);
       if (((<u32>i8x16.bitmask(oddLanes(head, one, eight, plus)) | MUST_STEP) & lanes) != 0) break;
@@ -182,12 +189,12 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
       if (payloadBytes > rl) break; // the topic runs past the packet (wrapped)
       if (levels && <u32>popcnt(<u32>i8x16.bitmask(i8x16.eq(head, slash)) & lanes) >= load<u32>(SCAN + MAX_LEVELS)) break;
       if (acl && !scanAllows(topicAt + 2, topicLen)) break;
-      if (topics) tally(shortTopicEntry(head, lanes), payloadBytes);
+      if (topics) addToTally(shortTopicEntry(head, lanes), payloadBytes);
       count++;
       p = next;
-      if (p + 21 > load<usize>(SCAN + END)) break;
+      if (p > load<usize>(SCAN + LAST_START)) break;
     }
-    if (p + 21 > load<usize>(SCAN + END)) break;
+    if (p > load<usize>(SCAN + LAST_START)) break;
     const next = onePublish(p, one, eight, plus, slash, levels, topics, acl);
     if (next == 0) break;
     count++;
@@ -272,11 +279,20 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
     const want = load<u32>(e, LANE_MASK);
     if ((<u32>i8x16.bitmask(i8x16.eq(head, v128.load(e))) & lanes & want) == want) return e;
   }
-  return 0;
+  return NO_PREFIX;
 }
+
+/** Where shortTopicEntry tallies a topic under no prefix: one add per packet either way, no branch. */
+const NO_PREFIX: usize = memory.data(PREFIX_ENTRY, 16);
 
 /** Adds a PUBLISH to the tally of its prefix's table entry (none: 0). */
 // @ts-ignore: decorator
 @inline function tally(entry: usize, payloadBytes: usize): void {
-  if (entry != 0) store<i64>(entry, load<i64>(entry, TALLY) + ONE_MESSAGE + <i64>payloadBytes, TALLY);
+  if (entry != 0) addToTally(entry, payloadBytes);
+}
+
+/** Adds a PUBLISH to the tally of a table entry (or NO_PREFIX). */
+// @ts-ignore: decorator
+@inline function addToTally(entry: usize, payloadBytes: usize): void {
+  store<i64>(entry, load<i64>(entry, TALLY) + ONE_MESSAGE + <i64>payloadBytes, TALLY);
 }
