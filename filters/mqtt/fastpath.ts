@@ -283,7 +283,7 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
 }
 
 /** Where shortTopicEntry tallies a topic under no prefix: one add per packet either way, no branch. */
-const NO_PREFIX: usize = memory.data(PREFIX_ENTRY, 16);
+const NO_PREFIX: usize = memory.data(<i32>PREFIX_ENTRY, 16);
 
 /** Adds a PUBLISH to the tally of its prefix's table entry (none: 0). */
 // @ts-ignore: decorator
