@@ -77,7 +77,7 @@ const KIND_PROPERTIES: u32 = 16;
  * The lane mask of a topic of n bytes, for n = 0..255: (1 << n) - 1 when
  * the hot loop takes such a topic (1..16 bytes, within MAX_TOPIC), else
  * MUST_STEP, a bit no lane sets, so the loop's one mask test sends the
- * packet to onePublish. setScan rewrites entries 0..16 for the limit.
+ * packet to the general loop. setScan rewrites entries 0..16 for the limit.
  */
 const LANES: usize = memory.data(256 * 4, 4);
 const MUST_STEP: u32 = 0x10000;
@@ -110,7 +110,7 @@ export function setScan(
   store<usize>(SCAN + RULE_WORDS, ruleWords);
   store<u32>(SCAN + DEFAULT_ALLOW, defaultAllow ? 1 : 0);
   // the hot loop's packets (a one-byte Remaining Length) have at most 129
-  // bytes: under a smaller limit, onePublish checks each one
+  // bytes: under a smaller limit, the general loop checks each one
   store<u32>(SCAN + PLAIN_HEAD, !withProperties && maxPacket >= HOT_PACKET_MAX ? 0x30 : 0x100);
   for (let b: u32 = 0x30; b < 0x40; b++) {
     const qos = (b >> 1) & 3;
@@ -153,14 +153,17 @@ function scanLevelsTopics(p: usize): usize { return scan(p, true, true, false); 
 // With an ACL the rule walk costs more than the settings' tests: one copy.
 function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(p, levels, topics, true); }
 
-// The hot loop takes the common packet only: a QoS 0 PUBLISH without
-// properties, with a one-byte Remaining Length, whose topic has 1..16 bytes. Anything else, and anything it
-// would have to look at twice, goes to onePublish, which checks one packet
-// of any kind in full; so the loop has few values (V8 has about eight
-// registers left for them, and a spilled pointer puts a store and a load
-// into the chain that carries one packet's start to the next) and few
-// instructions: settings are memory operands, and each check is one
-// compare and branch, as V8 makes no branch of `a | b` on two compares.
+// Two loops. The hot loop takes the common packet only: a QoS 0 PUBLISH
+// without properties, with a one-byte Remaining Length, whose topic has
+// 1..16 bytes. Any other packet, and any packet that fails one of its
+// checks, goes to the general loop, which checks PUBLISHes of any kind in
+// full (onePublish) until the next one suits the hot loop again; a packet
+// onePublish refuses goes to the session's general path. So the hot loop
+// has few values (V8 has about eight registers left for them, and a
+// spilled pointer puts a store and a load into the chain that carries one
+// packet's start to the next) and few instructions: settings are memory
+// operands, and each check is one compare and branch, as V8 makes no
+// branch of `a | b` on two compares.
 // @ts-ignore: decorator
 @inline function scan(p: usize, levels: bool, topics: bool, acl: bool): usize {
   const one = v128.load(SPLATS);
@@ -194,11 +197,19 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
       p = next;
       if (p > load<usize>(SCAN + LAST_START)) break;
     }
-    if (p > load<usize>(SCAN + LAST_START)) break;
-    const next = onePublish(p, one, eight, plus, slash, levels, topics, acl);
-    if (next == 0) break;
-    count++;
-    p = next;
+    // The general loop: packets of any kind the scan may pass (QoS 1 and 2,
+    // 5.0, longer lengths and topics), until one the hot loop takes.
+    while (p <= load<usize>(SCAN + LAST_START)) {
+      const next = onePublish(p, one, eight, plus, slash, levels, topics, acl);
+      if (next == 0) {
+        store<u32>(SCAN + COUNT, count);
+        return p;
+      }
+      count++;
+      p = next;
+      if (p > load<usize>(SCAN + LAST_START)) break;
+      if ((load<u32>(p) & HEAD_MASK) == load<u32>(SCAN + PLAIN_HEAD)) break;
+    }
   }
   store<u32>(SCAN + COUNT, count);
   return p;
@@ -230,18 +241,20 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
   if (payload > next || payload > end || topicLen - 1 >= <usize>load<u32>(SCAN + MAX_TOPIC)) return 0;
   if ((kind & KIND_ID) != 0 && load<u16>(topic + topicLen) == 0) return 0;
   if ((kind & KIND_PROPERTIES) != 0 && load<u8>(payload - 1) != 0) return 0;
-  const long = topicLen > 16;
-  const head = v128.load(topic);
-  if (long) {
+  if (topicLen > 16) {
     if (!plainLongTopic(topic, topicLen)) return 0;
     if (levels && slashesIn(topic, topicLen) >= load<u32>(SCAN + MAX_LEVELS)) return 0;
-  } else {
-    const lanes = (<u32>1 << <u32>topicLen) - 1;
-    if ((<u32>i8x16.bitmask(oddLanes(head, one, eight, plus)) & lanes) != 0) return 0;
-    if (levels && <u32>popcnt(<u32>i8x16.bitmask(i8x16.eq(head, slash)) & lanes) >= load<u32>(SCAN + MAX_LEVELS)) return 0;
+    if (acl && !scanAllows(topic, topicLen)) return 0;
+    if (topics) tally(longTopicEntry(topic, topicLen), next - payload);
+    return next;
   }
+  // 1..16 bytes within the limit: LANES holds the lane mask
+  const lanes = load<u32>(LANES + (topicLen << 2));
+  const head = v128.load(topic);
+  if ((<u32>i8x16.bitmask(oddLanes(head, one, eight, plus)) & lanes) != 0) return 0;
+  if (levels && <u32>popcnt(<u32>i8x16.bitmask(i8x16.eq(head, slash)) & lanes) >= load<u32>(SCAN + MAX_LEVELS)) return 0;
   if (acl && !scanAllows(topic, topicLen)) return 0;
-  if (topics) tally(prefixEntry(head, topicLen, topic, long), next - payload);
+  if (topics) addToTally(shortTopicEntry(head, lanes), next - payload);
   return next;
 }
 
@@ -252,24 +265,24 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
 }
 
 /**
- * The table entry of the first topic_metrics prefix the topic starts with,
- * or 0. `head` holds the topic's first 16 bytes (and what follows a shorter
- * topic: the masks cover only prefix bytes). A prefix over 16 bytes can only
- * start a `long` topic (over 16 bytes), which starts at `topic`.
+ * The table entry of the first topic_metrics prefix a topic of over 16
+ * bytes at `topic` starts with, or 0: the first 16 bytes under the prefix's
+ * mask, then the rest of a longer prefix byte-wise.
  */
 // @ts-ignore: decorator
-@inline function prefixEntry(head: v128, topicLen: usize, topic: usize, long: bool): usize {
+@inline function longTopicEntry(topic: usize, topicLen: usize): usize {
+  const head = v128.load(topic);
   for (let e = load<usize>(SCAN + PREFIXES); e < load<usize>(SCAN + PREFIXES_END); e += PREFIX_ENTRY) {
     const plen = <usize>load<u32>(e, 32);
     if (plen > topicLen) continue;
     if (v128.any_true(v128.xor(v128.and(head, v128.load(e, 16)), v128.load(e)))) continue;
-    if (!long || plen <= 16 || bytesEqual(topic + 16, load<usize>(e, 36) + 16, plen - 16)) return e;
+    if (plen <= 16 || bytesEqual(topic + 16, load<usize>(e, 36) + 16, plen - 16)) return e;
   }
   return 0;
 }
 
 /**
- * prefixEntry for a topic of up to 16 bytes, whose first 16 bytes are
+ * The table entry of the first prefix that starts a topic of up to 16 bytes, whose first 16 bytes are
  * `head` and whose lanes are `lanes`: a prefix starts the topic when its
  * lanes are among the topic's and hold equal bytes.
  */
