@@ -186,13 +186,9 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
       const next = topicAt + rl;
       const topicLen = <usize>(head4 >> 24);
       const lanes = load<u32>(LANES + (topicLen << 2));
-      const head = v128.load(topicAt, 2);
-      if (((<u32>i8x16.bitmask(oddLanes(head, one, eight, plus)) | MUST_STEP) & lanes) != 0) break;
       const payloadBytes = rl - 2 - topicLen;
       if (payloadBytes > rl) break; // the topic runs past the packet (wrapped)
-      if (levels && <u32>popcnt(<u32>i8x16.bitmask(i8x16.eq(head, slash)) & lanes) >= load<u32>(SCAN + MAX_LEVELS)) break;
-      if (acl && !scanAllows(topicAt + 2, topicLen)) break;
-      if (topics) addToTally(shortTopicEntry(head, lanes), payloadBytes);
+      if (!shortTopicPasses(topicAt + 2, topicLen, lanes, payloadBytes, one, eight, plus, slash, levels, topics, acl)) break;
       count++;
       p = next;
       if (p > load<usize>(SCAN + LAST_START)) break;
@@ -249,13 +245,25 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
     return next;
   }
   // 1..16 bytes within the limit: LANES holds the lane mask
-  const lanes = load<u32>(LANES + (topicLen << 2));
+  return shortTopicPasses(topic, topicLen, load<u32>(LANES + (topicLen << 2)), next - payload, one, eight, plus, slash, levels, topics, acl) ? next : 0;
+}
+
+/**
+ * The scan's checks of a topic of 1..16 bytes with lane mask `lanes`
+ * (MUST_STEP: none pass), and the tally of its PUBLISH when they pass;
+ * false when the general path must see the packet.
+ */
+// @ts-ignore: decorator
+@inline function shortTopicPasses(
+  topic: usize, topicLen: usize, lanes: u32, payloadBytes: usize,
+  one: v128, eight: v128, plus: v128, slash: v128, levels: bool, topics: bool, acl: bool,
+): bool {
   const head = v128.load(topic);
-  if ((<u32>i8x16.bitmask(oddLanes(head, one, eight, plus)) & lanes) != 0) return 0;
-  if (levels && <u32>popcnt(<u32>i8x16.bitmask(i8x16.eq(head, slash)) & lanes) >= load<u32>(SCAN + MAX_LEVELS)) return 0;
-  if (acl && !scanAllows(topic, topicLen)) return 0;
-  if (topics) addToTally(shortTopicEntry(head, lanes), next - payload);
-  return next;
+  if (((<u32>i8x16.bitmask(oddLanes(head, one, eight, plus)) | MUST_STEP) & lanes) != 0) return false;
+  if (levels && <u32>popcnt(<u32>i8x16.bitmask(i8x16.eq(head, slash)) & lanes) >= load<u32>(SCAN + MAX_LEVELS)) return false;
+  if (acl && !scanAllows(topic, topicLen)) return false;
+  if (topics) addToTally(shortTopicEntry(head, lanes), payloadBytes);
+  return true;
 }
 
 /** The publish ACL's verdict on a topic, with the rules setScan was given. */
@@ -282,9 +290,10 @@ function scanWithAcl(p: usize, levels: bool, topics: bool): usize { return scan(
 }
 
 /**
- * The table entry of the first prefix that starts a topic of up to 16 bytes, whose first 16 bytes are
- * `head` and whose lanes are `lanes`: a prefix starts the topic when its
- * lanes are among the topic's and hold equal bytes.
+ * The table entry of the first prefix that starts a topic of up to 16
+ * bytes, whose first 16 bytes are `head` and whose lanes are `lanes` (or
+ * NO_PREFIX): a prefix starts the topic when its lanes are among the
+ * topic's and hold equal bytes.
  */
 // @ts-ignore: decorator
 @inline function shortTopicEntry(head: v128, lanes: u32): usize {
