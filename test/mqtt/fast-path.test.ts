@@ -134,8 +134,8 @@ describe('mqtt filter: fast path agrees with the general path', () => {
       for (let n = 1; n < prefix.length; n++) {
         const topic = Buffer.from(prefix.slice(0, n));
         const payload = Buffer.from(prefix.slice(n) + 'zz');
-        const publish = Buffer.concat([Buffer.from([0x30, 2 + topic.length + payload.length, 0, topic.length]), topic, payload]);
-        streams.push({ label: `topic ${topic} before ${payload}`, publishes: Buffer.concat([publish, publishPacket(Buffer.from('ok/next'), 4)]), cut: 4 + topic.length, closes: false });
+        const publishes = Buffer.concat([publishPacket(topic, payload), publishPacket(Buffer.from('ok/next'), 4)]);
+        streams.push({ label: `topic ${topic} before ${payload}`, publishes, cut: 4 + topic.length, closes: false });
       }
     }
     const { metrics } = await eachStreamAlike({ topic_metrics: prefixes }, streams);
@@ -163,10 +163,12 @@ describe('mqtt filter: fast path agrees with the general path', () => {
   });
 });
 
-function publishPacket(topic: Buffer, payload: number): Buffer {
-  const rest = 2 + topic.length + payload;
+/** A QoS 0 PUBLISH of `topic` with `payload` (or that many bytes of 'A'). */
+function publishPacket(topic: Buffer, payload: number | Buffer): Buffer {
+  const body = typeof payload === 'number' ? Buffer.alloc(payload, 0x41) : payload;
+  const rest = 2 + topic.length + body.length;
   const length = rest < 128 ? Buffer.from([rest]) : Buffer.from([(rest & 0x7f) | 0x80, rest >> 7]);
-  return Buffer.concat([Buffer.from([0x30]), length, Buffer.from([topic.length >> 8, topic.length & 0xff]), topic, Buffer.alloc(payload, 0x41)]);
+  return Buffer.concat([Buffer.from([0x30]), length, Buffer.from([topic.length >> 8, topic.length & 0xff]), topic, body]);
 }
 
 /**
