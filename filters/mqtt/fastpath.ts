@@ -2,8 +2,8 @@
 // outcome is "forward" (plain ASCII topic, no 5.0 properties, within the
 // limits, allowed by the ACL) and stops at the first packet that needs
 // anything else, which the session's general path then handles. Pure over
-// bytes: no ABI calls; it writes only its own static blocks (SCAN,
-// PUBLISH_KIND) and the tally fields of the topic_metrics prefix table.
+// bytes: no ABI calls; it writes only its own static blocks (SCAN, LANES,
+// PUBLISH_KIND, NO_PREFIX) and the tally fields of the topic_metrics prefix table.
 //
 // Why a separate module of small functions: TurboFan has about a dozen
 // registers for a loop. Inside the session's method the loop had some twenty
