@@ -10,8 +10,9 @@
 //    Go program that copies no payload, so Envoy is what is measured); Envoy
 //    with the filter beside Envoy with plain tcp_proxy (BENCH_ENVOY_MS per
 //    run), with how busy Envoy's worker was and MB per worker CPU-second.
-//    BENCH_MQTT_CONFIG='{...}' replaces the filter's configuration there
-//    (default: topic metrics for "sensors/"); BENCH_PAYLOADS=64 runs one size.
+//    The filter runs twice there: with BENCH_MQTT_CONFIG='{...}' (default:
+//    topic metrics for "sensors/") and with its default configuration ({}).
+//    BENCH_PAYLOADS=64 runs one size.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -174,6 +175,7 @@ async function envoyBench(): Promise<void> {
   const blaster = await Blaster.start();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mqtt-bench-'));
   const withFilter = await freePort();
+  const withDefaults = await freePort();
   const plain = await freePort();
   const passthrough = await freePort();
   const readFloor = await freePort();
@@ -185,6 +187,8 @@ async function envoyBench(): Promise<void> {
       clusters: [{ name: 'sink', port: blaster.sinkPort }],
       extraListeners: [
         { name: 'plain', port: plain, wasm: false },
+        // the filter as it comes: no topic metrics, no ACL, no routes
+        { name: 'mqtt-default', port: withDefaults, wasm: true, filterName: 'mqtt_default', filterConfig: {} },
         // the floor: a Wasm filter that returns Continue without reading anything
         { name: 'passthrough', port: passthrough, wasm: true, wasmFile: filterWasmPath('passthrough'), filterName: 'passthrough', filterConfig: { read: false } },
         // the copy floor: a Wasm filter that reads each buffer into the VM the way the mqtt filter does, and looks at nothing
@@ -200,7 +204,7 @@ async function envoyBench(): Promise<void> {
     const prefixFile = path.join(dir, 'connect.bin');
     fs.writeFileSync(prefixFile, mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'bench', clean: true, keepalive: 30 }));
     const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
-    const cases = [['plain tcp_proxy', plain], ['mqtt filter + tcp_proxy', withFilter], ['passthrough Wasm + tcp_proxy', passthrough], ['read-only Wasm + tcp_proxy', readFloor]] as const;
+    const cases = [['plain tcp_proxy', plain], ['mqtt filter + tcp_proxy', withFilter], ['mqtt filter {} + tcp_proxy', withDefaults], ['passthrough Wasm + tcp_proxy', passthrough], ['read-only Wasm + tcp_proxy', readFloor]] as const;
     for (const payload of PAYLOADS) {
       const streamFile = path.join(dir, `publish-${payload}.bin`);
       const { bytes: stream, frames } = publishStream(payload, 4 * 1024 * 1024);
@@ -211,6 +215,10 @@ async function envoyBench(): Promise<void> {
       // where a filter's own cost lands (Envoy's code, the copy into the VM,
       // the filter's code); kernel time swings with how the two cores are shared.
       const userNs: Record<string, number> = {};
+      // The worker's CPU (user + system) per packet, each round's: while the
+      // worker is below 100% busy, wall-clock rates also carry how the two
+      // cores were shared; CPU per packet is what a saturated Envoy would pay.
+      const cpuNs: Record<string, number[]> = {};
       // Each round's rate of a case over plain's in the same round: runs next
       // to each other share the machine's mood, so the median of these
       // ratios is steadier than a ratio of bests, which one lucky run moves.
@@ -228,22 +236,28 @@ async function envoyBench(): Promise<void> {
           mbPerSec[label] = rate.mbPerSec;
           const user = ((cpuAfter.user - cpuBefore.user) * 1e9) / (bytes / packetBytes);
           userNs[label] = Math.min(userNs[label] ?? Infinity, user);
+          (cpuNs[label] ??= []).push((cpu * 1e9) / (bytes / packetBytes));
           await new Promise((r) => setTimeout(r, 200));
         }
         for (const [label] of cases) (ratios[label] ??= []).push(mbPerSec[label]! / mbPerSec['plain tcp_proxy']!);
       }
+      const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
       for (const [label, rate] of Object.entries(best)) {
-        console.log(`  ${payload} B payloads, ${label.padEnd(32)} ${rate.mbPerSec.toFixed(1).padStart(8)} MB/s   worker ${(rate.workerBusy * 100).toFixed(0).padStart(3)}% busy, ${rate.mbPerWorkerSec.toFixed(0).padStart(5)} MB per worker CPU-second, ${userNs[label]!.toFixed(1).padStart(5)} ns user CPU per packet`);
+        console.log(`  ${payload} B payloads, ${label.padEnd(32)} ${rate.mbPerSec.toFixed(1).padStart(8)} MB/s   worker ${(rate.workerBusy * 100).toFixed(0).padStart(3)}% busy, ${rate.mbPerWorkerSec.toFixed(0).padStart(5)} MB per worker CPU-second, ` +
+          `${userNs[label]!.toFixed(1).padStart(5)} ns user CPU per packet (lowest), ${median(cpuNs[label]!).toFixed(1).padStart(5)} ns worker CPU per packet (median)`);
       }
       const share = (label: string, key: 'mbPerSec' | 'mbPerWorkerSec') => `${((best[label]![key] / best['plain tcp_proxy']![key]) * 100).toFixed(0)}%`;
       const paired = (label: string) => {
         const r = [...ratios[label]!].sort((a, b) => a - b);
-        return `${(r[r.length >> 1]! * 100).toFixed(0)}% (${r.map((x) => (x * 100).toFixed(0)).join(' ')})`;
+        return `${(median(r) * 100).toFixed(0)}% (${r.map((x) => (x * 100).toFixed(0)).join(' ')})`;
       };
-      console.log(`  ${payload} B payloads, best of ${rounds} interleaved runs each: mqtt filter / plain = ${share('mqtt filter + tcp_proxy', 'mbPerSec')} (per worker CPU-second ${share('mqtt filter + tcp_proxy', 'mbPerWorkerSec')}), ` +
-        `passthrough Wasm / plain = ${share('passthrough Wasm + tcp_proxy', 'mbPerSec')}, read-only Wasm / plain = ${share('read-only Wasm + tcp_proxy', 'mbPerSec')}`);
-      console.log(`  ${payload} B payloads, median of ${rounds} rounds' ratios to plain (each round's, sorted): mqtt filter ${paired('mqtt filter + tcp_proxy')}, ` +
-        `passthrough Wasm ${paired('passthrough Wasm + tcp_proxy')}, read-only Wasm ${paired('read-only Wasm + tcp_proxy')}\n`);
+      const others = cases.slice(1).map(([label]) => label);
+      const name = (label: string) => label.replace(' + tcp_proxy', '');
+      console.log(`  ${payload} B payloads, best of ${rounds} interleaved runs each, over plain: ` +
+        others.map((l) => `${name(l)} ${share(l, 'mbPerSec')}`).join(', ') + ` (mqtt filter per worker CPU-second ${share('mqtt filter + tcp_proxy', 'mbPerWorkerSec')})`);
+      console.log(`  ${payload} B payloads, median of ${rounds} rounds' ratios to plain (each round's, sorted): ` + others.map((l) => `${name(l)} ${paired(l)}`).join(', '));
+      console.log(`  ${payload} B payloads, plain's worker CPU per packet over each case's (medians; what a saturated worker would keep): ` +
+        others.map((l) => `${name(l)} ${((median(cpuNs['plain tcp_proxy']!) / median(cpuNs[l]!)) * 100).toFixed(0)}%`).join(', ') + '\n');
     }
     const stats = await envoy.stats();
     console.log(`  (wasmcustom.mqtt.downstream.publish = ${stats.get('wasmcustom.mqtt.downstream.publish')}, malformed = ${[...stats].filter(([k, v]) => k.includes('.malformed.') && v > 0).length})`);
