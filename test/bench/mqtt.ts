@@ -12,7 +12,9 @@
 //    run), with how busy Envoy's worker was and MB per worker CPU-second.
 //    The filter runs twice there: with BENCH_MQTT_CONFIG='{...}' (default:
 //    topic metrics for "sensors/") and with its default configuration ({}).
-//    BENCH_PAYLOADS=64 runs one size.
+//    Three floors beside it (filters/passthrough): a Wasm filter that reads
+//    nothing, one that copies each buffer into the VM, and one that also
+//    walks the frames. BENCH_PAYLOADS=64 runs one size.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -179,6 +181,7 @@ async function envoyBench(): Promise<void> {
   const plain = await freePort();
   const passthrough = await freePort();
   const readFloor = await freePort();
+  const walkFloor = await freePort();
   const adminPort = await freePort();
   await mqttModule();
   const envoy = await startEnvoy({
@@ -193,6 +196,8 @@ async function envoyBench(): Promise<void> {
         { name: 'passthrough', port: passthrough, wasm: true, wasmFile: filterWasmPath('passthrough'), filterName: 'passthrough', filterConfig: { read: false } },
         // the copy floor: a Wasm filter that reads each buffer into the VM the way the mqtt filter does, and looks at nothing
         { name: 'read-floor', port: readFloor, wasm: true, wasmFile: filterWasmPath('passthrough'), filterName: 'read_floor', filterConfig: { read: true } },
+        // the framing floor: reads each buffer and walks its frames (type byte, Remaining Length, skip), one counter per buffer, no checks
+        { name: 'walk-floor', port: walkFloor, wasm: true, wasmFile: filterWasmPath('passthrough'), filterName: 'walk_floor', filterConfig: { read: true, walk: true } },
       ],
     }),
     adminPort,
@@ -204,7 +209,7 @@ async function envoyBench(): Promise<void> {
     const prefixFile = path.join(dir, 'connect.bin');
     fs.writeFileSync(prefixFile, mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'bench', clean: true, keepalive: 30 }));
     const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
-    const cases = [['plain tcp_proxy', plain], ['mqtt filter + tcp_proxy', withFilter], ['mqtt filter {} + tcp_proxy', withDefaults], ['passthrough Wasm + tcp_proxy', passthrough], ['read-only Wasm + tcp_proxy', readFloor]] as const;
+    const cases = [['plain tcp_proxy', plain], ['mqtt filter + tcp_proxy', withFilter], ['mqtt filter {} + tcp_proxy', withDefaults], ['passthrough Wasm + tcp_proxy', passthrough], ['read-only Wasm + tcp_proxy', readFloor], ['frame-walk Wasm + tcp_proxy', walkFloor]] as const;
     for (const payload of PAYLOADS) {
       const streamFile = path.join(dir, `publish-${payload}.bin`);
       const { bytes: stream, frames } = publishStream(payload, 4 * 1024 * 1024);
@@ -260,7 +265,8 @@ async function envoyBench(): Promise<void> {
         others.map((l) => `${name(l)} ${((median(cpuNs['plain tcp_proxy']!) / median(cpuNs[l]!)) * 100).toFixed(0)}%`).join(', ') + '\n');
     }
     const stats = await envoy.stats();
-    console.log(`  (wasmcustom.mqtt.downstream.publish = ${stats.get('wasmcustom.mqtt.downstream.publish')}, malformed = ${[...stats].filter(([k, v]) => k.includes('.malformed.') && v > 0).length})`);
+    console.log(`  (wasmcustom.mqtt.downstream.publish = ${stats.get('wasmcustom.mqtt.downstream.publish')}, malformed = ${[...stats].filter(([k, v]) => k.includes('.malformed.') && v > 0).length}, ` +
+      `wasmcustom.passthrough.frames = ${stats.get('wasmcustom.passthrough.frames')})`);
   } finally {
     await envoy.stop();
     blaster.stop();

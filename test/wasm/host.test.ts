@@ -3,6 +3,7 @@
 // routing through filter state, buffer rewrites, metrics, closes and traps.
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
+import mqttPacket from 'mqtt-packet';
 import {
   WasmFilterError, WasmFilterModule, encodeSetEnvoyFilterState, loadFilter, type FilterConnection, type WasmPlugin,
 } from '../../xds-server/wasm-host/index.ts';
@@ -479,5 +480,34 @@ describe('host with hand-written modules', () => {
     assert.ok(seen);
     assert.equal(conn.upstreamCluster, undefined); // the override refused it
     assert.ok(conn.logs.some((l) => l.level === 'error' && l.message === 'cannot route connection to cluster a: host returned 1'));
+  });
+});
+
+describe('passthrough filter (the benchmarks\' floors)', () => {
+  // {"read": true, "walk": true} is the floor under any MQTT-aware filter in
+  // test/bench/mqtt.ts: it must walk every frame, whatever the chunking.
+  it('walks frames of every length size across any chunk boundary', async () => {
+    const payloads = [0, 1, 125, 126, 127, 200, 16_383, 16_384, 70_000, 2_097_200];
+    const frames = payloads.map((n, i) => mqttPacket.generate({ cmd: 'publish', topic: `t/${i}`, payload: Buffer.alloc(n, 0x80 | i), qos: 0, retain: false, dup: false }));
+    const stream = Buffer.concat(frames);
+    const passthrough = await loadFilter('passthrough');
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000);
+    const splits: Buffer[][] = [[stream]];
+    // small chunks over the frames with short lengths (every header cut everywhere), then the rest whole
+    for (const size of [1, 2, 3, 5]) {
+      const cuts = Array.from({ length: Math.floor(70_000 / size) }, (_, i) => (i + 1) * size);
+      splits.push(splitAt(stream, cuts));
+    }
+    for (let k = 0; k < 20; k++) {
+      const cuts = [...new Set(Array.from({ length: 12 }, () => 1 + Math.floor(random() * (stream.length - 1))))].sort((a, b) => a - b);
+      splits.push(splitAt(stream, cuts));
+    }
+    for (const chunks of splits) {
+      const plugin = await passthrough.instantiate({ configuration: { read: true, walk: true }, record: false });
+      const conn = plugin.newConnection();
+      for (const c of chunks) conn.downstream(c);
+      assert.equal(plugin.metric('passthrough.frames'), frames.length, `chunks of ${chunks.map((c) => c.length).join(',')}`);
+    }
   });
 });
