@@ -97,11 +97,11 @@ class PassStream extends StreamContext {
     return Action.Continue;
   }
 
-  private look(type: BufferType, size: usize, frames: FrameWalk): void {
+  private look(type: BufferType, size: usize, walker: FrameWalk): void {
     const root = changetype<PassRoot>(this.root);
     if (!root.read) return;
     const p = readBufferScratch(type, 0, <u32>size);
-    if (root.walk) FRAMES.increment(frames.walk(p, lastScratchSize()));
+    if (root.walk) FRAMES.increment(walker.walk(p, lastScratchSize()));
   }
 }
 
