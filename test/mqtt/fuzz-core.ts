@@ -3,18 +3,8 @@
 // Nothing may trap, and the VM's memory must stay bounded.
 import { connectPacket, corpus, gen, type Pkt, type Version } from './packets.ts';
 import { mqttModule } from './replay.ts';
+import { rng } from '../support/random.ts';
 import type { DataResult, FilterConnection, WasmPlugin } from '../../xds-server/wasm-host/index.ts';
-
-/** xorshift32: deterministic inputs for a seed. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    return s / 4294967296;
-  };
-}
 
 export const FUZZ_CONFIG = {
   routes: [{ match: { client_id: { regex: '^f[a-z]*-[0-9]+$' } }, cluster: 'a' }, { cluster: 'b' }],

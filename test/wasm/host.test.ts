@@ -9,6 +9,7 @@ import {
 } from '../../xds-server/wasm-host/index.ts';
 import { CONTRACT_CONFIG, expectContract, rewriteMarks, splitAt } from './contract.ts';
 import { abiBasics, buildModule, op } from './wasm-bytes.ts';
+import { rng } from '../support/random.ts';
 
 const STREAM = Buffer.from('A:first MARK line\nsecond MARKMARK x\nMAR\nM\nlast MAR', 'latin1');
 
@@ -491,8 +492,7 @@ describe('passthrough filter (the benchmarks\' floors)', () => {
     const frames = payloads.map((n, i) => mqttPacket.generate({ cmd: 'publish', topic: `t/${i}`, payload: Buffer.alloc(n, 0x80 | i), qos: 0, retain: false, dup: false }));
     const stream = Buffer.concat(frames);
     const passthrough = await loadFilter('passthrough');
-    let seed = 7;
-    const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000);
+    const random = rng(7);
     const splits: Buffer[][] = [[stream]];
     // small chunks over the frames with short lengths (every header cut everywhere), then the rest whole
     for (const size of [1, 2, 3, 5]) {
