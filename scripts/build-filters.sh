@@ -46,9 +46,10 @@ manifest_field() {
 
 built=0 skipped=0 found=0
 for manifest in filters/*/filter.json; do
+  # A folder removed after the glob listed it is simply gone, not an error.
   [ -e "$manifest" ] || continue
   dir="$(dirname "$manifest")"
-  name="$(manifest_field "$manifest" name)"
+  name="$(manifest_field "$manifest" name)" || { [ -e "$manifest" ] || continue; exit 1; }
   manifest_field "$manifest" protocol >/dev/null
   entry="$(manifest_field "$manifest" entry)"
   if [ ${#only[@]} -gt 0 ] && [[ ! " ${only[*]} " =~ " $name " ]]; then continue; fi

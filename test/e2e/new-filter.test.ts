@@ -1,56 +1,89 @@
 // Drop-in: `protoplane new-filter NAME` scaffolds a filter that builds, passes
 // its own starter test, and — with no change to server code — is discovered,
 // served and run by stock Envoy for a `protocol: NAME` listener.
+//
+// The whole test runs in a private copy of the checkout (filters/, scripts/,
+// the server sources, built modules; node_modules linked): creating, editing
+// and deleting a filter in the shared filters/ folder raced the other test
+// processes' builds, which list filters/*/filter.json (a fresh-clone CI run
+// failed 54 tests that way). Here no other process can see the new filter.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import type { Protoplane } from '../../xds-server/app.ts';
-import { serveForTest } from '../support/mesh-env.ts';
 import { bootstrapYaml } from '../../xds-server/bootstrap.ts';
+import { ensureFiltersBuilt } from '../../xds-server/wasm-host/index.ts';
 import { freePort, REPO_ROOT, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
 import { startTcpEcho, type TcpEcho } from '../support/upstreams.ts';
 
 const exec = promisify(execFile);
 
+/** What a private checkout needs to scaffold, build, test and serve a filter. */
+const COPIED = ['bin', 'xds-server', 'scripts', 'filters', 'proto', 'asconfig.json', 'package.json', 'tsconfig.json', 'build/filters'];
+
+/** A copy of the checkout under `dir` (timestamps kept, so the incremental build skips what is built). */
+function privateCheckout(dir: string): string {
+  const root = path.join(dir, 'checkout');
+  for (const entry of COPIED) {
+    const from = path.join(REPO_ROOT, entry);
+    if (fs.existsSync(from)) fs.cpSync(from, path.join(root, entry), { recursive: true, preserveTimestamps: true });
+  }
+  fs.mkdirSync(path.join(root, 'test'), { recursive: true });
+  fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(root, 'node_modules'));
+  return root;
+}
+
+interface FilterInfo {
+  name: string;
+  sha256: string;
+}
+
+async function servedFilters(adminPort: number): Promise<FilterInfo[]> {
+  const response = await fetch(`http://127.0.0.1:${adminPort}/debug/filters`);
+  return ((await response.json()) as { filters: FilterInfo[] }).filters;
+}
+
 describe('protoplane new-filter', () => {
   const name = `demo${process.pid}`;
-  const created = [path.join(REPO_ROOT, 'filters', name), path.join(REPO_ROOT, 'test', 'filters', `${name}.test.ts`), path.join(REPO_ROOT, 'build', 'filters', `${name}.wasm`)];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'protoplane-newfilter-'));
+  let root = '';
   let greeters: TcpEcho;
   let others: TcpEcho;
-  let server: Protoplane | undefined;
+  let server: ChildProcess | undefined;
+  let serverLog = '';
+  let adminPort = 0;
   let envoy: EnvoyHandle | undefined;
 
   before(async () => {
+    await ensureFiltersBuilt();
+    root = privateCheckout(dir);
     greeters = await startTcpEcho('greeters');
     others = await startTcpEcho('others');
   });
 
   after(async () => {
     await envoy?.stop();
-    await server?.close();
+    if (server && server.exitCode === null) {
+      const exited = new Promise((resolve) => server!.once('exit', resolve));
+      server.kill('SIGTERM');
+      await exited;
+    }
     await greeters?.close();
     await others?.close();
-    // The manifest first, so a concurrent build never sees half a filter.
-    fs.rmSync(path.join(created[0]!, 'filter.json'), { force: true });
-    for (const file of created) fs.rmSync(file, { recursive: true, force: true });
-    const testDir = path.join(REPO_ROOT, 'test', 'filters');
-    if (fs.existsSync(testDir) && fs.readdirSync(testDir).length === 0) fs.rmdirSync(testDir);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('scaffolds a filter that builds and passes its own starter test', async () => {
-    const { stdout } = await exec(path.join(REPO_ROOT, 'bin/protoplane'), ['new-filter', name], { cwd: REPO_ROOT });
+    const { stdout } = await exec(path.join(root, 'bin/protoplane'), ['new-filter', name], { cwd: root });
     assert.match(stdout, new RegExp(`filters/${name}/filter.json`));
     // Run it as a user would (outside this test runner's own reporting channel).
     const env = { ...process.env };
     delete env.NODE_TEST_CONTEXT;
-    const result = await exec(process.execPath, ['--import', 'tsx', '--test', path.join('test', 'filters', `${name}.test.ts`)], { cwd: REPO_ROOT, env });
+    const result = await exec(process.execPath, ['--import', 'tsx', '--test', path.join('test', 'filters', `${name}.test.ts`)], { cwd: root, env });
     assert.match(result.stdout, /# pass 2/);
     assert.match(result.stdout, /# fail 0/);
   });
@@ -78,12 +111,26 @@ clusters:
     // Local delivery: each build is a new content-named file, so a new build is a
     // new ECDS config. (Remote delivery of a second build did not complete in
     // Envoy 1.40: ECDS update_success, but the module fetch never finished.)
-    server = await serveForTest(configPath, { wasmCode: 'local' });
-    assert.ok(server.filters().entries.has(name), 'the new filter is in the catalog');
-    const adminPort = await freePort();
+    const xdsPort = await freePort();
+    adminPort = await freePort();
+    server = spawn(
+      path.join(root, 'bin/protoplane'),
+      ['serve', '--config', configPath, '--xds-port', String(xdsPort), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--wasm-code', 'local'],
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    server.stdout!.on('data', (chunk) => (serverLog += chunk.toString()));
+    server.stderr!.on('data', (chunk) => (serverLog += chunk.toString()));
+    await waitUntil(
+      async () => (await servedFilters(adminPort).catch(() => [])).some((f) => f.name === name),
+      60_000,
+      'the new filter is in the catalog',
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}\nserver output:\n${serverLog}`);
+    });
+    const envoyAdmin = await freePort();
     envoy = await startEnvoy({
-      bootstrapYaml: bootstrapYaml({ xds: `127.0.0.1:${server.xdsPort}`, nodeId: 'newfilter', adminPort, protoplaneAdmin: `127.0.0.1:${server.adminPort}` }),
-      adminPort,
+      bootstrapYaml: bootstrapYaml({ xds: `127.0.0.1:${xdsPort}`, nodeId: 'newfilter', adminPort: envoyAdmin, protoplaneAdmin: `127.0.0.1:${adminPort}` }),
+      adminPort: envoyAdmin,
     });
     await envoy.waitForListener('lines', 20_000);
     for (const [line, expected] of [['hello world\n', 'greeters:hello world\n'], ['bye\n', 'others:bye\n']] as const) {
@@ -108,7 +155,7 @@ clusters:
   it('hot-swaps a new build over ECDS: an edited filter reaches new connections, the open one finishes', async () => {
     const lines = (await envoy!.listeners()).get('lines')!;
     const modified = await envoy!.stat('listener_manager.listener_modified');
-    const shaBefore = server!.filters().entries.get(name)!.sha256;
+    const shaBefore = (await servedFilters(adminPort)).find((f) => f.name === name)!.sha256;
     const held = await new Promise<net.Socket>((resolve, reject) => {
       const socket = net.connect(lines, '127.0.0.1', () => resolve(socket));
       socket.on('error', reject);
@@ -119,12 +166,16 @@ clusters:
     await waitUntil(() => heldReply.includes('greeters:hello before'), 5000, 'held connection routed');
 
     // The new build sends short first lines to the first route too.
-    const policy = path.join(REPO_ROOT, 'filters', name, 'policy.ts');
+    const policy = path.join(root, 'filters', name, 'policy.ts');
     const source = fs.readFileSync(policy, 'utf8');
     const edited = source.replace('if (prefix == null || startsWithBytes(line, prefix))', 'if (prefix == null || startsWithBytes(line, prefix) || line.length < 4)');
     assert.notEqual(edited, source);
     fs.writeFileSync(policy, edited);
-    await waitUntil(() => server!.filters().entries.get(name)?.sha256 !== shaBefore, 60_000, 'the edited filter rebuilt and served');
+    await waitUntil(
+      async () => (await servedFilters(adminPort)).find((f) => f.name === name)?.sha256 !== shaBefore,
+      60_000,
+      'the edited filter rebuilt and served',
+    );
     await waitUntil(
       async () => {
         const reply = await new Promise<string>((resolve) => {
@@ -152,7 +203,7 @@ clusters:
   it('a config its schema refuses names file:line:col', async () => {
     const bad = path.join(dir, 'bad.yaml');
     fs.writeFileSync(bad, `listeners:\n  - name: lines\n    port: 10999\n    protocol: ${name}\n    filter: { max_line: 0 }\n    routes: [ { cluster: x } ]\nclusters: [ { name: x, endpoints: [] } ]\n`);
-    const result = await exec(path.join(REPO_ROOT, 'bin/protoplane'), ['validate', bad], { cwd: REPO_ROOT }).catch((e: { stderr: string; code: number }) => e);
+    const result = await exec(path.join(root, 'bin/protoplane'), ['validate', bad], { cwd: root }).catch((e: { stderr: string; code: number }) => e);
     assert.equal((result as { code: number }).code, 1);
     assert.match((result as { stderr: string }).stderr, /bad\.yaml:5:\d+: .*(at listeners\[0\]\.filter\.max_line)/);
   });

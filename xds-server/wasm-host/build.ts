@@ -43,6 +43,8 @@ export function listFilters(root = FILTERS_DIR): FilterManifest[] {
     try {
       m = JSON.parse(readFileSync(file, 'utf8'));
     } catch (err) {
+      // Removed between the listing and the read: a folder being deleted, not a broken one.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
       throw new Error(`${file}: not valid JSON: ${(err as Error).message}`);
     }
     const rec = (typeof m === 'object' && m !== null ? m : {}) as Record<string, unknown>;
