@@ -3,8 +3,11 @@ import { pino, type Logger } from 'pino';
 
 export type { Logger } from 'pino';
 
-export function createLogger(level: string = process.env.PROTOPLANE_LOG_LEVEL ?? 'info'): Logger {
-  if (process.stdout.isTTY) {
+export type LogFormat = 'pretty' | 'json';
+
+/** `format` defaults to pretty on a terminal and JSON otherwise (files, pipes, log collectors). */
+export function createLogger(level: string = process.env.PROTOPLANE_LOG_LEVEL ?? 'info', format?: LogFormat): Logger {
+  if ((format ?? (process.stdout.isTTY ? 'pretty' : 'json')) === 'pretty') {
     return pino({ level, transport: { target: 'pino-pretty', options: { colorize: true } } });
   }
   return pino({ level });

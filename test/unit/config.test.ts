@@ -81,9 +81,9 @@ describe('YAML errors', () => {
     ]);
   });
 
-  it('reports an unclosed flow sequence', () => {
+  it('reports an unclosed flow sequence once, at its [', () => {
     assert.deepEqual(errorsOf('clusters: [\n'), [
-      'mesh.yaml:2:1: invalid YAML: flow sequence in block collection must be sufficiently indented and end with a ]',
+      'mesh.yaml:1:11: invalid YAML: this [ is never closed: a ] is missing on this line or after it (at clusters)',
     ]);
   });
 

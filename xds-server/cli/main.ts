@@ -1,29 +1,29 @@
 // protoplane serve | validate | bootstrap
-import { parseArgs } from 'node:util';
 import { serve } from '../app.ts';
 import { bootstrapYaml } from '../bootstrap.ts';
 import { FilterCatalog } from '../catalog/index.ts';
 import { formatConfigError, loadMeshFile } from '../config/index.ts';
 import { parseDuration } from '../config/values.ts';
 import { DEFAULT_DEBOUNCE } from '../debounce.ts';
-import { createLogger } from '../log.ts';
+import { createLogger, type LogFormat } from '../log.ts';
 import { REPO_ROOT } from '../wasm-host/build.ts';
+import { COMMANDS, commandHelp, parseCommand, plural, topLevelHelp, UsageError, type FlagSpecs } from './help.ts';
 import { scaffoldFilter } from './new-filter.ts';
 import { replayCommand } from './replay.ts';
 
-const USAGE = `usage:
-  protoplane serve --config mesh.yaml [--xds-port 18000] [--admin-port 18001] [--host 0.0.0.0]
-                   [--debounce 100ms] [--debounce-max 10s] [--keepalive 30s] [--max-stream-age 0s]
-                   [--max-stream-age-grace 30s] [--wasm-code remote|local]
-  protoplane validate mesh.yaml
-  protoplane replay --filter NAME [--config FILE] [--chunk N] CAPTURE   (pcap/pcapng, or raw client bytes)
-  protoplane new-filter NAME              (scaffolds filters/NAME/ and test/filters/NAME.test.ts)
-  protoplane bootstrap --xds 127.0.0.1:18000 --node-id ID [--node-cluster C] [--delta] [--per-type] [--admin-port 9901] [--admin-address 127.0.0.1]
-                       [--protoplane-admin HOST:18001]   (where Envoy fetches Wasm modules)`;
+/** A command line the user got wrong: say what, and how to get that command's help; exit 2. */
+function fail(message: string, command?: string): never {
+  throw new UsageError(message, command);
+}
 
-function fail(message: string): never {
-  process.stderr.write(`${message}\n${USAGE}\n`);
-  process.exit(2);
+/** Parses a command's flags, or prints its help and exits 0 on --help/-h. */
+function flagsOf<F extends FlagSpecs>(command: string, args: string[], flags: F, positionals = false) {
+  const parsed = parseCommand(command, args, flags, positionals);
+  if (parsed.help) {
+    process.stdout.write(commandHelp(command, flags));
+    process.exit(0);
+  }
+  return parsed;
 }
 
 function duration(value: string | undefined, fallbackMs: number, flag: string): number {
@@ -38,6 +38,11 @@ function wasmCode(value: string | undefined): 'remote' | 'local' {
   fail(`--wasm-code: expected remote or local, got ${value}`);
 }
 
+function logFormat(value: string | undefined): LogFormat | undefined {
+  if (value === undefined || value === 'pretty' || value === 'json') return value;
+  fail(`--log-format: expected pretty or json, got ${value}`, 'serve');
+}
+
 function port(value: string | undefined, fallback: number, flag: string): number {
   if (value === undefined) return fallback;
   const n = Number(value);
@@ -49,9 +54,7 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'serve': {
-      const { values } = parseArgs({
-        args: rest,
-        options: {
+      const { values } = flagsOf('serve', rest, {
           config: { type: 'string', short: 'c' },
           'xds-port': { type: 'string' },
           'admin-port': { type: 'string' },
@@ -62,10 +65,10 @@ async function main(argv: string[]): Promise<number> {
           'max-stream-age': { type: 'string' },
           'max-stream-age-grace': { type: 'string' },
           'wasm-code': { type: 'string' },
-        },
+          'log-format': { type: 'string' },
       });
-      if (!values.config) fail('serve: --config is required');
-      const log = createLogger();
+      if (!values.config) fail('serve: --config is required', 'serve');
+      const log = createLogger(undefined, logFormat(values['log-format']));
       const server = await serve({
         configPath: values.config,
         xdsPort: port(values['xds-port'], 18000, '--xds-port'),
@@ -90,8 +93,8 @@ async function main(argv: string[]): Promise<number> {
       return new Promise<number>(() => {});
     }
     case 'validate': {
-      const { positionals } = parseArgs({ args: rest, allowPositionals: true });
-      if (positionals.length !== 1) fail('validate: pass exactly one file');
+      const { positionals } = flagsOf('validate', rest, {}, true);
+      if (positionals.length !== 1) fail('validate: pass exactly one file', 'validate');
       // Filters under filters/ bring their protocols and schemas, and check their own settings.
       const catalog = await FilterCatalog.load();
       const result = await loadMeshFile(positionals[0]!, { protocols: catalog.protocolSchemas() });
@@ -102,7 +105,7 @@ async function main(argv: string[]): Promise<number> {
       }
       if (result.ok) {
         process.stdout.write(
-          `${positionals[0]}: ok (${result.mesh.listeners.length} listeners, ${result.mesh.clusters.length} clusters)\n`,
+          `${positionals[0]}: ok (${plural(result.mesh.listeners.length, 'listener')}, ${plural(result.mesh.clusters.length, 'cluster')})\n`,
         );
         return 0;
       }
@@ -110,9 +113,7 @@ async function main(argv: string[]): Promise<number> {
       return 1;
     }
     case 'bootstrap': {
-      const { values } = parseArgs({
-        args: rest,
-        options: {
+      const { values } = flagsOf('bootstrap', rest, {
           xds: { type: 'string' },
           'node-id': { type: 'string' },
           'node-cluster': { type: 'string' },
@@ -121,9 +122,8 @@ async function main(argv: string[]): Promise<number> {
           'admin-port': { type: 'string' },
           'admin-address': { type: 'string' },
           'protoplane-admin': { type: 'string' },
-        },
       });
-      if (!values['node-id']) fail('bootstrap: --node-id is required');
+      if (!values['node-id']) fail('bootstrap: --node-id is required', 'bootstrap');
       process.stdout.write(
         bootstrapYaml({
           xds: values.xds ?? '127.0.0.1:18000',
@@ -139,31 +139,44 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'replay': {
-      const { values, positionals } = parseArgs({
-        args: rest,
-        allowPositionals: true,
-        options: { filter: { type: 'string' }, config: { type: 'string' }, chunk: { type: 'string' } },
-      });
-      if (!values.filter || positionals.length !== 1) fail('replay: pass --filter NAME and one capture file');
+      const { values, positionals } = flagsOf('replay', rest, { filter: { type: 'string' }, config: { type: 'string' }, chunk: { type: 'string' } }, true);
+      if (!values.filter || positionals.length !== 1) fail('replay: pass --filter NAME and one capture file', 'replay');
       const chunk = values.chunk === undefined ? undefined : Number(values.chunk);
-      if (chunk !== undefined && !(Number.isInteger(chunk) && chunk > 0)) fail('replay: --chunk must be a positive integer');
+      if (chunk !== undefined && !(Number.isInteger(chunk) && chunk > 0)) fail('replay: --chunk must be a positive integer', 'replay');
       return replayCommand({ filter: values.filter, config: values.config, capture: positionals[0]!, chunk });
     }
     case 'new-filter': {
-      const { positionals } = parseArgs({ args: rest, allowPositionals: true });
-      if (positionals.length !== 1) fail('new-filter: pass exactly one name');
+      const { positionals } = flagsOf('new-filter', rest, {}, true);
+      if (positionals.length !== 1) fail('new-filter: pass exactly one name', 'new-filter');
       const { files } = scaffoldFilter(REPO_ROOT, positionals[0]!);
       process.stdout.write(`created:\n${files.map((f) => `  ${f}`).join('\n')}\nbuild: npm run build:filters   test: node --import tsx --test test/filters/${positionals[0]}.test.ts\n`);
       return 0;
     }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h': {
+      const topic = command === 'help' ? rest[0] : undefined;
+      if (topic !== undefined && !(topic in COMMANDS)) fail(`help: no command "${topic}"`);
+      // A command's help lists the flags it declares below.
+      if (topic) return main([topic, '--help']);
+      // No command at all is a mistake (exit 2); asking for help is not.
+      process[command === undefined ? 'stderr' : 'stdout'].write(topLevelHelp());
+      return command === undefined ? 2 : 0;
+    }
     default:
-      fail(command ? `unknown command: ${command}` : 'no command');
+      fail(`unknown command: ${command}`);
   }
 }
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
+    if (error instanceof UsageError) {
+      const hint = error.command ? `protoplane ${error.command} --help` : 'protoplane --help';
+      process.stderr.write(`protoplane ${error.message}\n(${hint} shows the usage)\n`);
+      process.exit(2);
+    }
     process.stderr.write(`protoplane: ${error instanceof Error ? error.message : String(error)}\n`);
     process.exit(1);
   },

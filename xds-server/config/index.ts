@@ -15,6 +15,7 @@ import { buildMeshSchema, meshSchema, type ProtocolSchema } from './schema.ts';
 import { checkSemantics } from './semantic.ts';
 import { formatPath, parseYaml } from './source.ts';
 import { createSchemaCheck, type SchemaCheck } from './validate.ts';
+import { condenseSyntaxErrors } from './yaml-syntax.ts';
 
 export type { ConfigError } from './errors.ts';
 export { formatConfigError } from './errors.ts';
@@ -23,6 +24,7 @@ export {
   meshSchema,
   type JsonSchema,
   type JsonSchemaObject,
+  type ItemListeners,
   type ProtocolSchema,
 } from './schema.ts';
 export { DEFAULTS } from './normalise.ts';
@@ -41,22 +43,32 @@ export interface MeshParserOptions {
 export function createMeshParser(options: MeshParserOptions = {}): (text: string, file: string) => LoadResult {
   let check: SchemaCheck | undefined;
   const filterProtocols = new Set(Object.keys(options.protocols ?? {}));
+  const itemListeners = new Map(
+    Object.entries(options.protocols ?? {}).flatMap(([p, schema]) => (schema.itemListeners ? [[p, schema.itemListeners] as const] : [])),
+  );
   const schemaCheck = (): SchemaCheck =>
     (check ??= createSchemaCheck(options.protocols ? buildMeshSchema(options.protocols) : meshSchema));
 
   return (text, file) => {
     try {
       const parsed = parseYaml(text, file);
-      if (!parsed.ok) return { ok: false, errors: sortErrors(parsed.errors) };
+      if (!parsed.ok) {
+        // One syntax mistake is reported once, at the bracket or quote left open.
+        const locate = (offset: number) => {
+          const at = parsed.source ? parsed.source.position(offset) : { line: 1, col: 1 };
+          return { ...at, path: parsed.source ? formatPath(parsed.source.pathAt(offset)) : '' };
+        };
+        return { ok: false, errors: sortErrors(condenseSyntaxErrors(parsed.errors, text, locate)) };
+      }
       const structural = schemaCheck()(parsed.data, parsed.source);
       if (structural.length > 0) return { ok: false, errors: sortErrors(structural) };
       // The schema accepted the data, so it has the RawMesh shape.
       const raw = parsed.data as RawMesh;
-      const semantic = checkSemantics(raw, parsed.source, filterProtocols);
+      const semantic = checkSemantics(raw, parsed.source, filterProtocols, itemListeners);
       if (semantic.length > 0) return { ok: false, errors: sortErrors(semantic) };
       return {
         ok: true,
-        mesh: normalise(raw),
+        mesh: normalise(raw, itemListeners),
         error: (path, message, at = 'value') => ({ file, ...parsed.source.locate(path, at), path: formatPath(path), message }),
       };
     } catch (err) {

@@ -1,0 +1,180 @@
+// What the command line says about itself: `protoplane help [COMMAND]`,
+// `--help`/`-h` on every command, and flag errors that name the command's
+// flags. The flags themselves stay declared where each command parses them
+// (main.ts); the help lists whatever a command declares, with the words below.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+export type FlagSpec = NonNullable<ParseArgsConfig['options']>[string];
+export type FlagSpecs = Record<string, FlagSpec>;
+
+interface CommandHelp {
+  /** One line for the top-level list. */
+  summary: string;
+  /** The synopsis after `protoplane NAME`. */
+  synopsis: string;
+  /** A paragraph or two. */
+  description?: string;
+  /** What each flag means, by long name (its default in the text). */
+  flags: Record<string, string>;
+  examples: string[];
+}
+
+export const COMMANDS: Record<string, CommandHelp> = {
+  serve: {
+    summary: 'serve a mesh file over xDS to Envoy (and an admin HTTP server)',
+    synopsis: 'serve --config mesh.yaml [flags]',
+    description:
+      'Loads the mesh file, builds the filters under filters/, and serves listeners, routes, clusters,\n' +
+      'endpoints and Wasm filter configs over xDS (SotW and Delta; ADS or per-type). Edits to the file\n' +
+      'or to filters/ are applied live; a broken edit is logged with file:line:col and the last good\n' +
+      'config keeps being served. The admin server shows a status page at / .',
+    flags: {
+      config: 'the mesh YAML file (required)',
+      'xds-port': 'gRPC xDS port (default 18000)',
+      'admin-port': 'admin HTTP port: status page, /metrics, /debug/* (default 18001)',
+      host: 'address to listen on (default 0.0.0.0)',
+      debounce: 'quiet period before a changed file is reloaded (default 100ms)',
+      'debounce-max': 'longest a reload waits for the file to go quiet (default 10s)',
+      keepalive: 'HTTP/2 ping interval on xDS connections (default 30s)',
+      'max-stream-age': 'GOAWAY connections after this long, 0 = never (default 0s)',
+      'max-stream-age-grace': 'how long streams may finish after the GOAWAY (default 30s)',
+      'wasm-code': 'how Envoy gets filter modules: inline (in ECDS, hot-swaps; default), remote (fetched from the admin server, sha256-checked), local (a file path on this machine)',
+      'log-format': 'pretty or json (default: pretty on a terminal, json otherwise)',
+    },
+    examples: [
+      'protoplane serve --config envoy-configs/mesh.example.yaml',
+      'protoplane serve -c mesh.yaml --xds-port 19000 --admin-port 19001 --log-format json',
+    ],
+  },
+  validate: {
+    summary: 'check a mesh file; exit 0, or 1 with file:line:col: message lines',
+    synopsis: 'validate mesh.yaml',
+    description: 'Checks YAML, structure, references and each protocol filter\'s own settings, as serve would.',
+    flags: {},
+    examples: ['protoplane validate envoy-configs/mesh.example.yaml'],
+  },
+  bootstrap: {
+    summary: 'print an Envoy bootstrap that takes everything from protoplane',
+    synopsis: 'bootstrap --node-id ID [flags]',
+    flags: {
+      xds: 'host:port of protoplane\'s xDS server (default 127.0.0.1:18000)',
+      'node-id': 'the Envoy node id (required)',
+      'node-cluster': 'the Envoy node cluster (default protoplane)',
+      delta: 'use the Delta xDS protocol instead of SotW',
+      'per-type': 'one stream per resource type instead of ADS',
+      'admin-port': 'Envoy\'s own admin port (default 9901)',
+      'admin-address': 'Envoy\'s own admin address (default 127.0.0.1)',
+      'protoplane-admin': 'host:port of protoplane\'s admin server, needed only with serve --wasm-code remote (default: the xDS host, port 18001)',
+    },
+    examples: [
+      'protoplane bootstrap --node-id edge-1 > bootstrap.yaml && envoy -c bootstrap.yaml',
+      'protoplane bootstrap --xds 10.0.0.5:18000 --node-id edge-1 --delta --per-type',
+    ],
+  },
+  'new-filter': {
+    summary: 'scaffold a protocol filter: filters/NAME/ and its starter test',
+    synopsis: 'new-filter NAME',
+    flags: {},
+    examples: ['protoplane new-filter redis && npm run build:filters'],
+  },
+  replay: {
+    summary: 'run a capture (pcap/pcapng or raw bytes) through a filter in the in-process host',
+    synopsis: 'replay --filter NAME [--config FILE] [--chunk N] CAPTURE',
+    flags: {
+      filter: 'the filter to run (a folder under filters/)',
+      config: 'the filter\'s configuration: a .json file, or a mesh YAML whose listener of that protocol supplies it',
+      chunk: 'feed the bytes in chunks of N bytes (default: as captured)',
+    },
+    examples: ['protoplane replay --filter mqtt --config envoy-configs/mesh.mqtt.yaml capture.pcapng'],
+  },
+  help: {
+    summary: 'show this help, or a command\'s',
+    synopsis: 'help [COMMAND]',
+    flags: {},
+    examples: ['protoplane help serve'],
+  },
+};
+
+function flagName(name: string, spec: FlagSpec): string {
+  const short = spec.short ? `-${spec.short}, ` : '    ';
+  return `${short}--${name}${spec.type === 'string' ? ' VALUE' : ''}`;
+}
+
+/** `protoplane help COMMAND`: synopsis, description, every declared flag, examples. */
+export function commandHelp(command: string, flags: FlagSpecs = {}): string {
+  const help = COMMANDS[command];
+  if (!help) return topLevelHelp();
+  const all: FlagSpecs = { ...flags, help: { type: 'boolean', short: 'h' } };
+  const rows = Object.entries(all).map(([name, spec]) => [flagName(name, spec), name === 'help' ? 'show this help' : (help.flags[name] ?? '')] as const);
+  const width = Math.max(...rows.map(([n]) => n.length));
+  const lines = [`usage: protoplane ${help.synopsis}`, '', help.summary];
+  if (help.description) lines.push('', help.description);
+  lines.push('', 'flags:', ...rows.map(([n, d]) => `  ${n.padEnd(width)}  ${d}`.trimEnd()));
+  lines.push('', 'examples:', ...help.examples.map((e) => `  ${e}`));
+  return `${lines.join('\n')}\n`;
+}
+
+export function topLevelHelp(): string {
+  const names = Object.keys(COMMANDS);
+  const width = Math.max(...names.map((n) => n.length));
+  return [
+    'protoplane: an xDS control plane for stock Envoy, with proxy-wasm protocol filters',
+    '',
+    'usage: protoplane COMMAND [flags]      protoplane COMMAND --help for its flags',
+    '',
+    'commands:',
+    ...names.map((n) => `  ${n.padEnd(width)}  ${COMMANDS[n]!.summary}`),
+    '',
+    'examples:',
+    '  protoplane validate envoy-configs/mesh.example.yaml',
+    '  protoplane serve --config envoy-configs/mesh.example.yaml',
+    '  protoplane bootstrap --node-id edge-1 > bootstrap.yaml',
+    '',
+  ].join('\n');
+}
+
+/** A command line the user got wrong: the message, and the command whose usage to show. */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly command?: string,
+  ) {
+    super(message);
+  }
+}
+
+export type Parsed<F extends FlagSpecs> = { help: true } | ({ help: false } & ReturnType<typeof parseArgs<{ args: string[]; options: F; allowPositionals: true; strict: true }>>);
+
+/**
+ * parseArgs with `--help`/`-h` on every command, and errors in the user's
+ * terms: an unknown flag lists the command's flags, a missing value says which.
+ */
+export function parseCommand<F extends FlagSpecs>(command: string, args: string[], flags: F, positionals = false): Parsed<F> {
+  if (args.includes('--help') || args.includes('-h')) return { help: true };
+  try {
+    const parsed = parseArgs({ args, options: flags, allowPositionals: true, strict: true });
+    if (!positionals && parsed.positionals.length > 0) {
+      throw new UsageError(`${command}: unexpected argument "${parsed.positionals[0]}"`, command);
+    }
+    return { help: false, ...parsed };
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    const code = (error as { code?: string }).code;
+    const known = Object.keys(flags).map((n) => `--${n}`).join(', ') || '(none)';
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      const flag = /'([^']+)'/.exec((error as Error).message)?.[1] ?? '';
+      throw new UsageError(`${command}: unknown flag ${flag}; ${command}'s flags are ${known}, --help`, command);
+    }
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      const flag = /(--[\w-]+)/.exec((error as Error).message)?.[1] ?? 'a flag';
+      const missing = /argument missing/.test((error as Error).message);
+      throw new UsageError(`${command}: ${flag} ${missing ? 'needs a value' : 'takes no value'}`, command);
+    }
+    throw new UsageError(`${command}: ${(error as Error).message}`, command);
+  }
+}
+
+/** "1 listener", "2 listeners". */
+export function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
