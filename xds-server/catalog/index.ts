@@ -70,6 +70,7 @@ export class FilterCatalog {
       out[manifest.protocol] = {
         ...(manifest.match ? { match: manifest.match } : {}),
         ...(manifest.settings ? { filter: manifest.settings } : {}),
+        ...(manifest.itemListeners ? { itemListeners: manifest.itemListeners } : {}),
       };
     }
     return out;
@@ -94,11 +95,14 @@ export class FilterCatalog {
   /** Starts each protocol listener's filter with its configuration, as Envoy would; returns who refused. */
   async check(mesh: Mesh): Promise<FilterProblem[]> {
     const problems: FilterProblem[] = [];
-    for (const [index, listener] of mesh.listeners.entries()) {
+    // A generated listener (e.g. one per Kafka broker) is checked with its own configuration, reported at its parent.
+    const all = mesh.listeners.flatMap((listener, index) => [listener, ...(listener.generated ?? [])].map((l) => [index, l] as const));
+    for (const [index, listener] of all) {
       if (isBuiltinProtocol(listener.protocol)) continue;
       const entry = this.byProtocol(listener.protocol);
+      const own = listener === mesh.listeners[index];
       if (!entry) {
-        problems.push({ listener: index, message: `no filter serves protocol "${listener.protocol}"` });
+        if (own) problems.push({ listener: index, message: `no filter serves protocol "${listener.protocol}"` });
         continue;
       }
       try {
@@ -113,7 +117,7 @@ export class FilterCatalog {
       } catch (error) {
         problems.push({
           listener: index,
-          message: `filter ${entry.manifest.name} refused this listener's configuration: ${error instanceof Error ? error.message : String(error)}`,
+          message: `filter ${entry.manifest.name} refused ${own ? "this listener's configuration" : `the configuration of listener "${listener.name}" that this one generates`}: ${error instanceof Error ? error.message : String(error)}`,
         });
       }
     }

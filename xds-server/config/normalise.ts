@@ -15,6 +15,8 @@ import type {
 } from '../model/types.ts';
 import type { RawCluster, RawHealthCheck, RawListener, RawMesh, RawRoute } from './raw.ts';
 import { isBuiltinProtocol } from '../model/types.ts';
+import type { ItemListeners } from './schema.ts';
+import { itemListenerName } from './semantic.ts';
 import { parseBindAddress, parseDuration, parseHostPort, type Parsed } from './values.ts';
 
 export const DEFAULTS = {
@@ -69,7 +71,7 @@ function routeOf(l: RawListener, r: RawRoute): Route {
   return r.timeout === undefined ? route : { ...route, timeout: ms(r.timeout) };
 }
 
-function listenerOf(l: RawListener): Listener {
+function listenerOf(l: RawListener, itemListeners: ReadonlyMap<string, ItemListeners>): Listener {
   const out: Listener = {
     name: l.name,
     address: l.address === undefined ? DEFAULTS.address : must(parseBindAddress(l.address)),
@@ -77,7 +79,24 @@ function listenerOf(l: RawListener): Listener {
     protocol: l.protocol,
     routes: l.routes.map((r) => routeOf(l, r)),
   };
-  return l.filter === undefined ? out : { ...out, filter: { ...l.filter } };
+  if (l.filter === undefined) return out;
+  const filter = { ...l.filter };
+  const spec = itemListeners.get(l.protocol);
+  const items = spec === undefined ? undefined : filter[spec.array];
+  if (spec === undefined || !Array.isArray(items) || items.length === 0) return { ...out, filter };
+  // Semantic checks made each item a map with a valid id, port and defined cluster.
+  const generated = (items as Array<Record<string, unknown>>).map((item): Listener => {
+    const id = item[spec.id] as string | number;
+    return {
+      name: itemListenerName(l.name, spec, id),
+      address: out.address,
+      port: item[spec.port] as number,
+      protocol: l.protocol,
+      routes: [{ target: { kind: 'cluster', cluster: item[spec.cluster] as string } }],
+      filter: { ...filter, [spec.setting]: id },
+    };
+  });
+  return { ...out, filter, generated };
 }
 
 function healthCheckOf(h: RawHealthCheck): HealthCheck {
@@ -106,9 +125,10 @@ function clusterOf(c: RawCluster): Cluster {
   return c.health_check === undefined ? out : { ...out, healthCheck: healthCheckOf(c.health_check) };
 }
 
-export function normalise(raw: RawMesh): Mesh {
+/** `itemListeners`: per protocol, the settings array whose items spawn listeners (see ItemListeners). */
+export function normalise(raw: RawMesh, itemListeners: ReadonlyMap<string, ItemListeners> = new Map()): Mesh {
   return {
-    listeners: (raw.listeners ?? []).map(listenerOf),
+    listeners: (raw.listeners ?? []).map((l) => listenerOf(l, itemListeners)),
     clusters: (raw.clusters ?? []).map(clusterOf),
   };
 }

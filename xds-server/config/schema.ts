@@ -58,12 +58,38 @@ export const FORMAT_HINTS: Readonly<Record<string, string>> = {
   name: 'must be a name string',
 };
 
+/**
+ * A filter's declaration (manifest `item_listeners`) that each item of one of
+ * its settings arrays gets an Envoy listener of its own, e.g. for Kafka
+ * `{ array: "brokers", name: "broker", id: "id", port: "port", cluster: "cluster",
+ * setting: "listener_broker_id" }`: broker `{ id: 1, port: 19101, cluster: kafka-1 }`
+ * of listener `kafka` becomes listener `kafka-broker-1` on port 19101, routed to
+ * `kafka-1`, whose filter gets the same settings plus `listener_broker_id: 1`.
+ * Every other field names a field of the item.
+ */
+export interface ItemListeners {
+  /** The settings key holding the array. */
+  readonly array: string;
+  /** What one item is called, in listener names and messages ("broker"). */
+  readonly name: string;
+  /** The item's identifier (a string or an integer, unique in the array). */
+  readonly id: string;
+  /** The item's port (the spawned listener binds it on the parent's address). */
+  readonly port: string;
+  /** The item's cluster (the spawned listener's only route). */
+  readonly cluster: string;
+  /** The settings key that tells the spawned listener's filter which item it fronts. */
+  readonly setting: string;
+}
+
 /** Settings schema a protocol's Wasm filter owns. */
 export interface ProtocolSchema {
   /** Schema of a route's `match:` map (the filter's match attributes). */
   readonly match?: JsonSchema;
   /** Schema of the listener's `filter:` settings. */
   readonly filter?: JsonSchema;
+  /** Listeners spawned from items of the settings (see ItemListeners). */
+  readonly itemListeners?: ItemListeners;
 }
 
 const str = (format: string): JsonSchemaObject => ({ type: 'string', format });

@@ -6,7 +6,8 @@ import type { ConfigError } from './errors.ts';
 import type { RawListener, RawMesh, RawRoute } from './raw.ts';
 import { isBuiltinProtocol } from '../model/types.ts';
 import { formatPath, type Path, type YamlSource } from './source.ts';
-import { parseBindAddress } from './values.ts';
+import type { ItemListeners } from './schema.ts';
+import { parseBindAddress, parseName } from './values.ts';
 import { closest } from './validate.ts';
 
 const WILDCARDS = new Set(['0.0.0.0', '::']);
@@ -31,11 +32,22 @@ export function regexProblem(pattern: string): string | undefined {
   }
 }
 
+/** The name of the listener an item of a filter's settings spawns (see ItemListeners). */
+export function itemListenerName(listener: string, spec: ItemListeners, id: string | number): string {
+  return `${listener}-${spec.name}-${id}`;
+}
+
 /**
  * `filterProtocols`: the protocols a Wasm filter under filters/ serves; a
  * listener of another non-builtin protocol is rejected as not yet supported.
+ * `itemListeners`: per protocol, the settings array whose items spawn listeners.
  */
-export function checkSemantics(mesh: RawMesh, source: YamlSource, filterProtocols: ReadonlySet<string> = new Set()): ConfigError[] {
+export function checkSemantics(
+  mesh: RawMesh,
+  source: YamlSource,
+  filterProtocols: ReadonlySet<string> = new Set(),
+  itemListeners: ReadonlyMap<string, ItemListeners> = new Map(),
+): ConfigError[] {
   const errors: ConfigError[] = [];
   const report = (path: Path, message: string, at: 'value' | 'key' = 'value'): void => {
     const { line, col } = source.locate(path, at);
@@ -83,20 +95,75 @@ export function checkSemantics(mesh: RawMesh, source: YamlSource, filterProtocol
     const r = parseBindAddress(l.address);
     return r.ok ? r.value.toLowerCase() : l.address;
   };
+  type Binding = { port: number; addr: string; path: Path; who: string };
+  /** Per listener: the ports its filter's items spawn listeners on. */
+  const spawnedBindings = new Map<number, Binding[]>();
+
+  // Listeners spawned by items of a filter's settings (one per Kafka broker):
+  // each item needs an id (unique), a free port and a defined cluster.
   listeners.forEach((l, i) => {
-    if (l.port === undefined) return;
-    const addr = bindAddress(l);
+    const spec = itemListeners.get(l.protocol);
+    const items = spec === undefined ? undefined : l.filter?.[spec.array];
+    if (spec === undefined || !Array.isArray(items)) return;
+    const idAt = new Map<string, number>();
+    items.forEach((item: unknown, k) => {
+      const at = (...rest: Path): Path => ['listeners', i, 'filter', spec.array, k, ...rest];
+      const need = `"${spec.id}", "${spec.port}" and "${spec.cluster}"`;
+      if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+        report(at(), `a ${spec.name} must be a map with ${need}`);
+        return;
+      }
+      const rec = item as Record<string, unknown>;
+      const id = rec[spec.id];
+      const port = rec[spec.port];
+      const cluster = rec[spec.cluster];
+      if (id === undefined || port === undefined || cluster === undefined) {
+        report(at(), `a ${spec.name} needs ${need}`);
+        return;
+      }
+      if (typeof cluster !== 'string') report(at(spec.cluster), `"${spec.cluster}" must be a cluster name`);
+      else if (!clusterAt.has(cluster)) report(at(spec.cluster), unknownCluster(cluster));
+      const portOk = typeof port === 'number' && Number.isInteger(port) && port >= 1 && port <= 65535;
+      if (!portOk) report(at(spec.port), 'port must be an integer from 1 to 65535');
+      if (!(typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id)))) {
+        report(at(spec.id), `"${spec.id}" must be a string or an integer`);
+        return;
+      }
+      const first = idAt.get(String(id));
+      if (first !== undefined) {
+        report(at(spec.id), `duplicate ${spec.name} ${spec.id} ${JSON.stringify(id)} (first at line ${lineOf(['listeners', i, 'filter', spec.array, first, spec.id])})`);
+        return;
+      }
+      idAt.set(String(id), k);
+      const name = itemListenerName(l.name, spec, id);
+      const named = parseName(name);
+      if (!named.ok) {
+        report(at(spec.id), `${spec.name} ${spec.id} ${JSON.stringify(id)} gives listener name "${name}", which ${named.reason}`);
+        return;
+      }
+      const taken = listenerAt.get(name);
+      if (taken !== undefined) {
+        report(at(spec.id), `${spec.name} ${spec.id} ${JSON.stringify(id)} gives listener name "${name}", already used by the listener at line ${lineOf(['listeners', taken, 'name'])}`);
+        return;
+      }
+      if (portOk) {
+        const list = spawnedBindings.get(i) ?? [];
+        list.push({ port, addr: bindAddress(l), path: at(spec.port), who: `${spec.name} ${id} of listener "${l.name}"` });
+        spawnedBindings.set(i, list);
+      }
+    });
+  });
+
+  // In file order: a listener's own port, then the ones its items spawn.
+  const bindings: Binding[] = listeners.flatMap((l, i) => [
+    ...(l.port === undefined ? [] : [{ port: l.port, addr: bindAddress(l), path: ['listeners', i, 'port'], who: `listener "${l.name}"` }]),
+    ...(spawnedBindings.get(i) ?? []),
+  ]);
+  bindings.forEach((b, i) => {
     for (let j = 0; j < i; j++) {
-      const other = listeners[j]!;
-      const otherAddr = bindAddress(other);
-      if (
-        other.port === l.port &&
-        (addr === otherAddr || WILDCARDS.has(addr) || WILDCARDS.has(otherAddr))
-      ) {
-        report(
-          ['listeners', i, 'port'],
-          `port ${l.port} is already used by listener "${other.name}" on ${otherAddr} (line ${lineOf(['listeners', j, 'port'])})`,
-        );
+      const other = bindings[j]!;
+      if (other.port === b.port && (b.addr === other.addr || WILDCARDS.has(b.addr) || WILDCARDS.has(other.addr))) {
+        report(b.path, `port ${b.port} is already used by ${other.who} on ${other.addr} (line ${lineOf(other.path)})`);
         break;
       }
     }

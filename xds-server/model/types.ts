@@ -68,6 +68,12 @@ export interface Listener {
   routes: ReadonlyArray<Route>;
   /** Filter-owned settings (protocol listeners only). */
   filter?: Readonly<Record<string, unknown>>;
+  /**
+   * Listeners this one's filter settings spawn (the manifest's `item_listeners`,
+   * e.g. one per Kafka broker): each on its own port, with one route, the same
+   * protocol and settings plus the item's id. Translated and checked like this one.
+   */
+  generated?: ReadonlyArray<Listener>;
 }
 
 export type HealthCheck =

@@ -44,7 +44,8 @@ function socketAddress(host: string, port: number): EnvoyMessage {
 export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads', filters: FilterRefs = new Map()): Resources {
   const source = configSource(flavour);
   const resources: Resources = { listeners: [], routes: [], clusters: [], endpoints: [], extensions: [] };
-  for (const listener of mesh.listeners) {
+  // Listeners a filter's settings spawn (one per Kafka broker) follow their parent.
+  for (const listener of mesh.listeners.flatMap((l) => [l, ...(l.generated ?? [])])) {
     switch (listener.protocol) {
       case 'http':
         resources.listeners.push(httpListener(listener, source));

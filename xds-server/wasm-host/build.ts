@@ -4,6 +4,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import type { ItemListeners } from '../config/schema.ts';
 import { WasmFilterModule } from './host.ts';
 
 const run = promisify(execFile);
@@ -21,6 +22,8 @@ export interface FilterManifest {
   settings?: Record<string, unknown>;
   /** JSON Schema of a route's `match:` attributes (mesh config). */
   match?: Record<string, unknown>;
+  /** Settings array whose items each get a listener of their own (see ItemListeners). */
+  itemListeners?: ItemListeners;
   /** The folder under filters/. */
   dir: string;
 }
@@ -30,6 +33,20 @@ function schemaField(rec: Record<string, unknown>, field: string, file: string):
   if (value === undefined) return undefined;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${file}: "${field}" must be a JSON Schema object`);
   return value as Record<string, unknown>;
+}
+
+const ITEM_LISTENER_FIELDS = ['array', 'name', 'id', 'port', 'cluster', 'setting'] as const;
+
+function itemListenersField(rec: Record<string, unknown>, file: string): ItemListeners | undefined {
+  const value = rec['item_listeners'];
+  if (value === undefined) return undefined;
+  const v = (typeof value === 'object' && value !== null && !Array.isArray(value) ? value : {}) as Record<string, unknown>;
+  const bad = ITEM_LISTENER_FIELDS.filter((f) => typeof v[f] !== 'string' || v[f] === '');
+  const extra = Object.keys(v).filter((k) => !(ITEM_LISTENER_FIELDS as readonly string[]).includes(k));
+  if (bad.length > 0 || extra.length > 0) {
+    throw new Error(`${file}: "item_listeners" must be an object of non-empty strings ${ITEM_LISTENER_FIELDS.join(', ')}${extra.length ? ` (unknown: ${extra.join(', ')})` : ''}`);
+  }
+  return v as unknown as ItemListeners;
 }
 
 /** Every filters/NAME/filter.json, sorted by name; throws naming a bad manifest. */
@@ -58,6 +75,7 @@ export function listFilters(root = FILTERS_DIR): FilterManifest[] {
       description: typeof rec.description === 'string' ? rec.description : undefined,
       settings: schemaField(rec, 'settings', file),
       match: schemaField(rec, 'match', file),
+      itemListeners: itemListenersField(rec, file),
       dir: path.join(root, entry.name),
     });
   }
