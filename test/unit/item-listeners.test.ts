@@ -3,6 +3,8 @@
 // Config → model → resources (pure), validation errors with file:line:col, the
 // real kafka manifest's declaration, and the real Envoy 1.40 accepting the output.
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { createMeshParser, formatConfigError, type ItemListeners } from '../../xds-server/config/index.ts';
 import type { Mesh } from '../../xds-server/model/types.ts';
@@ -10,6 +12,7 @@ import { translate, type EnvoyMessage } from '../../xds-server/translate/index.t
 import { messageType } from '../../xds-server/protos/index.ts';
 import { listFilters } from '../../xds-server/wasm-host/index.ts';
 import { envoyValidates } from '../support/envoy-validate.ts';
+import { REPO_ROOT } from '../support/envoy.ts';
 
 const FILE = 'mesh.yaml';
 const KAFKA_SPAWN: ItemListeners = { array: 'brokers', name: 'broker', id: 'id', port: 'port', cluster: 'cluster', setting: 'listener_broker_id' };
@@ -123,6 +126,19 @@ describe('item_listeners: one listener per Kafka broker', () => {
     const kafka = listFilters().find((m) => m.protocol === 'kafka');
     assert.ok(kafka, 'filters/kafka/filter.json exists');
     assert.deepEqual(kafka.itemListeners, KAFKA_SPAWN);
+  });
+
+  it('envoy-configs/mesh.kafka.yaml is valid against the kafka manifest and spawns its two broker listeners', async () => {
+    const kafka = listFilters().find((m) => m.protocol === 'kafka')!;
+    const file = path.join(REPO_ROOT, 'envoy-configs', 'mesh.kafka.yaml');
+    const strict = createMeshParser({ protocols: { kafka: { filter: kafka.settings, match: kafka.match, itemListeners: kafka.itemListeners } } });
+    const r = strict(await readFile(file, 'utf8'), file);
+    if (!r.ok) assert.fail(r.errors.map(formatConfigError).join('\n'));
+    assert.deepEqual(r.mesh.listeners.flatMap((l) => [l, ...(l.generated ?? [])]).map((l) => `${l.name}:${l.port}`), [
+      'kafka:19092',
+      'kafka-broker-1:19101',
+      'kafka-broker-2:19102',
+    ]);
   });
 });
 
