@@ -1,6 +1,6 @@
 // The mqtt filter's plugin configuration (JSON; see docs/mqtt.md). Pure.
 import { JsonArray, JsonObject, JsonString, JsonValue, jsonError, parseJsonObject } from "../sdk/json";
-import { Regex, compileRegex, lastRegexError } from "./regex";
+import { Regex, compileRegex, lastRegexError } from "../sdk/regex";
 import { checkTopicFilter, V5 } from "./parser";
 
 export const M_EXACT: u8 = 0;

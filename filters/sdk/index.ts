@@ -11,3 +11,6 @@ export * from "./context";
 export * from "./json";
 export * from "./bytes";
 export { ProtoWriter } from "./protobuf";
+export * from "./match";
+export * from "./settings";
+export { Regex, compileRegex, lastRegexError } from "./regex";

@@ -1,4 +1,4 @@
-// A small regular-expression subset for route and ACL matchers, run as an NFA
+// A small regular-expression subset for settings matchers (routes, ACLs), run as an NFA
 // over bytes (linear time, no backtracking, no allocation when matching).
 //
 // Supported: literals, `.`, character classes `[a-z0-9_-]` / `[^...]`,
