@@ -16,7 +16,7 @@ import type {
 import type { RawCluster, RawHealthCheck, RawListener, RawMesh, RawRoute } from './raw.ts';
 import { isBuiltinProtocol } from '../model/types.ts';
 import type { ItemListeners } from './schema.ts';
-import { itemListenerName } from './semantic.ts';
+import { itemListenerName, parseCidr } from './semantic.ts';
 import { parseBindAddress, parseDuration, parseHostPort, type Parsed } from './values.ts';
 
 export const DEFAULTS = {
@@ -52,6 +52,11 @@ function matchOf(l: RawListener, r: RawRoute): RouteMatch | undefined {
     };
   }
   if (l.protocol === 'tls') return { kind: 'sni', sni: String(m['sni']) };
+  if (l.transport === 'udp') {
+    const source = m['source'];
+    const ranges = (Array.isArray(source) ? source : [source]).map((r) => parseCidr(String(r))!);
+    return { kind: 'source', ranges };
+  }
   if (!isBuiltinProtocol(l.protocol)) return { kind: 'filter', attributes: { ...m } };
   return undefined;
 }
@@ -78,6 +83,8 @@ function listenerOf(l: RawListener, itemListeners: ReadonlyMap<string, ItemListe
     port: l.port ?? 0,
     protocol: l.protocol,
     routes: l.routes.map((r) => routeOf(l, r)),
+    ...(l.transport === 'udp' ? { transport: 'udp' as const } : {}),
+    ...(l.idle_timeout !== undefined ? { idleTimeout: ms(l.idle_timeout) } : {}),
   };
   if (l.filter === undefined) return out;
   const filter = { ...l.filter };

@@ -15,6 +15,8 @@ export interface RawListener {
   address?: string;
   port?: number;
   protocol: Protocol;
+  transport?: 'tcp' | 'udp';
+  idle_timeout?: string;
   routes: RawRoute[];
   filter?: Record<string, unknown>;
 }

@@ -200,6 +200,33 @@ const cluster: JsonSchemaObject = {
   },
 };
 
+/**
+ * Protocols whose listeners may say `transport: udp` (served by Envoy's
+ * udp_proxy: proxy-wasm has no UDP hooks, so no filter runs there in Envoy).
+ */
+export const UDP_PROTOCOLS: readonly Protocol[] = ['coap'];
+
+/** A UDP listener's route match: the client's source address in one of the CIDR ranges. */
+const sourceMatch: JsonSchemaObject = {
+  title: 'match',
+  type: 'object',
+  additionalProperties: false,
+  required: ['source'],
+  properties: {
+    source: {
+      oneOf: [{ type: 'string' }, { type: 'array', minItems: 1, items: { type: 'string' } }],
+      [MESSAGE_KEYWORD]: 'source must be a CIDR range like "10.0.0.0/8", or a list of them',
+    },
+  },
+};
+
+/** A protocol branch that does not apply to `transport: udp` listeners. */
+function udpExempt(branch: JsonSchemaObject): JsonSchemaObject {
+  const cond = branch['if'] as JsonSchemaObject;
+  const props = cond['properties'] as JsonSchemaObject;
+  return { ...branch, if: { ...cond, properties: { ...props, transport: { not: { const: 'udp' } } } } };
+}
+
 /** `then` branch selecting the route match schema (and filter schema) for one protocol. */
 function protocolBranch(protocol: Protocol, match: JsonSchema, filter?: JsonSchema): JsonSchemaObject {
   const properties: Record<string, unknown> = {
@@ -226,8 +253,13 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
     { if: { properties: { protocol: { not: { const: 'grpc' } } } }, then: { title: 'listener', properties: { port: true }, required: ['port'] } },
     protocolBranch('tls', { $ref: '#/$defs/sniMatch' }),
     ...filterProtocols.map((p) =>
-      protocolBranch(p, protocols[p]?.match ?? anyMap, protocols[p]?.filter ?? anyMap),
+      udpExempt(protocolBranch(p, protocols[p]?.match ?? anyMap, protocols[p]?.filter ?? anyMap)),
     ),
+    // A UDP listener's routes are udp_proxy's (source ranges), not the filter's.
+    {
+      if: { properties: { transport: { const: 'udp' } }, required: ['transport'] },
+      then: { properties: { routes: { type: 'array', items: { type: 'object', properties: { match: { $ref: '#/$defs/sourceMatch' } } } } } },
+    },
   ];
   const listener: JsonSchemaObject = {
     title: 'listener',
@@ -251,6 +283,8 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
         [MESSAGE_KEYWORD]: { minItems: 'a listener needs at least one route' },
       },
       filter: { type: 'object' },
+      transport: { enum: ['tcp', 'udp'] },
+      idle_timeout: positiveDuration,
     },
     allOf: branches,
   };
@@ -266,7 +300,7 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
     // Extension keys, ignored: a place for YAML anchors (`x-defaults: &d ...`).
     patternProperties: { '^x-': true },
     [MESSAGE_KEYWORD]: { type: 'the mesh file must be a map with "listeners" and "clusters"' },
-    $defs: { listener, route, httpMatch, sniMatch, cluster, healthCheck },
+    $defs: { listener, route, httpMatch, sniMatch, sourceMatch, cluster, healthCheck },
   };
 }
 

@@ -7,6 +7,8 @@ import type { RawListener, RawMesh, RawRoute } from './raw.ts';
 import { isBuiltinProtocol } from '../model/types.ts';
 import { formatPath, type Path, type YamlSource } from './source.ts';
 import type { ItemListeners } from './schema.ts';
+import { UDP_PROTOCOLS } from './schema.ts';
+import { isIP } from 'node:net';
 import { parseBindAddress, parseName } from './values.ts';
 import { closest } from './validate.ts';
 
@@ -95,7 +97,8 @@ export function checkSemantics(
     const r = parseBindAddress(l.address);
     return r.ok ? r.value.toLowerCase() : l.address;
   };
-  type Binding = { port: number; addr: string; path: Path; who: string };
+  /** `udp`: a UDP socket, which never clashes with a TCP one on the same port. */
+  type Binding = { port: number; addr: string; path: Path; who: string; udp?: boolean };
   /** Per listener: the ports its filter's items spawn listeners on. */
   const spawnedBindings = new Map<number, Binding[]>();
 
@@ -156,13 +159,13 @@ export function checkSemantics(
 
   // In file order: a listener's own port, then the ones its items spawn.
   const bindings: Binding[] = listeners.flatMap((l, i) => [
-    ...(l.port === undefined ? [] : [{ port: l.port, addr: bindAddress(l), path: ['listeners', i, 'port'], who: `listener "${l.name}"` }]),
+    ...(l.port === undefined ? [] : [{ port: l.port, addr: bindAddress(l), path: ['listeners', i, 'port'], who: `listener "${l.name}"`, udp: l.transport === 'udp' }]),
     ...(spawnedBindings.get(i) ?? []),
   ]);
   bindings.forEach((b, i) => {
     for (let j = 0; j < i; j++) {
       const other = bindings[j]!;
-      if (other.port === b.port && (b.addr === other.addr || WILDCARDS.has(b.addr) || WILDCARDS.has(other.addr))) {
+      if (other.port === b.port && !other.udp === !b.udp && (b.addr === other.addr || WILDCARDS.has(b.addr) || WILDCARDS.has(other.addr))) {
         report(b.path, `port ${b.port} is already used by ${other.who} on ${other.addr} (line ${lineOf(other.path)})`);
         break;
       }
@@ -192,6 +195,7 @@ export function checkSemantics(
         report(at('routes'), 'a protocol listener needs a default route: a last route without "match"');
       }
     }
+    udpProblems(l).forEach(([path, message, where]) => report(at(...path), message, where));
 
     const sniAt = new Map<string, number>();
     l.routes.forEach((r: RawRoute, j) => {
@@ -264,4 +268,45 @@ export function checkSemantics(
   });
 
   return errors;
+}
+
+/**
+ * `transport: udp` (coap): Envoy's udp_proxy serves it, with no Wasm filter
+ * (proxy-wasm has no UDP hooks), so no filter settings; routes match the
+ * client's source range; `idle_timeout` is udp_proxy's session timeout.
+ */
+function udpProblems(l: RawListener): Array<[Path, string, 'value' | 'key']> {
+  const out: Array<[Path, string, 'value' | 'key']> = [];
+  if (l.transport !== 'udp') {
+    if (l.idle_timeout !== undefined) out.push([['idle_timeout'], '"idle_timeout" applies only to "transport: udp" listeners (udp_proxy sessions)', 'key']);
+    return out;
+  }
+  if (!UDP_PROTOCOLS.includes(l.protocol)) {
+    out.push([['transport'], `protocol ${l.protocol} has no UDP transport (only ${UDP_PROTOCOLS.join(', ')})`, 'value']);
+    return out;
+  }
+  if (l.filter !== undefined) {
+    out.push([['filter'], 'a "transport: udp" listener runs no Wasm filter in Envoy (proxy-wasm has no UDP hooks), so it takes no "filter" settings', 'key']);
+  }
+  l.routes.forEach((r, j) => {
+    const source = r.match?.['source'];
+    const ranges = typeof source === 'string' ? [source] : Array.isArray(source) ? source : [];
+    ranges.forEach((range, k) => {
+      if (typeof range === 'string' && parseCidr(range) === undefined) {
+        out.push([['routes', j, 'match', 'source', ...(typeof source === 'string' ? [] : [k])], `"${range}" is not a CIDR range like "10.0.0.0/8" or "::1/128"`, 'value']);
+      }
+    });
+  });
+  return out;
+}
+
+/** "10.0.0.0/8" → address and prefix length; a bare address is a /32 (/128). */
+export function parseCidr(text: string): { address: string; prefixLen: number } | undefined {
+  const [address = '', len, extra] = text.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return undefined;
+  const max = family === 4 ? 32 : 128;
+  if (len === undefined) return { address, prefixLen: max };
+  if (!/^[0-9]{1,3}$/.test(len) || Number(len) > max) return undefined;
+  return { address, prefixLen: Number(len) };
 }

@@ -46,7 +46,16 @@ export interface FilterMatch {
   attributes: Readonly<Record<string, unknown>>;
 }
 
-export type RouteMatch = HttpMatch | SniMatch | FilterMatch;
+/**
+ * A UDP protocol listener's route (Envoy's udp_proxy, no Wasm): the client's
+ * source address within one of the ranges.
+ */
+export interface SourceMatch {
+  kind: 'source';
+  ranges: ReadonlyArray<{ address: string; prefixLen: number }>;
+}
+
+export type RouteMatch = HttpMatch | SniMatch | FilterMatch | SourceMatch;
 
 export type RouteTarget =
   | { kind: 'cluster'; cluster: string }
@@ -65,6 +74,13 @@ export interface Listener {
   /** 0 for grpc listeners, which bind nothing. */
   port: number;
   protocol: Protocol;
+  /**
+   * 'udp': a datagram protocol listener (coap), served by Envoy's udp_proxy
+   * without the Wasm filter; absent means TCP.
+   */
+  transport?: 'udp';
+  /** udp_proxy's session idle timeout (UDP listeners only; Envoy's default is 1 minute). */
+  idleTimeout?: DurationMs;
   routes: ReadonlyArray<Route>;
   /** Filter-owned settings (protocol listeners only). */
   filter?: Readonly<Record<string, unknown>>;

@@ -41,6 +41,11 @@ const entryFiles = [
   'envoy/extensions/filters/network/wasm/v3/wasm.proto',
   'envoy/extensions/filters/listener/set_filter_state/v3/set_filter_state.proto',
   'google/protobuf/wrappers.proto',
+  // coap over UDP: udp_proxy with a source-range matcher
+  'envoy/extensions/filters/udp/udp_proxy/v3/udp_proxy.proto',
+  'envoy/extensions/filters/udp/udp_proxy/v3/route.proto',
+  'envoy/extensions/matching/common_inputs/network/v3/network_inputs.proto',
+  'envoy/extensions/matching/input_matchers/ip/v3/ip.proto',
 ];
 
 function loadRoot(): protobuf.Root {

@@ -33,8 +33,10 @@ export function extensionConfigName(listener: Listener): string {
 export function filterConfiguration(listener: Listener): Record<string, unknown> {
   return {
     ...(listener.filter ?? {}),
+    // the in-process host's only hint that the filter sees datagrams (Envoy never runs it on UDP)
+    ...(listener.transport === 'udp' ? { transport: 'udp' } : {}),
     routes: listener.routes.map((route) => ({
-      ...(route.match?.kind === 'filter' ? { match: route.match.attributes } : {}),
+      ...(route.match?.kind === 'filter' ? { match: route.match.attributes } : {}), // source ranges are udp_proxy's
       cluster: route.target.kind === 'cluster' ? route.target.cluster : route.target.clusters[0]?.name,
     })),
   };

@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import type { Cluster, DurationMs, HealthCheck, HttpMatch, Listener, Mesh, Route, RouteTarget } from '../model/types.ts';
 import { toAny } from '../protos/index.ts';
 import { protocolListener, wasmExtensionConfig, type FilterRef } from './filters.ts';
+import { udpListener } from './udp.ts';
 import type { EnvoyMessage, Resources } from './types.ts';
 
 export { TYPE, TYPE_ORDER, type EnvoyMessage, type Resources, type ResourceType } from './types.ts';
@@ -62,6 +63,11 @@ export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads', filters: Filt
         resources.listeners.push(tlsPassthroughListener(listener));
         break;
       default: {
+        if (listener.transport === 'udp') {
+          // udp_proxy, no Wasm filter (translate/udp.ts)
+          resources.listeners.push(udpListener(listener));
+          break;
+        }
         // The loader refuses protocols no filter serves; this is a bug guard.
         const filter = filters.get(listener.protocol);
         if (!filter) throw new Error(`listener ${listener.name}: no filter serves protocol ${listener.protocol}`);
