@@ -1,31 +1,40 @@
-// kafka: Kafka network filter (see docs/kafka.md). Glue only.
+// kafka: Kafka network filter (docs/kafka.md). Glue only: the SDK's
+// framed-stream layer runs one KafkaCodec (codec.ts) per connection; this
+// file reads the settings (config.ts) and makes the stats (stats.ts).
 export * from "../sdk/exports";
-import { Action, RootContext, StreamContext, logError, logInfo, registerRootContext } from "../sdk";
-import { Config, lastConfigError, parseConfig } from "./config";
+import { RootContext, logInfo, monotonicTimeNanos, registerRootContext } from "../sdk";
+import { Settings } from "../sdk/settings";
+import { Codec, FramedRoot } from "../sdk/stream";
+import { KafkaCodec } from "./codec";
+import { Config, readConfig } from "./config";
+import { Stats } from "./stats";
 
-class KafkaRoot extends RootContext {
+function now(): u64 {
+  return monotonicTimeNanos();
+}
+
+class KafkaRoot extends FramedRoot {
   config: Config = new Config();
+  stats: Stats = new Stats("kafka", []);
 
-  onConfigure(configuration: ArrayBuffer): bool {
-    const config = parseConfig(configuration);
-    if (config == null) {
-      logError("kafka: rejecting configuration: " + lastConfigError());
-      return false;
-    }
+  configure(s: Settings): bool {
+    const config = readConfig(s);
+    if (config == null) return false;
     this.config = config;
-    logInfo("kafka: configured: " + config.brokers.length.toString() + " broker(s)");
+    this.statPrefix = config.statPrefix;
+    this.routes = config.routes;
+    this.stats = new Stats(config.statPrefix, config.topicMetricNames);
+    this.stats.defineFixed();
+    logInfo("kafka: " + (config.listenerBrokerId >= 0 ? "broker " + config.listenerBrokerId.toString() + " listener" : "bootstrap listener") +
+      ", " + config.brokers.length.toString() + " broker(s) rewritten to " + (config.advertise.length > 0 ? config.advertise : "-") +
+      ", " + (config.produceRules.length + config.fetchRules.length).toString() + " ACL rule(s), default " + (config.aclDefaultAllow ? "allow" : "deny") +
+      ", " + config.topicMetrics.length.toString() + " topic metric prefix(es)");
     return true;
   }
 
-  newStreamContext(id: u32): StreamContext {
-    return new KafkaStream(id, this);
+  newCodec(): Codec {
+    return new KafkaCodec(this.config, this.stats, now);
   }
 }
 
-class KafkaStream extends StreamContext {
-  onNewConnection(): Action {
-    return Action.Continue;
-  }
-}
-
-registerRootContext((id: u32): RootContext => new KafkaRoot(id));
+registerRootContext((id: u32): RootContext => new KafkaRoot(id, "kafka"));

@@ -113,6 +113,10 @@ const INTERESTS: Record<string, Record<string, string>> = {
     Topics: 'TOPIC', 'Topics.Topic': 'TOPIC_NAME', 'Topics.TopicId': 'TOPIC_ID',
     'Topics.Partitions': 'PARTITION', 'Topics.Partitions.Partition': 'PARTITION_INDEX',
   },
+  FetchResponse: {
+    Responses: 'TOPIC', 'Responses.Topic': 'TOPIC_NAME', 'Responses.TopicId': 'TOPIC_ID',
+    NodeEndpoints: 'BROKER', 'NodeEndpoints.NodeId': 'NODE_ID', 'NodeEndpoints.Host': 'HOST', 'NodeEndpoints.Port': 'PORT',
+  },
   ListOffsetsRequest: { Topics: 'TOPIC', 'Topics.Name': 'TOPIC_NAME', 'Topics.Partitions': 'PARTITION', 'Topics.Partitions.PartitionIndex': 'PARTITION_INDEX' },
   ListOffsetsResponse: { Topics: 'TOPIC', 'Topics.Name': 'TOPIC_NAME' },
   MetadataRequest: { 'Topics.Name': 'TOPIC_NAME', 'Topics.TopicId': 'TOPIC_ID' },
@@ -293,7 +297,16 @@ function fieldCode(e: Emitter, f: Field, prefix: string, interests: Record<strin
   }
   const n = `n${e.tmp++}`;
   const i = `i${e.tmp++}`;
-  e.line(`const ${n} = r.count(${flexArg});`);
+  if (ev && sub) {
+    // the count's position and width: a rewrite that adds or removes elements rewrites it
+    const at = `a${e.tmp++}`;
+    e.line(`const ${at} = r.pos;`);
+    e.line(`const ${n} = r.count(${flexArg});`);
+    e.line(`s.on(EV_${ev}_COUNT, ${at}, r.pos - ${at}, <i64>${n});`);
+    e.events.add(`${ev}_COUNT`);
+  } else {
+    e.line(`const ${n} = r.count(${flexArg});`);
+  }
   e.line(`for (let ${i}: i32 = 0; ${i} < ${n} && r.ok; ${i}++) {`);
   e.depth++;
   if (sub) {
@@ -507,7 +520,139 @@ function generate(dirs: string[]): Map<string, string> {
   w.push('');
   w.push(...body);
   files.set('walkers.ts', w.join('\n'));
+  files.set('errors.ts', errorTables(apis));
   return files;
+}
+
+// ------------------------------------------------------------------ default (error) response bodies
+
+/**
+ * The body of a response with every field at its default: integers at the
+ * schema's default (0 without one), strings null where nullable else "",
+ * arrays empty, no tagged fields. Records where each ErrorCode outside an
+ * array sits, so the filter answers a refused request by copying the body
+ * and writing its error code there.
+ */
+function defaultBody(fields: Field[], v: number, flexible: boolean, structs: Map<string, Field[]>, out: number[], codeAt: number[]): void {
+  for (const f of fields) {
+    if (!inRange(parseRange(f.versions ?? '0+'), v)) continue;
+    if (f.taggedVersions !== undefined && inRange(parseRange(f.taggedVersions), v)) continue;
+    const nullable = f.nullableVersions !== undefined && inRange(parseRange(f.nullableVersions), v);
+    const def = (f as { default?: string | number | boolean }).default;
+    const isArray = f.type.startsWith('[]');
+    const base = f.type.replace(/^\[\]/, '');
+    const sub = f.fields ?? structs.get(base);
+    const stringFlex = f.flexibleVersions !== undefined ? inRange(parseRange(f.flexibleVersions), v) : flexible;
+    if (isArray) {
+      if (flexible) out.push(1); else out.push(0, 0, 0, 0);
+      continue;
+    }
+    if (sub) { defaultBody(sub, v, flexible, structs, out, codeAt); continue; }
+    const int = (width: number): void => {
+      let n = 0n;
+      if (typeof def === 'string' && def !== '' && def !== 'null') n = BigInt(def.startsWith('0x') ? def : def);
+      else if (typeof def === 'number') n = BigInt(def);
+      if (f.name === 'ErrorCode' && width === 2) codeAt.push(out.length);
+      const mask = (1n << BigInt(width * 8)) - 1n;
+      const u = n & mask;
+      for (let i = width - 1; i >= 0; i--) out.push(Number((u >> BigInt(i * 8)) & 0xffn));
+    };
+    switch (base) {
+      case 'int8': int(1); break;
+      case 'bool': out.push(def === true || def === 'true' ? 1 : 0); break;
+      case 'int16': case 'uint16': int(2); break;
+      case 'int32': case 'uint32': int(4); break;
+      case 'int64': int(8); break;
+      case 'float64': out.push(0, 0, 0, 0, 0, 0, 0, 0); break;
+      case 'uuid': for (let i = 0; i < 16; i++) out.push(0); break;
+      case 'string': {
+        const text = nullable && (def === undefined || def === 'null') ? null : (typeof def === 'string' && def !== 'null' ? def : '');
+        const bytes = text === null ? [] : [...Buffer.from(text, 'utf8')];
+        if (stringFlex) out.push(...uvarint(text === null ? 0 : bytes.length + 1));
+        else { const n = text === null ? 0xffff : bytes.length; out.push((n >> 8) & 0xff, n & 0xff); }
+        out.push(...bytes);
+        break;
+      }
+      case 'bytes': case 'records':
+        if (stringFlex) out.push(nullable ? 0 : 1);
+        else if (nullable) out.push(0xff, 0xff, 0xff, 0xff); else out.push(0, 0, 0, 0);
+        break;
+      default: throw new Error(`unknown type ${base}`);
+    }
+  }
+  if (flexible) out.push(0);
+}
+
+function uvarint(n: number): number[] {
+  const out: number[] = [];
+  while (n >= 0x80) { out.push((n & 0x7f) | 0x80); n >>>= 7; }
+  out.push(n);
+  return out;
+}
+
+function errorTables(apis: Api[]): string {
+  const maxKey = Math.max(...apis.map((a) => a.key));
+  const blob: number[] = [];
+  const entries: number[] = []; // per (key, version): body start, body length, error code offset (-1 none)
+  const keyBase: number[] = [];
+  for (let k = 0; k <= maxKey; k++) {
+    const a = apis.find((x) => x.key === k);
+    keyBase.push(entries.length / 3);
+    if (!a) continue;
+    for (let v = a.versions.lo; v <= a.versions.hi; v++) {
+      const m = a.oldResponse && v < a.newestLow ? a.oldResponse : a.response;
+      const body: number[] = [];
+      const codes: number[] = [];
+      defaultBody(m.fields, v, inRange(a.responseFlexible, v), structsOf(m), body, codes);
+      entries.push(blob.length, body.length, codes.length > 0 ? codes[0] : -1);
+      blob.push(...body);
+    }
+  }
+  keyBase.push(entries.length / 3);
+  const lines: string[] = [LICENSE_NOTE];
+  lines.push('// Default response bodies, one per API key and version: every field at its');
+  lines.push('// default, arrays empty. The filter answers a refused request with one of these,');
+  lines.push('// its first top-level ErrorCode set (responses without one answer with defaults).');
+  lines.push('import { API_KEY_LIMIT, API_MIN_VERSION } from "./apis";');
+  lines.push('');
+  lines.push(`const KEY_BASE: StaticArray<i32> = [${keyBase.join(', ')}];`);
+  lines.push(`const ENTRIES: StaticArray<i32> = [${entries.join(', ')}];`);
+  lines.push(`const BODIES: StaticArray<u8> = [${blob.join(', ')}];`);
+  lines.push('');
+  lines.push('/** Index of the (key, version) entry, or -1. */');
+  lines.push('function entryOf(key: i32, version: i32): i32 {');
+  lines.push('  if (key < 0 || key >= API_KEY_LIMIT) return -1;');
+  lines.push('  const min = <i32>API_MIN_VERSION[key];');
+  lines.push('  if (min < 0 || version < min) return -1;');
+  lines.push('  const e = KEY_BASE[key] + version - min;');
+  lines.push('  return e < KEY_BASE[key + 1] ? e : -1;');
+  lines.push('}');
+  lines.push('');
+  lines.push('/** The default body of this response: (start, length) in BODIES, or length -1. */');
+  lines.push('export function defaultResponseLength(key: i32, version: i32): i32 {');
+  lines.push('  const e = entryOf(key, version);');
+  lines.push('  return e < 0 ? -1 : ENTRIES[e * 3 + 1];');
+  lines.push('}');
+  lines.push('');
+  lines.push('/** Writes the default body to dest (room for defaultResponseLength bytes) with `code` in its top-level ErrorCode; false if none. */');
+  lines.push('export function writeDefaultResponse(key: i32, version: i32, code: i16, dest: usize): bool {');
+  lines.push('  const e = entryOf(key, version);');
+  lines.push('  if (e < 0) return false;');
+  lines.push('  const start = ENTRIES[e * 3];');
+  lines.push('  const len = ENTRIES[e * 3 + 1];');
+  lines.push('  memory.copy(dest, changetype<usize>(BODIES) + <usize>start, <usize>len);');
+  lines.push('  const at = ENTRIES[e * 3 + 2];');
+  lines.push('  if (at >= 0) store<u16>(dest + <usize>at, bswap<u16>(<u16>code));');
+  lines.push('  return true;');
+  lines.push('}');
+  lines.push('');
+  lines.push('/** Whether the default body of this response carries an error code. */');
+  lines.push('export function defaultResponseHasErrorCode(key: i32, version: i32): bool {');
+  lines.push('  const e = entryOf(key, version);');
+  lines.push('  return e >= 0 && ENTRIES[e * 3 + 2] >= 0;');
+  lines.push('}');
+  lines.push('');
+  return lines.join('\n');
 }
 
 function snake(name: string): string {

@@ -7,35 +7,39 @@ import { Reader, Sink } from "../reader";
 
 export const EV_ACKS: i32 = 0;
 export const EV_API_BEGIN: i32 = 1;
-export const EV_API_END: i32 = 2;
-export const EV_API_KEY: i32 = 3;
-export const EV_AUTH_BYTES: i32 = 4;
-export const EV_BROKER_BEGIN: i32 = 5;
-export const EV_BROKER_END: i32 = 6;
-export const EV_ERROR_CODE: i32 = 7;
-export const EV_GROUP_ID: i32 = 8;
-export const EV_HOST: i32 = 9;
-export const EV_KEY_TYPE: i32 = 10;
-export const EV_MAX_VERSION: i32 = 11;
-export const EV_MECHANISM: i32 = 12;
-export const EV_MIN_VERSION: i32 = 13;
-export const EV_NODE_ID: i32 = 14;
-export const EV_PARTITION_BEGIN: i32 = 15;
-export const EV_PARTITION_END: i32 = 16;
-export const EV_PARTITION_INDEX: i32 = 17;
-export const EV_PORT: i32 = 18;
-export const EV_PROTOCOL_TYPE: i32 = 19;
-export const EV_RECORDS: i32 = 20;
-export const EV_SOFTWARE_NAME: i32 = 21;
-export const EV_SOFTWARE_VERSION: i32 = 22;
-export const EV_TAGGED_BEGIN: i32 = 23;
-export const EV_TAGGED_END: i32 = 24;
-export const EV_TOPIC_BEGIN: i32 = 25;
-export const EV_TOPIC_END: i32 = 26;
-export const EV_TOPIC_ID: i32 = 27;
-export const EV_TOPIC_NAME: i32 = 28;
-export const EV_TRANSACTIONAL_ID: i32 = 29;
-export const EV_COUNT: i32 = 30;
+export const EV_API_COUNT: i32 = 2;
+export const EV_API_END: i32 = 3;
+export const EV_API_KEY: i32 = 4;
+export const EV_AUTH_BYTES: i32 = 5;
+export const EV_BROKER_BEGIN: i32 = 6;
+export const EV_BROKER_COUNT: i32 = 7;
+export const EV_BROKER_END: i32 = 8;
+export const EV_ERROR_CODE: i32 = 9;
+export const EV_GROUP_ID: i32 = 10;
+export const EV_HOST: i32 = 11;
+export const EV_KEY_TYPE: i32 = 12;
+export const EV_MAX_VERSION: i32 = 13;
+export const EV_MECHANISM: i32 = 14;
+export const EV_MIN_VERSION: i32 = 15;
+export const EV_NODE_ID: i32 = 16;
+export const EV_PARTITION_BEGIN: i32 = 17;
+export const EV_PARTITION_COUNT: i32 = 18;
+export const EV_PARTITION_END: i32 = 19;
+export const EV_PARTITION_INDEX: i32 = 20;
+export const EV_PORT: i32 = 21;
+export const EV_PROTOCOL_TYPE: i32 = 22;
+export const EV_RECORDS: i32 = 23;
+export const EV_SOFTWARE_NAME: i32 = 24;
+export const EV_SOFTWARE_VERSION: i32 = 25;
+export const EV_TAGGED_BEGIN: i32 = 26;
+export const EV_TAGGED_END: i32 = 27;
+export const EV_TOPIC_BEGIN: i32 = 28;
+export const EV_TOPIC_COUNT: i32 = 29;
+export const EV_TOPIC_END: i32 = 30;
+export const EV_TOPIC_ID: i32 = 31;
+export const EV_TOPIC_NAME: i32 = 32;
+export const EV_TRANSACTIONAL_ID: i32 = 33;
+export const EV_COUNT: i32 = 34;
 
 /** Whether walkRequest can read this key's request bodies. */
 export function hasRequestWalker(key: i16): bool {
@@ -45,7 +49,7 @@ export function hasRequestWalker(key: i16): bool {
 
 /** Whether walkResponse can read this key's response bodies. */
 export function hasResponseWalker(key: i16): bool {
-  switch (key) { case 0: case 2: case 3: case 8: case 9: case 10: case 11: case 12: case 13: case 14: case 15: case 16: case 17: case 18: case 19: case 20: case 22: case 25: case 28: case 36: case 42: case 47: case 60: case 68: case 69: return true; }
+  switch (key) { case 0: case 1: case 2: case 3: case 8: case 9: case 10: case 11: case 12: case 13: case 14: case 15: case 16: case 17: case 18: case 19: case 20: case 22: case 25: case 28: case 36: case 42: case 47: case 60: case 68: case 69: return true; }
   return false;
 }
 
@@ -81,6 +85,7 @@ export function walkRequest(key: i16, v: i16, r: Reader, s: Sink): bool {
 export function walkResponse(key: i16, v: i16, r: Reader, s: Sink): bool {
   switch (key) {
     case 0: return walkProduceResponse(r, v, s);
+    case 1: return walkFetchResponse(r, v, s);
     case 2: return walkListOffsetsResponse(r, v, s);
     case 3: return walkMetadataResponse(r, v, s);
     case 8: return walkOffsetCommitResponse(r, v, s);
@@ -113,18 +118,22 @@ export function walkResponse(key: i16, v: i16, r: Reader, s: Sink): bool {
 function walkProduceRequest_0(r: Reader, s: Sink): bool {
   s.on(EV_ACKS, r.pos, 2, <i64>r.i16());
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(false);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.bytes(false);
       s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -137,18 +146,22 @@ function walkProduceRequest_1(r: Reader, s: Sink): bool {
   s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   s.on(EV_ACKS, r.pos, 2, <i64>r.i16());
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(false);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.bytes(false);
       s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -161,19 +174,23 @@ function walkProduceRequest_2(r: Reader, s: Sink): bool {
   s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   s.on(EV_ACKS, r.pos, 2, <i64>r.i16());
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(true);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(true);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.bytes(true);
       s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
       r.skipTags();
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     r.skipTags();
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -188,19 +205,23 @@ function walkProduceRequest_3(r: Reader, s: Sink): bool {
   s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   s.on(EV_ACKS, r.pos, 2, <i64>r.i16());
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_TOPIC_ID, r.pos, 16, 0);
     r.skip(16);
-    const n2 = r.count(true);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(true);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.bytes(true);
       s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
       r.skipTags();
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     r.skipTags();
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -220,13 +241,15 @@ export function walkProduceRequest(r: Reader, v: i16, s: Sink): bool {
 
 // ProduceResponse v0
 function walkProduceResponse_0(r: Reader, s: Sink): bool {
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+    const n3 = r.count(false);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(8);
@@ -238,13 +261,15 @@ function walkProduceResponse_0(r: Reader, s: Sink): bool {
 
 // ProduceResponse v1
 function walkProduceResponse_1(r: Reader, s: Sink): bool {
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+    const n3 = r.count(false);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(8);
@@ -257,13 +282,15 @@ function walkProduceResponse_1(r: Reader, s: Sink): bool {
 
 // ProduceResponse v2-4
 function walkProduceResponse_2(r: Reader, s: Sink): bool {
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+    const n3 = r.count(false);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(8);
@@ -277,13 +304,15 @@ function walkProduceResponse_2(r: Reader, s: Sink): bool {
 
 // ProduceResponse v5-7
 function walkProduceResponse_3(r: Reader, s: Sink): bool {
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+    const n3 = r.count(false);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(8);
@@ -298,20 +327,22 @@ function walkProduceResponse_3(r: Reader, s: Sink): bool {
 
 // ProduceResponse v8
 function walkProduceResponse_4(r: Reader, s: Sink): bool {
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+    const n3 = r.count(false);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(8);
       r.skip(8);
       r.skip(8);
-      const n4 = r.count(false);
-      for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+      const n5 = r.count(false);
+      for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
         r.skip(4);
         r.str(false);
       }
@@ -325,20 +356,22 @@ function walkProduceResponse_4(r: Reader, s: Sink): bool {
 
 // ProduceResponse v9
 function walkProduceResponse_5(r: Reader, s: Sink): bool {
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(true);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+    const n3 = r.count(true);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(8);
       r.skip(8);
       r.skip(8);
-      const n4 = r.count(true);
-      for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+      const n5 = r.count(true);
+      for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
         r.skip(4);
         r.str(true);
         r.skipTags();
@@ -356,20 +389,22 @@ function walkProduceResponse_5(r: Reader, s: Sink): bool {
 
 // ProduceResponse v10-12
 function walkProduceResponse_6(r: Reader, s: Sink): bool {
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(true);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+    const n3 = r.count(true);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(8);
       r.skip(8);
       r.skip(8);
-      const n4 = r.count(true);
-      for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+      const n5 = r.count(true);
+      for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
         r.skip(4);
         r.str(true);
         r.skipTags();
@@ -381,23 +416,25 @@ function walkProduceResponse_6(r: Reader, s: Sink): bool {
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
-  const t6 = r.uvarint();
-  for (let k7: u32 = 0; k7 < t6 && r.ok; k7++) {
+  const t7 = r.uvarint();
+  for (let k8: u32 = 0; k8 < t7 && r.ok; k8++) {
     const tag = r.uvarint(); const size = r.uvarint(); const end = r.pos + <i32>size;
     if (size > <u32>(r.end - r.pos)) { r.fail(); break; }
     s.on(EV_TAGGED_BEGIN, r.pos, <i32>size, <i64>r.sizeAt);
     if (tag == 0) {
       const outer = r.end; r.end = end;
-      const n8 = r.count(true);
-      for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-        s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i9);
+      const a11 = r.pos;
+      const n9 = r.count(true);
+      s.on(EV_BROKER_COUNT, a11, r.pos - a11, <i64>n9);
+      for (let i10: i32 = 0; i10 < n9 && r.ok; i10++) {
+        s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i10);
         s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
         r.str(true);
         s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
         s.on(EV_PORT, r.pos, 4, <i64>r.i32());
         r.str(true);
         r.skipTags();
-        s.on(EV_BROKER_END, r.pos, 0, <i64>i9);
+        s.on(EV_BROKER_END, r.pos, 0, <i64>i10);
       }
       if (r.pos != end) r.fail(); r.end = outer;
     }
@@ -409,20 +446,22 @@ function walkProduceResponse_6(r: Reader, s: Sink): bool {
 
 // ProduceResponse v13
 function walkProduceResponse_7(r: Reader, s: Sink): bool {
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_TOPIC_ID, r.pos, 16, 0);
     r.skip(16);
-    const n2 = r.count(true);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+    const n3 = r.count(true);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(8);
       r.skip(8);
       r.skip(8);
-      const n4 = r.count(true);
-      for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+      const n5 = r.count(true);
+      for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
         r.skip(4);
         r.str(true);
         r.skipTags();
@@ -434,23 +473,25 @@ function walkProduceResponse_7(r: Reader, s: Sink): bool {
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
-  const t6 = r.uvarint();
-  for (let k7: u32 = 0; k7 < t6 && r.ok; k7++) {
+  const t7 = r.uvarint();
+  for (let k8: u32 = 0; k8 < t7 && r.ok; k8++) {
     const tag = r.uvarint(); const size = r.uvarint(); const end = r.pos + <i32>size;
     if (size > <u32>(r.end - r.pos)) { r.fail(); break; }
     s.on(EV_TAGGED_BEGIN, r.pos, <i32>size, <i64>r.sizeAt);
     if (tag == 0) {
       const outer = r.end; r.end = end;
-      const n8 = r.count(true);
-      for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-        s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i9);
+      const a11 = r.pos;
+      const n9 = r.count(true);
+      s.on(EV_BROKER_COUNT, a11, r.pos - a11, <i64>n9);
+      for (let i10: i32 = 0; i10 < n9 && r.ok; i10++) {
+        s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i10);
         s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
         r.str(true);
         s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
         s.on(EV_PORT, r.pos, 4, <i64>r.i32());
         r.str(true);
         r.skipTags();
-        s.on(EV_BROKER_END, r.pos, 0, <i64>i9);
+        s.on(EV_BROKER_END, r.pos, 0, <i64>i10);
       }
       if (r.pos != end) r.fail(); r.end = outer;
     }
@@ -478,18 +519,22 @@ function walkFetchRequest_0(r: Reader, s: Sink): bool {
   r.skip(4);
   r.skip(4);
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(false);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(8);
       r.skip(4);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -502,18 +547,22 @@ function walkFetchRequest_1(r: Reader, s: Sink): bool {
   r.skip(4);
   r.skip(4);
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(false);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(8);
       r.skip(4);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -527,18 +576,22 @@ function walkFetchRequest_2(r: Reader, s: Sink): bool {
   r.skip(4);
   r.skip(4);
   r.skip(1);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(false);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(8);
       r.skip(4);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -552,19 +605,23 @@ function walkFetchRequest_3(r: Reader, s: Sink): bool {
   r.skip(4);
   r.skip(4);
   r.skip(1);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(false);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(8);
       r.skip(8);
       r.skip(4);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -580,27 +637,31 @@ function walkFetchRequest_4(r: Reader, s: Sink): bool {
   r.skip(1);
   r.skip(4);
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(false);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(8);
       r.skip(8);
       r.skip(4);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
-  const n4 = r.count(false);
-  for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+  const n6 = r.count(false);
+  for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
     r.str(false);
-    const n6 = r.count(false);
-    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
+    const n8 = r.count(false);
+    for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
       r.skip(4);
     }
   }
@@ -616,28 +677,32 @@ function walkFetchRequest_5(r: Reader, s: Sink): bool {
   r.skip(1);
   r.skip(4);
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(false);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(4);
       r.skip(8);
       r.skip(8);
       r.skip(4);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
-  const n4 = r.count(false);
-  for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+  const n6 = r.count(false);
+  for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
     r.str(false);
-    const n6 = r.count(false);
-    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
+    const n8 = r.count(false);
+    for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
       r.skip(4);
     }
   }
@@ -653,28 +718,32 @@ function walkFetchRequest_6(r: Reader, s: Sink): bool {
   r.skip(1);
   r.skip(4);
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(false);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(4);
       r.skip(8);
       r.skip(8);
       r.skip(4);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
-  const n4 = r.count(false);
-  for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+  const n6 = r.count(false);
+  for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
     r.str(false);
-    const n6 = r.count(false);
-    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
+    const n8 = r.count(false);
+    for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
       r.skip(4);
     }
   }
@@ -691,14 +760,18 @@ function walkFetchRequest_7(r: Reader, s: Sink): bool {
   r.skip(1);
   r.skip(4);
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(true);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(true);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(4);
       r.skip(8);
@@ -706,16 +779,16 @@ function walkFetchRequest_7(r: Reader, s: Sink): bool {
       r.skip(8);
       r.skip(4);
       r.skipTags();
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     r.skipTags();
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
-  const n4 = r.count(true);
-  for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+  const n6 = r.count(true);
+  for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
     r.str(true);
-    const n6 = r.count(true);
-    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
+    const n8 = r.count(true);
+    for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
       r.skip(4);
     }
     r.skipTags();
@@ -734,14 +807,18 @@ function walkFetchRequest_8(r: Reader, s: Sink): bool {
   r.skip(1);
   r.skip(4);
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_TOPIC_ID, r.pos, 16, 0);
     r.skip(16);
-    const n2 = r.count(true);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(true);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(4);
       r.skip(8);
@@ -749,16 +826,16 @@ function walkFetchRequest_8(r: Reader, s: Sink): bool {
       r.skip(8);
       r.skip(4);
       r.skipTags();
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     r.skipTags();
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
-  const n4 = r.count(true);
-  for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+  const n6 = r.count(true);
+  for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
     r.skip(16);
-    const n6 = r.count(true);
-    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
+    const n8 = r.count(true);
+    for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
       r.skip(4);
     }
     r.skipTags();
@@ -776,14 +853,18 @@ function walkFetchRequest_9(r: Reader, s: Sink): bool {
   r.skip(1);
   r.skip(4);
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_TOPIC_ID, r.pos, 16, 0);
     r.skip(16);
-    const n2 = r.count(true);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(true);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(4);
       r.skip(8);
@@ -791,16 +872,16 @@ function walkFetchRequest_9(r: Reader, s: Sink): bool {
       r.skip(8);
       r.skip(4);
       r.skipTags();
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     r.skipTags();
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
-  const n4 = r.count(true);
-  for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+  const n6 = r.count(true);
+  for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
     r.skip(16);
-    const n6 = r.count(true);
-    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
+    const n8 = r.count(true);
+    for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
       r.skip(4);
     }
     r.skipTags();
@@ -825,21 +906,334 @@ export function walkFetchRequest(r: Reader, v: i16, s: Sink): bool {
   return false;
 }
 
-// ListOffsetsRequest v0
-function walkListOffsetsRequest_0(r: Reader, s: Sink): bool {
-  r.skip(4);
+// FetchResponse v0
+function walkFetchResponse_0(r: Reader, s: Sink): bool {
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const n3 = r.count(false);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      r.skip(4);
+      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      r.skip(8);
+      r.bytes(false);
+    }
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+  }
+  return r.ok;
+}
+
+// FetchResponse v1-3
+function walkFetchResponse_1(r: Reader, s: Sink): bool {
+  r.skip(4);
+  const a2 = r.pos;
+  const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    r.str(false);
+    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    const n3 = r.count(false);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      r.skip(4);
+      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      r.skip(8);
+      r.bytes(false);
+    }
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+  }
+  return r.ok;
+}
+
+// FetchResponse v4
+function walkFetchResponse_2(r: Reader, s: Sink): bool {
+  r.skip(4);
+  const a2 = r.pos;
+  const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    r.str(false);
+    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    const n3 = r.count(false);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      r.skip(4);
+      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      r.skip(8);
+      r.skip(8);
+      const n5 = r.count(false);
+      for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
+        r.skip(8);
+        r.skip(8);
+      }
+      r.bytes(false);
+    }
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+  }
+  return r.ok;
+}
+
+// FetchResponse v5-6
+function walkFetchResponse_3(r: Reader, s: Sink): bool {
+  r.skip(4);
+  const a2 = r.pos;
+  const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    r.str(false);
+    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    const n3 = r.count(false);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      r.skip(4);
+      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      r.skip(8);
+      r.skip(8);
+      r.skip(8);
+      const n5 = r.count(false);
+      for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
+        r.skip(8);
+        r.skip(8);
+      }
+      r.bytes(false);
+    }
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+  }
+  return r.ok;
+}
+
+// FetchResponse v7-10
+function walkFetchResponse_4(r: Reader, s: Sink): bool {
+  r.skip(4);
+  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  r.skip(4);
+  const a2 = r.pos;
+  const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    r.str(false);
+    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    const n3 = r.count(false);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      r.skip(4);
+      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      r.skip(8);
+      r.skip(8);
+      r.skip(8);
+      const n5 = r.count(false);
+      for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
+        r.skip(8);
+        r.skip(8);
+      }
+      r.bytes(false);
+    }
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+  }
+  return r.ok;
+}
+
+// FetchResponse v11
+function walkFetchResponse_5(r: Reader, s: Sink): bool {
+  r.skip(4);
+  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  r.skip(4);
+  const a2 = r.pos;
+  const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    r.str(false);
+    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    const n3 = r.count(false);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      r.skip(4);
+      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      r.skip(8);
+      r.skip(8);
+      r.skip(8);
+      const n5 = r.count(false);
+      for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
+        r.skip(8);
+        r.skip(8);
+      }
+      r.skip(4);
+      r.bytes(false);
+    }
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+  }
+  return r.ok;
+}
+
+// FetchResponse v12
+function walkFetchResponse_6(r: Reader, s: Sink): bool {
+  r.skip(4);
+  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  r.skip(4);
+  const a2 = r.pos;
+  const n0 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    r.str(true);
+    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    const n3 = r.count(true);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      r.skip(4);
+      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      r.skip(8);
+      r.skip(8);
+      r.skip(8);
+      const n5 = r.count(true);
+      for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
+        r.skip(8);
+        r.skip(8);
+        r.skipTags();
+      }
+      r.skip(4);
+      r.bytes(true);
+      r.skipTags();
+    }
+    r.skipTags();
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+  }
+  r.skipTags();
+  return r.ok;
+}
+
+// FetchResponse v13-15
+function walkFetchResponse_7(r: Reader, s: Sink): bool {
+  r.skip(4);
+  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  r.skip(4);
+  const a2 = r.pos;
+  const n0 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    s.on(EV_TOPIC_ID, r.pos, 16, 0);
+    r.skip(16);
+    const n3 = r.count(true);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      r.skip(4);
+      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      r.skip(8);
+      r.skip(8);
+      r.skip(8);
+      const n5 = r.count(true);
+      for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
+        r.skip(8);
+        r.skip(8);
+        r.skipTags();
+      }
+      r.skip(4);
+      r.bytes(true);
+      r.skipTags();
+    }
+    r.skipTags();
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+  }
+  r.skipTags();
+  return r.ok;
+}
+
+// FetchResponse v16-18
+function walkFetchResponse_8(r: Reader, s: Sink): bool {
+  r.skip(4);
+  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  r.skip(4);
+  const a2 = r.pos;
+  const n0 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    s.on(EV_TOPIC_ID, r.pos, 16, 0);
+    r.skip(16);
+    const n3 = r.count(true);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      r.skip(4);
+      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      r.skip(8);
+      r.skip(8);
+      r.skip(8);
+      const n5 = r.count(true);
+      for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
+        r.skip(8);
+        r.skip(8);
+        r.skipTags();
+      }
+      r.skip(4);
+      r.bytes(true);
+      r.skipTags();
+    }
+    r.skipTags();
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+  }
+  const t7 = r.uvarint();
+  for (let k8: u32 = 0; k8 < t7 && r.ok; k8++) {
+    const tag = r.uvarint(); const size = r.uvarint(); const end = r.pos + <i32>size;
+    if (size > <u32>(r.end - r.pos)) { r.fail(); break; }
+    s.on(EV_TAGGED_BEGIN, r.pos, <i32>size, <i64>r.sizeAt);
+    if (tag == 0) {
+      const outer = r.end; r.end = end;
+      const a11 = r.pos;
+      const n9 = r.count(true);
+      s.on(EV_BROKER_COUNT, a11, r.pos - a11, <i64>n9);
+      for (let i10: i32 = 0; i10 < n9 && r.ok; i10++) {
+        s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i10);
+        s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+        r.str(true);
+        s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+        s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+        r.str(true);
+        r.skipTags();
+        s.on(EV_BROKER_END, r.pos, 0, <i64>i10);
+      }
+      if (r.pos != end) r.fail(); r.end = outer;
+    }
+    r.pos = end;
+    s.on(EV_TAGGED_END, r.pos, 0, 0);
+  }
+  return r.ok;
+}
+
+/** FetchResponse v0-18. */
+export function walkFetchResponse(r: Reader, v: i16, s: Sink): bool {
+  if (v == 0) return walkFetchResponse_0(r, s);
+  if ((v >= 1 && v <= 3)) return walkFetchResponse_1(r, s);
+  if (v == 4) return walkFetchResponse_2(r, s);
+  if ((v >= 5 && v <= 6)) return walkFetchResponse_3(r, s);
+  if ((v >= 7 && v <= 10)) return walkFetchResponse_4(r, s);
+  if (v == 11) return walkFetchResponse_5(r, s);
+  if (v == 12) return walkFetchResponse_6(r, s);
+  if ((v >= 13 && v <= 15)) return walkFetchResponse_7(r, s);
+  if ((v >= 16 && v <= 18)) return walkFetchResponse_8(r, s);
+  return false;
+}
+
+// ListOffsetsRequest v0
+function walkListOffsetsRequest_0(r: Reader, s: Sink): bool {
+  r.skip(4);
+  const a2 = r.pos;
+  const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    r.str(false);
+    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    const a5 = r.pos;
+    const n3 = r.count(false);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(8);
       r.skip(4);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -849,17 +1243,21 @@ function walkListOffsetsRequest_0(r: Reader, s: Sink): bool {
 // ListOffsetsRequest v1
 function walkListOffsetsRequest_1(r: Reader, s: Sink): bool {
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(false);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(8);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -870,17 +1268,21 @@ function walkListOffsetsRequest_1(r: Reader, s: Sink): bool {
 function walkListOffsetsRequest_2(r: Reader, s: Sink): bool {
   r.skip(4);
   r.skip(1);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(false);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(8);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -891,18 +1293,22 @@ function walkListOffsetsRequest_2(r: Reader, s: Sink): bool {
 function walkListOffsetsRequest_3(r: Reader, s: Sink): bool {
   r.skip(4);
   r.skip(1);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(false);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(4);
       r.skip(8);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -913,19 +1319,23 @@ function walkListOffsetsRequest_3(r: Reader, s: Sink): bool {
 function walkListOffsetsRequest_4(r: Reader, s: Sink): bool {
   r.skip(4);
   r.skip(1);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(true);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(true);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(4);
       r.skip(8);
       r.skipTags();
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     r.skipTags();
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -938,19 +1348,23 @@ function walkListOffsetsRequest_4(r: Reader, s: Sink): bool {
 function walkListOffsetsRequest_5(r: Reader, s: Sink): bool {
   r.skip(4);
   r.skip(1);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(true);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i3);
+    const a5 = r.pos;
+    const n3 = r.count(true);
+    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
       r.skip(4);
       r.skip(8);
       r.skipTags();
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i3);
+      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     r.skipTags();
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -973,17 +1387,19 @@ export function walkListOffsetsRequest(r: Reader, v: i16, s: Sink): bool {
 
 // ListOffsetsResponse v0
 function walkListOffsetsResponse_0(r: Reader, s: Sink): bool {
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+    const n3 = r.count(false);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
-      const n4 = r.count(false);
-      for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+      const n5 = r.count(false);
+      for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
         r.skip(8);
       }
     }
@@ -994,13 +1410,15 @@ function walkListOffsetsResponse_0(r: Reader, s: Sink): bool {
 
 // ListOffsetsResponse v1
 function walkListOffsetsResponse_1(r: Reader, s: Sink): bool {
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+    const n3 = r.count(false);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(8);
@@ -1014,13 +1432,15 @@ function walkListOffsetsResponse_1(r: Reader, s: Sink): bool {
 // ListOffsetsResponse v2-3
 function walkListOffsetsResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+    const n3 = r.count(false);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(8);
@@ -1034,13 +1454,15 @@ function walkListOffsetsResponse_2(r: Reader, s: Sink): bool {
 // ListOffsetsResponse v4-5
 function walkListOffsetsResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+    const n3 = r.count(false);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(8);
@@ -1055,13 +1477,15 @@ function walkListOffsetsResponse_3(r: Reader, s: Sink): bool {
 // ListOffsetsResponse v6-11
 function walkListOffsetsResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n2 = r.count(true);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+    const n3 = r.count(true);
+    for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(8);
@@ -1181,7 +1605,9 @@ export function walkMetadataRequest(r: Reader, v: i16, s: Sink): bool {
 
 // MetadataResponse v0
 function walkMetadataResponse_0(r: Reader, s: Sink): bool {
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
@@ -1190,34 +1616,38 @@ function walkMetadataResponse_0(r: Reader, s: Sink): bool {
     s.on(EV_PORT, r.pos, 4, <i64>r.i32());
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
-  const n2 = r.count(false);
-  for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i3);
+  const a5 = r.pos;
+  const n3 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
     s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    const n4 = r.count(false);
-    for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+    const n6 = r.count(false);
+    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(4);
       r.skip(4);
-      const n6 = r.count(false);
-      for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-        r.skip(4);
-      }
       const n8 = r.count(false);
       for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
         r.skip(4);
       }
+      const n10 = r.count(false);
+      for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
+        r.skip(4);
+      }
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i3);
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   return r.ok;
 }
 
 // MetadataResponse v1
 function walkMetadataResponse_1(r: Reader, s: Sink): bool {
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
@@ -1228,35 +1658,39 @@ function walkMetadataResponse_1(r: Reader, s: Sink): bool {
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
-  const n2 = r.count(false);
-  for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i3);
+  const a5 = r.pos;
+  const n3 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
     s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
-    const n4 = r.count(false);
-    for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+    const n6 = r.count(false);
+    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(4);
       r.skip(4);
-      const n6 = r.count(false);
-      for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-        r.skip(4);
-      }
       const n8 = r.count(false);
       for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
         r.skip(4);
       }
+      const n10 = r.count(false);
+      for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
+        r.skip(4);
+      }
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i3);
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   return r.ok;
 }
 
 // MetadataResponse v2
 function walkMetadataResponse_2(r: Reader, s: Sink): bool {
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
@@ -1268,28 +1702,30 @@ function walkMetadataResponse_2(r: Reader, s: Sink): bool {
   }
   r.str(false);
   r.skip(4);
-  const n2 = r.count(false);
-  for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i3);
+  const a5 = r.pos;
+  const n3 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
     s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
-    const n4 = r.count(false);
-    for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+    const n6 = r.count(false);
+    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(4);
       r.skip(4);
-      const n6 = r.count(false);
-      for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-        r.skip(4);
-      }
       const n8 = r.count(false);
       for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
         r.skip(4);
       }
+      const n10 = r.count(false);
+      for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
+        r.skip(4);
+      }
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i3);
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   return r.ok;
 }
@@ -1297,7 +1733,9 @@ function walkMetadataResponse_2(r: Reader, s: Sink): bool {
 // MetadataResponse v3-4
 function walkMetadataResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
@@ -1309,28 +1747,30 @@ function walkMetadataResponse_3(r: Reader, s: Sink): bool {
   }
   r.str(false);
   r.skip(4);
-  const n2 = r.count(false);
-  for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i3);
+  const a5 = r.pos;
+  const n3 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
     s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
-    const n4 = r.count(false);
-    for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+    const n6 = r.count(false);
+    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(4);
       r.skip(4);
-      const n6 = r.count(false);
-      for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-        r.skip(4);
-      }
       const n8 = r.count(false);
       for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
         r.skip(4);
       }
+      const n10 = r.count(false);
+      for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
+        r.skip(4);
+      }
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i3);
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   return r.ok;
 }
@@ -1338,7 +1778,9 @@ function walkMetadataResponse_3(r: Reader, s: Sink): bool {
 // MetadataResponse v5-6
 function walkMetadataResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
@@ -1350,22 +1792,20 @@ function walkMetadataResponse_4(r: Reader, s: Sink): bool {
   }
   r.str(false);
   r.skip(4);
-  const n2 = r.count(false);
-  for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i3);
+  const a5 = r.pos;
+  const n3 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
     s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
-    const n4 = r.count(false);
-    for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+    const n6 = r.count(false);
+    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(4);
       r.skip(4);
-      const n6 = r.count(false);
-      for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-        r.skip(4);
-      }
       const n8 = r.count(false);
       for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
         r.skip(4);
@@ -1374,8 +1814,12 @@ function walkMetadataResponse_4(r: Reader, s: Sink): bool {
       for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
         r.skip(4);
       }
+      const n12 = r.count(false);
+      for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
+        r.skip(4);
+      }
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i3);
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   return r.ok;
 }
@@ -1383,7 +1827,9 @@ function walkMetadataResponse_4(r: Reader, s: Sink): bool {
 // MetadataResponse v7
 function walkMetadataResponse_5(r: Reader, s: Sink): bool {
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
@@ -1395,23 +1841,21 @@ function walkMetadataResponse_5(r: Reader, s: Sink): bool {
   }
   r.str(false);
   r.skip(4);
-  const n2 = r.count(false);
-  for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i3);
+  const a5 = r.pos;
+  const n3 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
     s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
-    const n4 = r.count(false);
-    for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+    const n6 = r.count(false);
+    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(4);
       r.skip(4);
       r.skip(4);
-      const n6 = r.count(false);
-      for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-        r.skip(4);
-      }
       const n8 = r.count(false);
       for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
         r.skip(4);
@@ -1420,8 +1864,12 @@ function walkMetadataResponse_5(r: Reader, s: Sink): bool {
       for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
         r.skip(4);
       }
+      const n12 = r.count(false);
+      for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
+        r.skip(4);
+      }
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i3);
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   return r.ok;
 }
@@ -1429,7 +1877,9 @@ function walkMetadataResponse_5(r: Reader, s: Sink): bool {
 // MetadataResponse v8
 function walkMetadataResponse_6(r: Reader, s: Sink): bool {
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
@@ -1441,23 +1891,21 @@ function walkMetadataResponse_6(r: Reader, s: Sink): bool {
   }
   r.str(false);
   r.skip(4);
-  const n2 = r.count(false);
-  for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i3);
+  const a5 = r.pos;
+  const n3 = r.count(false);
+  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
     s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
     r.str(false);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
-    const n4 = r.count(false);
-    for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+    const n6 = r.count(false);
+    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(4);
       r.skip(4);
       r.skip(4);
-      const n6 = r.count(false);
-      for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-        r.skip(4);
-      }
       const n8 = r.count(false);
       for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
         r.skip(4);
@@ -1466,9 +1914,13 @@ function walkMetadataResponse_6(r: Reader, s: Sink): bool {
       for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
         r.skip(4);
       }
+      const n12 = r.count(false);
+      for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
+        r.skip(4);
+      }
     }
     r.skip(4);
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i3);
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   r.skip(4);
   return r.ok;
@@ -1477,7 +1929,9 @@ function walkMetadataResponse_6(r: Reader, s: Sink): bool {
 // MetadataResponse v9
 function walkMetadataResponse_7(r: Reader, s: Sink): bool {
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
@@ -1490,23 +1944,21 @@ function walkMetadataResponse_7(r: Reader, s: Sink): bool {
   }
   r.str(true);
   r.skip(4);
-  const n2 = r.count(true);
-  for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i3);
+  const a5 = r.pos;
+  const n3 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
     s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
     r.str(true);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
-    const n4 = r.count(true);
-    for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+    const n6 = r.count(true);
+    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(4);
       r.skip(4);
       r.skip(4);
-      const n6 = r.count(true);
-      for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-        r.skip(4);
-      }
       const n8 = r.count(true);
       for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
         r.skip(4);
@@ -1515,11 +1967,15 @@ function walkMetadataResponse_7(r: Reader, s: Sink): bool {
       for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
         r.skip(4);
       }
+      const n12 = r.count(true);
+      for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
+        r.skip(4);
+      }
       r.skipTags();
     }
     r.skip(4);
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i3);
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   r.skip(4);
   r.skipTags();
@@ -1529,7 +1985,9 @@ function walkMetadataResponse_7(r: Reader, s: Sink): bool {
 // MetadataResponse v10
 function walkMetadataResponse_8(r: Reader, s: Sink): bool {
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
@@ -1542,25 +2000,23 @@ function walkMetadataResponse_8(r: Reader, s: Sink): bool {
   }
   r.str(true);
   r.skip(4);
-  const n2 = r.count(true);
-  for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i3);
+  const a5 = r.pos;
+  const n3 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
     s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
     r.str(true);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     s.on(EV_TOPIC_ID, r.pos, 16, 0);
     r.skip(16);
     r.skip(1);
-    const n4 = r.count(true);
-    for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+    const n6 = r.count(true);
+    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(4);
       r.skip(4);
       r.skip(4);
-      const n6 = r.count(true);
-      for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-        r.skip(4);
-      }
       const n8 = r.count(true);
       for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
         r.skip(4);
@@ -1569,11 +2025,15 @@ function walkMetadataResponse_8(r: Reader, s: Sink): bool {
       for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
         r.skip(4);
       }
+      const n12 = r.count(true);
+      for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
+        r.skip(4);
+      }
       r.skipTags();
     }
     r.skip(4);
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i3);
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   r.skip(4);
   r.skipTags();
@@ -1583,7 +2043,9 @@ function walkMetadataResponse_8(r: Reader, s: Sink): bool {
 // MetadataResponse v11-12
 function walkMetadataResponse_9(r: Reader, s: Sink): bool {
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
@@ -1596,25 +2058,23 @@ function walkMetadataResponse_9(r: Reader, s: Sink): bool {
   }
   r.str(true);
   r.skip(4);
-  const n2 = r.count(true);
-  for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i3);
+  const a5 = r.pos;
+  const n3 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
     s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
     r.str(true);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     s.on(EV_TOPIC_ID, r.pos, 16, 0);
     r.skip(16);
     r.skip(1);
-    const n4 = r.count(true);
-    for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+    const n6 = r.count(true);
+    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(4);
       r.skip(4);
       r.skip(4);
-      const n6 = r.count(true);
-      for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-        r.skip(4);
-      }
       const n8 = r.count(true);
       for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
         r.skip(4);
@@ -1623,11 +2083,15 @@ function walkMetadataResponse_9(r: Reader, s: Sink): bool {
       for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
         r.skip(4);
       }
+      const n12 = r.count(true);
+      for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
+        r.skip(4);
+      }
       r.skipTags();
     }
     r.skip(4);
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i3);
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   r.skipTags();
   return r.ok;
@@ -1636,7 +2100,9 @@ function walkMetadataResponse_9(r: Reader, s: Sink): bool {
 // MetadataResponse v13
 function walkMetadataResponse_10(r: Reader, s: Sink): bool {
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
@@ -1649,25 +2115,23 @@ function walkMetadataResponse_10(r: Reader, s: Sink): bool {
   }
   r.str(true);
   r.skip(4);
-  const n2 = r.count(true);
-  for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i3);
+  const a5 = r.pos;
+  const n3 = r.count(true);
+  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
+    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
     s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
     r.str(true);
     s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     s.on(EV_TOPIC_ID, r.pos, 16, 0);
     r.skip(16);
     r.skip(1);
-    const n4 = r.count(true);
-    for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+    const n6 = r.count(true);
+    for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
       s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
       r.skip(4);
       r.skip(4);
       r.skip(4);
-      const n6 = r.count(true);
-      for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-        r.skip(4);
-      }
       const n8 = r.count(true);
       for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
         r.skip(4);
@@ -1676,11 +2140,15 @@ function walkMetadataResponse_10(r: Reader, s: Sink): bool {
       for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
         r.skip(4);
       }
+      const n12 = r.count(true);
+      for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
+        r.skip(4);
+      }
       r.skipTags();
     }
     r.skip(4);
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i3);
+    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
   r.skipTags();
@@ -2339,7 +2807,9 @@ function walkFindCoordinatorResponse_2(r: Reader, s: Sink): bool {
 // FindCoordinatorResponse v4-6
 function walkFindCoordinatorResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
@@ -3208,7 +3678,9 @@ export function walkApiVersionsRequest(r: Reader, v: i16, s: Sink): bool {
 // ApiVersionsResponse v0
 function walkApiVersionsResponse_0(r: Reader, s: Sink): bool {
   s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_API_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_API_KEY, r.pos, 2, <i64>r.i16());
@@ -3222,7 +3694,9 @@ function walkApiVersionsResponse_0(r: Reader, s: Sink): bool {
 // ApiVersionsResponse v1-2
 function walkApiVersionsResponse_1(r: Reader, s: Sink): bool {
   s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  const a2 = r.pos;
   const n0 = r.count(false);
+  s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_API_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_API_KEY, r.pos, 2, <i64>r.i16());
@@ -3237,7 +3711,9 @@ function walkApiVersionsResponse_1(r: Reader, s: Sink): bool {
 // ApiVersionsResponse v3-4
 function walkApiVersionsResponse_2(r: Reader, s: Sink): bool {
   s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_API_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_API_KEY, r.pos, 2, <i64>r.i16());
@@ -3806,7 +4282,9 @@ function walkDescribeClusterResponse_0(r: Reader, s: Sink): bool {
   r.str(true);
   r.str(true);
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
@@ -3830,7 +4308,9 @@ function walkDescribeClusterResponse_1(r: Reader, s: Sink): bool {
   r.skip(1);
   r.str(true);
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
@@ -3854,7 +4334,9 @@ function walkDescribeClusterResponse_2(r: Reader, s: Sink): bool {
   r.skip(1);
   r.str(true);
   r.skip(4);
+  const a2 = r.pos;
   const n0 = r.count(true);
+  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());

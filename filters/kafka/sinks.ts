@@ -1,0 +1,263 @@
+// What the generated walkers report, gathered per frame: the topics and
+// partitions of a request (with their record batches), group ids, SASL
+// fields; the brokers, topics, API versions, tagged sections and error codes
+// of a response. Pure; one instance of each per connection, reset per frame.
+import { Sink } from "./reader";
+import { TopicRef } from "./encode";
+import {
+  EV_ACKS, EV_API_BEGIN, EV_API_KEY, EV_AUTH_BYTES, EV_BROKER_BEGIN, EV_ERROR_CODE, EV_GROUP_ID, EV_HOST, EV_MAX_VERSION,
+  EV_MECHANISM, EV_MIN_VERSION, EV_NODE_ID, EV_PARTITION_INDEX, EV_PORT, EV_RECORDS, EV_TAGGED_BEGIN, EV_TAGGED_END, EV_TOPIC_BEGIN,
+  EV_TOPIC_COUNT, EV_TOPIC_END, EV_TOPIC_ID, EV_TOPIC_NAME, EV_TRANSACTIONAL_ID,
+} from "./gen/walkers";
+
+/** A byte range of the frame. */
+export class Span {
+  constructor(public at: i32 = 0, public len: i32 = -1) {}
+}
+
+export class RequestSink extends Sink {
+  base: usize = 0;
+  topics: TopicRef[] = [];
+  private pool: TopicRef[] = [];
+  private current: TopicRef | null = null;
+  topicCountAt: i32 = -1;
+  topicCountLen: i32 = 0;
+  groups: Span[] = [];
+  transactionalId: Span = new Span();
+  mechanism: Span = new Span();
+  auth: Span = new Span();
+  acks: i32 = -1;
+  /** Record batches of the whole request (what topic metrics count). */
+  batches: i32 = 0;
+  /** The widest compression codec seen in a batch (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd). */
+  codecMask: i32 = 0;
+
+  reset(base: usize): void {
+    this.base = base;
+    for (let i = 0; i < this.topics.length; i++) this.pool.push(this.topics[i]);
+    this.topics.length = 0;
+    this.current = null;
+    this.topicCountAt = -1;
+    this.groups.length = 0;
+    this.transactionalId.len = -1;
+    this.mechanism.len = -1;
+    this.auth.len = -1;
+    this.acks = -1;
+    this.batches = 0;
+    this.codecMask = 0;
+  }
+
+  private topic(at: i32): TopicRef {
+    const t = this.pool.length > 0 ? this.pool.pop() : new TopicRef();
+    t.beginAt = at;
+    t.endAt = at;
+    t.nameLen = -1;
+    t.idAt = -1;
+    t.partitions.length = 0;
+    t.name = "";
+    t.allowed = true;
+    t.bytes = 0;
+    t.batches = 0;
+    t.records = 0;
+    this.topics.push(t);
+    return t;
+  }
+
+  on(event: i32, pos: i32, len: i32, value: i64): void {
+    if (event == EV_TOPIC_BEGIN) { this.current = this.topic(pos); return; }
+    const t = this.current;
+    if (event == EV_TOPIC_END) { if (t != null) t.endAt = pos; this.current = null; return; }
+    if (event == EV_TOPIC_COUNT) { this.topicCountAt = pos; this.topicCountLen = len; return; }
+    if (event == EV_TOPIC_NAME) {
+      // Metadata/OffsetCommit name topics outside a TOPIC element: a topic each
+      const target = t != null ? t : this.topic(pos);
+      target.nameAt = pos;
+      target.nameLen = len;
+      return;
+    }
+    if (event == EV_TOPIC_ID) { if (t != null) t.idAt = pos; return; }
+    if (event == EV_PARTITION_INDEX) { if (t != null) t.partitions.push(<i32>value); return; }
+    if (event == EV_RECORDS) { if (t != null && len > 0) this.countBatches(t, pos, len); return; }
+    if (event == EV_GROUP_ID) { this.groups.push(new Span(pos, len)); return; }
+    if (event == EV_TRANSACTIONAL_ID) { this.transactionalId.at = pos; this.transactionalId.len = len; return; }
+    if (event == EV_MECHANISM) { this.mechanism.at = pos; this.mechanism.len = len; return; }
+    if (event == EV_AUTH_BYTES) { this.auth.at = pos; this.auth.len = len; return; }
+    if (event == EV_ACKS) { this.acks = <i32>value; return; }
+  }
+
+  /**
+   * Counts the record batches in [pos, pos+len) without decompressing: each
+   * batch (magic 2) is baseOffset i64, batchLength i32 (the rest), then
+   * leader epoch, magic, crc, attributes (codec in the low 3 bits), ...,
+   * record count at offset 57. Old message sets (magic 0/1) are
+   * offset, size, crc, magic, attributes. A short last batch (a producer may
+   * send a truncated one? no: the broker would reject it) ends the count.
+   */
+  private countBatches(t: TopicRef, pos: i32, len: i32): void {
+    t.bytes += len;
+    const base = this.base + <usize>pos;
+    let at: i32 = 0;
+    while (len - at >= 17) {
+      const size = <i32>bswap<u32>(load<u32>(base + <usize>at + 8));
+      if (size < 5 || size > len - at - 12) break;
+      const magic = load<u8>(base + <usize>at + 16);
+      let codec: i32 = 0;
+      if (magic >= 2) {
+        if (size >= 49) {
+          codec = <i32>(bswap<u16>(load<u16>(base + <usize>at + 21)) & 7);
+          t.records += <i64>bswap<u32>(load<u32>(base + <usize>at + 57));
+        }
+      } else if (size >= 6) {
+        codec = <i32>(load<u8>(base + <usize>at + 17) & 7);
+        t.records += 1;
+      }
+      this.codecMask |= 1 << codec;
+      t.batches++;
+      this.batches++;
+      at += 12 + size;
+    }
+  }
+}
+
+/** A broker address the response names: node id, host (string at hostAt, prefix at hostPrefixAt), port at portAt. */
+export class BrokerRef {
+  nodeId: i32 = -1;
+  hostPrefixAt: i32 = 0;
+  hostAt: i32 = 0;
+  hostLen: i32 = 0;
+  portAt: i32 = 0;
+  port: i32 = 0;
+}
+
+/** An open tagged field whose size prefix must change when what is inside changes size. */
+export class TaggedRef {
+  sizeAt: i32 = 0;
+  dataAt: i32 = 0;
+  size: i32 = 0;
+  /** Brokers already seen when it opened: edits after that are inside it. */
+  brokersBefore: i32 = 0;
+  closed: bool = false;
+  /** The enclosing tagged field (-1: none). */
+  parent: i32 = -1;
+}
+
+export class ResponseSink extends Sink {
+  brokers: BrokerRef[] = [];
+  private brokerPool: BrokerRef[] = [];
+  private broker: BrokerRef | null = null;
+  tagged: TaggedRef[] = [];
+  private openTag: i32 = -1;
+  /** Per broker: the innermost tagged field it sits in (-1 none). */
+  brokerTag: i32[] = [];
+  errorCodes: i32[] = [];
+  topicCountAt: i32 = -1;
+  topicCountLen: i32 = 0;
+  topicCount: i32 = 0;
+  /** Metadata topics: name and id positions, pairs per topic. */
+  topicNames: Span[] = [];
+  topicIds: i32[] = [];
+  private topicName: Span = new Span();
+  private topicId: i32 = -1;
+  /** ApiVersions: (key, max version position) per API. */
+  apiKeys: i32[] = [];
+  apiMaxAt: i32[] = [];
+  apiMax: i32[] = [];
+  apiMin: i32[] = [];
+  private apiKey: i32 = -1;
+  private apiMinVersion: i32 = 0;
+
+  reset(): void {
+    for (let i = 0; i < this.brokers.length; i++) this.brokerPool.push(this.brokers[i]);
+    this.brokers.length = 0;
+    this.broker = null;
+    this.tagged.length = 0;
+    this.openTag = -1;
+    this.brokerTag.length = 0;
+    this.errorCodes.length = 0;
+    this.topicCountAt = -1;
+    this.topicNames.length = 0;
+    this.topicIds.length = 0;
+    this.topicId = -1;
+    this.topicName.len = -1;
+    this.apiKeys.length = 0;
+    this.apiMaxAt.length = 0;
+    this.apiMax.length = 0;
+    this.apiMin.length = 0;
+    this.apiKey = -1;
+  }
+
+  private current(): BrokerRef {
+    const existing = this.broker;
+    if (existing != null) return existing;
+    const b = this.brokerPool.length > 0 ? this.brokerPool.pop() : new BrokerRef();
+    b.nodeId = -1;
+    b.hostLen = -1;
+    this.broker = b;
+    return b;
+  }
+
+  on(event: i32, pos: i32, len: i32, value: i64): void {
+    if (event == EV_ERROR_CODE) { if (value != 0) this.errorCodes.push(<i32>value); return; }
+    if (event == EV_NODE_ID) { this.current().nodeId = <i32>value; return; }
+    if (event == EV_HOST) {
+      const b = this.current();
+      b.hostPrefixAt = <i32>value;
+      b.hostAt = pos;
+      b.hostLen = len;
+      return;
+    }
+    if (event == EV_PORT) {
+      // the port comes last in every broker shape Kafka has: the address is complete
+      const b = this.current();
+      b.portAt = pos;
+      b.port = <i32>value;
+      this.brokers.push(b);
+      this.brokerTag.push(this.openTag);
+      this.broker = null;
+      return;
+    }
+    if (event == EV_BROKER_BEGIN) { this.broker = null; return; }
+    if (event == EV_TAGGED_BEGIN) {
+      const t = new TaggedRef();
+      t.sizeAt = <i32>value;
+      t.dataAt = pos;
+      t.size = len;
+      t.parent = this.openTag;
+      this.tagged.push(t);
+      this.openTag = this.tagged.length - 1;
+      return;
+    }
+    if (event == EV_TAGGED_END) {
+      if (this.openTag >= 0) {
+        this.tagged[this.openTag].closed = true;
+        this.openTag = this.tagged[this.openTag].parent;
+      }
+      return;
+    }
+    if (event == EV_TOPIC_COUNT) {
+      // the outermost topic array (the first one reported)
+      if (this.topicCountAt < 0) { this.topicCountAt = pos; this.topicCountLen = len; this.topicCount = <i32>value; }
+      return;
+    }
+    if (event == EV_TOPIC_BEGIN) { this.topicName.len = -1; this.topicId = -1; return; }
+    if (event == EV_TOPIC_NAME) { this.topicName.at = pos; this.topicName.len = len; return; }
+    if (event == EV_TOPIC_ID) { this.topicId = pos; return; }
+    if (event == EV_TOPIC_END) {
+      if (this.topicName.len > 0 && this.topicId >= 0) {
+        this.topicNames.push(new Span(this.topicName.at, this.topicName.len));
+        this.topicIds.push(this.topicId);
+      }
+      return;
+    }
+    if (event == EV_API_BEGIN) { this.apiKey = -1; return; }
+    if (event == EV_API_KEY) { this.apiKey = <i32>value; return; }
+    if (event == EV_MIN_VERSION) { this.apiMinVersion = <i32>value; return; }
+    if (event == EV_MAX_VERSION) {
+      this.apiKeys.push(this.apiKey);
+      this.apiMaxAt.push(pos);
+      this.apiMax.push(<i32>value);
+      this.apiMin.push(this.apiMinVersion);
+      return;
+    }
+  }
+}

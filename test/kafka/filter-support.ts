@@ -1,0 +1,88 @@
+// Running the kafka filter in the in-process host over recorded real client
+// traffic (test/kafka/fixtures/*.pcapng, made by record-fixtures.ts): each
+// TCP conversation is one connection, its segments fed in capture order.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { readConversations, type TcpConversation } from '../../xds-server/replay/index.ts';
+import { loadFilter, type WasmPlugin, type FilterConnection } from '../../xds-server/wasm-host/index.ts';
+
+export const FIXTURES = path.join(path.dirname(new URL(import.meta.url).pathname), 'fixtures');
+export const FIXTURE_NAMES = ['kcat-4.2', 'kafkajs-4.2', 'java-4.2', 'kcat-old-3.9'] as const;
+
+export function fixture(name: string): TcpConversation[] {
+  return readConversations(new Uint8Array(readFileSync(path.join(FIXTURES, `${name}.pcapng`))));
+}
+
+/** Every frame of a byte stream: [size][size bytes]... (throws on a torn stream: the fixtures are whole). */
+export function frames(bytes: Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let at = 0;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  while (at < bytes.length) {
+    if (bytes.length - at < 4) throw new Error(`torn frame at ${at} of ${bytes.length}`);
+    const size = view.getInt32(at);
+    if (at + 4 + size > bytes.length) throw new Error(`frame of ${size} at ${at} runs past ${bytes.length}`);
+    out.push(bytes.subarray(at, at + 4 + size));
+    at += 4 + size;
+  }
+  return out;
+}
+
+export function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) { out.set(p, at); at += p.length; }
+  return out;
+}
+
+/** The downstream and upstream bytes of a conversation. */
+export function streams(c: TcpConversation): { down: Uint8Array; up: Uint8Array } {
+  return {
+    down: concat(c.segments.filter((s) => s.direction === 'downstream').map((s) => s.data)),
+    up: concat(c.segments.filter((s) => s.direction === 'upstream').map((s) => s.data)),
+  };
+}
+
+export interface Run {
+  plugin: WasmPlugin;
+  conn: FilterConnection;
+  /** What the filter let through each way. */
+  down: Uint8Array;
+  up: Uint8Array;
+  packets: Record<string, unknown>[];
+}
+
+export async function kafkaPlugin(settings: object = {}, logLevel: 'debug' | 'info' = 'info'): Promise<WasmPlugin> {
+  const module = await loadFilter('kafka');
+  return module.instantiate({ configuration: settings, logLevel, defaultCluster: 'kafka-all' });
+}
+
+/** The parsed-packet objects the filter logged (log_packets on, debug level). */
+export function packetLog(plugin: WasmPlugin): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const entry of plugin.record.logs) {
+    const m = /^packet (\{.*\})$/.exec(entry.message);
+    if (m) out.push(JSON.parse(m[1]!) as Record<string, unknown>);
+  }
+  return out;
+}
+
+/**
+ * Feeds a conversation through one connection: segments in capture order,
+ * each cut into `chunk`-byte pieces (0: whole segments).
+ */
+export function feed(conn: FilterConnection, c: TcpConversation, chunk = 0): { down: Uint8Array; up: Uint8Array } {
+  const down: Uint8Array[] = [];
+  const up: Uint8Array[] = [];
+  for (const seg of c.segments) {
+    const pieces: Uint8Array[] = [];
+    if (chunk <= 0) pieces.push(seg.data);
+    else for (let i = 0; i < seg.data.length; i += chunk) pieces.push(seg.data.subarray(i, i + chunk));
+    for (const piece of pieces) {
+      const r = seg.direction === 'downstream' ? conn.downstream(piece) : conn.upstream(piece);
+      if (r.closed) throw new Error(`the filter closed the connection: ${JSON.stringify(r.closed)}`);
+      (seg.direction === 'downstream' ? down : up).push(r.forwarded);
+    }
+  }
+  return { down: concat(down), up: concat(up) };
+}
