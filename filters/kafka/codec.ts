@@ -78,7 +78,7 @@ function refusalCode(key: i16): i16 {
   switch (key) {
     case 0: case 1: case 2: case 3: case 19: case 20: case 21: case 37: case 44: case 45: case 46: case 61: case 62:
       return TOPIC_AUTHORIZATION_FAILED;
-    case 8: case 9: case 11: case 12: case 13: case 14: case 15: case 16: case 42: case 47: case 68: case 69: case 76: case 77: case 78: case 79: case 80: case 81:
+    case 8: case 9: case 10: case 11: case 12: case 13: case 14: case 15: case 16: case 42: case 47: case 68: case 69: case 76: case 77: case 78: case 79: case 80: case 81:
       return GROUP_AUTHORIZATION_FAILED;
     case 22: case 24: case 25: case 26: case 28: case 65: case 66:
       return TRANSACTIONAL_ID_AUTHORIZATION_FAILED;

@@ -291,7 +291,16 @@ function fieldCode(e: Emitter, f: Field, prefix: string, interests: Record<strin
   };
   if (!isArray && !sub) { scalar(base, ev); return; }
   if (!isArray && sub) {
-    // a single struct (e.g. a tagged CurrentLeader): its fields then its own tags
+    // a single struct (e.g. a tagged CurrentLeader): its fields then its own tags;
+    // a nullable one starts with an int8 marker (-1: null)
+    if (f.nullableVersions !== undefined && inRange(parseRange(f.nullableVersions), v)) {
+      e.line('if (r.i8() >= 0) {');
+      e.depth++;
+      structCode(e, sub, fpath, interests, isResponse, structs, v, flexible);
+      e.depth--;
+      e.line('}');
+      return;
+    }
     structCode(e, sub, fpath, interests, isResponse, structs, v, flexible);
     return;
   }
@@ -547,6 +556,7 @@ function defaultBody(fields: Field[], v: number, flexible: boolean, structs: Map
       if (flexible) out.push(1); else out.push(0, 0, 0, 0);
       continue;
     }
+    if (sub && nullable) { out.push(0xff); continue; }
     if (sub) { defaultBody(sub, v, flexible, structs, out, codeAt); continue; }
     const int = (width: number): void => {
       let n = 0n;

@@ -4431,16 +4431,18 @@ function walkConsumerGroupHeartbeatResponse_0(r: Reader, s: Sink): bool {
   r.str(true);
   r.skip(4);
   r.skip(4);
-  const n0 = r.count(true);
-  for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    r.skip(16);
-    const n2 = r.count(true);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
+  if (r.i8() >= 0) {
+    const n0 = r.count(true);
+    for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
+      r.skip(16);
+      const n2 = r.count(true);
+      for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+        r.skip(4);
+      }
+      r.skipTags();
     }
     r.skipTags();
   }
-  r.skipTags();
   r.skipTags();
   return r.ok;
 }
