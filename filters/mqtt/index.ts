@@ -10,6 +10,7 @@ import {
   Action, BufferType, Counter, Gauge, LogLevel, PeerType, RootContext, StreamContext,
   getBufferBytes, jsonQuote, log, logError, logInfo, monotonicTimeNanos, readBufferInto, readBufferScratch, registerRootContext, setBufferBytesFrom,
 } from "../sdk";
+import { PACKET_LOG_PREFIX } from "../sdk/stream";
 import { Config, lastConfigError, parseConfig } from "./config";
 import { ByteSource, R_CLOSE, R_PAUSE, Session, releaseLargeBlocks } from "./session";
 import { S_DOWN_BYTES, S_UP_BYTES, StatDeltas, StatLayout, buildLayout } from "./stats";
@@ -213,7 +214,8 @@ class MqttStream extends StreamContext {
   private writePacketLog(): void {
     const lines = this.session.packetLog;
     if (lines.length == 0) return;
-    for (let i = 0; i < lines.length; i++) log(LogLevel.Debug, "mqtt packet " + lines[i]);
+    // the SDK's packet-log convention (filters/sdk/stream/packet-log.ts): what protoplane replay prints
+    for (let i = 0; i < lines.length; i++) log(LogLevel.Debug, PACKET_LOG_PREFIX + lines[i]);
     lines.length = 0;
   }
 

@@ -927,7 +927,7 @@ function str(ptr: usize, len: u32): string {
 /** One JSON object per packet: the fields the parser read (see docs/mqtt.md). */
 export function describePacket(pkt: Packet, fromClient: bool, version: u8, decision: string): string {
   const t = pkt.type;
-  let s = "{\"dir\":\"" + (fromClient ? "downstream" : "upstream") + "\",\"type\":\"" + typeName(t) + "\",\"length\":" + pkt.remaining.toString();
+  let s = "{\"direction\":\"" + (fromClient ? "downstream" : "upstream") + "\",\"type\":\"" + typeName(t) + "\",\"length\":" + pkt.remaining.toString();
   if (t == CONNECT) {
     s += ",\"protocol\":" + str(pkt.protocolPtr, pkt.protocolLen) + ",\"level\":" + pkt.protocolLevel.toString();
     if (pkt.bridge) s += ",\"bridge\":true";

@@ -1,8 +1,9 @@
 // Runs the mqtt filter over recorded MQTT bytes in the in-process host and
 // returns what it parsed: one JSON object per packet, from the filter's own
 // packet log (plugin configuration `log_packets: true` makes the filter log
-// `mqtt packet {...}` at debug level for every packet it parses; see
-// docs/mqtt.md). Reusable by a replay CLI: replayMqtt(steps, options).
+// `packet {...}` at debug level for every packet it parses, the SDK's
+// packet-log convention; see docs/mqtt.md). Records keep the name `dir` for
+// the log's `direction`. Reusable by a replay CLI: replayMqtt(steps, options).
 import { loadFilter, type Clock, type FilterConnection, type WasmFilterModule, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
 
 export type Dir = 'downstream' | 'upstream';
@@ -36,7 +37,7 @@ export interface ReplayResult {
   metrics: Record<string, number>;
 }
 
-export const PACKET_LOG_PREFIX = 'mqtt packet ';
+export const PACKET_LOG_PREFIX = 'packet ';
 
 let cachedModule: Promise<WasmFilterModule> | undefined;
 
@@ -65,7 +66,8 @@ export async function startMqttPlugin(configuration: object = {}, extra: { defau
       const id = entry.connectionId ?? 0;
       if (entry.message.startsWith(PACKET_LOG_PREFIX)) {
         const list = packets.get(id) ?? [];
-        list.push(JSON.parse(entry.message.slice(PACKET_LOG_PREFIX.length)) as MqttPacketRecord);
+        const { direction, ...fields } = JSON.parse(entry.message.slice(PACKET_LOG_PREFIX.length)) as { direction: Dir } & Record<string, unknown>;
+        list.push({ dir: direction, ...fields } as MqttPacketRecord);
         packets.set(id, list);
       } else {
         const list = logs.get(id) ?? [];

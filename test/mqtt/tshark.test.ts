@@ -5,7 +5,9 @@
 // in-process host. Every packet the filter reports must equal tshark's
 // decode, field by field.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,6 +16,9 @@ import { connectClient, endClient, mosquittoClient, startMosquitto, type Broker 
 import { E2E_CONFIG } from './envoy-mqtt.ts';
 import { startRecordingRelay, toPcap, tsharkDecode, type Relay, type TsharkPdu } from './pcap.ts';
 import { replayMqtt, type MqttPacketRecord } from './replay.ts';
+import { REPO_ROOT } from '../support/envoy.ts';
+
+const exec = promisify(execFile);
 
 const TYPES = ['reserved', 'connect', 'connack', 'publish', 'puback', 'pubrec', 'pubrel', 'pubcomp', 'subscribe', 'suback', 'unsubscribe', 'unsuback', 'pingreq', 'pingresp', 'disconnect', 'auth'];
 const list = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
@@ -192,6 +197,39 @@ describe('mqtt filter agrees with tshark on real client traffic', { timeout: 90_
     for (const conn of relay.connections) {
       const r = await replayMqtt(conn.steps.filter((s) => s.dir === 'downstream'), { configuration: E2E_CONFIG });
       assert.equal(r.cluster, expected[conn.id], `connection ${conn.id}`);
+    }
+  });
+
+  it('protoplane replay, with no flags, prints every client id, topic and subscription filter tshark decodes (pcap and pcapng)', async () => {
+    const pcap = path.join(dir, 'replay.pcap');
+    writeFileSync(pcap, toPcap(relay.connections));
+    const pcapng = path.join(dir, 'replay.pcapng');
+    await exec('editcap', ['-F', 'pcapng', pcap, pcapng]);
+    const pdus = await tsharkDecode(pcap);
+    const want = { client_id: new Set<string>(), topic: new Set<string>(), filter: new Set<string>() };
+    for (const p of pdus) {
+      const type = TYPES[num(p.fields['mqtt.msgtype'])];
+      if (type === 'connect') want.client_id.add(one(p.fields['mqtt.clientid']) ?? '');
+      if (type === 'publish') want.topic.add(one(p.fields['mqtt.topic']) ?? '');
+      if (type === 'subscribe' || type === 'unsubscribe') for (const f of list(p.fields['mqtt.topic'])) want.filter.add(f);
+    }
+    want.topic.delete(''); // a 5.0 PUBLISH by topic alias alone has no topic on the wire
+    assert.ok(want.client_id.size >= 5 && want.topic.size >= 5 && want.filter.size >= 4, 'tshark decoded the capture');
+    for (const file of [pcap, pcapng]) {
+      const { stdout } = await exec(path.join(REPO_ROOT, 'bin/protoplane'), ['replay', '--filter', 'mqtt', file], { cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024 });
+      const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as { conn: number; packet: Record<string, unknown> });
+      const got = { client_id: new Set<string>(), topic: new Set<string>(), filter: new Set<string>() };
+      for (const line of lines) {
+        assert.equal(typeof line.conn, 'number', JSON.stringify(line));
+        const p = line.packet;
+        assert.ok(p.direction === 'downstream' || p.direction === 'upstream', JSON.stringify(line));
+        if (p.type === 'connect') got.client_id.add(p.client_id as string);
+        if (p.type === 'publish' && p.topic !== '') got.topic.add(p.topic as string);
+        if (p.type === 'subscribe' || p.type === 'unsubscribe') for (const f of p.filters as Array<{ filter: string }>) got.filter.add(f.filter);
+      }
+      assert.deepEqual(new Set(lines.map((l) => l.conn)).size, relay.connections.length, `${path.basename(file)}: a line for every connection`);
+      assert.equal(lines.filter((l) => l.packet.type !== undefined).length, pdus.length, `${path.basename(file)}: one line per MQTT packet tshark decodes`);
+      for (const key of ['client_id', 'topic', 'filter'] as const) assert.deepEqual([...got[key]].sort(), [...want[key]].sort(), `${path.basename(file)}: ${key}s`);
     }
   });
 });

@@ -8,7 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
-import { readConversations } from '../../xds-server/replay/index.ts';
+import { readConversations, replay, withPacketLog, type ReplayLine } from '../../xds-server/replay/index.ts';
+import { loadFilter } from '../../xds-server/wasm-host/index.ts';
 import { REPO_ROOT } from '../support/envoy.ts';
 
 const exec = promisify(execFile);
@@ -138,5 +139,41 @@ describe('protoplane replay', () => {
     const metrics = lines.at(-1)!;
     assert.equal(metrics.type, 'metrics');
     assert.equal((metrics.metrics as Record<string, number>)['contract.frames'], 1);
+  });
+
+  it('prints the parsed messages by default (packet-log convention), and with trace the ABI events around them', async () => {
+    const frame = (body: string) => String.fromCharCode(0, 0, 0, body.length) + body;
+    const capture = pcap([
+      { from: 'client', seq: 1000, syn: true },
+      { from: 'server', seq: 5000, syn: true },
+      { from: 'client', seq: 1001, payload: frame('fleet-1') + frame('secret').slice(0, 7) },
+      { from: 'client', seq: 1019, payload: frame('secret').slice(7) + frame('ok') },
+      { from: 'server', seq: 5001, payload: frame('fleet-1') + frame('ping') + frame('ok') },
+    ]);
+    const module = await loadFilter('toy');
+    const run = async (trace: boolean) => {
+      const lines: ReplayLine[] = [];
+      await replay(
+        { module, filterName: 'toy', configuration: withPacketLog('{"deny":[{"prefix":"secret"}]}'), conversations: readConversations(new Uint8Array(capture)), chunkSize: 3, trace },
+        (l) => lines.push(l),
+      );
+      return lines;
+    };
+    const plain = await run(false);
+    assert.deepEqual(plain.map((l) => [l.conn, (l.packet as Record<string, unknown>).direction, (l.packet as Record<string, unknown>).type, (l.packet as Record<string, unknown>).body, (l.packet as Record<string, unknown>).verdict]), [
+      [1, 'downstream', 'hello', 'fleet-1', 'forward'],
+      [1, 'downstream', 'request', 'secret', 'reply'],
+      [1, 'downstream', 'request', 'ok', 'forward'],
+      [1, 'upstream', 'response', 'fleet-1', 'forward'],
+      [1, 'upstream', 'response', 'ping', 'replace'],
+      [1, 'upstream', 'response', 'ok', 'forward'],
+    ]);
+    const traced = await run(true);
+    assert.deepEqual(traced.filter((l) => l.packet !== undefined), plain, 'the same messages, in the same order');
+    assert.deepEqual(traced[0], { conn: 1, type: 'connection', client: '10.0.0.1:40001', server: '10.0.0.2:1883' });
+    assert.ok(traced.some((l) => l.type === 'data' && l.direction === 'downstream'));
+    assert.ok(traced.some((l) => l.type === 'rewrite' && l.direction === 'upstream'), 'the refusal replaced the answer');
+    assert.equal(traced.at(-1)!.type, 'metrics');
+    assert.ok(!traced.some((l) => l.type === 'log' && String(l.message).startsWith('packet ')), 'packet lines are structured, not log strings');
   });
 });

@@ -79,11 +79,12 @@ export const COMMANDS: Record<string, CommandHelp> = {
   },
   replay: {
     summary: 'run a capture (pcap/pcapng or raw bytes) through a filter in the in-process host',
-    synopsis: 'replay --filter NAME [--config FILE] [--chunk N] CAPTURE',
+    synopsis: 'replay --filter NAME [--config FILE] [--chunk N] [--trace] CAPTURE',
     flags: {
       filter: 'the filter to run (a folder under filters/)',
       config: 'the filter\'s configuration: a .json file, or a mesh YAML whose listener of that protocol supplies it',
       chunk: 'feed the bytes in chunks of N bytes (default: as captured)',
+      trace: 'also print every ABI-level event (data callbacks, rewrites, routing, closes, logs) and the metrics; by default only the messages the filter parsed',
     },
     examples: ['protoplane replay --filter mqtt --config envoy-configs/mesh.mqtt.yaml capture.pcapng'],
   },

@@ -139,11 +139,11 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'replay': {
-      const { values, positionals } = flagsOf('replay', rest, { filter: { type: 'string' }, config: { type: 'string' }, chunk: { type: 'string' } }, true);
+      const { values, positionals } = flagsOf('replay', rest, { filter: { type: 'string' }, config: { type: 'string' }, chunk: { type: 'string' }, trace: { type: 'boolean' } }, true);
       if (!values.filter || positionals.length !== 1) fail('replay: pass --filter NAME and one capture file', 'replay');
       const chunk = values.chunk === undefined ? undefined : Number(values.chunk);
       if (chunk !== undefined && !(Number.isInteger(chunk) && chunk > 0)) fail('replay: --chunk must be a positive integer', 'replay');
-      return replayCommand({ filter: values.filter, config: values.config, capture: positionals[0]!, chunk });
+      return replayCommand({ filter: values.filter, config: values.config, capture: positionals[0]!, chunk, trace: values.trace === true });
     }
     case 'new-filter': {
       const { positionals } = flagsOf('new-filter', rest, {}, true);

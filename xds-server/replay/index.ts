@@ -1,6 +1,14 @@
 // `protoplane replay`: runs a filter over a capture in the in-process host
 // and reports, one JSON object per line, what it parsed and did — the same
-// module, configuration and ABI as in Envoy, with every event visible.
+// module, configuration and ABI as in Envoy.
+//
+// By default a line per protocol message the filter parsed:
+//   {"conn":1,"packet":{"direction":"downstream","type":"connect",...}}
+// from the SDK's packet-log convention (a debug log line `packet {JSON}`,
+// filters/sdk/stream/packet-log.ts; a filter opts in by declaring the
+// `log_packets` setting in its manifest, and replay turns it on). With
+// `trace`, those lines come interleaved with every ABI-level event (data
+// callbacks, rewrites, releases, routing, closes, logs) and the metrics.
 import type { ConnectionEvent, WasmFilterModule } from '../wasm-host/index.ts';
 import type { TcpConversation } from './capture.ts';
 
@@ -13,6 +21,35 @@ export interface ReplayOptions {
   conversations: readonly TcpConversation[];
   /** Split every segment into chunks of at most this many bytes (a filter must not care). */
   chunkSize?: number;
+  /** Also print ABI-level events, the filter's other log lines and the metrics (always on for filters without a packet log). */
+  trace?: boolean;
+}
+
+/** The packet-log line prefix (PACKET_LOG_PREFIX in filters/sdk/stream/packet-log.ts). */
+export const PACKET_LOG_PREFIX = 'packet ';
+
+/** The structured object of a packet-log line, or undefined for any other line. */
+export function packetOf(message: string): Record<string, unknown> | undefined {
+  if (!message.startsWith(PACKET_LOG_PREFIX + '{')) return undefined;
+  try {
+    const v: unknown = JSON.parse(message.slice(PACKET_LOG_PREFIX.length));
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a filter's manifest declares the packet-log setting (`log_packets` in its settings schema). */
+export function hasPacketLog(settingsSchema: Record<string, unknown> | undefined): boolean {
+  const props = settingsSchema?.properties;
+  return typeof props === 'object' && props !== null && 'log_packets' in props;
+}
+
+/** The configuration with the packet log turned on (unless it says otherwise). */
+export function withPacketLog(configuration: Record<string, unknown> | string): Record<string, unknown> {
+  const config = typeof configuration === 'string' ? (configuration.trim() === '' ? {} : (JSON.parse(configuration) as unknown)) : configuration;
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new Error('the filter configuration must be a JSON object');
+  return { log_packets: true, ...(config as Record<string, unknown>) };
 }
 
 export type ReplayLine = Record<string, unknown>;
@@ -40,6 +77,7 @@ function describe(event: ConnectionEvent): ReplayLine {
 }
 
 export async function replay(options: ReplayOptions, emit: (line: ReplayLine) => void): Promise<Record<string, number>> {
+  const trace = options.trace ?? false;
   const plugin = await options.module.instantiate({
     name: options.filterName,
     rootId: options.filterName,
@@ -56,9 +94,14 @@ export async function replay(options: ReplayOptions, emit: (line: ReplayLine) =>
       const id = index + 1;
       let seen = 0;
       const flush = () => {
-        for (; seen < conn.events.length; seen++) emit({ conn: id, ...describe(conn.events[seen]!) });
+        for (; seen < conn.events.length; seen++) {
+          const event = conn.events[seen]!;
+          const packet = event.type === 'log' ? packetOf(event.message) : undefined;
+          if (packet) emit({ conn: id, packet });
+          else if (trace) emit({ conn: id, ...describe(event) });
+        }
       };
-      emit({ conn: id, type: 'connection', client: conversation.client, server: conversation.server });
+      if (trace) emit({ conn: id, type: 'connection', client: conversation.client, server: conversation.server });
       flush();
       for (const segment of conversation.segments) {
         const step = options.chunkSize && options.chunkSize > 0 ? options.chunkSize : segment.data.length;
@@ -66,14 +109,15 @@ export async function replay(options: ReplayOptions, emit: (line: ReplayLine) =>
           const chunk = segment.data.subarray(at, at + step);
           const result = segment.direction === 'downstream' ? conn.downstream(chunk) : conn.upstream(chunk);
           flush();
-          if (result.action === 'closed') break;
+          if (result.action === 'closed' || conn.closed) break;
         }
+        if (conn.closed) break;
       }
       if (!conn.closed) conn.close();
       flush();
     }
     const metrics = plugin.metrics();
-    emit({ type: 'metrics', metrics });
+    if (trace) emit({ type: 'metrics', metrics });
     return metrics;
   } finally {
     plugin.close();
