@@ -2,7 +2,6 @@
 // A bad config (on start or on reload) is logged with file:line:col and the
 // last good snapshot keeps being served.
 import fs from 'node:fs';
-import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { buildAdmin } from './admin/index.ts';
 import { debounce, DEFAULT_DEBOUNCE, type DebounceOptions } from './debounce.ts';
@@ -13,13 +12,17 @@ import { createMeshParser, formatConfigError, parseMesh, readMeshFile, type Conf
 import type { Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { XdsServer } from './server/index.ts';
+import { watchConfigFile } from './config/watch.ts';
 import { FILTERS_DIR } from './wasm-host/index.ts';
 
 export interface ServeOptions {
   configPath: string;
   xdsPort: number;
   adminPort: number;
+  /** Where xDS listens (default 127.0.0.1: reachable from this machine only). */
   host?: string;
+  /** Where the admin server listens (default 127.0.0.1). */
+  adminHost?: string;
   log: Logger;
   /** Quiet period before a changed file is reloaded, and the longest wait (default 100 ms, 10 s). */
   debounce?: DebounceOptions;
@@ -74,7 +77,9 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     lastErrors = errors.map(formatConfigError);
     metrics.configReloads.inc({ result: 'rejected' });
     for (const line of lastErrors) log.error(line);
-    log.error({ served: cache.snapshot?.version ?? null }, 'config rejected; still serving the last good config');
+    const served = cache.snapshot?.version;
+    if (served) log.error({ served }, 'config rejected; still serving the last good config');
+    else log.error('config rejected; no config has been loaded yet, so nothing is served and /readyz says not ready');
     return false;
   };
 
@@ -163,7 +168,11 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   await reload();
 
   const xds = new XdsServer({ cache, metrics, log, keepaliveMs: options.keepaliveMs, maxStreamAgeMs: options.maxStreamAgeMs, maxStreamAgeGraceMs: options.maxStreamAgeGraceMs });
-  const xdsPort = await xds.listen(options.xdsPort, options.host);
+  const xdsHost = options.host ?? '127.0.0.1';
+  const xdsPort = await xds.listen(options.xdsPort, xdsHost);
+  if (!isLoopback(xdsHost)) {
+    log.warn({ host: xdsHost }, 'xDS is served in plaintext on a non-loopback address: anyone who can reach it reads the whole mesh and can claim any node id; see docs/security.md');
+  }
   const admin = buildAdmin({
     cache,
     metrics,
@@ -172,12 +181,12 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     filters: () => catalog,
     ready: () => cache.snapshot !== undefined,
   });
-  await admin.listen({ port: options.adminPort, host: options.host ?? '0.0.0.0' });
+  await admin.listen({ port: options.adminPort, host: options.adminHost ?? '127.0.0.1' });
   const adminPort = (admin.server.address() as AddressInfo).port;
   log.info({ xdsPort, adminPort, config: options.configPath }, 'protoplane serving');
 
   const changes = debounce(() => void applyChanges(), options.debounce ?? DEFAULT_DEBOUNCE);
-  const stopWatching = watchFile(options.configPath, log, () => {
+  const stopWatching = watchConfigFile(options.configPath, log, () => {
     changes.trigger();
     if (!filtersDirty) readAhead.changed();
   });
@@ -214,18 +223,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   };
 }
 
-/**
- * Watches the directory rather than the file: editors save by writing a new
- * file and renaming it over the old one, which ends a watch on the file.
- */
-function watchFile(file: string, log: Logger, onChange: () => void): () => void {
-  const dir = path.dirname(path.resolve(file));
-  const base = path.basename(file);
-  const watcher = fs.watch(dir, (_event, name) => {
-    if (name !== null && name !== base) return;
-    onChange();
-  });
-  // E.g. the folder was removed: keep serving what is loaded, and say that edits are no longer seen.
-  watcher.on('error', (error) => log.error({ err: error, dir }, 'watching the config folder failed; edits to the config are no longer picked up'));
-  return () => watcher.close();
+/** 127.0.0.0/8, ::1, localhost: reachable from this machine only. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

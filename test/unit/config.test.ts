@@ -99,9 +99,11 @@ describe('YAML errors', () => {
     ]);
   });
 
-  it('accepts an empty file as an empty mesh', () => {
-    assert.deepEqual(meshOf(''), { listeners: [], clusters: [] });
-    assert.deepEqual(meshOf('# nothing yet\n'), { listeners: [], clusters: [] });
+  it('refuses an empty, blank or comment-only file, and accepts an explicitly empty mesh', () => {
+    assert.deepEqual(errorsOf(''), ['mesh.yaml:1:1: the config file is empty (0 bytes); refusing to serve it (write "listeners: []" for an explicitly empty mesh)']);
+    assert.deepEqual(errorsOf(' \n\t\n'), ['mesh.yaml:1:1: the config file is only whitespace; refusing to serve it (write "listeners: []" for an explicitly empty mesh)']);
+    assert.deepEqual(errorsOf('# nothing yet\n'), ['mesh.yaml:1:1: the config file is only comments; refusing to serve it (write "listeners: []" for an explicitly empty mesh)']);
+    assert.deepEqual(meshOf('listeners: []\n'), { listeners: [], clusters: [] });
     assert.deepEqual(meshOf('listeners: []\nclusters: []\n'), { listeners: [], clusters: [] });
   });
 

@@ -115,7 +115,8 @@ export function viewVersion(entries: readonly ResourceEntry[]): string {
 
 export class TypeSnapshot {
   readonly version: string;
-  private readonly namedViews = new Map<string, View>();
+  /** By interned subscription object: a view goes with the last stream subscribed that way, not at the next config. */
+  private readonly namedViews = new WeakMap<Subscription, View>();
   private wildcardView: View | undefined;
 
   constructor(
@@ -143,13 +144,13 @@ export class TypeSnapshot {
 
   /** The named resources that exist, in name order; cached per subscription, so streams share views. */
   named(subscription: Subscription): View {
-    let view = this.namedViews.get(subscription.key);
+    let view = this.namedViews.get(subscription);
     if (!view) {
       const entries = subscription.sorted
         .map((n) => this.entries.get(n))
         .filter((e): e is ResourceEntry => e !== undefined);
       view = { version: viewVersion(entries), entries };
-      this.namedViews.set(subscription.key, view);
+      this.namedViews.set(subscription, view);
     }
     return view;
   }

@@ -5,10 +5,10 @@ import {
   LineCounter,
   isAlias,
   isMap,
+  isPair,
   isScalar,
   isSeq,
   parseDocument,
-  visit,
   type Document,
   type Pair,
   type YAMLError,
@@ -62,11 +62,23 @@ function isMergeKey(key: unknown): boolean {
 }
 
 export class YamlSource {
+  /** Each alias's target, found in one pass (Alias.resolve walks the whole document per call). */
+  private readonly targets = new Map<unknown, unknown>();
+
   constructor(
     readonly file: string,
     readonly doc: Document.Parsed,
     private readonly lines: LineCounter,
   ) {}
+
+  /** Records where an alias points (set by the bounds check, which walks the document once). */
+  setTarget(alias: unknown, target: unknown): void {
+    this.targets.set(alias, target);
+  }
+
+  target(alias: unknown): unknown {
+    return this.targets.get(alias);
+  }
 
   position(offset: number): { line: number; col: number } {
     const { line, col } = this.lines.linePos(offset);
@@ -74,7 +86,7 @@ export class YamlSource {
   }
 
   private deref(node: unknown): unknown {
-    return isAlias(node) ? node.resolve(this.doc) : node;
+    return isAlias(node) ? this.targets.get(node) : node;
   }
 
   private findPair(map: unknown, seg: string, depth = 0): Pair | undefined {
@@ -174,8 +186,99 @@ function lowerFirst(s: string): string {
   return s.length > 0 ? s[0]!.toLowerCase() + s.slice(1) : s;
 }
 
+/**
+ * Bounds on what a config file may cost to load. Aliases are checked in one
+ * linear pass (anchors looked up in a map, expanded sizes memoised per
+ * anchor), so the check itself cannot be the slow part.
+ */
+export interface YamlLimits {
+  /** Largest file, in bytes (UTF-8). */
+  maxBytes: number;
+  /** Most aliases (`*name`) in one file. */
+  maxAliases: number;
+  /** Most nodes (maps, lists, scalars) once every alias is expanded. */
+  maxExpandedNodes: number;
+}
+
+export const DEFAULT_YAML_LIMITS: YamlLimits = { maxBytes: 16 * 1024 * 1024, maxAliases: 10_000, maxExpandedNodes: 2_000_000 };
+
+type Bounds = { ok: true } | { ok: false; offset: number; message: string };
+
+/**
+ * Walks the document once in source order: resolves every alias to the last
+ * anchor of its name seen before it (YAML's rule), counts aliases, and sums
+ * the size of the document with every alias expanded (an anchor's size is
+ * computed once, so `a: &a [*b, *b]` chains cost one step each).
+ */
+function checkAliases(doc: Document.Parsed, source: YamlSource, limits: YamlLimits): Bounds {
+  const anchors = new Map<string, unknown>();
+  const sizes = new Map<unknown, number>();
+  const inProgress = new Set<unknown>();
+  let aliases = 0;
+  let failure: Bounds | undefined;
+  const fail = (node: unknown, message: string): number => {
+    const range = (node as { range?: [number, number, number] } | null)?.range;
+    failure ??= { ok: false, offset: range?.[0] ?? 0, message };
+    return 0;
+  };
+  const size = (node: unknown): number => {
+    if (failure) return 0;
+    if (isAlias(node)) {
+      aliases += 1;
+      if (aliases > limits.maxAliases) return fail(node, `too many aliases: over the limit of ${limits.maxAliases} (--config-max-aliases)`);
+      const target = anchors.get(node.source);
+      if (target === undefined) return fail(node, `unknown alias "*${node.source}" (an anchor must be defined before it is used)`);
+      if (inProgress.has(target)) return fail(node, `alias "*${node.source}" refers to a node that contains it`);
+      source.setTarget(node, target);
+      return sizes.get(target) ?? 1;
+    }
+    let total = 1;
+    const anchor = (node as { anchor?: string } | null)?.anchor;
+    if (anchor) {
+      inProgress.add(node);
+      anchors.set(anchor, node); // an alias inside its own anchor's node is caught as recursive
+    }
+    if (isMap(node) || isSeq(node)) {
+      const items = node.items as unknown[];
+      for (let i = 0; i < items.length; i++) {
+        const item = items[i];
+        if (isPair(item)) {
+          total += size(item.key) + size(item.value);
+          if (isAlias(item.value)) item.value = (source.target(item.value) ?? item.value) as typeof item.value;
+        } else {
+          total += size(item);
+          // toJS would resolve each alias by scanning every anchor and alias before it (quadratic): point at the target instead
+          if (isAlias(item)) items[i] = source.target(item) ?? item;
+        }
+        if (total > limits.maxExpandedNodes) return fail(node, `the config expands to more than ${limits.maxExpandedNodes} values once aliases are expanded (--config-max-nodes)`);
+      }
+    }
+    if (anchor) {
+      inProgress.delete(node);
+      sizes.set(node, total);
+    }
+    return total;
+  };
+  let total = size(doc.contents);
+  if (isAlias(doc.contents)) {
+    doc.contents = source.target(doc.contents) as typeof doc.contents;
+    total = Math.max(total, 1);
+  }
+  if (failure) return failure;
+  if (total > limits.maxExpandedNodes) fail(doc.contents, `the config expands to more than ${limits.maxExpandedNodes} values once aliases are expanded (--config-max-nodes)`);
+  return failure ?? { ok: true };
+}
+
 /** Parses YAML text; every syntax problem, duplicate key and bad alias is an error. */
-export function parseYaml(text: string, file: string): ParsedYaml {
+export function parseYaml(text: string, file: string, limits: YamlLimits = DEFAULT_YAML_LIMITS): ParsedYaml {
+  const bytes = Buffer.byteLength(text);
+  if (bytes > limits.maxBytes) {
+    return {
+      ok: false,
+      source: undefined,
+      errors: [{ file, line: 1, col: 1, path: '', message: `the config file is ${bytes} bytes, over the limit of ${limits.maxBytes} (--config-max-bytes)` }],
+    };
+  }
   const lines = new LineCounter();
   const doc = parseDocument(text, {
     lineCounter: lines,
@@ -204,25 +307,27 @@ export function parseYaml(text: string, file: string): ParsedYaml {
   doc.warnings.forEach(fromYaml);
 
   if (errors.length === 0) {
-    visit(doc, {
-      Alias: (_key, node) => {
-        if (node.resolve(doc) === undefined) {
-          const offset = node.range?.[0] ?? 0;
-          errors.push({
-            file,
-            ...source.position(offset),
-            path: formatPath(source.pathAt(offset)),
-            message: `unknown alias "*${node.source}" (an anchor must be defined before it is used)`,
-          });
-        }
-      },
-    });
+    const bounds = checkAliases(doc, source, limits);
+    if (!bounds.ok) {
+      errors.push({ file, ...source.position(bounds.offset), path: formatPath(source.pathAt(bounds.offset)), message: bounds.message });
+    }
   }
   if (errors.length > 0) return { ok: false, source, errors };
 
-  if (doc.contents === null) return { ok: true, source, data: {} }; // empty file: empty mesh
+  // An empty file is far more often an accident (a truncated write, a failed
+  // template, an unmounted volume) than a wish to remove every listener; an
+  // empty mesh must be said: `listeners: []`.
+  if (doc.contents === null) {
+    const what = text.length === 0 ? 'empty (0 bytes)' : text.trim() === '' ? 'only whitespace' : 'only comments';
+    return {
+      ok: false,
+      source,
+      errors: [{ file, line: 1, col: 1, path: '', message: `the config file is ${what}; refusing to serve it (write "listeners: []" for an explicitly empty mesh)` }],
+    };
+  }
   try {
-    return { ok: true, source, data: doc.toJS({ maxAliasCount: 1000 }) as unknown };
+    // Alias expansion was bounded above (linearly); yaml's own check counts per anchor and refuses harmless files.
+    return { ok: true, source, data: doc.toJS({ maxAliasCount: -1 }) as unknown };
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     return {

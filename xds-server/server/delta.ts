@@ -60,10 +60,9 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
 
   onRequest(request: DeltaDiscoveryRequest): void {
     this.identify(request.node);
-    if (!this.allowedTypes.has(request.typeUrl)) {
-      this.ctx.log.debug({ stream: this.id, typeUrl: request.typeUrl }, 'delta request for an unserved type ignored');
-      return;
-    }
+    if (!this.allowedTypes.has(request.typeUrl)) return this.unservedType(request.typeUrl);
+    this.checkNames(request.subscribe.length + request.unsubscribe.length, 'request');
+    this.checkNames(request.initialResourceVersions.size, 'subscription');
     const typeUrl = request.typeUrl as ResourceType;
     const now = Date.now();
     let state = this.types.get(typeUrl);
@@ -120,6 +119,7 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
     if (unsubscribe.includes('*')) {
       for (const entry of this.heldEntries(state)) if (!names.has(entry)) this.markNotHeld(state, entry);
     }
+    this.checkNames(names.size, 'subscription');
     this.resubscribe(state, names);
     state.subscribedAt = now;
   }

@@ -9,10 +9,13 @@
 // The wire format is the gRPC over HTTP/2 spec (PROTOCOL-HTTP2.md).
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 
 /** gRPC status codes this server sends. */
 export const Status = {
   OK: 0,
+  CANCELLED: 1,
+  PERMISSION_DENIED: 7,
   INTERNAL: 13,
   RESOURCE_EXHAUSTED: 8,
   UNAVAILABLE: 14,
@@ -28,13 +31,35 @@ export interface GrpcServerOptions {
   maxConnectionAgeGraceMs?: number;
   /** Largest request message accepted (gRPC's default: 4 MiB). */
   maxReceiveMessageBytes?: number;
+  /** Concurrent calls on one connection (advertised in SETTINGS; more are refused with RESOURCE_EXHAUSTED). Default 100. */
+  maxStreamsPerConnection?: number;
+  /** Bytes of unfinished messages held across every call; a call that would go over is refused. Default 256 MiB. */
+  maxPartialBytes?: number;
+  /** A message started and not finished within this long ends its call (0: no limit). Default 10 s. */
+  partialMessageTimeoutMs?: number;
+  /** Serve over TLS (HTTP/2 with ALPN h2); with `ca`, every client must present a certificate it signed. */
+  tls?: TlsFiles;
   /** Told of every request the transport refuses (the call, or the request, is ended with `code`). */
   onRejected?: (rejection: Rejection) => void;
   /** Told of errors of the listening socket once it listens (e.g. accept failing with EMFILE); it keeps listening. */
   onServerError?: (error: Error) => void;
 }
 
-export type RejectReason = 'not_grpc' | 'unknown_method' | 'unsupported_encoding' | 'message_too_large';
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+  ca?: Buffer;
+}
+
+export type RejectReason =
+  | 'not_grpc'
+  | 'unknown_method'
+  | 'unsupported_encoding'
+  | 'message_too_large'
+  | 'too_many_streams_per_connection'
+  | 'truncated_message'
+  | 'partial_message_timeout'
+  | 'partial_bytes_exhausted';
 
 export interface Rejection {
   reason: RejectReason;
@@ -46,11 +71,17 @@ export interface Rejection {
 /** One bidirectional-streaming call. */
 export interface BidiCall {
   readonly path: string;
+  /** Which connection the call came on (a number unique in this server). */
+  readonly connection: number;
+  /** The DNS and URI subject alternative names of the client's verified certificate (undefined: no client certificate). */
+  readonly peerNames: readonly string[] | undefined;
   /** Sends one message; false when the transport's buffer is full (wait for onDrain). `flushed` runs once it is handed on. */
   write(message: Uint8Array, flushed?: () => void): boolean;
   onDrain(resume: () => void): void;
   /** Ends the call with a status (default OK). */
   end(code?: number, message?: string): void;
+  /** Resets the stream at once (RST_STREAM CANCEL): for a client that does not read, whose trailers could never get out. */
+  abort(reason: string): void;
 }
 
 export interface BidiHandlers {
@@ -80,6 +111,13 @@ function percentEncode(text: string): string {
   return out;
 }
 
+/** Unfinished-message bytes held by every call of a server, against one budget. */
+interface PartialBudget {
+  used: number;
+  readonly max: number;
+  readonly timeoutMs: number;
+}
+
 class Call implements BidiCall {
   private handlers: BidiHandlers | undefined;
   private closed = false;
@@ -87,11 +125,16 @@ class Call implements BidiCall {
   /** The start of a message not yet complete (prefix and part of the body), and its size in bytes. */
   private partial: Buffer[] = [];
   private partialBytes = 0;
+  /** Ends the call if the partial message is not finished in time (set while one is held). */
+  private partialTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly path: string,
     private readonly stream: http2.ServerHttp2Stream,
     private readonly maxMessage: number,
+    private readonly budget: PartialBudget,
+    readonly connection: number,
+    readonly peerNames: readonly string[] | undefined,
     private readonly onGone: (call: Call) => void,
     private readonly onRejected: (rejection: Rejection) => void,
   ) {}
@@ -118,7 +161,11 @@ class Call implements BidiCall {
     });
     this.handlers = handler(this);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
-    stream.on('end', () => this.end(Status.OK, '', 'client ended'));
+    stream.on('end', () => {
+      // a message shorter than its length prefix: the client ended inside it
+      if (this.partialBytes > 0) this.reject('truncated_message', Status.INTERNAL, `the request stream ended inside a message (${this.partialBytes} bytes of it received)`);
+      else this.end(Status.OK, '', 'client ended');
+    });
     stream.on('aborted', () => this.finish('cancelled'));
     stream.on('error', (error: Error) => this.finish(`error: ${error.message}`));
     stream.on('close', () => this.finish('closed'));
@@ -165,15 +212,24 @@ class Call implements BidiCall {
     this.finish(reason);
   }
 
+  abort(reason: string): void {
+    if (this.closed) return;
+    if (!this.stream.closed) this.stream.close(http2.constants.NGHTTP2_CANCEL);
+    this.finish(reason);
+  }
+
   private finish(reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.dropPartial();
     this.onGone(this);
     this.handlers?.onClose(reason);
   }
 
   private reject(reason: RejectReason, code: number, message: string): void {
+    if (this.closed || this.ending) return;
     this.onRejected({ reason, path: this.path, code, message });
+    this.dropPartial();
     this.end(code, message, `rejected: ${message}`);
   }
 
@@ -182,16 +238,15 @@ class Call implements BidiCall {
     if (this.closed || this.ending) return;
     let data = chunk;
     if (this.partialBytes > 0) {
+      if (!this.holdPartial(chunk.length)) return;
       this.partial.push(chunk);
-      this.partialBytes += chunk.length;
       if (this.partialBytes < HEADER_BYTES) return;
       const length = this.messageLength();
       // checked before buffering the rest: a huge announced length must not make the buffer grow
       if (length > this.maxMessage) return this.tooLarge(length);
       if (this.partialBytes < HEADER_BYTES + length) return;
       data = Buffer.concat(this.partial, this.partialBytes);
-      this.partial = [];
-      this.partialBytes = 0;
+      this.dropPartial();
     }
     let at = 0;
     while (data.length - at >= HEADER_BYTES) {
@@ -207,8 +262,35 @@ class Call implements BidiCall {
     }
     if (at < data.length) {
       const rest = data.subarray(at);
+      if (!this.holdPartial(rest.length)) return;
       this.partial = [rest];
-      this.partialBytes = rest.length;
+    }
+  }
+
+  /** Counts `bytes` more of an unfinished message against the shared budget; false (and the call refused) when over it. */
+  private holdPartial(bytes: number): boolean {
+    const budget = this.budget;
+    if (budget.used + bytes > budget.max) {
+      this.reject('partial_bytes_exhausted', Status.RESOURCE_EXHAUSTED, `unfinished request messages already hold ${budget.used} bytes, the server's limit is ${budget.max}`);
+      return false;
+    }
+    budget.used += bytes;
+    this.partialBytes += bytes;
+    if (!this.partialTimer && budget.timeoutMs > 0) {
+      this.partialTimer = setTimeout(() => {
+        this.reject('partial_message_timeout', Status.RESOURCE_EXHAUSTED, `a request message was not finished within ${budget.timeoutMs} ms`);
+      }, budget.timeoutMs).unref();
+    }
+    return true;
+  }
+
+  private dropPartial(): void {
+    this.budget.used -= this.partialBytes;
+    this.partial = [];
+    this.partialBytes = 0;
+    if (this.partialTimer) {
+      clearTimeout(this.partialTimer);
+      this.partialTimer = undefined;
     }
   }
 
@@ -229,19 +311,43 @@ export class GrpcServer {
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly calls = new Set<Call>();
   private readonly maxMessage: number;
+  private readonly maxStreams: number;
+  private readonly budget: PartialBudget;
+  /** Per connection: its number, open calls, and the client certificate's names (once per connection). */
+  private readonly connections = new WeakMap<http2.Http2Session, { id: number; calls: number; peerNames: readonly string[] | undefined }>();
+  private nextConnection = 1;
 
   constructor(private readonly options: GrpcServerOptions = {}) {
     this.maxMessage = options.maxReceiveMessageBytes ?? DEFAULT_MAX_MESSAGE;
-    this.server = http2.createServer({
+    this.maxStreams = options.maxStreamsPerConnection ?? 100;
+    this.budget = { used: 0, max: options.maxPartialBytes ?? 256 * 1024 * 1024, timeoutMs: options.partialMessageTimeoutMs ?? 10_000 };
+    const serverOptions: http2.ServerOptions = {
       // back-pressure is per call (write/drain); the session limit would refuse streams instead
       maxSessionMemory: Number.MAX_SAFE_INTEGER,
       // responses repeat few headers once per connection: no HPACK table to keep per connection
       maxDeflateDynamicTableSize: 0,
-      // an xDS client needs one stream per type at most
-      settings: { maxConcurrentStreams: 100 },
-    });
+      // An xDS client needs one stream per type at most. Calls past maxStreams
+      // are refused by this server (a gRPC status, counted); HTTP/2 refuses
+      // past twice that (RST_STREAM, which the server never sees to count).
+      settings: { maxConcurrentStreams: this.maxStreams * 2 },
+    };
+    const tls = options.tls;
+    this.server = tls
+      ? http2.createSecureServer({
+          ...serverOptions,
+          cert: tls.cert,
+          key: tls.key,
+          ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
+          allowHTTP1: false,
+        })
+      : http2.createServer(serverOptions);
     this.server.on('session', (session) => this.onSession(session));
     this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
+  }
+
+  /** Replaces the certificate, key and client CA for new connections (a TLS server only). */
+  setTls(tls: TlsFiles): void {
+    (this.server as http2.Http2SecureServer).setSecureContext({ cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}) });
   }
 
   /** Serves `path` (/package.Service/Method) as a bidirectional stream. */
@@ -298,9 +404,29 @@ export class GrpcServer {
       stream.respond({ ...RESPONSE_HEADERS, 'grpc-status': String(refusal.code), 'grpc-message': percentEncode(refusal.message) }, { endStream: true });
       return;
     }
-    const call = new Call(path, stream, this.maxMessage, (c) => this.calls.delete(c), (r) => this.rejected(r));
+    const connection = this.connectionOf(stream.session!);
+    if (connection.calls >= this.maxStreams) {
+      const message = `more than ${this.maxStreams} concurrent streams on one connection`;
+      this.rejected({ reason: 'too_many_streams_per_connection', path, code: Status.RESOURCE_EXHAUSTED, message });
+      stream.respond({ ...RESPONSE_HEADERS, 'grpc-status': String(Status.RESOURCE_EXHAUSTED), 'grpc-message': percentEncode(message) }, { endStream: true });
+      return;
+    }
+    connection.calls += 1;
+    const call = new Call(path, stream, this.maxMessage, this.budget, connection.id, connection.peerNames, (c) => {
+      connection.calls -= 1;
+      this.calls.delete(c);
+    }, (r) => this.rejected(r));
     this.calls.add(call);
     call.start(handler!);
+  }
+
+  private connectionOf(session: http2.Http2Session): { id: number; calls: number; peerNames: readonly string[] | undefined } {
+    let connection = this.connections.get(session);
+    if (!connection) {
+      connection = { id: this.nextConnection++, calls: 0, peerNames: peerNamesOf(session) };
+      this.connections.set(session, connection);
+    }
+    return connection;
   }
 
   private rejected(rejection: Rejection): void {
@@ -347,4 +473,18 @@ export class GrpcServer {
   private endCallsOf(session: http2.Http2Session, reason: string): void {
     for (const call of [...this.calls]) if (call.session === session) call.end(Status.UNAVAILABLE, reason, reason);
   }
+}
+
+/** DNS and URI SANs of a verified client certificate (`subjectaltname`: "DNS:a, URI:spiffe://x/y"). */
+function peerNamesOf(session: http2.Http2Session): readonly string[] | undefined {
+  const socket = session.socket as TLSSocket | undefined;
+  if (!socket || typeof socket.getPeerCertificate !== 'function' || !socket.authorized) return undefined;
+  const altNames = socket.getPeerCertificate().subjectaltname ?? '';
+  const names: string[] = [];
+  // entries are comma-separated; a value with a comma in it is quoted (Node >= 17)
+  for (const match of altNames.matchAll(/(DNS|URI):("(?:[^"\\]|\\.)*"|[^,]*)/g)) {
+    const raw = match[2]!.trim();
+    names.push(match[1] + ':' + (raw.startsWith('"') ? (JSON.parse(raw) as string) : raw));
+  }
+  return names;
 }

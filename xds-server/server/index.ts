@@ -10,12 +10,15 @@ import { DeltaStream } from './delta.ts';
 import { KNOWN_TYPES, type StreamSink } from './protocol.ts';
 import { SotwStream } from './sotw.ts';
 import type { StreamContext, StreamInfo, XdsStream, BaseTypeState } from './stream.ts';
-import { GrpcServer, Status, type BidiCall, type BidiHandlers, type RejectReason } from './grpc.ts';
+import { GrpcServer, Status, type BidiCall, type BidiHandlers, type RejectReason, type TlsFiles } from './grpc.ts';
+import { DEFAULT_LIMITS, Refused, type RefusalReason, type XdsLimits } from './limits.ts';
 import { FanOutScheduler, type FanOutOptions } from './scheduler.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
 import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest } from './wire.ts';
 
 export { shortType } from './protocol.ts';
+export { DEFAULT_LIMITS, LIMIT_FLAGS, type XdsLimits } from './limits.ts';
+export type { TlsFiles } from './grpc.ts';
 export type { StreamInfo, TypeStateInfo } from './stream.ts';
 
 interface Service {
@@ -59,7 +62,11 @@ export interface XdsServerOptions {
   maxStreamAgeMs?: number;
   /** ...and their streams end (UNAVAILABLE, the client reconnects) this long after that (default 30 s). */
   maxStreamAgeGraceMs?: number;
-  fanOut?: FanOutOptions;
+  fanOut?: Partial<FanOutOptions>;
+  /** What one client may cost (defaults: DEFAULT_LIMITS). */
+  limits?: Partial<XdsLimits>;
+  /** Serve over TLS; with a client CA, every stream's node id must be proven by its client certificate. */
+  tls?: TlsFiles;
 }
 
 type AnyStream = XdsStream<BaseTypeState> & { onRequest(request: never): void };
@@ -71,7 +78,13 @@ export class XdsServer {
   private nextStreamId = 1;
 
   constructor(private readonly options: XdsServerOptions) {
+    const limits: XdsLimits = { ...DEFAULT_LIMITS, ...options.limits };
     this.server = new GrpcServer({
+      maxReceiveMessageBytes: limits.maxMessageBytes,
+      maxStreamsPerConnection: limits.maxStreamsPerConnection,
+      maxPartialBytes: limits.maxPartialBytes,
+      partialMessageTimeoutMs: limits.partialMessageTimeoutMs,
+      tls: options.tls,
       keepaliveMs: options.keepaliveMs,
       keepaliveTimeoutMs: options.keepaliveMs ? Math.min(20_000, options.keepaliveMs) : undefined,
       maxConnectionAgeMs: options.maxStreamAgeMs,
@@ -86,7 +99,10 @@ export class XdsServer {
       nodeHash: options.nodeHash ?? nodeGroup,
       interner: new SubscriptionInterner(),
       perTypeSessions: new Map(),
-      fanOut: new FanOutScheduler(options.fanOut),
+      streamsPerNode: new Map(),
+      limits,
+      requireProvenNodeId: options.tls?.ca !== undefined,
+      fanOut: new FanOutScheduler({ slowStreamMs: limits.slowStreamMs, drainTimeoutMs: limits.drainTimeoutMs, ...options.fanOut }),
     };
     for (const service of SERVICES) {
       this.server.addMethod(`/${service.name}/${service.sotw}`, (call) =>
@@ -103,8 +119,13 @@ export class XdsServer {
     return [...this.streams];
   }
 
-  async listen(port: number, host = '0.0.0.0'): Promise<number> {
+  async listen(port: number, host = '127.0.0.1'): Promise<number> {
     return this.server.listen(port, host);
+  }
+
+  /** New certificates for new connections (re-read by the caller when the files change). */
+  setTls(tls: TlsFiles): void {
+    this.server.setTls(tls);
   }
 
   /** Stops listening and ends every open stream (UNAVAILABLE); resolves once every connection has closed. */
@@ -141,6 +162,11 @@ export class XdsServer {
         try {
           (stream as unknown as AnyStream).onRequest(request as never);
         } catch (error) {
+          if (error instanceof Refused) {
+            this.rejected(error.reason, error.message, { stream: stream.id, node: stream.node?.id ?? requestNode(request) });
+            call.end(error.code, error.message);
+            return;
+          }
           log.error({ stream: stream.id, err: error }, 'failed to handle xDS request');
           call.end(Status.INTERNAL, error instanceof Error ? error.message : String(error));
           return;
@@ -161,7 +187,7 @@ export class XdsServer {
   }
 
   /** A refused request: counted by reason, one log line. */
-  private rejected(reason: RejectReason | 'undecodable', message: string, context: Record<string, unknown>): void {
+  private rejected(reason: RejectReason | RefusalReason | 'undecodable', message: string, context: Record<string, unknown>): void {
     this.options.metrics.rejectedRequests.inc({ reason });
     this.options.log.warn({ ...context, reason }, `xDS request rejected: ${message}`);
   }
@@ -179,4 +205,9 @@ export class XdsServer {
     }, 100);
     this.nodeGaugeTimer.unref();
   }
+}
+
+/** The node id a request announces (for the log line of a refused first request). */
+function requestNode(request: unknown): string | undefined {
+  return (request as { node?: { id: string } }).node?.id;
 }

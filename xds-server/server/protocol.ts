@@ -39,6 +39,12 @@ export interface StreamSink {
   /** Returns false when the transport buffer is full; `onDrain` then resumes. `flushed` runs once the bytes are handed on. */
   write(bytes: Buffer, flushed?: () => void): boolean;
   onDrain(resume: () => void): void;
+  /** The connection the stream came on: a node's per-type streams are one session only on one connection. */
+  readonly connection: number;
+  /** The DNS:/URI: names of the client's verified certificate, when the server asks for one. */
+  readonly peerNames: readonly string[] | undefined;
+  /** Resets the stream at once (it does not read; trailers could not get out). */
+  abort(reason: string): void;
 }
 
 export function shortType(typeUrl: string): string {

@@ -29,10 +29,10 @@ export class SotwStream extends XdsStream<SotwTypeState> {
 
   onRequest(request: DiscoveryRequest): void {
     this.identify(request.node);
-    if (!this.allowedTypes.has(request.typeUrl)) {
-      this.ctx.log.debug({ stream: this.id, typeUrl: request.typeUrl }, 'request for an unserved type ignored');
-      return;
-    }
+    if (!this.allowedTypes.has(request.typeUrl)) return this.unservedType(request.typeUrl);
+    // SotW: the request's names are the whole subscription
+    this.checkNames(request.resourceNames.length, 'request');
+    this.checkNames(request.resourceNames.length, 'subscription');
     const typeUrl = request.typeUrl as ResourceType;
     let state = this.types.get(typeUrl);
     if (state?.sentNonce && request.responseNonce !== '' && request.responseNonce !== state.sentNonce) {

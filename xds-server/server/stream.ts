@@ -7,7 +7,9 @@ import type { GroupMembership, NodeHash, ResourceEntry, Snapshot, SnapshotCache,
 import type { Metrics } from '../metrics.ts';
 import { TYPE, type ResourceType, type XdsFlavour } from '../translate/index.ts';
 import { STEPS, shortType, type Step, type StreamSink } from './protocol.ts';
-import type { FanOutScheduler } from './scheduler.ts';
+import { Status } from './grpc.ts';
+import { Refused, type XdsLimits } from './limits.ts';
+import type { Drainable, FanOutScheduler } from './scheduler.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
 import type { NodeInfo } from './wire.ts';
 
@@ -40,11 +42,20 @@ export interface StreamContext {
   nodeHash: NodeHash;
   interner: SubscriptionInterner;
   /**
-   * The per-type streams of each node, by node id: an Envoy with one stream
-   * per type still needs make-before-break across them (RDS must not point at
-   * a cluster its CDS stream has not warmed yet).
+   * The per-type streams of each node, by connection and node id: an Envoy
+   * with one stream per type still needs make-before-break across them (RDS
+   * must not point at a cluster its CDS stream has not warmed yet). Keyed by
+   * connection too, because Envoy opens them all on its one connection to
+   * the xDS cluster, and a stream on another connection that claims the same
+   * node id (an impostor that never ACKs) must not hold this node's
+   * changes back.
    */
   perTypeSessions: Map<string, Set<XdsStream<BaseTypeState>>>;
+  /** Open streams per announced node id (bounded by limits.maxStreamsPerNode). */
+  streamsPerNode: Map<string, number>;
+  limits: XdsLimits;
+  /** Set with mTLS: a stream's node id must be one of its client certificate's names. */
+  requireProvenNodeId: boolean;
   /** Paces the fan-out of a new snapshot across streams. */
   fanOut: FanOutScheduler;
 }
@@ -63,7 +74,20 @@ export interface BaseTypeState extends TypeStateInfo {
   subscribedAt: number;
 }
 
-export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
+/** A node id is proven by a URI SAN whose last path segment is the id (SPIFFE style), or a DNS SAN equal to it. */
+export function provesNodeId(names: readonly string[], nodeId: string): boolean {
+  if (nodeId === '') return false;
+  for (const name of names) {
+    if (name.startsWith('DNS:') && name.slice(4) === nodeId) return true;
+    if (name.startsWith('URI:')) {
+      const uri = name.slice(4);
+      if (uri.slice(uri.lastIndexOf('/') + 1) === nodeId && uri.lastIndexOf('/') > uri.indexOf('://') + 2) return true;
+    }
+  }
+  return false;
+}
+
+export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo, Drainable {
   abstract readonly variant: 'sotw' | 'delta';
   node?: NodeInfo;
   group?: string;
@@ -73,6 +97,9 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
   private readonly unflushed = new Set<() => void>();
   private nonceCounter = 0;
   private membership: GroupMembership | undefined;
+  /** The key of this stream's per-type session, and whether it counts in streamsPerNode. */
+  private sessionKey: string | undefined;
+  private countedForNode = false;
 
   constructor(
     readonly id: number,
@@ -86,7 +113,7 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
 
   /** This stream and the node's other per-type streams (just this one over ADS). */
   private session(): Iterable<XdsStream<BaseTypeState>> {
-    const peers = this.flavour !== 'ads' && this.node?.id ? this.ctx.perTypeSessions.get(this.node.id) : undefined;
+    const peers = this.sessionKey === undefined ? undefined : this.ctx.perTypeSessions.get(this.sessionKey);
     return peers ?? this.alone;
   }
 
@@ -105,11 +132,27 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
   /** Remembers the node of the first request and joins its snapshot group. */
   protected identify(node: NodeInfo | undefined): void {
     if (this.node) return;
-    this.node = node ?? { id: '', cluster: '', userAgent: '' };
+    const claimed = node ?? { id: '', cluster: '', userAgent: '' };
+    const { limits, streamsPerNode } = this.ctx;
+    if (this.ctx.requireProvenNodeId && !provesNodeId(this.sink.peerNames ?? [], claimed.id)) {
+      throw new Refused(
+        'permission_denied',
+        Status.PERMISSION_DENIED,
+        `node id "${claimed.id}" is not proven by the client certificate (names: ${(this.sink.peerNames ?? []).join(', ') || 'none'})`,
+      );
+    }
+    const open = streamsPerNode.get(claimed.id) ?? 0;
+    if (open >= limits.maxStreamsPerNode) {
+      throw new Refused('too_many_streams_per_node', Status.RESOURCE_EXHAUSTED, `node "${claimed.id}" already has ${open} open streams (limit ${limits.maxStreamsPerNode})`);
+    }
+    streamsPerNode.set(claimed.id, open + 1);
+    this.countedForNode = true;
+    this.node = claimed;
     if (this.flavour !== 'ads' && this.node.id) {
-      const peers = this.ctx.perTypeSessions.get(this.node.id) ?? new Set();
+      this.sessionKey = `${this.sink.connection}\0${this.node.id}`;
+      const peers = this.ctx.perTypeSessions.get(this.sessionKey) ?? new Set();
       peers.add(this as unknown as XdsStream<BaseTypeState>);
-      this.ctx.perTypeSessions.set(this.node.id, peers);
+      this.ctx.perTypeSessions.set(this.sessionKey, peers);
     }
     this.group = this.ctx.nodeHash(this.node);
     this.membership = this.ctx.cache.watch(this.group, this.flavour, () => this.ctx.fanOut.schedule(this));
@@ -119,11 +162,51 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
     this.membership?.leave();
     this.ctx.fanOut.forget(this);
     for (const flushed of [...this.unflushed]) flushed();
-    const peers = this.node?.id ? this.ctx.perTypeSessions.get(this.node.id) : undefined;
-    if (peers?.delete(this as unknown as XdsStream<BaseTypeState>) && peers.size === 0) {
-      this.ctx.perTypeSessions.delete(this.node!.id);
+    if (this.countedForNode && this.node) {
+      const open = (this.ctx.streamsPerNode.get(this.node.id) ?? 1) - 1;
+      if (open <= 0) this.ctx.streamsPerNode.delete(this.node.id);
+      else this.ctx.streamsPerNode.set(this.node.id, open);
+      this.countedForNode = false;
+    }
+    const peers = this.sessionKey === undefined ? undefined : this.ctx.perTypeSessions.get(this.sessionKey);
+    if (peers?.delete(this as unknown as XdsStream<BaseTypeState>)) {
+      if (peers.size === 0) this.ctx.perTypeSessions.delete(this.sessionKey!);
+      // What this stream held back (an unACKed response) no longer holds the others back.
+      else for (const peer of peers) this.ctx.fanOut.schedule(peer);
     }
     for (const state of this.types.values()) this.ctx.interner.release(state.subscription);
+    // free the per-subscription views now, not at the next config change
+    this.types.clear();
+  }
+
+  /** A response has not been handed on for drainTimeoutMs: the client does not read. Reset the stream. */
+  drainTimedOut(waitedMs: number): void {
+    this.ctx.metrics.rejectedRequests.inc({ reason: 'drain_timeout' });
+    this.ctx.log.warn(
+      { stream: this.id, node: this.node?.id, waitedMs: Math.round(waitedMs) },
+      `xDS stream reset: a response was not read within ${this.ctx.limits.drainTimeoutMs} ms (--xds-drain-timeout)`,
+    );
+    this.sink.abort('drain timeout');
+  }
+
+  /** Refuses a request naming more resources than the limits allow. */
+  protected checkNames(count: number, what: 'request' | 'subscription'): void {
+    const limit = what === 'request' ? this.ctx.limits.maxNamesPerRequest : this.ctx.limits.maxNamesPerSubscription;
+    if (count > limit) {
+      const flag = what === 'request' ? '--xds-max-names-per-request' : '--xds-max-names-per-subscription';
+      throw new Refused('too_many_names', Status.RESOURCE_EXHAUSTED, `${count} resource names in one ${what}, over the limit of ${limit} (${flag})`);
+    }
+  }
+
+  private unknownTypes: Set<string> | undefined;
+
+  /** A type_url this stream does not serve: counted, and logged once per stream and type. */
+  protected unservedType(typeUrl: string): void {
+    this.ctx.metrics.rejectedRequests.inc({ reason: 'unknown_type' });
+    this.unknownTypes ??= new Set();
+    if (this.unknownTypes.has(typeUrl) || this.unknownTypes.size >= 8) return;
+    this.unknownTypes.add(typeUrl);
+    this.ctx.log.warn({ stream: this.id, node: this.node?.id, typeUrl: typeUrl.slice(0, 200) }, 'request for a type this stream does not serve; ignored');
   }
 
   /** Per-message debug lines cost an object each; build them only when they are logged. */
@@ -227,7 +310,7 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo {
     this.ctx.metrics.forType(state.typeUrl).pushes++;
     if (this.debug) this.ctx.log.debug({ stream: this.id, type: shortType(state.typeUrl), version, nonce }, 'push');
     // Counted against the fan-out's bytes in flight until gRPC has taken them (or the stream closed).
-    const release = this.ctx.fanOut.written(bytes.length);
+    const release = this.ctx.fanOut.written(bytes.length, this);
     let released = false;
     const flushed = () => {
       if (released) return;
