@@ -1,4 +1,4 @@
-// Reads TCP conversations out of a capture: classic pcap or pcapng (what
+// Reads TCP conversations (and UDP flows, readDatagrams) out of a capture: classic pcap or pcapng (what
 // tcpdump, dumpcap and tshark write), Ethernet / Linux cooked (v1, v2) /
 // BSD loopback / raw IP, IPv4 and IPv6. Hand-written because no maintained
 // npm package reads both formats and reassembles TCP; this is the small part
@@ -130,6 +130,67 @@ function tcpOf(ip: Uint8Array): TcpPacket | undefined {
   const seq = ((tcp[4]! << 24) | (tcp[5]! << 16) | (tcp[6]! << 8) | tcp[7]!) >>> 0;
   const headerLength = (tcp[12]! >> 4) * 4;
   return { src: `${src}:${port(0)}`, dst: `${dst}:${port(2)}`, seq, syn: (tcp[13]! & 0x02) !== 0, payload: tcp.subarray(headerLength) };
+}
+
+/** A UDP flow (one client address and port, one server): its datagrams in capture order. */
+export interface UdpFlow {
+  client: string;
+  server: string;
+  /** One Segment per datagram. */
+  datagrams: Segment[];
+}
+
+function udpOf(ip: Uint8Array): { src: string; dst: string; payload: Uint8Array } | undefined {
+  const version = ip[0]! >> 4;
+  let offset: number;
+  let end: number;
+  let src: string;
+  let dst: string;
+  if (version === 4) {
+    if (ip[9] !== 17) return undefined;
+    if ((((ip[6]! & 0x1f) << 8) | ip[7]!) !== 0 || (ip[6]! & 0x20) !== 0) return undefined; // fragments are not reassembled
+    offset = (ip[0]! & 0x0f) * 4;
+    end = Math.min(ip.length, (ip[2]! << 8) | ip[3]!);
+    src = [...ip.subarray(12, 16)].join('.');
+    dst = [...ip.subarray(16, 20)].join('.');
+  } else if (version === 6) {
+    if (ip[6] !== 17) return undefined;
+    offset = 40;
+    end = Math.min(ip.length, 40 + ((ip[4]! << 8) | ip[5]!));
+    const hex = (b: Uint8Array) => Array.from({ length: 8 }, (_, i) => ((b[2 * i]! << 8) | b[2 * i + 1]!).toString(16)).join(':');
+    src = `[${hex(ip.subarray(8, 24))}]`;
+    dst = `[${hex(ip.subarray(24, 40))}]`;
+  } else return undefined;
+  const udp = ip.subarray(offset, end);
+  if (udp.length < 8) return undefined;
+  const port = (o: number) => (udp[o]! << 8) | udp[o + 1]!;
+  const length = Math.min(udp.length, port(4));
+  return { src: `${src}:${port(0)}`, dst: `${dst}:${port(2)}`, payload: udp.subarray(8, length) };
+}
+
+/**
+ * UDP flows of a capture, in the order they start: the side that sent a
+ * flow's first datagram is its client (as udp_proxy makes one session per
+ * client address and port). Empty for a non-capture.
+ */
+export function readDatagrams(bytes: Uint8Array): UdpFlow[] {
+  if (!isCapture(bytes)) return [];
+  const magic = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0, true);
+  const packets = magic === 0x0a0d0d0a ? readPcapng(bytes) : readPcap(bytes);
+  const flows = new Map<string, UdpFlow>();
+  for (const packet of packets) {
+    const ip = ipPayload(packet);
+    const udp = ip && udpOf(ip);
+    if (!udp) continue;
+    const key = [udp.src, udp.dst].sort().join(' ');
+    let flow = flows.get(key);
+    if (!flow) {
+      flow = { client: udp.src, server: udp.dst, datagrams: [] };
+      flows.set(key, flow);
+    }
+    flow.datagrams.push({ direction: udp.src === flow.client ? 'downstream' : 'upstream', data: udp.payload });
+  }
+  return [...flows.values()];
 }
 
 export function isCapture(bytes: Uint8Array): boolean {

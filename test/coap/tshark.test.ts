@@ -1,0 +1,168 @@
+// Differential test against tshark on captures recorded here: dumpcap on the
+// loopback while libcoap's client (TCP and UDP) and npm coap (UDP) talk to a
+// libcoap server (GET, PUT with Block1, GET with Block2, Observe, DELETE).
+// `protoplane replay --filter coap` (no flags) must report exactly the CoAP
+// messages tshark decodes, per stream and direction, with the same type or
+// signaling code, code, token, message id, Uri-Path, Observe and Block values.
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { REPO_ROOT, waitUntil } from '../support/envoy.ts';
+import { libcoapClient, npmCoapObserve, npmCoapRequest, startCoapServer, type CoapServer } from './peers.ts';
+
+const run = promisify(execFile);
+const TYPES = ['CON', 'NON', 'ACK', 'RST'];
+
+interface Msg {
+  key: string; // transport stream direction
+  type?: string;
+  message_id?: number;
+  code: string;
+  token: string;
+  uri_path?: string;
+  observe?: number;
+  block1?: { num: number; more: boolean; size: number };
+  block2?: { num: number; more: boolean; size: number };
+}
+
+const dotted = (code: number) => `${code >> 5}.${String(code & 31).padStart(2, '0')}`;
+
+/** tshark's CoAP PDUs, in frame order, reduced to the replay's fields. */
+async function tsharkMessages(file: string, port: number): Promise<Msg[]> {
+  const { stdout } = await run('tshark', ['-r', file, '-d', `tcp.port==${port},coap`, '-d', `udp.port==${port},coap`, '-T', 'json', '--no-duplicate-keys', '-J', 'tcp udp coap'], { maxBuffer: 256 << 20 });
+  const frames = JSON.parse(stdout) as Array<{ _source: { layers: Record<string, unknown> } }>;
+  const out: Msg[] = [];
+  for (const f of frames) {
+    const l = f._source.layers;
+    if (!l['coap']) continue;
+    const udp = l['udp'] as Record<string, string> | undefined;
+    const tcp = l['tcp'] as Record<string, string> | undefined;
+    const t = udp ?? tcp!;
+    const proto = udp ? 'udp' : 'tcp';
+    const dir = Number(t[`${proto}.dstport`]) === port ? 'downstream' : 'upstream';
+    const client = dir === 'downstream' ? t[`${proto}.srcport`] : t[`${proto}.dstport`];
+    const pdus = (Array.isArray(l['coap']) ? l['coap'] : [l['coap']]) as Array<Record<string, unknown>>;
+    for (const p of pdus) {
+      const code = Number(p['coap.code']);
+      const m: Msg = { key: `${proto} ${client} ${dir}`, code: dotted(code), token: String(p['coap.token'] ?? '').replace(/:/g, '') };
+      if (proto === 'udp') {
+        m.type = TYPES[Number(p['coap.type'])];
+        m.message_id = Number(p['coap.mid']);
+      }
+      const names = ([] as string[]).concat((p['coap.opt.name'] as string[] | string | undefined) ?? []);
+      const trees = ([] as Array<Record<string, string>>).concat((p['coap.opt.name_tree'] as Array<Record<string, string>> | undefined) ?? []);
+      const segs: string[] = [];
+      if (code >> 5 !== 7) {
+        names.forEach((name, i) => {
+          const o = trees[i] ?? {};
+          if (/Uri-Path/.test(name)) segs.push(o['coap.opt.uri_path'] ?? '');
+          if (/Observe/.test(name)) m.observe = Number(o['coap.opt.observe'] ?? 0);
+          const block = /Block(1|2)/.exec(name);
+          if (block) {
+            m[block[1] === '1' ? 'block1' : 'block2'] = {
+              num: Number(o['coap.opt.block_number'] ?? 0), more: o['coap.opt.block_mflag'] === '1', size: 2 ** (Number(o['coap.opt.block_size'] ?? 0) + 4),
+            };
+          }
+        });
+      }
+      if (code >= 1 && code < 32) m.uri_path = '/' + segs.join('/');
+      out.push(m);
+    }
+  }
+  return out;
+}
+
+/** What `protoplane replay --filter coap FILE` prints, reduced the same way. */
+async function replayMessages(file: string): Promise<Msg[]> {
+  const { stdout } = await run(path.join(REPO_ROOT, 'bin/protoplane'), ['replay', '--filter', 'coap', file], { maxBuffer: 256 << 20, cwd: REPO_ROOT });
+  const out: Msg[] = [];
+  const clients = new Map<number, string>();
+  for (const line of stdout.split('\n').filter(Boolean)) {
+    const rec = JSON.parse(line) as { conn: number; packet?: Record<string, unknown> };
+    const p = rec.packet;
+    if (!p) continue;
+    const m: Msg = { key: '', code: String(p['code']), token: String(p['token']) };
+    if (p['transport'] === 'udp') { m.type = String(p['type']); m.message_id = Number(p['message_id']); }
+    for (const k of ['uri_path', 'observe', 'block1', 'block2'] as const) if (p[k] !== undefined) (m as unknown as Record<string, unknown>)[k] = p[k];
+    m.key = `${String(p['transport'])} #${rec.conn} ${String(p['direction'])}`;
+    clients.set(rec.conn, String(p['transport']));
+    out.push(m);
+  }
+  return out;
+}
+
+/** JSON with keys in a fixed order. */
+function canonical(m: Msg): string {
+  const o = m as unknown as Record<string, unknown>;
+  return JSON.stringify(Object.fromEntries(Object.keys(o).sort().map((k) => [k, o[k]])));
+}
+
+/** Groups by key, keeping order; keys are renamed to their order of first appearance per transport (tshark's ports vs replay's conns). */
+function byStream(msgs: Msg[]): string[] {
+  const firstSeen = new Map<string, number>();
+  const order: string[] = [];
+  for (const m of msgs) {
+    const [proto, who] = m.key.split(' ');
+    const stream = `${proto} ${who}`;
+    if (!firstSeen.has(stream)) { firstSeen.set(stream, firstSeen.size); order.push(stream); }
+  }
+  return order.map((stream) => msgs.filter((m) => m.key.startsWith(stream + ' '))
+    .map((m) => canonical({ ...m, key: m.key.split(' ')[2]! })).join('\n'));
+}
+
+describe('coap replay agrees with tshark on captures of libcoap and npm coap', { timeout: 120_000 }, () => {
+  let server: CoapServer;
+  let dir = '';
+  let capture = '';
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coap-tshark-'));
+    capture = path.join(dir, 'coap.pcapng');
+    server = await startCoapServer('capture');
+    const dumpcap = spawn('dumpcap', ['-q', '-i', 'lo', '-f', `port ${server.port}`, '-w', capture], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    dumpcap.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    try {
+      await waitUntil(() => err.includes('Capturing on') || dumpcap.exitCode !== null, 10_000, 'dumpcap started');
+      assert.equal(dumpcap.exitCode, null, `dumpcap: ${err}`);
+      const big = path.join(dir, 'big.txt');
+      fs.writeFileSync(big, crypto.randomBytes(1500).toString('base64')); // 2000 bytes
+      for (const uri of [`coap+tcp://127.0.0.1:${server.port}`, `coap://127.0.0.1:${server.port}`]) {
+        await libcoapClient(['-m', 'put', '-b', '256', '-f', big], `${uri}/cap/big`);
+        await libcoapClient(['-m', 'get', '-b', '256'], `${uri}/cap/big`);
+        await libcoapClient(['-s', '3'], `${uri}/time`);
+        await libcoapClient(['-m', 'post', '-e', 'x', '-T', 'beef'], `${uri}/cap`);
+        await libcoapClient(['-m', 'delete'], `${uri}/cap/big`);
+      }
+      await npmCoapRequest(server.port, '/cap/n', 'PUT', Buffer.alloc(1000, 0x61));
+      await npmCoapRequest(server.port, '/cap/n');
+      await npmCoapObserve(server.port, '/time', 2);
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      dumpcap.kill('SIGINT');
+      await new Promise<void>((r) => (dumpcap.exitCode !== null ? r() : dumpcap.once('exit', () => r())));
+      await server.close();
+    }
+  });
+
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('reports every CoAP message tshark decodes, field for field, over TCP and UDP', async () => {
+    const ts = await tsharkMessages(capture, server.port);
+    const ours = await replayMessages(capture);
+    const udp = ts.filter((m) => m.key.startsWith('udp')).length;
+    const tcp = ts.length - udp;
+    assert.ok(tcp >= 30 && udp >= 30, `tshark decoded the capture (${tcp} TCP, ${udp} UDP messages)`);
+    assert.ok(ts.some((m) => m.block1) && ts.some((m) => m.block2) && ts.filter((m) => m.observe !== undefined).length >= 6, 'blocks and observe in the capture');
+    assert.equal(ours.length, ts.length, 'one replay line per CoAP message tshark decodes');
+    const a = byStream(ts);
+    const b = byStream(ours);
+    assert.equal(b.length, a.length, 'streams');
+    for (let i = 0; i < a.length; i++) assert.equal(b[i], a[i], `stream ${i}`);
+  });
+});
