@@ -31,7 +31,7 @@ export interface ServeOptions {
   maxStreamAgeMs?: number;
   maxStreamAgeGraceMs?: number;
   processMetrics?: boolean;
-  /** How Envoy gets Wasm modules: fetched from /filters/NAME.wasm with sha256 (default), or a local file path. */
+  /** How Envoy gets Wasm modules: inline in ECDS (default), fetched from /filters/NAME.wasm with sha256, or a local file path. */
   wasmCode?: CodeDelivery;
   /** Also reload when files under filters/ change (a new or rebuilt filter). Default true. */
   watchFilters?: boolean;
@@ -108,7 +108,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
       return { ok: false, errors: problems.map((p) => result.error(['listeners', p.listener, 'protocol'], p.message)), filters };
     }
     try {
-      return { ok: true, snapshot: snapshotsOf(result.mesh, filters.catalog.refs(options.wasmCode ?? 'remote')), filters };
+      return { ok: true, snapshot: snapshotsOf(result.mesh, filters.catalog.refs(options.wasmCode ?? 'inline')), filters };
     } catch (error) {
       return { ok: false, internal: error as Error, filters };
     }

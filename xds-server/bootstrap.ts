@@ -13,7 +13,11 @@ export interface BootstrapOptions {
   perType?: boolean;
   adminPort?: number;
   adminAddress?: string;
-  /** host:port of protoplane's admin server, where Envoy fetches Wasm modules (default: the xDS host, port 18001). */
+  /**
+   * host:port of protoplane's admin server, where Envoy fetches Wasm modules
+   * when serve runs with --wasm-code remote. Without it the bootstrap has no
+   * such cluster: inline and local code need no second address.
+   */
   protoplaneAdmin?: string;
 }
 
@@ -75,7 +79,7 @@ export function bootstrapConfig(options: BootstrapOptions): Record<string, unkno
     static_resources: {
       clusters: [
         staticCluster(XDS_CLUSTER, xds, true),
-        staticCluster(ADMIN_CLUSTER, options.protoplaneAdmin ? parseHostPort(options.protoplaneAdmin) : { host: xds.host, port: 18001 }, false),
+        ...(options.protoplaneAdmin ? [staticCluster(ADMIN_CLUSTER, parseHostPort(options.protoplaneAdmin), false)] : []),
       ],
     },
   };

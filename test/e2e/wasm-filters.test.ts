@@ -1,6 +1,6 @@
 // Wasm filters from the mesh config: a `protocol: contract` listener gets the
-// contract filter through ECDS, Envoy fetches the module from protoplane's
-// admin server with its sha256, settings changes hot-swap without draining
+// contract filter through ECDS (its module inline, the default; the admin
+// server also serves the bytes with their sha256), settings changes hot-swap without draining
 // the listener, and a config the filter refuses never reaches Envoy.
 import assert from 'node:assert/strict';
 import net from 'node:net';

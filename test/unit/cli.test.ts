@@ -28,7 +28,7 @@ describe('protoplane CLI', () => {
     for (const file of ['envoy-configs/mesh.example.yaml', 'envoy-configs/mesh.docker.yaml', 'envoy-configs/mesh.mqtt.yaml']) {
       const r = await protoplane('validate', file);
       assert.equal(r.code, 0, r.stderr);
-      assert.match(r.stdout, /ok \(\d+ listeners, \d+ clusters\)/);
+      assert.match(r.stdout, /ok \(\d+ listeners?, \d+ clusters?\)/);
     }
   });
 

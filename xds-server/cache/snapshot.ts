@@ -174,6 +174,15 @@ export class Snapshot {
   }
 }
 
+/** Messages that translations share (a filter's ECDS config, which may carry the module) are encoded once. */
+const encoded = new WeakMap<EnvoyMessage, ResourceEntry>();
+
+function encodedOnce(typeUrl: ResourceType, message: EnvoyMessage): ResourceEntry {
+  let entry = encoded.get(message);
+  if (!entry) encoded.set(message, (entry = encodeEntry(typeUrl, message)));
+  return entry;
+}
+
 export function buildSnapshot(resources: Resources, createdAt: number = Date.now()): Snapshot {
   const byType: Array<[ResourceType, EnvoyMessage[]]> = [
     [TYPE.listener, resources.listeners],
@@ -186,7 +195,7 @@ export function buildSnapshot(resources: Resources, createdAt: number = Date.now
   for (const [typeUrl, messages] of byType) {
     const entries = new Map<string, ResourceEntry>();
     for (const message of messages) {
-      const entry = encodeEntry(typeUrl, message);
+      const entry = encodedOnce(typeUrl, message);
       if (entries.has(entry.name)) throw new Error(`${typeUrl}: duplicate resource name ${entry.name}`);
       entries.set(entry.name, entry);
     }

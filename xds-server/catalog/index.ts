@@ -27,8 +27,12 @@ export interface FilterProblem {
   message: string;
 }
 
-/** How Envoy gets module bytes: from protoplane's admin server (with sha256), or from the build folder on this machine. */
-export type CodeDelivery = 'remote' | 'local';
+/**
+ * How Envoy gets module bytes: inline in ECDS (the default: hot-swaps, no
+ * second address), from protoplane's admin server (with sha256; for modules
+ * too large to inline), or from the build folder on this machine.
+ */
+export type CodeDelivery = 'inline' | 'remote' | 'local';
 
 export class FilterCatalog {
   private constructor(readonly entries: ReadonlyMap<string, CatalogEntry>) {}
@@ -78,19 +82,27 @@ export class FilterCatalog {
 
   /** What translation needs to reference each protocol's module. */
   refs(delivery: CodeDelivery): FilterRefs {
+    // One map per catalog and delivery: the same refs give the same ECDS objects, encoded once.
+    const known = this.refsByDelivery.get(delivery);
+    if (known) return known;
     const refs = new Map<string, FilterRef>();
-    for (const { manifest, sha256, contentPath } of this.entries.values()) {
+    for (const { manifest, bytes, sha256, contentPath } of this.entries.values()) {
       if (isBuiltinProtocol(manifest.protocol)) continue;
       refs.set(manifest.protocol, {
         name: manifest.name,
         code:
-          delivery === 'local'
-            ? { kind: 'local', path: contentPath }
-            : { kind: 'remote', url: `http://protoplane-admin/filters/${manifest.name}.wasm?sha256=${sha256}`, sha256 },
+          delivery === 'inline'
+            ? { kind: 'inline', bytes }
+            : delivery === 'local'
+              ? { kind: 'local', path: contentPath }
+              : { kind: 'remote', url: `http://protoplane-admin/filters/${manifest.name}.wasm?sha256=${sha256}`, sha256 },
       });
     }
+    this.refsByDelivery.set(delivery, refs);
     return refs;
   }
+
+  private readonly refsByDelivery = new Map<CodeDelivery, FilterRefs>();
 
   /** Starts each protocol listener's filter with its configuration, as Envoy would; returns who refused. */
   async check(mesh: Mesh): Promise<FilterProblem[]> {

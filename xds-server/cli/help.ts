@@ -64,7 +64,7 @@ export const COMMANDS: Record<string, CommandHelp> = {
       'per-type': 'one stream per resource type instead of ADS',
       'admin-port': 'Envoy\'s own admin port (default 9901)',
       'admin-address': 'Envoy\'s own admin address (default 127.0.0.1)',
-      'protoplane-admin': 'host:port of protoplane\'s admin server, needed only with serve --wasm-code remote (default: the xDS host, port 18001)',
+      'protoplane-admin': 'host:port of protoplane\'s admin server, where Envoy fetches modules with serve --wasm-code remote (default: none; inline code needs no second address)',
     },
     examples: [
       'protoplane bootstrap --node-id edge-1 > bootstrap.yaml && envoy -c bootstrap.yaml',

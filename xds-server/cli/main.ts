@@ -1,7 +1,7 @@
 // protoplane serve | validate | bootstrap
 import { serve } from '../app.ts';
 import { bootstrapYaml } from '../bootstrap.ts';
-import { FilterCatalog } from '../catalog/index.ts';
+import { FilterCatalog, type CodeDelivery } from '../catalog/index.ts';
 import { formatConfigError, loadMeshFile } from '../config/index.ts';
 import { parseDuration } from '../config/values.ts';
 import { DEFAULT_DEBOUNCE } from '../debounce.ts';
@@ -33,9 +33,9 @@ function duration(value: string | undefined, fallbackMs: number, flag: string): 
   return parsed.value;
 }
 
-function wasmCode(value: string | undefined): 'remote' | 'local' {
-  if (value === undefined || value === 'remote' || value === 'local') return value ?? 'remote';
-  fail(`--wasm-code: expected remote or local, got ${value}`);
+function wasmCode(value: string | undefined): CodeDelivery {
+  if (value === undefined || value === 'inline' || value === 'remote' || value === 'local') return value ?? 'inline';
+  fail(`--wasm-code: expected inline, remote or local, got ${value}`, 'serve');
 }
 
 function logFormat(value: string | undefined): LogFormat | undefined {

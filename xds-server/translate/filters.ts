@@ -6,8 +6,14 @@ import type { Listener } from '../model/types.ts';
 import { toAny, TYPE_PREFIX } from '../protos/index.ts';
 import type { EnvoyMessage } from './types.ts';
 
-/** How Envoy gets a filter's module: fetched from protoplane's admin server with its sha256, or a local file. */
-export type WasmCode = { kind: 'remote'; url: string; sha256: string } | { kind: 'local'; path: string };
+/**
+ * How Envoy gets a filter's module: its bytes inline in the ECDS resource,
+ * fetched from protoplane's admin server with its sha256, or a local file.
+ */
+export type WasmCode =
+  | { kind: 'inline'; bytes: Uint8Array }
+  | { kind: 'remote'; url: string; sha256: string }
+  | { kind: 'local'; path: string };
 
 export interface FilterRef {
   /** The filter's name (filters/NAME/filter.json). */
@@ -89,6 +95,8 @@ export function protocolListener(listener: Listener, source: EnvoyMessage): Envo
 }
 
 function codeSource(code: WasmCode): EnvoyMessage {
+  // Inline bytes and local files hot-swap: a new ECDS version starts the new module for new connections.
+  if (code.kind === 'inline') return { local: { inline_bytes: code.bytes } };
   if (code.kind === 'local') return { local: { filename: code.path } };
   return {
     remote: {
@@ -99,8 +107,22 @@ function codeSource(code: WasmCode): EnvoyMessage {
   };
 }
 
-/** The ECDS resource: the Wasm filter config for one listener. */
+const extensionConfigs = new WeakMap<Listener, WeakMap<FilterRef, EnvoyMessage>>();
+
+/**
+ * The ECDS resource: the Wasm filter config for one listener. The same
+ * object for the same listener and filter, so the snapshot of every xDS
+ * flavour shares one encoding of it (with inline code it carries the module).
+ */
 export function wasmExtensionConfig(listener: Listener, filter: FilterRef): EnvoyMessage {
+  let byFilter = extensionConfigs.get(listener);
+  if (!byFilter) extensionConfigs.set(listener, (byFilter = new WeakMap()));
+  let config = byFilter.get(filter);
+  if (!config) byFilter.set(filter, (config = buildExtensionConfig(listener, filter)));
+  return config;
+}
+
+function buildExtensionConfig(listener: Listener, filter: FilterRef): EnvoyMessage {
   const wasm = toAny('envoy.extensions.filters.network.wasm.v3.Wasm', {
     config: {
       name: filter.name,
