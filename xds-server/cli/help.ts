@@ -73,9 +73,11 @@ export const COMMANDS: Record<string, CommandHelp> = {
   },
   'new-filter': {
     summary: 'scaffold a protocol filter: filters/NAME/ and its starter test',
-    synopsis: 'new-filter NAME',
-    flags: {},
-    examples: ['protoplane new-filter redis && npm run build:filters'],
+    synopsis: 'new-filter NAME [--framed]',
+    flags: {
+      framed: 'a codec on the SDK\'s framed-stream layer (a length-prefixed protocol, docs/filters.md) instead of a line protocol',
+    },
+    examples: ['protoplane new-filter redis && npm run build:filters', 'protoplane new-filter beacon --framed'],
   },
   replay: {
     summary: 'run a capture (pcap/pcapng or raw bytes) through a filter in the in-process host',

@@ -146,9 +146,9 @@ async function main(argv: string[]): Promise<number> {
       return replayCommand({ filter: values.filter, config: values.config, capture: positionals[0]!, chunk, trace: values.trace === true });
     }
     case 'new-filter': {
-      const { positionals } = flagsOf('new-filter', rest, {}, true);
+      const { values, positionals } = flagsOf('new-filter', rest, { framed: { type: 'boolean' } }, true);
       if (positionals.length !== 1) fail('new-filter: pass exactly one name', 'new-filter');
-      const { files } = scaffoldFilter(REPO_ROOT, positionals[0]!);
+      const { files } = scaffoldFilter(REPO_ROOT, positionals[0]!, { framed: values.framed === true });
       process.stdout.write(`created:\n${files.map((f) => `  ${f}`).join('\n')}\nbuild: npm run build:filters   test: node --import tsx --test test/filters/${positionals[0]}.test.ts\n`);
       return 0;
     }
