@@ -241,7 +241,8 @@ export class KafkaCodec extends Codec {
     s.reset(p);
     const r = this.reader;
     r.reset(p, h.bodyAt, size + 4);
-    if (!walkRequest(h.key, h.version, r, s)) {
+    // the body must end where the frame does: a length that lies (or bytes smuggled after the body) closes
+    if (!walkRequest(h.key, h.version, r, s) || r.pos != size + 4) {
       stats.closed("malformed_body");
       return Verdict.close(API_NAME[h.key] + " v" + h.version.toString() + " request body does not parse (at byte " + r.pos.toString() + " of " + (size + 4).toString() + ")");
     }
@@ -474,7 +475,7 @@ export class KafkaCodec extends Codec {
     let version = e.version;
     // an ApiVersions answer to a version the broker lacks is in the v0 shape (UNSUPPORTED_VERSION first)
     if (e.key == API_VERSIONS && len - this.bodyAt >= 2 && <i32>be16(p + <usize>this.bodyAt) == UNSUPPORTED_VERSION) version = 0;
-    if (!walkResponse(e.key, version, r, s)) {
+    if (!walkResponse(e.key, version, r, s) || r.pos != len) {
       stats.closed("malformed_body");
       return Verdict.close(API_NAME[e.key] + " v" + e.version.toString() + " response body does not parse (at byte " + r.pos.toString() + " of " + len.toString() + ")");
     }

@@ -104,6 +104,7 @@ export class Reader {
     if (n < -1) { this.fail(); this.len = 0; return; }
     this.len = n;
     if (n > 0) this.skip(n);
+    if (!this.ok) this.len = 0; // never a span past the frame
   }
 
   /** An array's element count: int32 (-1 null) or uvarint count+1 (0 null); null reads as 0. A count the bytes left cannot hold fails. */

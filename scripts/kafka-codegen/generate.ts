@@ -266,25 +266,28 @@ function fieldCode(e: Emitter, f: Field, prefix: string, interests: Record<strin
   const sub = f.fields ?? structs.get(base);
   const stringFlex = f.flexibleVersions !== undefined ? inRange(parseRange(f.flexibleVersions), v) : flexible;
   const flexArg = stringFlex ? 'true' : 'false';
+  // events only for fields that were read whole (r.ok): a sink never sees a span past the frame
   const scalar = (t: string, evName: string | undefined): void => {
+    const int = (width: number, read: string): void => {
+      if (evName) e.line(`{ const at = r.pos; const v = <i64>r.${read}(); if (r.ok) s.on(EV_${evName}, at, ${width}, v); }`);
+      else e.line(`r.skip(${width});`);
+    };
     switch (t) {
-      case 'int8': case 'bool':
-        if (evName) e.line(`s.on(EV_${evName}, r.pos, 1, <i64>r.i8());`); else e.line('r.skip(1);'); break;
-      case 'int16': case 'uint16':
-        if (evName) e.line(`s.on(EV_${evName}, r.pos, 2, <i64>r.i16());`); else e.line('r.skip(2);'); break;
-      case 'int32': case 'uint32':
-        if (evName) e.line(`s.on(EV_${evName}, r.pos, 4, <i64>r.i32());`); else e.line('r.skip(4);'); break;
+      case 'int8': case 'bool': int(1, 'i8'); break;
+      case 'int16': case 'uint16': int(2, 'i16'); break;
+      case 'int32': case 'uint32': int(4, 'i32'); break;
       case 'int64': case 'float64':
         e.line('r.skip(8);'); break;
       case 'uuid':
-        if (evName) e.line(`s.on(EV_${evName}, r.pos, 16, 0);`);
-        e.line('r.skip(16);'); break;
+        e.line('r.skip(16);');
+        if (evName) e.line(`if (r.ok) s.on(EV_${evName}, r.pos - 16, 16, 0);`);
+        break;
       case 'string':
         e.line(`r.str(${flexArg});`);
-        if (evName) e.line(`s.on(EV_${evName}, r.at, r.len, <i64>r.prefixAt);`); break;
+        if (evName) e.line(`if (r.ok) s.on(EV_${evName}, r.at, r.len, <i64>r.prefixAt);`); break;
       case 'bytes': case 'records':
         e.line(`r.bytes(${flexArg});`);
-        if (evName) e.line(`s.on(EV_${evName}, r.at, r.len, <i64>r.prefixAt);`); break;
+        if (evName) e.line(`if (r.ok) s.on(EV_${evName}, r.at, r.len, <i64>r.prefixAt);`); break;
       default:
         throw new Error(`unknown type ${t} at ${fpath}`);
     }
@@ -311,7 +314,7 @@ function fieldCode(e: Emitter, f: Field, prefix: string, interests: Record<strin
     const at = `a${e.tmp++}`;
     e.line(`const ${at} = r.pos;`);
     e.line(`const ${n} = r.count(${flexArg});`);
-    e.line(`s.on(EV_${ev}_COUNT, ${at}, r.pos - ${at}, <i64>${n});`);
+    e.line(`if (r.ok) s.on(EV_${ev}_COUNT, ${at}, r.pos - ${at}, <i64>${n});`);
     e.events.add(`${ev}_COUNT`);
   } else {
     e.line(`const ${n} = r.count(${flexArg});`);

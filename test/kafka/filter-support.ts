@@ -53,9 +53,12 @@ export interface Run {
   packets: Record<string, unknown>[];
 }
 
+let kafkaModule: ReturnType<typeof loadFilter> | undefined;
+
+/** The kafka filter (built once per process) with these settings. */
 export async function kafkaPlugin(settings: object = {}, logLevel: 'debug' | 'info' = 'info'): Promise<WasmPlugin> {
-  const module = await loadFilter('kafka');
-  return module.instantiate({ configuration: settings, logLevel, defaultCluster: 'kafka-all' });
+  kafkaModule ??= loadFilter('kafka');
+  return (await kafkaModule).instantiate({ configuration: settings, logLevel, defaultCluster: 'kafka-all' });
 }
 
 /** The parsed-packet objects the filter logged (log_packets on, debug level). */

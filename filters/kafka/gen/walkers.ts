@@ -116,23 +116,23 @@ export function walkResponse(key: i16, v: i16, r: Reader, s: Sink): bool {
 
 // ProduceRequest v0-2
 function walkProduceRequest_0(r: Reader, s: Sink): bool {
-  s.on(EV_ACKS, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ACKS, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.bytes(false);
-      s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -143,24 +143,24 @@ function walkProduceRequest_0(r: Reader, s: Sink): bool {
 // ProduceRequest v3-8
 function walkProduceRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
-  s.on(EV_ACKS, r.pos, 2, <i64>r.i16());
+  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ACKS, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.bytes(false);
-      s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -171,24 +171,24 @@ function walkProduceRequest_1(r: Reader, s: Sink): bool {
 // ProduceRequest v9-12
 function walkProduceRequest_2(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
-  s.on(EV_ACKS, r.pos, 2, <i64>r.i16());
+  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ACKS, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(true);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.bytes(true);
-      s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
       r.skipTags();
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
@@ -202,24 +202,24 @@ function walkProduceRequest_2(r: Reader, s: Sink): bool {
 // ProduceRequest v13
 function walkProduceRequest_3(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
-  s.on(EV_ACKS, r.pos, 2, <i64>r.i16());
+  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ACKS, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_TOPIC_ID, r.pos, 16, 0);
     r.skip(16);
+    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     const a5 = r.pos;
     const n3 = r.count(true);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.bytes(true);
-      s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
       r.skipTags();
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
@@ -243,15 +243,15 @@ export function walkProduceRequest(r: Reader, v: i16, s: Sink): bool {
 function walkProduceResponse_0(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -263,15 +263,15 @@ function walkProduceResponse_0(r: Reader, s: Sink): bool {
 function walkProduceResponse_1(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -284,15 +284,15 @@ function walkProduceResponse_1(r: Reader, s: Sink): bool {
 function walkProduceResponse_2(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
     }
@@ -306,15 +306,15 @@ function walkProduceResponse_2(r: Reader, s: Sink): bool {
 function walkProduceResponse_3(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
       r.skip(8);
@@ -329,15 +329,15 @@ function walkProduceResponse_3(r: Reader, s: Sink): bool {
 function walkProduceResponse_4(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
       r.skip(8);
@@ -358,15 +358,15 @@ function walkProduceResponse_4(r: Reader, s: Sink): bool {
 function walkProduceResponse_5(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
       r.skip(8);
@@ -391,15 +391,15 @@ function walkProduceResponse_5(r: Reader, s: Sink): bool {
 function walkProduceResponse_6(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
       r.skip(8);
@@ -425,13 +425,13 @@ function walkProduceResponse_6(r: Reader, s: Sink): bool {
       const outer = r.end; r.end = end;
       const a11 = r.pos;
       const n9 = r.count(true);
-      s.on(EV_BROKER_COUNT, a11, r.pos - a11, <i64>n9);
+      if (r.ok) s.on(EV_BROKER_COUNT, a11, r.pos - a11, <i64>n9);
       for (let i10: i32 = 0; i10 < n9 && r.ok; i10++) {
         s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i10);
-        s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+        { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
         r.str(true);
-        s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-        s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+        if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+        { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
         r.str(true);
         r.skipTags();
         s.on(EV_BROKER_END, r.pos, 0, <i64>i10);
@@ -448,15 +448,15 @@ function walkProduceResponse_6(r: Reader, s: Sink): bool {
 function walkProduceResponse_7(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_TOPIC_ID, r.pos, 16, 0);
     r.skip(16);
+    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
       r.skip(8);
@@ -482,13 +482,13 @@ function walkProduceResponse_7(r: Reader, s: Sink): bool {
       const outer = r.end; r.end = end;
       const a11 = r.pos;
       const n9 = r.count(true);
-      s.on(EV_BROKER_COUNT, a11, r.pos - a11, <i64>n9);
+      if (r.ok) s.on(EV_BROKER_COUNT, a11, r.pos - a11, <i64>n9);
       for (let i10: i32 = 0; i10 < n9 && r.ok; i10++) {
         s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i10);
-        s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+        { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
         r.str(true);
-        s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-        s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+        if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+        { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
         r.str(true);
         r.skipTags();
         s.on(EV_BROKER_END, r.pos, 0, <i64>i10);
@@ -521,17 +521,17 @@ function walkFetchRequest_0(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(8);
       r.skip(4);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
@@ -549,17 +549,17 @@ function walkFetchRequest_1(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(8);
       r.skip(4);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
@@ -578,17 +578,17 @@ function walkFetchRequest_2(r: Reader, s: Sink): bool {
   r.skip(1);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(8);
       r.skip(4);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
@@ -607,17 +607,17 @@ function walkFetchRequest_3(r: Reader, s: Sink): bool {
   r.skip(1);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(8);
       r.skip(8);
       r.skip(4);
@@ -639,17 +639,17 @@ function walkFetchRequest_4(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(8);
       r.skip(8);
       r.skip(4);
@@ -679,17 +679,17 @@ function walkFetchRequest_5(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(4);
       r.skip(8);
       r.skip(8);
@@ -720,17 +720,17 @@ function walkFetchRequest_6(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(4);
       r.skip(8);
       r.skip(8);
@@ -762,17 +762,17 @@ function walkFetchRequest_7(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(true);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(4);
       r.skip(8);
       r.skip(4);
@@ -809,17 +809,17 @@ function walkFetchRequest_8(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_TOPIC_ID, r.pos, 16, 0);
     r.skip(16);
+    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     const a5 = r.pos;
     const n3 = r.count(true);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(4);
       r.skip(8);
       r.skip(4);
@@ -855,17 +855,17 @@ function walkFetchRequest_9(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_TOPIC_ID, r.pos, 16, 0);
     r.skip(16);
+    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     const a5 = r.pos;
     const n3 = r.count(true);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(4);
       r.skip(8);
       r.skip(4);
@@ -910,15 +910,15 @@ export function walkFetchRequest(r: Reader, v: i16, s: Sink): bool {
 function walkFetchResponse_0(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.bytes(false);
     }
@@ -932,15 +932,15 @@ function walkFetchResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.bytes(false);
     }
@@ -954,15 +954,15 @@ function walkFetchResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
       const n5 = r.count(false);
@@ -982,15 +982,15 @@ function walkFetchResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
       r.skip(8);
@@ -1009,19 +1009,19 @@ function walkFetchResponse_3(r: Reader, s: Sink): bool {
 // FetchResponse v7-10
 function walkFetchResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
       r.skip(8);
@@ -1040,19 +1040,19 @@ function walkFetchResponse_4(r: Reader, s: Sink): bool {
 // FetchResponse v11
 function walkFetchResponse_5(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
       r.skip(8);
@@ -1072,19 +1072,19 @@ function walkFetchResponse_5(r: Reader, s: Sink): bool {
 // FetchResponse v12
 function walkFetchResponse_6(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
       r.skip(8);
@@ -1108,19 +1108,19 @@ function walkFetchResponse_6(r: Reader, s: Sink): bool {
 // FetchResponse v13-15
 function walkFetchResponse_7(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_TOPIC_ID, r.pos, 16, 0);
     r.skip(16);
+    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
       r.skip(8);
@@ -1144,19 +1144,19 @@ function walkFetchResponse_7(r: Reader, s: Sink): bool {
 // FetchResponse v16-18
 function walkFetchResponse_8(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_TOPIC_ID, r.pos, 16, 0);
     r.skip(16);
+    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
       r.skip(8);
@@ -1182,13 +1182,13 @@ function walkFetchResponse_8(r: Reader, s: Sink): bool {
       const outer = r.end; r.end = end;
       const a11 = r.pos;
       const n9 = r.count(true);
-      s.on(EV_BROKER_COUNT, a11, r.pos - a11, <i64>n9);
+      if (r.ok) s.on(EV_BROKER_COUNT, a11, r.pos - a11, <i64>n9);
       for (let i10: i32 = 0; i10 < n9 && r.ok; i10++) {
         s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i10);
-        s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+        { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
         r.str(true);
-        s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-        s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+        if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+        { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
         r.str(true);
         r.skipTags();
         s.on(EV_BROKER_END, r.pos, 0, <i64>i10);
@@ -1220,17 +1220,17 @@ function walkListOffsetsRequest_0(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(8);
       r.skip(4);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
@@ -1245,17 +1245,17 @@ function walkListOffsetsRequest_1(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(8);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
@@ -1270,17 +1270,17 @@ function walkListOffsetsRequest_2(r: Reader, s: Sink): bool {
   r.skip(1);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(8);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
@@ -1295,17 +1295,17 @@ function walkListOffsetsRequest_3(r: Reader, s: Sink): bool {
   r.skip(1);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(4);
       r.skip(8);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
@@ -1321,17 +1321,17 @@ function walkListOffsetsRequest_4(r: Reader, s: Sink): bool {
   r.skip(1);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(true);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(4);
       r.skip(8);
       r.skipTags();
@@ -1350,17 +1350,17 @@ function walkListOffsetsRequest_5(r: Reader, s: Sink): bool {
   r.skip(1);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(true);
-    s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      s.on(EV_PARTITION_INDEX, r.pos, 4, <i64>r.i32());
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(4);
       r.skip(8);
       r.skipTags();
@@ -1389,15 +1389,15 @@ export function walkListOffsetsRequest(r: Reader, v: i16, s: Sink): bool {
 function walkListOffsetsResponse_0(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       const n5 = r.count(false);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
         r.skip(8);
@@ -1412,15 +1412,15 @@ function walkListOffsetsResponse_0(r: Reader, s: Sink): bool {
 function walkListOffsetsResponse_1(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
     }
@@ -1434,15 +1434,15 @@ function walkListOffsetsResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
     }
@@ -1456,15 +1456,15 @@ function walkListOffsetsResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
       r.skip(4);
@@ -1479,15 +1479,15 @@ function walkListOffsetsResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.skip(8);
       r.skip(4);
@@ -1515,7 +1515,7 @@ function walkMetadataRequest_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
   }
   return r.ok;
 }
@@ -1525,7 +1525,7 @@ function walkMetadataRequest_1(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
   }
   r.skip(1);
   return r.ok;
@@ -1536,7 +1536,7 @@ function walkMetadataRequest_2(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
   }
   r.skip(1);
   r.skip(1);
@@ -1549,7 +1549,7 @@ function walkMetadataRequest_3(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skipTags();
   }
   r.skip(1);
@@ -1563,10 +1563,10 @@ function walkMetadataRequest_3(r: Reader, s: Sink): bool {
 function walkMetadataRequest_4(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_ID, r.pos, 16, 0);
     r.skip(16);
+    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skipTags();
   }
   r.skip(1);
@@ -1580,10 +1580,10 @@ function walkMetadataRequest_4(r: Reader, s: Sink): bool {
 function walkMetadataRequest_5(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_ID, r.pos, 16, 0);
     r.skip(16);
+    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skipTags();
   }
   r.skip(1);
@@ -1607,26 +1607,26 @@ export function walkMetadataRequest(r: Reader, v: i16, s: Sink): bool {
 function walkMetadataResponse_0(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
     r.str(false);
-    s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   const a5 = r.pos;
   const n3 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(4);
       r.skip(4);
       const n8 = r.count(false);
@@ -1647,29 +1647,29 @@ function walkMetadataResponse_0(r: Reader, s: Sink): bool {
 function walkMetadataResponse_1(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
     r.str(false);
-    s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
     r.str(false);
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(4);
       r.skip(4);
       const n8 = r.count(false);
@@ -1690,13 +1690,13 @@ function walkMetadataResponse_1(r: Reader, s: Sink): bool {
 function walkMetadataResponse_2(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
     r.str(false);
-    s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
     r.str(false);
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
@@ -1704,16 +1704,16 @@ function walkMetadataResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(4);
       r.skip(4);
       const n8 = r.count(false);
@@ -1735,13 +1735,13 @@ function walkMetadataResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
     r.str(false);
-    s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
     r.str(false);
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
@@ -1749,16 +1749,16 @@ function walkMetadataResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(4);
       r.skip(4);
       const n8 = r.count(false);
@@ -1780,13 +1780,13 @@ function walkMetadataResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
     r.str(false);
-    s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
     r.str(false);
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
@@ -1794,16 +1794,16 @@ function walkMetadataResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(4);
       r.skip(4);
       const n8 = r.count(false);
@@ -1829,13 +1829,13 @@ function walkMetadataResponse_5(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
     r.str(false);
-    s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
     r.str(false);
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
@@ -1843,16 +1843,16 @@ function walkMetadataResponse_5(r: Reader, s: Sink): bool {
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(4);
       r.skip(4);
       r.skip(4);
@@ -1879,13 +1879,13 @@ function walkMetadataResponse_6(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
     r.str(false);
-    s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
     r.str(false);
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
@@ -1893,16 +1893,16 @@ function walkMetadataResponse_6(r: Reader, s: Sink): bool {
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(false);
-  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(4);
       r.skip(4);
       r.skip(4);
@@ -1931,13 +1931,13 @@ function walkMetadataResponse_7(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
@@ -1946,16 +1946,16 @@ function walkMetadataResponse_7(r: Reader, s: Sink): bool {
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(true);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(4);
       r.skip(4);
       r.skip(4);
@@ -1987,13 +1987,13 @@ function walkMetadataResponse_8(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
@@ -2002,18 +2002,18 @@ function walkMetadataResponse_8(r: Reader, s: Sink): bool {
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_TOPIC_ID, r.pos, 16, 0);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(16);
+    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     r.skip(1);
     const n6 = r.count(true);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(4);
       r.skip(4);
       r.skip(4);
@@ -2045,13 +2045,13 @@ function walkMetadataResponse_9(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
@@ -2060,18 +2060,18 @@ function walkMetadataResponse_9(r: Reader, s: Sink): bool {
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_TOPIC_ID, r.pos, 16, 0);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(16);
+    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     r.skip(1);
     const n6 = r.count(true);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(4);
       r.skip(4);
       r.skip(4);
@@ -2102,13 +2102,13 @@ function walkMetadataResponse_10(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
@@ -2117,18 +2117,18 @@ function walkMetadataResponse_10(r: Reader, s: Sink): bool {
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(true);
-  s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_TOPIC_ID, r.pos, 16, 0);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(16);
+    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     r.skip(1);
     const n6 = r.count(true);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(4);
       r.skip(4);
       r.skip(4);
@@ -2150,7 +2150,7 @@ function walkMetadataResponse_10(r: Reader, s: Sink): bool {
     r.skipTags();
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skipTags();
   return r.ok;
 }
@@ -2174,11 +2174,11 @@ export function walkMetadataResponse(r: Reader, v: i16, s: Sink): bool {
 // OffsetCommitRequest v0
 function walkOffsetCommitRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
@@ -2192,13 +2192,13 @@ function walkOffsetCommitRequest_0(r: Reader, s: Sink): bool {
 // OffsetCommitRequest v1
 function walkOffsetCommitRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
@@ -2213,14 +2213,14 @@ function walkOffsetCommitRequest_1(r: Reader, s: Sink): bool {
 // OffsetCommitRequest v2-4
 function walkOffsetCommitRequest_2(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   r.skip(8);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
@@ -2234,13 +2234,13 @@ function walkOffsetCommitRequest_2(r: Reader, s: Sink): bool {
 // OffsetCommitRequest v5
 function walkOffsetCommitRequest_3(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
@@ -2254,13 +2254,13 @@ function walkOffsetCommitRequest_3(r: Reader, s: Sink): bool {
 // OffsetCommitRequest v6
 function walkOffsetCommitRequest_4(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
@@ -2275,14 +2275,14 @@ function walkOffsetCommitRequest_4(r: Reader, s: Sink): bool {
 // OffsetCommitRequest v7
 function walkOffsetCommitRequest_5(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   r.str(false);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
@@ -2297,14 +2297,14 @@ function walkOffsetCommitRequest_5(r: Reader, s: Sink): bool {
 // OffsetCommitRequest v8-9
 function walkOffsetCommitRequest_6(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(true);
   r.str(true);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
@@ -2322,7 +2322,7 @@ function walkOffsetCommitRequest_6(r: Reader, s: Sink): bool {
 // OffsetCommitRequest v10
 function walkOffsetCommitRequest_7(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -2364,7 +2364,7 @@ function walkOffsetCommitResponse_0(r: Reader, s: Sink): bool {
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
   return r.ok;
@@ -2379,7 +2379,7 @@ function walkOffsetCommitResponse_1(r: Reader, s: Sink): bool {
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
   return r.ok;
@@ -2394,7 +2394,7 @@ function walkOffsetCommitResponse_2(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skipTags();
     }
     r.skipTags();
@@ -2412,7 +2412,7 @@ function walkOffsetCommitResponse_3(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skipTags();
     }
     r.skipTags();
@@ -2433,11 +2433,11 @@ export function walkOffsetCommitResponse(r: Reader, v: i16, s: Sink): bool {
 // OffsetFetchRequest v0-5
 function walkOffsetFetchRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
@@ -2449,11 +2449,11 @@ function walkOffsetFetchRequest_0(r: Reader, s: Sink): bool {
 // OffsetFetchRequest v6
 function walkOffsetFetchRequest_1(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
@@ -2467,11 +2467,11 @@ function walkOffsetFetchRequest_1(r: Reader, s: Sink): bool {
 // OffsetFetchRequest v7
 function walkOffsetFetchRequest_2(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
@@ -2488,11 +2488,11 @@ function walkOffsetFetchRequest_3(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.str(true);
-      s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
       const n4 = r.count(true);
       for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
         r.skip(4);
@@ -2511,13 +2511,13 @@ function walkOffsetFetchRequest_4(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
     r.str(true);
     r.skip(4);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.str(true);
-      s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
       const n4 = r.count(true);
       for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
         r.skip(4);
@@ -2536,7 +2536,7 @@ function walkOffsetFetchRequest_5(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
     r.str(true);
     r.skip(4);
     const n2 = r.count(true);
@@ -2576,7 +2576,7 @@ function walkOffsetFetchResponse_0(r: Reader, s: Sink): bool {
       r.skip(4);
       r.skip(8);
       r.str(false);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
   return r.ok;
@@ -2592,10 +2592,10 @@ function walkOffsetFetchResponse_1(r: Reader, s: Sink): bool {
       r.skip(4);
       r.skip(8);
       r.str(false);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
@@ -2610,10 +2610,10 @@ function walkOffsetFetchResponse_2(r: Reader, s: Sink): bool {
       r.skip(4);
       r.skip(8);
       r.str(false);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
@@ -2629,10 +2629,10 @@ function walkOffsetFetchResponse_3(r: Reader, s: Sink): bool {
       r.skip(8);
       r.skip(4);
       r.str(false);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
@@ -2648,12 +2648,12 @@ function walkOffsetFetchResponse_4(r: Reader, s: Sink): bool {
       r.skip(8);
       r.skip(4);
       r.str(true);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skipTags();
     }
     r.skipTags();
   }
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skipTags();
   return r.ok;
 }
@@ -2673,12 +2673,12 @@ function walkOffsetFetchResponse_5(r: Reader, s: Sink): bool {
         r.skip(8);
         r.skip(4);
         r.str(true);
-        s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+        { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
         r.skipTags();
       }
       r.skipTags();
     }
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.skipTags();
   }
   r.skipTags();
@@ -2700,12 +2700,12 @@ function walkOffsetFetchResponse_6(r: Reader, s: Sink): bool {
         r.skip(8);
         r.skip(4);
         r.str(true);
-        s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+        { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
         r.skipTags();
       }
       r.skipTags();
     }
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.skipTags();
   }
   r.skipTags();
@@ -2727,34 +2727,34 @@ export function walkOffsetFetchResponse(r: Reader, v: i16, s: Sink): bool {
 // FindCoordinatorRequest v0
 function walkFindCoordinatorRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   return r.ok;
 }
 
 // FindCoordinatorRequest v1-2
 function walkFindCoordinatorRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
-  s.on(EV_KEY_TYPE, r.pos, 1, <i64>r.i8());
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i8(); if (r.ok) s.on(EV_KEY_TYPE, at, 1, v); }
   return r.ok;
 }
 
 // FindCoordinatorRequest v3
 function walkFindCoordinatorRequest_2(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
-  s.on(EV_KEY_TYPE, r.pos, 1, <i64>r.i8());
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i8(); if (r.ok) s.on(EV_KEY_TYPE, at, 1, v); }
   r.skipTags();
   return r.ok;
 }
 
 // FindCoordinatorRequest v4-6
 function walkFindCoordinatorRequest_3(r: Reader, s: Sink): bool {
-  s.on(EV_KEY_TYPE, r.pos, 1, <i64>r.i8());
+  { const at = r.pos; const v = <i64>r.i8(); if (r.ok) s.on(EV_KEY_TYPE, at, 1, v); }
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   }
   r.skipTags();
   return r.ok;
@@ -2771,35 +2771,35 @@ export function walkFindCoordinatorRequest(r: Reader, v: i16, s: Sink): bool {
 
 // FindCoordinatorResponse v0
 function walkFindCoordinatorResponse_0(r: Reader, s: Sink): bool {
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
-  s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
   r.str(false);
-  s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-  s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+  if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
   return r.ok;
 }
 
 // FindCoordinatorResponse v1-2
 function walkFindCoordinatorResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(false);
-  s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+  { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
   r.str(false);
-  s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-  s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+  if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
   return r.ok;
 }
 
 // FindCoordinatorResponse v3
 function walkFindCoordinatorResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
-  s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+  { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
   r.str(true);
-  s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-  s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+  if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
   r.skipTags();
   return r.ok;
 }
@@ -2809,15 +2809,15 @@ function walkFindCoordinatorResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_PORT, r.pos, 4, <i64>r.i32());
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.skipTags();
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
@@ -2838,11 +2838,11 @@ export function walkFindCoordinatorResponse(r: Reader, v: i16, s: Sink): bool {
 // JoinGroupRequest v0
 function walkJoinGroupRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   r.str(false);
-  s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -2854,12 +2854,12 @@ function walkJoinGroupRequest_0(r: Reader, s: Sink): bool {
 // JoinGroupRequest v1-4
 function walkJoinGroupRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.skip(4);
   r.str(false);
   r.str(false);
-  s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -2871,13 +2871,13 @@ function walkJoinGroupRequest_1(r: Reader, s: Sink): bool {
 // JoinGroupRequest v5
 function walkJoinGroupRequest_2(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.skip(4);
   r.str(false);
   r.str(false);
   r.str(false);
-  s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -2889,13 +2889,13 @@ function walkJoinGroupRequest_2(r: Reader, s: Sink): bool {
 // JoinGroupRequest v6-7
 function walkJoinGroupRequest_3(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.skip(4);
   r.str(true);
   r.str(true);
   r.str(true);
-  s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -2909,13 +2909,13 @@ function walkJoinGroupRequest_3(r: Reader, s: Sink): bool {
 // JoinGroupRequest v8-9
 function walkJoinGroupRequest_4(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.skip(4);
   r.str(true);
   r.str(true);
   r.str(true);
-  s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -2939,7 +2939,7 @@ export function walkJoinGroupRequest(r: Reader, v: i16, s: Sink): bool {
 
 // JoinGroupResponse v0-1
 function walkJoinGroupResponse_0(r: Reader, s: Sink): bool {
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(false);
   r.str(false);
@@ -2955,7 +2955,7 @@ function walkJoinGroupResponse_0(r: Reader, s: Sink): bool {
 // JoinGroupResponse v2-4
 function walkJoinGroupResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(false);
   r.str(false);
@@ -2971,7 +2971,7 @@ function walkJoinGroupResponse_1(r: Reader, s: Sink): bool {
 // JoinGroupResponse v5
 function walkJoinGroupResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(false);
   r.str(false);
@@ -2988,7 +2988,7 @@ function walkJoinGroupResponse_2(r: Reader, s: Sink): bool {
 // JoinGroupResponse v6
 function walkJoinGroupResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -3007,7 +3007,7 @@ function walkJoinGroupResponse_3(r: Reader, s: Sink): bool {
 // JoinGroupResponse v7-8
 function walkJoinGroupResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -3027,7 +3027,7 @@ function walkJoinGroupResponse_4(r: Reader, s: Sink): bool {
 // JoinGroupResponse v9
 function walkJoinGroupResponse_5(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -3059,7 +3059,7 @@ export function walkJoinGroupResponse(r: Reader, v: i16, s: Sink): bool {
 // HeartbeatRequest v0-2
 function walkHeartbeatRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   return r.ok;
@@ -3068,7 +3068,7 @@ function walkHeartbeatRequest_0(r: Reader, s: Sink): bool {
 // HeartbeatRequest v3
 function walkHeartbeatRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   r.str(false);
@@ -3078,7 +3078,7 @@ function walkHeartbeatRequest_1(r: Reader, s: Sink): bool {
 // HeartbeatRequest v4
 function walkHeartbeatRequest_2(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -3096,21 +3096,21 @@ export function walkHeartbeatRequest(r: Reader, v: i16, s: Sink): bool {
 
 // HeartbeatResponse v0
 function walkHeartbeatResponse_0(r: Reader, s: Sink): bool {
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
 // HeartbeatResponse v1-3
 function walkHeartbeatResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
 // HeartbeatResponse v4
 function walkHeartbeatResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skipTags();
   return r.ok;
 }
@@ -3126,7 +3126,7 @@ export function walkHeartbeatResponse(r: Reader, v: i16, s: Sink): bool {
 // LeaveGroupRequest v0-2
 function walkLeaveGroupRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.str(false);
   return r.ok;
 }
@@ -3134,7 +3134,7 @@ function walkLeaveGroupRequest_0(r: Reader, s: Sink): bool {
 // LeaveGroupRequest v3
 function walkLeaveGroupRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -3146,7 +3146,7 @@ function walkLeaveGroupRequest_1(r: Reader, s: Sink): bool {
 // LeaveGroupRequest v4
 function walkLeaveGroupRequest_2(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -3160,7 +3160,7 @@ function walkLeaveGroupRequest_2(r: Reader, s: Sink): bool {
 // LeaveGroupRequest v5
 function walkLeaveGroupRequest_3(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -3183,26 +3183,26 @@ export function walkLeaveGroupRequest(r: Reader, v: i16, s: Sink): bool {
 
 // LeaveGroupResponse v0
 function walkLeaveGroupResponse_0(r: Reader, s: Sink): bool {
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
 // LeaveGroupResponse v1-2
 function walkLeaveGroupResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
 // LeaveGroupResponse v3
 function walkLeaveGroupResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
     r.str(false);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   }
   return r.ok;
 }
@@ -3210,12 +3210,12 @@ function walkLeaveGroupResponse_2(r: Reader, s: Sink): bool {
 // LeaveGroupResponse v4-5
 function walkLeaveGroupResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
     r.str(true);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.skipTags();
   }
   r.skipTags();
@@ -3234,7 +3234,7 @@ export function walkLeaveGroupResponse(r: Reader, v: i16, s: Sink): bool {
 // SyncGroupRequest v0-2
 function walkSyncGroupRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   const n0 = r.count(false);
@@ -3248,7 +3248,7 @@ function walkSyncGroupRequest_0(r: Reader, s: Sink): bool {
 // SyncGroupRequest v3
 function walkSyncGroupRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   r.str(false);
@@ -3263,7 +3263,7 @@ function walkSyncGroupRequest_1(r: Reader, s: Sink): bool {
 // SyncGroupRequest v4
 function walkSyncGroupRequest_2(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -3280,7 +3280,7 @@ function walkSyncGroupRequest_2(r: Reader, s: Sink): bool {
 // SyncGroupRequest v5
 function walkSyncGroupRequest_3(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -3307,7 +3307,7 @@ export function walkSyncGroupRequest(r: Reader, v: i16, s: Sink): bool {
 
 // SyncGroupResponse v0
 function walkSyncGroupResponse_0(r: Reader, s: Sink): bool {
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.bytes(false);
   return r.ok;
 }
@@ -3315,7 +3315,7 @@ function walkSyncGroupResponse_0(r: Reader, s: Sink): bool {
 // SyncGroupResponse v1-3
 function walkSyncGroupResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.bytes(false);
   return r.ok;
 }
@@ -3323,7 +3323,7 @@ function walkSyncGroupResponse_1(r: Reader, s: Sink): bool {
 // SyncGroupResponse v4
 function walkSyncGroupResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.bytes(true);
   r.skipTags();
   return r.ok;
@@ -3332,7 +3332,7 @@ function walkSyncGroupResponse_2(r: Reader, s: Sink): bool {
 // SyncGroupResponse v5
 function walkSyncGroupResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.str(true);
   r.bytes(true);
@@ -3354,7 +3354,7 @@ function walkDescribeGroupsRequest_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   }
   return r.ok;
 }
@@ -3364,7 +3364,7 @@ function walkDescribeGroupsRequest_1(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   }
   r.skip(1);
   return r.ok;
@@ -3375,7 +3375,7 @@ function walkDescribeGroupsRequest_2(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   }
   r.skip(1);
   r.skipTags();
@@ -3394,7 +3394,7 @@ export function walkDescribeGroupsRequest(r: Reader, v: i16, s: Sink): bool {
 function walkDescribeGroupsResponse_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     r.str(false);
     r.str(false);
@@ -3416,7 +3416,7 @@ function walkDescribeGroupsResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     r.str(false);
     r.str(false);
@@ -3438,7 +3438,7 @@ function walkDescribeGroupsResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     r.str(false);
     r.str(false);
@@ -3461,7 +3461,7 @@ function walkDescribeGroupsResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     r.str(false);
     r.str(false);
@@ -3485,7 +3485,7 @@ function walkDescribeGroupsResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.str(true);
     r.str(true);
@@ -3512,7 +3512,7 @@ function walkDescribeGroupsResponse_5(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.str(true);
     r.str(true);
@@ -3548,7 +3548,7 @@ export function walkDescribeGroupsResponse(r: Reader, v: i16, s: Sink): bool {
 
 // ListGroupsResponse v0
 function walkListGroupsResponse_0(r: Reader, s: Sink): bool {
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -3560,7 +3560,7 @@ function walkListGroupsResponse_0(r: Reader, s: Sink): bool {
 // ListGroupsResponse v1-2
 function walkListGroupsResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -3572,7 +3572,7 @@ function walkListGroupsResponse_1(r: Reader, s: Sink): bool {
 // ListGroupsResponse v3
 function walkListGroupsResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -3586,7 +3586,7 @@ function walkListGroupsResponse_2(r: Reader, s: Sink): bool {
 // ListGroupsResponse v4
 function walkListGroupsResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -3601,7 +3601,7 @@ function walkListGroupsResponse_3(r: Reader, s: Sink): bool {
 // ListGroupsResponse v5
 function walkListGroupsResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -3627,7 +3627,7 @@ export function walkListGroupsResponse(r: Reader, v: i16, s: Sink): bool {
 // SaslHandshakeRequest v0-1
 function walkSaslHandshakeRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_MECHANISM, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_MECHANISM, r.at, r.len, <i64>r.prefixAt);
   return r.ok;
 }
 
@@ -3639,7 +3639,7 @@ export function walkSaslHandshakeRequest(r: Reader, v: i16, s: Sink): bool {
 
 // SaslHandshakeResponse v0-1
 function walkSaslHandshakeResponse_0(r: Reader, s: Sink): bool {
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -3661,9 +3661,9 @@ function walkApiVersionsRequest_0(r: Reader, s: Sink): bool {
 // ApiVersionsRequest v3-4
 function walkApiVersionsRequest_1(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_SOFTWARE_NAME, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_SOFTWARE_NAME, r.at, r.len, <i64>r.prefixAt);
   r.str(true);
-  s.on(EV_SOFTWARE_VERSION, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_SOFTWARE_VERSION, r.at, r.len, <i64>r.prefixAt);
   r.skipTags();
   return r.ok;
 }
@@ -3677,15 +3677,15 @@ export function walkApiVersionsRequest(r: Reader, v: i16, s: Sink): bool {
 
 // ApiVersionsResponse v0
 function walkApiVersionsResponse_0(r: Reader, s: Sink): bool {
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_API_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_API_KEY, r.pos, 2, <i64>r.i16());
-    s.on(EV_MIN_VERSION, r.pos, 2, <i64>r.i16());
-    s.on(EV_MAX_VERSION, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_API_KEY, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_MIN_VERSION, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_MAX_VERSION, at, 2, v); }
     s.on(EV_API_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
@@ -3693,15 +3693,15 @@ function walkApiVersionsResponse_0(r: Reader, s: Sink): bool {
 
 // ApiVersionsResponse v1-2
 function walkApiVersionsResponse_1(r: Reader, s: Sink): bool {
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   const a2 = r.pos;
   const n0 = r.count(false);
-  s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_API_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_API_KEY, r.pos, 2, <i64>r.i16());
-    s.on(EV_MIN_VERSION, r.pos, 2, <i64>r.i16());
-    s.on(EV_MAX_VERSION, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_API_KEY, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_MIN_VERSION, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_MAX_VERSION, at, 2, v); }
     s.on(EV_API_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
@@ -3710,15 +3710,15 @@ function walkApiVersionsResponse_1(r: Reader, s: Sink): bool {
 
 // ApiVersionsResponse v3-4
 function walkApiVersionsResponse_2(r: Reader, s: Sink): bool {
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_API_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_API_KEY, r.pos, 2, <i64>r.i16());
-    s.on(EV_MIN_VERSION, r.pos, 2, <i64>r.i16());
-    s.on(EV_MAX_VERSION, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_API_KEY, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_MIN_VERSION, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_MAX_VERSION, at, 2, v); }
     r.skipTags();
     s.on(EV_API_END, r.pos, 0, <i64>i1);
   }
@@ -3740,7 +3740,7 @@ function walkCreateTopicsResponse_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   }
   return r.ok;
 }
@@ -3750,7 +3750,7 @@ function walkCreateTopicsResponse_1(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
   }
   return r.ok;
@@ -3762,7 +3762,7 @@ function walkCreateTopicsResponse_2(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
   }
   return r.ok;
@@ -3774,7 +3774,7 @@ function walkCreateTopicsResponse_3(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.skip(4);
     r.skip(2);
@@ -3800,7 +3800,7 @@ function walkCreateTopicsResponse_4(r: Reader, s: Sink): bool {
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
     r.skip(16);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.skip(4);
     r.skip(2);
@@ -3834,7 +3834,7 @@ function walkDeleteTopicsResponse_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   }
   return r.ok;
 }
@@ -3845,7 +3845,7 @@ function walkDeleteTopicsResponse_1(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   }
   return r.ok;
 }
@@ -3856,7 +3856,7 @@ function walkDeleteTopicsResponse_2(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.skipTags();
   }
   r.skipTags();
@@ -3869,7 +3869,7 @@ function walkDeleteTopicsResponse_3(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.skipTags();
   }
@@ -3884,7 +3884,7 @@ function walkDeleteTopicsResponse_4(r: Reader, s: Sink): bool {
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
     r.skip(16);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.skipTags();
   }
@@ -3905,7 +3905,7 @@ export function walkDeleteTopicsResponse(r: Reader, v: i16, s: Sink): bool {
 // InitProducerIdResponse v0-1
 function walkInitProducerIdResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(8);
   r.skip(2);
   return r.ok;
@@ -3914,7 +3914,7 @@ function walkInitProducerIdResponse_0(r: Reader, s: Sink): bool {
 // InitProducerIdResponse v2-5
 function walkInitProducerIdResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(8);
   r.skip(2);
   r.skipTags();
@@ -3924,7 +3924,7 @@ function walkInitProducerIdResponse_1(r: Reader, s: Sink): bool {
 // InitProducerIdResponse v6
 function walkInitProducerIdResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(8);
   r.skip(2);
   r.skip(8);
@@ -3944,22 +3944,22 @@ export function walkInitProducerIdResponse(r: Reader, v: i16, s: Sink): bool {
 // AddOffsetsToTxnRequest v0-2
 function walkAddOffsetsToTxnRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(8);
   r.skip(2);
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   return r.ok;
 }
 
 // AddOffsetsToTxnRequest v3-4
 function walkAddOffsetsToTxnRequest_1(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(8);
   r.skip(2);
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skipTags();
   return r.ok;
 }
@@ -3974,14 +3974,14 @@ export function walkAddOffsetsToTxnRequest(r: Reader, v: i16, s: Sink): bool {
 // AddOffsetsToTxnResponse v0-2
 function walkAddOffsetsToTxnResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
 // AddOffsetsToTxnResponse v3-4
 function walkAddOffsetsToTxnResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skipTags();
   return r.ok;
 }
@@ -3996,15 +3996,15 @@ export function walkAddOffsetsToTxnResponse(r: Reader, v: i16, s: Sink): bool {
 // TxnOffsetCommitRequest v0-1
 function walkTxnOffsetCommitRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(8);
   r.skip(2);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
@@ -4018,15 +4018,15 @@ function walkTxnOffsetCommitRequest_0(r: Reader, s: Sink): bool {
 // TxnOffsetCommitRequest v2
 function walkTxnOffsetCommitRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(8);
   r.skip(2);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
@@ -4041,9 +4041,9 @@ function walkTxnOffsetCommitRequest_1(r: Reader, s: Sink): bool {
 // TxnOffsetCommitRequest v3-5
 function walkTxnOffsetCommitRequest_2(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(8);
   r.skip(2);
   r.skip(4);
@@ -4052,7 +4052,7 @@ function walkTxnOffsetCommitRequest_2(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
@@ -4084,7 +4084,7 @@ function walkTxnOffsetCommitResponse_0(r: Reader, s: Sink): bool {
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
   return r.ok;
@@ -4099,7 +4099,7 @@ function walkTxnOffsetCommitResponse_1(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skipTags();
     }
     r.skipTags();
@@ -4118,14 +4118,14 @@ export function walkTxnOffsetCommitResponse(r: Reader, v: i16, s: Sink): bool {
 // SaslAuthenticateRequest v0-1
 function walkSaslAuthenticateRequest_0(r: Reader, s: Sink): bool {
   r.bytes(false);
-  s.on(EV_AUTH_BYTES, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_AUTH_BYTES, r.at, r.len, <i64>r.prefixAt);
   return r.ok;
 }
 
 // SaslAuthenticateRequest v2
 function walkSaslAuthenticateRequest_1(r: Reader, s: Sink): bool {
   r.bytes(true);
-  s.on(EV_AUTH_BYTES, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_AUTH_BYTES, r.at, r.len, <i64>r.prefixAt);
   r.skipTags();
   return r.ok;
 }
@@ -4139,7 +4139,7 @@ export function walkSaslAuthenticateRequest(r: Reader, v: i16, s: Sink): bool {
 
 // SaslAuthenticateResponse v0
 function walkSaslAuthenticateResponse_0(r: Reader, s: Sink): bool {
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(false);
   r.bytes(false);
   return r.ok;
@@ -4147,7 +4147,7 @@ function walkSaslAuthenticateResponse_0(r: Reader, s: Sink): bool {
 
 // SaslAuthenticateResponse v1
 function walkSaslAuthenticateResponse_1(r: Reader, s: Sink): bool {
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(false);
   r.bytes(false);
   r.skip(8);
@@ -4156,7 +4156,7 @@ function walkSaslAuthenticateResponse_1(r: Reader, s: Sink): bool {
 
 // SaslAuthenticateResponse v2
 function walkSaslAuthenticateResponse_2(r: Reader, s: Sink): bool {
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.bytes(true);
   r.skip(8);
@@ -4177,7 +4177,7 @@ function walkDeleteGroupsRequest_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   }
   return r.ok;
 }
@@ -4187,7 +4187,7 @@ function walkDeleteGroupsRequest_1(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   }
   r.skipTags();
   return r.ok;
@@ -4206,7 +4206,7 @@ function walkDeleteGroupsResponse_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   }
   return r.ok;
 }
@@ -4217,7 +4217,7 @@ function walkDeleteGroupsResponse_1(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.skipTags();
   }
   r.skipTags();
@@ -4234,11 +4234,11 @@ export function walkDeleteGroupsResponse(r: Reader, v: i16, s: Sink): bool {
 // OffsetDeleteRequest v0
 function walkOffsetDeleteRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
@@ -4255,7 +4255,7 @@ export function walkOffsetDeleteRequest(r: Reader, v: i16, s: Sink): bool {
 
 // OffsetDeleteResponse v0
 function walkOffsetDeleteResponse_0(r: Reader, s: Sink): bool {
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
@@ -4263,7 +4263,7 @@ function walkOffsetDeleteResponse_0(r: Reader, s: Sink): bool {
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
   return r.ok;
@@ -4278,19 +4278,19 @@ export function walkOffsetDeleteResponse(r: Reader, v: i16, s: Sink): bool {
 // DescribeClusterResponse v0
 function walkDescribeClusterResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.str(true);
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
@@ -4303,20 +4303,20 @@ function walkDescribeClusterResponse_0(r: Reader, s: Sink): bool {
 // DescribeClusterResponse v1
 function walkDescribeClusterResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.skip(1);
   r.str(true);
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
@@ -4329,20 +4329,20 @@ function walkDescribeClusterResponse_1(r: Reader, s: Sink): bool {
 // DescribeClusterResponse v2
 function walkDescribeClusterResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.skip(1);
   r.str(true);
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    s.on(EV_NODE_ID, r.pos, 4, <i64>r.i32());
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    s.on(EV_PORT, r.pos, 4, <i64>r.i32());
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skip(1);
     r.skipTags();
@@ -4364,7 +4364,7 @@ export function walkDescribeClusterResponse(r: Reader, v: i16, s: Sink): bool {
 // ConsumerGroupHeartbeatRequest v0
 function walkConsumerGroupHeartbeatRequest_0(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.str(true);
   r.skip(4);
   r.str(true);
@@ -4391,7 +4391,7 @@ function walkConsumerGroupHeartbeatRequest_0(r: Reader, s: Sink): bool {
 // ConsumerGroupHeartbeatRequest v1
 function walkConsumerGroupHeartbeatRequest_1(r: Reader, s: Sink): bool {
   r.str(true);
-  s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.str(true);
   r.skip(4);
   r.str(true);
@@ -4426,7 +4426,7 @@ export function walkConsumerGroupHeartbeatRequest(r: Reader, v: i16, s: Sink): b
 // ConsumerGroupHeartbeatResponse v0-1
 function walkConsumerGroupHeartbeatResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.str(true);
   r.skip(4);
@@ -4458,7 +4458,7 @@ function walkConsumerGroupDescribeRequest_0(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   }
   r.skip(1);
   r.skipTags();
@@ -4476,7 +4476,7 @@ function walkConsumerGroupDescribeResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.str(true);
     r.str(true);
@@ -4532,7 +4532,7 @@ function walkConsumerGroupDescribeResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_ERROR_CODE, r.pos, 2, <i64>r.i16());
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.str(true);
     r.str(true);
