@@ -180,6 +180,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     lastConfigError: () => lastErrors,
     filters: () => catalog,
     ready: () => cache.snapshot !== undefined,
+    configPath: options.configPath,
   });
   await admin.listen({ port: options.adminPort, host: options.adminHost ?? '127.0.0.1' });
   const adminPort = (admin.server.address() as AddressInfo).port;

@@ -12,7 +12,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 CACHE="$REPO_ROOT/.cache"
 ENVOY_VERSION="1.40.0"
-ALL_PEERS=(openssl envoy mosquitto tshark kafka coap)
+ALL_PEERS=(openssl envoy mosquitto tshark kafka coap chromium)
 
 die() { echo "install-peers: $*" >&2; exit 1; }
 
@@ -120,6 +120,14 @@ install_coap() {
   fi
   [ -x "$CACHE/venv/bin/aiocoap-client" ] || die "coap: $CACHE/venv/bin/aiocoap-client missing after pip install aiocoap"
   echo "coap: $(command -v coap-server-notls) ($(coap-client-notls 2>&1 | head -n1 | awk '{print $2}')), aiocoap $AIOCOAP_VERSION"
+}
+
+# Headless Chromium (Debian chromium) for the admin status page test, driven by
+# npm puppeteer-core; as root it runs with --no-sandbox.
+install_chromium() {
+  command -v chromium >/dev/null || apt_install chromium
+  command -v chromium >/dev/null || die "chromium: still not on PATH after apt-get install chromium"
+  echo "chromium: $(command -v chromium) ($(chromium --version 2>/dev/null | awk '{print $2}'))"
 }
 
 main() {

@@ -6,6 +6,7 @@ import type { SnapshotCache } from '../cache/index.ts';
 import type { Metrics } from '../metrics.ts';
 import { decodeMessage, TYPE_PREFIX } from '../protos/index.ts';
 import { shortType, type StreamInfo } from '../server/index.ts';
+import { isCompact, registerStatusPage, sendJson } from './status-page.ts';
 
 export interface AdminOptions {
   cache: SnapshotCache;
@@ -15,6 +16,8 @@ export interface AdminOptions {
   lastConfigError: () => string[] | undefined;
   ready: () => boolean;
   filters: () => FilterCatalog;
+  /** The mesh file served, shown on the status page. */
+  configPath?: string;
 }
 
 export function nodesView(streams: readonly StreamInfo[]): unknown {
@@ -89,7 +92,9 @@ export function buildAdmin(options: AdminOptions): FastifyInstance {
     const body = await options.metrics.registry.metrics();
     return reply.type(options.metrics.registry.contentType).send(body);
   });
-  app.get('/debug/nodes', async () => nodesView(options.streams()));
+  registerStatusPage(app, options);
+  // Pretty by default (people read it with curl); ?compact for one line.
+  app.get('/debug/nodes', async (request, reply) => sendJson(reply, nodesView(options.streams()), isCompact(request.query)));
   app.get('/debug/filters', async () => ({
     filters: [...options.filters().entries.values()].map((e) => ({
       name: e.manifest.name,

@@ -33,6 +33,8 @@ export interface StreamInfo {
   readonly group?: string;
   readonly connectedAt: number;
   readonly types: ReadonlyMap<ResourceType, TypeStateInfo>;
+  /** Every type on this one stream (ADS), or one stream per type. */
+  readonly transport: 'ads' | 'per-type';
 }
 
 export interface StreamContext {
@@ -110,6 +112,10 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo, 
     /** Which snapshot flavour this stream's Envoy needs (ADS, or per-type SotW/Delta). */
     private readonly flavour: XdsFlavour,
   ) {}
+
+  get transport(): 'ads' | 'per-type' {
+    return this.flavour === 'ads' ? 'ads' : 'per-type';
+  }
 
   /** This stream and the node's other per-type streams (just this one over ADS). */
   private session(): Iterable<XdsStream<BaseTypeState>> {
