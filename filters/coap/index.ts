@@ -15,7 +15,7 @@ import { LogLevel } from "../sdk/types";
 import { Codec, Frame, FramedRoot, FramedStream, PACKET_LOG_PREFIX, StreamError, Verdict } from "../sdk/stream";
 import {
   CODE_BAD_REQUEST, CODE_CSM, CODE_FORBIDDEN, CODE_PING, CODE_PONG, CoapMessage, FRAME_BAD, FRAME_NEED_MORE,
-  ParseError, Transport, buildResponse, codeString, parseErrorName, parseTcp, parseUdp, tcpFrame, tcpFrameLength, writePath,
+  ParseError, Transport, buildResponse, codeString, parseErrorName, parseTcpHead, parseUdp, tcpFrame, tcpFrameLength, tcpHeadLength, writePath,
 } from "./parser";
 import { Policy, readPolicy } from "./policy";
 import { describeMessage } from "./describe";
@@ -186,7 +186,9 @@ class CoapCodec extends Codec {
       return frame.reject(Verdict.close("message of " + n.toString() + " bytes from " + (frame.fromClient ? "client" : "server") + " exceeds " + whose + " (" + limit.toString() + ")"));
     }
     frame.length = <u64>n;
-    return n;
+    // only header, token and options are read: the payload passes without being copied into the VM
+    const head = tcpHeadLength(frame.ptr, frame.avail, <u32>n);
+    return head == FRAME_NEED_MORE ? <i64>frame.avail + 1 : head;
   }
 
   onFrame(frame: Frame): Verdict {
@@ -194,7 +196,7 @@ class CoapCodec extends Codec {
     const c = this.conn.counters;
     const m = this.msg;
     const len = <u32>frame.length;
-    const e = root.udp ? parseUdp(frame.ptr, len, m, root.maxOptions) : parseTcp(frame.ptr, len, m, root.maxOptions);
+    const e = root.udp ? parseUdp(frame.ptr, len, m, root.maxOptions) : parseTcpHead(frame.ptr, <u32>frame.header, len, m, root.maxOptions);
     if (e == ParseError.TooManyOptions) return this.refuse(frame, root.cRefusedOptions, "more than " + root.maxOptions.toString() + " options", CODE_BAD_REQUEST);
     if (e != ParseError.None) {
       c.add(root.cMalformed, 1);

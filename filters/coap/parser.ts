@@ -333,26 +333,65 @@ export function parseUdp(ptr: usize, len: u32, m: CoapMessage, maxOptions: u32):
   if (<u32>4 + tkl > len) return ParseError.Truncated;
   m.tokenOffset = 4;
   m.tokenLength = tkl;
-  return parseOptions(ptr, 4 + tkl, len, m, maxOptions);
+  return parseOptions(ptr, 4 + tkl, len, len, m, maxOptions);
 }
 
 /** Parses one whole TCP frame of `len` bytes (len as tcpFrameLength gave it). */
 export function parseTcp(ptr: usize, len: u32, m: CoapMessage, maxOptions: u32): ParseError {
+  return parseTcpHead(ptr, len, len, m, maxOptions);
+}
+
+/**
+ * Bytes of the TCP frame at `ptr` (`total` long, `avail` of them there) up
+ * to and including its payload marker: all a proxy reads of a message (the
+ * payload is never looked at). FRAME_NEED_MORE when the options run past
+ * `avail`; `total` when there is no payload, or when the options are bad
+ * (parseTcp then says why).
+ */
+export function tcpHeadLength(ptr: usize, avail: usize, total: u32): i64 {
+  const b0 = <u32>load<u8>(ptr);
+  let at = tcpHeaderLength(b0);
+  const end = <u32>min<usize>(avail, <usize>total);
+  while (at < total) {
+    if (at >= end) return FRAME_NEED_MORE;
+    const b = <u32>load<u8>(ptr + at);
+    if (b == 0xff) return <i64>(at + 1 < total ? at + 1 : total);
+    const d = b >> 4;
+    const l = b & 15;
+    if (d == 15 || l == 15) return <i64>total;
+    let ext: u32 = (d == 13 ? 1 : d == 14 ? 2 : 0) + (l == 13 ? 1 : l == 14 ? 2 : 0);
+    if (at + 1 + ext > end) return at + 1 + ext > total ? <i64>total : FRAME_NEED_MORE;
+    let olen = l;
+    const lenAt = ptr + at + 1 + (d == 13 ? 1 : d == 14 ? 2 : 0);
+    if (l == 13) olen = <u32>load<u8>(lenAt) + 13;
+    else if (l == 14) olen = ((<u32>load<u8>(lenAt) << 8) | <u32>load<u8>(lenAt + 1)) + 269;
+    at += 1 + ext + olen;
+  }
+  return <i64>total;
+}
+
+/**
+ * Parses a TCP frame of `total` bytes from its first `head` bytes (head as
+ * tcpHeadLength gave it, or total): header, token, options; the payload's
+ * place and length without its bytes.
+ */
+export function parseTcpHead(ptr: usize, head: u32, total: u32, m: CoapMessage, maxOptions: u32): ParseError {
   m.reset();
   m.transport = Transport.Tcp;
-  m.length = len;
-  const total = tcpFrameLength(ptr, len);
-  if (total == FRAME_BAD) return ParseError.BadTokenLength;
-  if (total == FRAME_NEED_MORE || total != <i64>len) return ParseError.Truncated;
+  m.length = total;
+  const n = tcpFrameLength(ptr, head);
+  if (n == FRAME_BAD) return ParseError.BadTokenLength;
+  if (n == FRAME_NEED_MORE || n != <i64>total) return ParseError.Truncated;
   const b0 = <u32>load<u8>(ptr);
   const header = tcpHeaderLength(b0);
+  if (header > head) return ParseError.Truncated;
   m.code = load<u8>(ptr + header - 1 - (b0 & 15));
   m.tokenOffset = header - (b0 & 15);
   m.tokenLength = b0 & 15;
-  return parseOptions(ptr, header, len, m, maxOptions);
+  return parseOptions(ptr, header, head, total, m, maxOptions);
 }
 
-function parseOptions(ptr: usize, start: u32, end: u32, m: CoapMessage, maxOptions: u32): ParseError {
+function parseOptions(ptr: usize, start: u32, end: u32, total: u32, m: CoapMessage, maxOptions: u32): ParseError {
   const signaling = (m.code >> 5) == 7;
   let at = start;
   let number: u32 = 0;
@@ -361,9 +400,9 @@ function parseOptions(ptr: usize, start: u32, end: u32, m: CoapMessage, maxOptio
     const b = <u32>load<u8>(ptr + at);
     at++;
     if (b == 0xff) {
-      if (at >= end) return ParseError.EmptyPayload;
+      if (at >= total) return ParseError.EmptyPayload;
       m.payloadOffset = at;
-      m.payloadLength = end - at;
+      m.payloadLength = total - at;
       m.optionCount = count;
       return ParseError.None;
     }
@@ -398,7 +437,7 @@ function parseOptions(ptr: usize, start: u32, end: u32, m: CoapMessage, maxOptio
     at += olen;
   }
   m.optionCount = count;
-  return ParseError.None;
+  return end < total ? ParseError.Truncated : ParseError.None;
 }
 
 function signalOption(p: usize, number: u32, olen: u32, m: CoapMessage): void {

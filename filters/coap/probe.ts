@@ -1,7 +1,7 @@
 // Entry of the parser probe (test/coap/parser.test.ts, fuzz, bench), not of
 // the filter: parser.ts and describe.ts over bytes already in memory, with no
 // host. Built with filters/coap/probe.asconfig.json.
-import { CoapMessage, FRAME_BAD, FRAME_NEED_MORE, ParseError, Transport, buildResponse, parseErrorName, parseTcp, parseUdp, tcpFrameLength } from "./parser";
+import { CoapMessage, FRAME_BAD, FRAME_NEED_MORE, ParseError, Transport, buildResponse, parseErrorName, parseTcp, parseTcpHead, parseUdp, tcpFrameLength, tcpHeadLength } from "./parser";
 import { describeMessage } from "./describe";
 
 const BUFFER = heap.alloc(1 << 20);
@@ -15,6 +15,16 @@ export function bufferPointer(): usize { return BUFFER; }
 export function describe(transport: i32, len: u32, maxOptions: u32): string {
   const e = transport == Transport.Udp ? parseUdp(BUFFER, len, message, maxOptions) : parseTcp(BUFFER, len, message, maxOptions);
   lastError = e;
+  if (e != ParseError.None) return "error: " + parseErrorName(e);
+  return describeMessage(BUFFER, message, "downstream");
+}
+
+/** tcpHeadLength of the frame at BUFFER (`total` long) with `avail` bytes there; -1: needs more. */
+export function headLength(avail: u32, total: u32): i64 { return tcpHeadLength(BUFFER, avail, total); }
+
+/** Parses the TCP frame at BUFFER (`total` long) from its first `head` bytes only. */
+export function describeHead(head: u32, total: u32): string {
+  const e = parseTcpHead(BUFFER, head, total, message, 256);
   if (e != ParseError.None) return "error: " + parseErrorName(e);
   return describeMessage(BUFFER, message, "downstream");
 }

@@ -21,6 +21,22 @@ describe('coap parser', () => {
     }
   });
 
+  it('reads a TCP message from its head alone (up to the payload marker), under every cut', async () => {
+    const probe = await coapProbe();
+    for (const [i, p] of corpus().entries()) {
+      const frame = tcpBytes(p);
+      const head = probe.headLength(frame, frame.length);
+      assert.ok(head > 0 && head <= frame.length, `message ${i}: head ${head}`);
+      const payload = (p.payload ?? Buffer.alloc(0)).length;
+      assert.equal(head, frame.length - payload, `message ${i}: the head ends at the payload`);
+      for (let cut = 1; cut < head; cut++) {
+        const n = probe.headLength(frame, cut); // -1, or already the whole head (the last option's value bytes are not needed to know it)
+        assert.ok(n === -1 || n === head, `message ${i}: ${cut} of ${head} head bytes: ${n}`);
+      }
+      assert.deepEqual(probe.describeHead(frame, head), probe.describe(TCP, frame), `message ${i}: head parse = whole parse`);
+    }
+  });
+
   it('decodes the signaling messages of RFC 8323 (CSM options, Ping, Pong, Release, Abort)', async () => {
     const probe = await coapProbe();
     for (const f of signalingFrames()) {

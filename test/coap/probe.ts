@@ -18,6 +18,8 @@ interface ProbeExports {
   parseTcpRounds(len: number, rounds: number): bigint;
   parseUdpRounds(len: number, rounds: number): bigint;
   forbiddenFor(transport: number, len: number): number;
+  headLength(avail: number, total: number): bigint;
+  describeHead(head: number, total: number): number;
 }
 
 export interface Probe {
@@ -25,6 +27,10 @@ export interface Probe {
   describe(transport: number, bytes: Uint8Array, maxOptions?: number): Record<string, unknown>;
   frameLength(bytes: Uint8Array): number;
   forbiddenFor(transport: number, bytes: Uint8Array): Record<string, unknown>;
+  /** tcpHeadLength with only the first `avail` bytes of the frame present (-1: needs more). */
+  headLength(frame: Uint8Array, avail: number): number;
+  /** The frame parsed from its first `head` bytes (the rest of the buffer zeroed). */
+  describeHead(frame: Uint8Array, head: number): Record<string, unknown>;
   /** Raw access for benchmarks: copy `bytes` in, then call the rounds functions. */
   load(bytes: Uint8Array): void;
   exports: ProbeExports;
@@ -65,6 +71,14 @@ async function build(): Promise<Probe> {
     frameLength(bytes) {
       load(bytes);
       return Number(x.frameLength(0, bytes.length));
+    },
+    headLength(frame, avail) {
+      load(frame.subarray(0, avail));
+      return Number(x.headLength(avail, frame.length));
+    },
+    describeHead(frame, head) {
+      load(Buffer.concat([frame.subarray(0, head), Buffer.alloc(frame.length - head)]));
+      return obj(str(x.describeHead(head, frame.length)));
     },
     forbiddenFor(transport, bytes) {
       load(bytes);
