@@ -35,6 +35,8 @@ export interface KafkaBroker {
   readonly advertised: string;
   /** The INTERNAL listener, advertised as itself: for direct, proxy-free access. */
   readonly internalPort: number;
+  /** Ports of the listeners asked for with StartKafkaOptions.extraListeners, by name. */
+  readonly extraPorts: Readonly<Record<string, number>>;
 }
 
 export interface KafkaCluster {
@@ -64,6 +66,14 @@ export interface StartKafkaOptions {
   brokers?: 1 | 2;
   /** Host each broker advertises on EXTERNAL; default `broker<ID>.kafka.invalid`. */
   advertise?: (id: number) => string;
+  /**
+   * More client listeners per broker, each advertising the host:port given
+   * (e.g. a proxy's port in front of it, so that a client which follows broker
+   * addresses stays on that proxy with no rewriting). Names: letters and '_'.
+   */
+  extraListeners?: ReadonlyArray<{ name: string; advertise: (id: number) => string }>;
+  /** More server.properties entries (e.g. retention for a benchmark). */
+  properties?: Readonly<Record<string, string | number>>;
 }
 
 export const unresolvableHost = (id: number): string => `broker${id}.kafka.invalid`;
@@ -87,22 +97,23 @@ interface NodePlan {
   internalPort: number;
   controllerPort?: number;
   advertisedHost: string;
+  extra: Array<{ name: string; port: number; advertised: string }>;
   dir: string;
 }
 
-function serverProperties(node: NodePlan, controllerId: number, controllerPort: number, brokerCount: number): string {
+function serverProperties(node: NodePlan, controllerId: number, controllerPort: number, brokerCount: number, extraProperties: Readonly<Record<string, string | number>>): string {
   const isController = node.controllerPort !== undefined;
-  const listeners = [`EXTERNAL://127.0.0.1:${node.port}`, `INTERNAL://127.0.0.1:${node.internalPort}`];
+  const listeners = [`EXTERNAL://127.0.0.1:${node.port}`, `INTERNAL://127.0.0.1:${node.internalPort}`, ...node.extra.map((e) => `${e.name}://127.0.0.1:${e.port}`)];
   if (isController) listeners.push(`CONTROLLER://127.0.0.1:${node.controllerPort}`);
   return properties({
     'process.roles': isController ? 'broker,controller' : 'broker',
     'node.id': node.id,
     'controller.quorum.voters': `${controllerId}@127.0.0.1:${controllerPort}`,
     listeners: listeners.join(','),
-    'advertised.listeners': `EXTERNAL://${node.advertisedHost}:${node.port},INTERNAL://127.0.0.1:${node.internalPort}`,
+    'advertised.listeners': [`EXTERNAL://${node.advertisedHost}:${node.port}`, `INTERNAL://127.0.0.1:${node.internalPort}`, ...node.extra.map((e) => `${e.name}://${e.advertised}`)].join(','),
     'controller.listener.names': 'CONTROLLER',
     'inter.broker.listener.name': 'INTERNAL',
-    'listener.security.protocol.map': 'EXTERNAL:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    'listener.security.protocol.map': ['EXTERNAL', 'INTERNAL', 'CONTROLLER', ...node.extra.map((e) => e.name)].map((n) => `${n}:PLAINTEXT`).join(','),
     'log.dirs': path.join(node.dir, 'data'),
     'num.partitions': brokerCount,
     'default.replication.factor': 1,
@@ -120,6 +131,7 @@ function serverProperties(node: NodePlan, controllerId: number, controllerPort: 
     'background.threads': 2,
     'log.cleaner.enable': 'false',
     'auto.create.topics.enable': 'true',
+    ...extraProperties,
   });
 }
 
@@ -138,8 +150,12 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
       internalPort: await freePort(),
       controllerPort: id === 1 ? await freePort() : undefined,
       advertisedHost: advertise(id),
+      extra: [],
       dir: path.join(root, `node-${id}`),
     });
+  }
+  for (const node of nodes) {
+    for (const l of options.extraListeners ?? []) node.extra.push({ name: l.name, port: await freePort(), advertised: l.advertise(node.id) });
   }
   const controllerPort = nodes[0]!.controllerPort!;
   const children: ChildProcess[] = [];
@@ -172,7 +188,7 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
     await Promise.all(nodes.map(async (node) => {
       const config = path.join(node.dir, 'server.properties');
       mkdirSync(path.join(node.dir, 'data'), { recursive: true });
-      writeFileSync(config, serverProperties(node, 1, controllerPort, count));
+      writeFileSync(config, serverProperties(node, 1, controllerPort, count, options.properties ?? {}));
       await run('java', [...JVM_FLAGS, '-cp', classpath, 'kafka.tools.StorageTool', 'format', '--ignore-formatted', '-t', CLUSTER_ID, '-c', config], { timeout: 60_000 })
         .catch((err: { stderr?: string; message: string }) => {
           throw new Error(`kafka ${version} node ${node.id}: storage format failed: ${err.stderr || err.message}`);
@@ -188,7 +204,7 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
     }
     const cluster: KafkaCluster = {
       version,
-      brokers: nodes.map((n) => ({ id: n.id, port: n.port, advertised: `${n.advertisedHost}:${n.port}`, internalPort: n.internalPort })),
+      brokers: nodes.map((n) => ({ id: n.id, port: n.port, advertised: `${n.advertisedHost}:${n.port}`, internalPort: n.internalPort, extraPorts: Object.fromEntries(n.extra.map((e) => [e.name, e.port])) })),
       directBootstrap: nodes.map((n) => `127.0.0.1:${n.internalPort}`).join(','),
       classpath,
       admin: async () => {
