@@ -22,7 +22,7 @@ import { filterWasmPath } from '../../xds-server/wasm-host/index.ts';
 import { freePort, startEnvoy } from '../support/envoy.ts';
 import { mqttBootstrap } from '../mqtt/envoy-mqtt.ts';
 import { coapModule } from '../coap/host.ts';
-import { coapProbe, TCP } from '../coap/probe.ts';
+import { coapProbe } from '../coap/probe.ts';
 import { signalingFrames, tcpBytes, udpBytes } from '../coap/packets.ts';
 import { buildPeers, peerBinary } from './go-peers.ts';
 
