@@ -11,7 +11,9 @@ import { FilterCatalog, type CodeDelivery } from './catalog/index.ts';
 import { createMeshParser, formatConfigError, parseMesh, readMeshFile, type ConfigError, type MeshParser } from './config/index.ts';
 import type { Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
-import { XdsServer } from './server/index.ts';
+import { XdsServer, type XdsLimits } from './server/index.ts';
+import type { YamlLimits } from './config/source.ts';
+import { watchTlsFiles } from './tls/files.ts';
 import { watchConfigFile } from './config/watch.ts';
 import { FILTERS_DIR } from './wasm-host/index.ts';
 
@@ -23,6 +25,17 @@ export interface ServeOptions {
   host?: string;
   /** Where the admin server listens (default 127.0.0.1). */
   adminHost?: string;
+  /** A file holding the bearer token /debug/* requires (re-read when it changes). */
+  adminTokenFile?: string;
+  /** Most admin connections at once (default 64), and how long one request may take to arrive and be answered (default 10 s). */
+  adminMaxConnections?: number;
+  adminTimeoutMs?: number;
+  /** Serve xDS over TLS (re-read when the files change); with a client CA, node ids must be proven by client certificates. */
+  xdsTls?: { certFile: string; keyFile: string; clientCaFile?: string };
+  /** What one xDS client may cost (docs/security.md). */
+  xdsLimits?: Partial<XdsLimits>;
+  /** Bounds on the mesh file (size, YAML aliases). */
+  configLimits?: Partial<YamlLimits>;
   log: Logger;
   /** Quiet period before a changed file is reloaded, and the longest wait (default 100 ms, 10 s). */
   debounce?: DebounceOptions;
@@ -67,7 +80,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   let lastErrors: string[] | undefined;
   // `latest`: the filters as last built (their schemas parse the config);
   // `catalog`: the filters of the config being served (their bytes are served).
-  let latest: FilterSet = { catalog: FilterCatalog.EMPTY, parser: parseMesh };
+  let latest: FilterSet = { catalog: FilterCatalog.EMPTY, parser: options.configLimits ? createMeshParser({ yamlLimits: options.configLimits }) : parseMesh };
   let catalog = FilterCatalog.EMPTY;
   // Filters are rebuilt and reloaded only when something under filters/ changed.
   let filtersDirty = true;
@@ -93,7 +106,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     if (filtersDirty) {
       try {
         const loaded = await FilterCatalog.load();
-        filters = { catalog: loaded, parser: createMeshParser({ protocols: loaded.protocolSchemas() }) };
+        filters = { catalog: loaded, parser: createMeshParser({ protocols: loaded.protocolSchemas(), yamlLimits: options.configLimits }) };
       } catch (error) {
         return { ok: false, errors: [{ file: FILTERS_DIR, line: 1, col: 1, path: '', message: (error as Error).message }] };
       }
@@ -167,11 +180,24 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
 
   await reload();
 
-  const xds = new XdsServer({ cache, metrics, log, keepaliveMs: options.keepaliveMs, maxStreamAgeMs: options.maxStreamAgeMs, maxStreamAgeGraceMs: options.maxStreamAgeGraceMs });
-  const xdsHost = options.host ?? '127.0.0.1';
+  const tls = options.xdsTls && watchTlsFiles(options.xdsTls, log, (files) => xds.setTls(files));
+  const xds = new XdsServer({
+    cache,
+    metrics,
+    log,
+    keepaliveMs: options.keepaliveMs,
+    maxStreamAgeMs: options.maxStreamAgeMs,
+    maxStreamAgeGraceMs: options.maxStreamAgeGraceMs,
+    limits: options.xdsLimits,
+    tls: tls?.files,
+  });
+  // Loopback unless told otherwise; with mTLS every client proves who it is, so every address.
+  const xdsHost = options.host ?? (tls?.files.ca ? '0.0.0.0' : '127.0.0.1');
   const xdsPort = await xds.listen(options.xdsPort, xdsHost);
-  if (!isLoopback(xdsHost)) {
+  if (!isLoopback(xdsHost) && !tls) {
     log.warn({ host: xdsHost }, 'xDS is served in plaintext on a non-loopback address: anyone who can reach it reads the whole mesh and can claim any node id; see docs/security.md');
+  } else if (!isLoopback(xdsHost) && !tls?.files.ca) {
+    log.warn({ host: xdsHost }, 'xDS is served over TLS without --xds-client-ca: anyone who can reach it reads the whole mesh and can claim any node id; see docs/security.md');
   }
   const admin = buildAdmin({
     cache,
@@ -217,6 +243,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     async close() {
       changes.cancel();
       stopWatching();
+      tls?.stop();
       filterWatch?.close();
       xds.forceClose();
       await admin.close();

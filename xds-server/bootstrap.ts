@@ -19,6 +19,23 @@ export interface BootstrapOptions {
    * such cluster: inline and local code need no second address.
    */
   protoplaneAdmin?: string;
+  /** mTLS to the xDS server: the CA that signed its certificate, and Envoy's own certificate and key (PEM file paths). */
+  xdsTls?: { ca: string; cert: string; key: string };
+}
+
+/** UpstreamTlsContext for the xDS cluster: verify the server against `ca`, present `cert`; ALPN h2 (gRPC). */
+function xdsTransportSocket(files: { ca: string; cert: string; key: string }): Record<string, unknown> {
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+      common_tls_context: {
+        alpn_protocols: ['h2'],
+        tls_certificates: [{ certificate_chain: { filename: files.cert }, private_key: { filename: files.key } }],
+        validation_context: { trusted_ca: { filename: files.ca } },
+      },
+    },
+  };
 }
 
 export function parseHostPort(value: string): { host: string; port: number } {
@@ -78,7 +95,7 @@ export function bootstrapConfig(options: BootstrapOptions): Record<string, unkno
     dynamic_resources: dynamic,
     static_resources: {
       clusters: [
-        staticCluster(XDS_CLUSTER, xds, true),
+        { ...staticCluster(XDS_CLUSTER, xds, true), ...(options.xdsTls ? { transport_socket: xdsTransportSocket(options.xdsTls) } : {}) },
         ...(options.protoplaneAdmin ? [staticCluster(ADMIN_CLUSTER, parseHostPort(options.protoplaneAdmin), false)] : []),
       ],
     },

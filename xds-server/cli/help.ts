@@ -3,6 +3,7 @@
 // flags. The flags themselves stay declared where each command parses them
 // (main.ts); the help lists whatever a command declares, with the words below.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { BOOTSTRAP_TLS_HELP, SERVE_SECURITY_HELP } from './security-flags.ts';
 
 export type FlagSpec = NonNullable<ParseArgsConfig['options']>[string];
 export type FlagSpecs = Record<string, FlagSpec>;
@@ -32,7 +33,7 @@ export const COMMANDS: Record<string, CommandHelp> = {
       config: 'the mesh YAML file (required)',
       'xds-port': 'gRPC xDS port (default 18000)',
       'admin-port': 'admin HTTP port: status page, /metrics, /debug/* (default 18001)',
-      host: 'address to listen on (default 0.0.0.0)',
+      host: 'address xDS listens on (default 127.0.0.1; 0.0.0.0 with --xds-client-ca); plaintext on another address logs a warning',
       debounce: 'quiet period before a changed file is reloaded (default 100ms)',
       'debounce-max': 'longest a reload waits for the file to go quiet (default 10s)',
       keepalive: 'HTTP/2 ping interval on xDS connections (default 30s)',
@@ -40,6 +41,7 @@ export const COMMANDS: Record<string, CommandHelp> = {
       'max-stream-age-grace': 'how long streams may finish after the GOAWAY (default 30s)',
       'wasm-code': 'how Envoy gets filter modules: inline (in ECDS, hot-swaps; default), remote (fetched from the admin server, sha256-checked), local (a file path on this machine)',
       'log-format': 'pretty or json (default: pretty on a terminal, json otherwise)',
+      ...SERVE_SECURITY_HELP,
     },
     examples: [
       'protoplane serve --config envoy-configs/mesh.example.yaml',
@@ -65,6 +67,7 @@ export const COMMANDS: Record<string, CommandHelp> = {
       'admin-port': 'Envoy\'s own admin port (default 9901)',
       'admin-address': 'Envoy\'s own admin address (default 127.0.0.1)',
       'protoplane-admin': 'host:port of protoplane\'s admin server, where Envoy fetches modules with serve --wasm-code remote (default: none; inline code needs no second address)',
+      ...BOOTSTRAP_TLS_HELP,
     },
     examples: [
       'protoplane bootstrap --node-id edge-1 > bootstrap.yaml && envoy -c bootstrap.yaml',

@@ -9,6 +9,7 @@ import { createLogger, type LogFormat } from '../log.ts';
 import { REPO_ROOT } from '../wasm-host/build.ts';
 import { COMMANDS, commandHelp, parseCommand, plural, topLevelHelp, UsageError, type FlagSpecs } from './help.ts';
 import { scaffoldFilter } from './new-filter.ts';
+import { BOOTSTRAP_TLS_FLAGS, bootstrapTlsOptions, SERVE_SECURITY_FLAGS, securityServeOptions } from './security-flags.ts';
 import { replayCommand } from './replay.ts';
 
 /** A command line the user got wrong: say what, and how to get that command's help; exit 2. */
@@ -66,6 +67,7 @@ async function main(argv: string[]): Promise<number> {
           'max-stream-age-grace': { type: 'string' },
           'wasm-code': { type: 'string' },
           'log-format': { type: 'string' },
+          ...SERVE_SECURITY_FLAGS,
       });
       if (!values.config) fail('serve: --config is required', 'serve');
       const log = createLogger(undefined, logFormat(values['log-format']));
@@ -83,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
         maxStreamAgeMs: duration(values['max-stream-age'], 0, '--max-stream-age'),
         maxStreamAgeGraceMs: duration(values['max-stream-age-grace'], 30_000, '--max-stream-age-grace'),
         wasmCode: wasmCode(values['wasm-code']),
+        ...securityServeOptions(values, (message) => fail(message, 'serve')),
       });
       const stop = () => {
         log.info('shutting down');
@@ -122,6 +125,7 @@ async function main(argv: string[]): Promise<number> {
           'admin-port': { type: 'string' },
           'admin-address': { type: 'string' },
           'protoplane-admin': { type: 'string' },
+          ...BOOTSTRAP_TLS_FLAGS,
       });
       if (!values['node-id']) fail('bootstrap: --node-id is required', 'bootstrap');
       process.stdout.write(
@@ -134,6 +138,7 @@ async function main(argv: string[]): Promise<number> {
           adminPort: port(values['admin-port'], 9901, '--admin-port'),
           adminAddress: values['admin-address'],
           protoplaneAdmin: values['protoplane-admin'],
+          xdsTls: bootstrapTlsOptions(values, (message) => fail(message, 'bootstrap')),
         }),
       );
       return 0;

@@ -13,7 +13,7 @@ import { normalise } from './normalise.ts';
 import type { RawMesh } from './raw.ts';
 import { buildMeshSchema, meshSchema, type ProtocolSchema } from './schema.ts';
 import { checkSemantics } from './semantic.ts';
-import { formatPath, parseYaml } from './source.ts';
+import { DEFAULT_YAML_LIMITS, formatPath, parseYaml, type YamlLimits } from './source.ts';
 import { createSchemaCheck, type SchemaCheck } from './validate.ts';
 import { condenseSyntaxErrors } from './yaml-syntax.ts';
 
@@ -37,10 +37,13 @@ export type LoadResult =
 export interface MeshParserOptions {
   /** Schemas owned by protocol filters: route match attributes and `filter:` settings. */
   protocols?: Readonly<Record<string, ProtocolSchema>>;
+  /** Bounds on the file's size and YAML aliases (docs/security.md). */
+  yamlLimits?: Partial<YamlLimits>;
 }
 
 /** A parser with protocol filter schemas plugged in. parseMesh() is the one without. */
 export function createMeshParser(options: MeshParserOptions = {}): (text: string, file: string) => LoadResult {
+  const yamlLimits: YamlLimits = { ...DEFAULT_YAML_LIMITS, ...options.yamlLimits };
   let check: SchemaCheck | undefined;
   const filterProtocols = new Set(Object.keys(options.protocols ?? {}));
   const itemListeners = new Map(
@@ -51,7 +54,7 @@ export function createMeshParser(options: MeshParserOptions = {}): (text: string
 
   return (text, file) => {
     try {
-      const parsed = parseYaml(text, file);
+      const parsed = parseYaml(text, file, yamlLimits);
       if (!parsed.ok) {
         // One syntax mistake is reported once, at the bracket or quote left open.
         const locate = (offset: number) => {
