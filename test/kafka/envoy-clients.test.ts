@@ -16,8 +16,8 @@ interface KcatMetadata {
   topics: Array<{ topic: string; partitions: Array<{ partition: number; leader: number }> }>;
 }
 
-async function kcatMetadata(bootstrap: string): Promise<KcatMetadata> {
-  const r = await kcat(['-L', '-J', '-b', bootstrap, '-m', '5']);
+async function kcatMetadata(bootstrap: string, extra: string[] = []): Promise<KcatMetadata> {
+  const r = await kcat(['-L', '-J', '-b', bootstrap, '-m', '5', ...extra]);
   assert.equal(r.code, 0, `kcat -L -b ${bootstrap}: ${r.stderr}`);
   return JSON.parse(r.stdout) as KcatMetadata;
 }
@@ -209,5 +209,49 @@ describe('Kafka clients through stock Envoy with the kafka filter, to a two-brok
     assert.ok(sum(/^wasmcustom\.kafka\.brokers\.rewritten$/) > 0, seen);
     assert.equal(sum(/^wasmcustom\.kafka\.(closed\.|brokers\.unknown)/), 0, `no connection closed for bad bytes, no unknown broker: ${seen}`);
     assert.ok(sum(/^wasmcustom\.kafka\.topic\.orders_\.produce_bytes$/) > 0, `topic metrics for "orders.": ${seen}`);
+  });
+});
+
+// The API versions Kafka 4.0 removed (KIP-896) still reach a 3.9 broker; the
+// filter must frame, rewrite and refuse them too (Metadata v0, Produce v2, Fetch v1).
+describe('old API versions through stock Envoy with the kafka filter, to a Kafka 3.9 broker', { timeout: 180_000 }, () => {
+  let cluster: KafkaCluster;
+  let mesh: KafkaMesh;
+  let boot: string;
+  // Without ApiVersions librdkafka falls back to the oldest versions.
+  const OLD = ['-X', 'api.version.request=false', '-X', 'broker.version.fallback=0.9.0'];
+
+  before(async () => {
+    cluster = await startKafka({ version: '3.9.1', brokers: 1 });
+    mesh = await startKafkaMesh(cluster, { nodeId: 'kafka-envoy-3.9' });
+    boot = `127.0.0.1:${mesh.bootstrapPort}`;
+  });
+
+  after(async () => {
+    await mesh?.close();
+    await cluster?.stop();
+  });
+
+  it('Metadata v0 is rewritten; kcat produces and consumes with the oldest versions; a denied produce is refused', async () => {
+    const meta = await kcatMetadata(boot, OLD);
+    assert.deepEqual(meta.brokers.map((b) => b.name), [`127.0.0.1:${mesh.brokerPorts.get(1)}`]);
+    const topic = unique('orders.old');
+    await cluster.createTopic(topic, 1);
+    const produced = await kcat(['-P', '-b', boot, ...OLD, '-t', topic, '-X', 'message.timeout.ms=10000'], { input: 'o1\no2\n' });
+    assert.equal(produced.code, 0, produced.stderr);
+    assert.doesNotMatch(produced.stderr, /fail/i);
+    const consumed = await kcat(['-C', '-b', boot, ...OLD, '-t', topic, '-o', 'beginning', '-e', '-q']);
+    assert.deepEqual(consumed.stdout.split('\n').filter(Boolean), ['o1', 'o2']);
+
+    const secret = unique('secret.old');
+    await cluster.createTopic(secret, 1);
+    const refused = await kcat(['-P', '-b', boot, ...OLD, '-t', secret, '-X', 'message.timeout.ms=5000'], { input: 'z\n' });
+    assert.match(refused.stderr, /Topic authorization failed/i, refused.stderr);
+    assert.deepEqual(await directOffsets(cluster, secret), [0]);
+
+    const stats = await mesh.env.envoy.stats();
+    const versions = (api: string) => [...stats].filter(([k, v]) => v > 0 && k.startsWith(`wasmcustom.kafka.request.${api}.v`)).map(([k]) => Number(k.slice(k.lastIndexOf('.v') + 2)));
+    assert.ok(versions('metadata').includes(0), `Metadata versions seen: ${versions('metadata')}`);
+    assert.ok(versions('produce').some((v) => v < 3), `Produce versions seen: ${versions('produce')}`);
   });
 });
