@@ -1,7 +1,8 @@
-// Counter layout of the mqtt filter: names and indexes. Pure: the session
-// adds to a plain array, the glue flushes it to the host once per callback
-// (a host call per packet would cost more than parsing the packet).
-import { Config, statLabel } from "./config";
+// Counter layout of the mqtt filter: names and indexes, in the SDK's batched
+// Counters (the codec adds to a plain array, the layer flushes it to the
+// host once per callback). Pure.
+import { Counters, addAt } from "../sdk/stream";
+import { Config } from "./config";
 import { Malformed, malformedName, typeName } from "./parser";
 import { PREFIX_ENTRY, TALLY, writePrefixEntry } from "./fastpath";
 import { bytesEqual } from "./topics";
@@ -59,9 +60,6 @@ const FIXED_NAMES: string[] = [
 
 /** Where the configuration-dependent counters start. */
 export class StatLayout {
-  names: string[] = [];
-  /** Index of the counter of each route (routes with the same cluster share one). */
-  routeIndex: i32[] = [];
   /** Index of each topic_metrics prefix's first counter (4 each: down msgs, down bytes, up msgs, up bytes). */
   topicIndex: i32[] = [];
   /** The same, for the per-packet path (topics points into it). */
@@ -70,33 +68,24 @@ export class StatLayout {
   topicPrefixes: StaticArray<usize> = new StaticArray<usize>(0);
   topicTable: ArrayBuffer = new ArrayBuffer(0);
   topics: TopicCounting = new TopicCounting();
-  size: i32 = 0;
 }
 
-export function buildLayout(config: Config): StatLayout {
+/** Defines the filter's counters in `counters` (first, so the S_* indexes hold) and lays out the topic tables. */
+export function buildLayout(config: Config, counters: Counters): StatLayout {
   const l = new StatLayout();
   const p = config.statPrefix + ".";
-  for (let t = 0; t < 16; t++) l.names.push(p + "downstream." + typeName(<u8>t));
-  for (let t = 0; t < 16; t++) l.names.push(p + "upstream." + typeName(<u8>t));
-  for (let i = 0; i < FIXED_NAMES.length; i++) l.names.push(p + FIXED_NAMES[i]);
-  for (let m = 0; m < <i32>Malformed.COUNT; m++) l.names.push(p + "malformed." + malformedName(m));
-  for (let m = 0; m < <i32>Limit.COUNT; m++) l.names.push(p + "limit." + limitName(m));
-  const byCluster = new Map<string, i32>();
-  for (let i = 0; i < config.routes.length; i++) {
-    const name = p + "route." + statLabel(config.routes[i].cluster);
-    if (!byCluster.has(name)) {
-      byCluster.set(name, l.names.length);
-      l.names.push(name);
-    }
-    l.routeIndex.push(byCluster.get(name));
-  }
+  for (let t = 0; t < 16; t++) counters.define(p + "downstream." + typeName(<u8>t));
+  for (let t = 0; t < 16; t++) counters.define(p + "upstream." + typeName(<u8>t));
+  for (let i = 0; i < FIXED_NAMES.length; i++) counters.define(p + FIXED_NAMES[i]);
+  for (let m = 0; m < <i32>Malformed.COUNT; m++) counters.define(p + "malformed." + malformedName(m));
+  for (let m = 0; m < <i32>Limit.COUNT; m++) counters.define(p + "limit." + limitName(m));
+  assert(counters.size == S_FIXED_END, "counter layout");
   for (let i = 0; i < config.topicMetrics.length; i++) {
     const base = p + "topic." + config.topicMetrics[i].label + ".";
-    l.topicIndex.push(l.names.length);
-    l.names.push(base + "downstream.messages");
-    l.names.push(base + "downstream.payload_bytes");
-    l.names.push(base + "upstream.messages");
-    l.names.push(base + "upstream.payload_bytes");
+    l.topicIndex.push(counters.define(base + "downstream.messages"));
+    counters.define(base + "downstream.payload_bytes");
+    counters.define(base + "upstream.messages");
+    counters.define(base + "upstream.payload_bytes");
   }
   l.topicIndexes = StaticArray.fromArray<i32>(l.topicIndex);
   const prefixes = new StaticArray<usize>(config.topicMetrics.length * 2);
@@ -114,38 +103,7 @@ export function buildLayout(config: Config): StatLayout {
   l.topics.prefixes = changetype<usize>(prefixes);
   l.topics.indexes = changetype<usize>(l.topicIndexes);
   l.topics.count = <usize>(prefixes.length >> 1);
-  l.size = l.names.length;
   return l;
-}
-
-/** Counter deltas waiting for the next flush. */
-export class StatDeltas {
-  values: StaticArray<i64>;
-  dirty: Array<i32> = new Array<i32>();
-
-  constructor(size: i32) {
-    this.values = new StaticArray<i64>(size);
-  }
-
-  @inline add(index: i32, delta: i64): void {
-    const v = unchecked(this.values[index]);
-    if (v == 0) this.dirty.push(index);
-    unchecked(this.values[index] = v + delta);
-  }
-}
-
-/**
- * StatDeltas.add with everything as raw pointers (`stats` is
- * changetype<usize>(deltas), `values` changetype<usize>(deltas.values)), for
- * per-packet loops: AssemblyScript spills a managed reference to its shadow
- * stack at every use, raw pointers stay in registers.
- */
-// @ts-ignore: decorator
-@inline export function addAt(stats: usize, values: usize, index: i32, delta: i64): void {
-  const at = values + (<usize>index << 3);
-  const v = load<i64>(at);
-  if (v == 0) changetype<StatDeltas>(stats).dirty.push(index);
-  store<i64>(at, v + delta);
 }
 
 /**

@@ -59,7 +59,7 @@ export class Settings {
   allowKeys(allowed: string[]): bool {
     const keys = this.obj.keys;
     for (let i = 0; i < keys.length; i++) {
-      if (!allowed.includes(keys[i])) return this.fail(keys[i], "unknown field (allowed: " + allowed.join(", ") + ")");
+      if (!allowed.includes(keys[i])) return this.fail("", "unknown field '" + keys[i] + "' (" + allowed.join(", ") + ")");
     }
     return true;
   }
@@ -130,7 +130,7 @@ export class Settings {
     const keys = this.obj.keys;
     if (keys.length != 1) { this.fail("", "expected exactly one of exact, prefix, suffix, regex"); return null; }
     const kind = ["exact", "prefix", "suffix", "regex"].indexOf(keys[0]);
-    if (kind < 0) { this.fail(keys[0], "unknown matcher (exact, prefix, suffix, regex)"); return null; }
+    if (kind < 0) { this.fail("", "unknown matcher '" + keys[0] + "' (exact, prefix, suffix, regex)"); return null; }
     const value = this.string(keys[0], "");
     if (!this.ok()) return null;
     const m = new StringMatcher();
@@ -151,7 +151,7 @@ export class Settings {
     const keys = o.obj.keys;
     for (let i = 0; i < keys.length; i++) {
       const a = attributes.indexOf(keys[i]);
-      if (a < 0) { o.fail(keys[i], "unknown match attribute (" + attributes.join(", ") + ")"); return null; }
+      if (a < 0) { o.fail("", "unknown match attribute '" + keys[i] + "' (" + attributes.join(", ") + ")"); return null; }
       m.matchers[a] = o.matcher(keys[i]);
     }
     return this.ok() ? m : null;

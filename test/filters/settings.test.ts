@@ -32,6 +32,13 @@ function examplesOf(manifest: FilterManifest): Examples {
   return { valid: list('examples') ?? [{}], invalid: list('invalid_examples') ?? [] };
 }
 
+/** Every string value under a key named "cluster" in the settings. */
+function clusterNames(v: unknown): string[] {
+  if (Array.isArray(v)) return v.flatMap(clusterNames);
+  if (typeof v !== 'object' || v === null) return [];
+  return Object.entries(v).flatMap(([k, x]) => (k === 'cluster' && typeof x === 'string' ? [x] : clusterNames(x)));
+}
+
 /** The control plane's verdict: the configuration Envoy would get, or the loader's errors. */
 function controlPlane(manifest: FilterManifest, settings: unknown): { ok: true; configuration: Record<string, unknown> } | { ok: false; errors: string } {
   const schema: ProtocolSchema = {
@@ -39,9 +46,11 @@ function controlPlane(manifest: FilterManifest, settings: unknown): { ok: true; 
     ...(manifest.settings ? { filter: manifest.settings } : {}),
     ...(manifest.itemListeners ? { itemListeners: manifest.itemListeners } : {}),
   };
+  // settings may name clusters (e.g. one per broker): the mesh defines every one they name
+  const clusters = new Set(['c', ...clusterNames(settings)]);
   const mesh = {
     listeners: [{ name: 'l', port: 10000, protocol: manifest.protocol, filter: settings, routes: [{ cluster: 'c' }] }],
-    clusters: [{ name: 'c', endpoints: ['127.0.0.1:1'] }],
+    clusters: [...clusters].map((name) => ({ name, endpoints: ['127.0.0.1:1'] })),
   };
   // JSON is YAML: the loader reads it with line and column like any mesh file
   const result = createMeshParser({ protocols: { [manifest.protocol]: schema } })(JSON.stringify(mesh, null, 1), 'example.yaml');

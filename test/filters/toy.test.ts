@@ -192,9 +192,9 @@ describe('toy framed filter (SDK stream layer) in the in-process host', () => {
 
   it('rejects invalid settings naming the JSON path', async () => {
     await assert.rejects(start({ routes: [{ match: { key: { regex: '(a|b)' } }, cluster: 'a' }] }), /routes\[0\]\.match\.key\.regex: unsupported regex syntax/);
-    await assert.rejects(start({ deny: [{ prefix: 'a' }, { glob: 'b' }] }), /deny\[1\]\.glob: unknown matcher/);
+    await assert.rejects(start({ deny: [{ prefix: 'a' }, { glob: 'b' }] }), /deny\[1\]: unknown matcher 'glob'/);
     await assert.rejects(start({ max_frame: 0 }), /max_frame: expected an integer between 1 and 16777216/);
     await assert.rejects(start({ rewrite: 'lower' }), /rewrite: expected one of "none", "upper"/);
-    await assert.rejects(start({ colour: 1 }), /colour: unknown field/);
+    await assert.rejects(start({ colour: 1 }), /unknown field 'colour'/);
   });
 });

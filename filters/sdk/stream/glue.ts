@@ -183,17 +183,17 @@ export class FramedStream extends StreamContext {
     const flow = conn.process(fromClient, source, size, endOfStream);
     source.release();
     this.watchDeadline();
+    if (conn.routed && !this.routeApplied) {
+      this.routeApplied = true;
+      const index = root.routes.routes.length > 0 ? this.routeIndex(conn.cluster) : -1;
+      counters.add(index >= 0 ? root.layer.routes[index] : root.layer.routeNone, 1);
+      if (conn.cluster.length > 0 && flow != Flow.Close) this.routeToCluster(conn.cluster);
+    }
     if (flow == Flow.Close) {
       this.closing = true;
       counters.flush();
       this.closeDownstream();
       return Action.Pause;
-    }
-    if (conn.routed && !this.routeApplied) {
-      this.routeApplied = true;
-      const index = root.routes.routes.length > 0 ? this.routeIndex(conn.cluster) : -1;
-      counters.add(index >= 0 ? root.layer.routes[index] : root.layer.routeNone, 1);
-      if (conn.cluster.length > 0) this.routeToCluster(conn.cluster);
     }
     const out = conn.out;
     if (out.modified) setBufferBytesFrom(type, 0, <u32>size, out.resultPtr, <u32>out.used);

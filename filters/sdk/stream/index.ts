@@ -7,5 +7,5 @@ export { Codec, Frame, StreamError, streamErrorName } from "./codec";
 export { FramedConnection, Flow } from "./engine";
 export { Counters, addAt } from "./counters";
 export { FramedRoot, FramedStream, LayerCounters } from "./glue";
-export { PacketRecord, PACKET_LOG_PREFIX } from "./packet-log";
+export { PacketRecord, PACKET_LOG_PREFIX, emitPacket } from "./packet-log";
 export { ByteSource, MemorySource, HostSource, Output, joinBlock, releaseLargeBlocks } from "./output";

@@ -14,6 +14,11 @@ import { LogLevel } from "../types";
 
 export const PACKET_LOG_PREFIX = "packet ";
 
+/** Writes one packet-log object a filter built itself (`json` is one JSON object). */
+export function emitPacket(json: string): void {
+  log(LogLevel.Debug, PACKET_LOG_PREFIX + json);
+}
+
 /** Builds one packet-log object; `emit()` writes it. */
 export class PacketRecord {
   private s: string;
@@ -53,6 +58,6 @@ export class PacketRecord {
   }
 
   emit(): void {
-    log(LogLevel.Debug, PACKET_LOG_PREFIX + this.toString());
+    emitPacket(this.toString());
   }
 }
