@@ -14,7 +14,7 @@ import { jsonQuote } from "../sdk/json";
 import { LogLevel } from "../sdk/types";
 import { Codec, Frame, FramedRoot, FramedStream, PACKET_LOG_PREFIX, StreamError, Verdict } from "../sdk/stream";
 import {
-  CODE_BAD_REQUEST, CODE_CSM, CODE_FORBIDDEN, CODE_PING, CODE_PONG, CoapMessage, FRAME_BAD, FRAME_NEED_MORE,
+  CODE_CSM, CODE_FORBIDDEN, CODE_PING, CODE_PONG, CoapMessage, FRAME_BAD, FRAME_NEED_MORE,
   ParseError, Transport, buildResponse, codeString, parseErrorName, parseTcpHead, parseUdp, tcpFrame, tcpFrameLength, tcpHeadLength, writePath,
 } from "./parser";
 import { Policy, readPolicy } from "./policy";
@@ -145,7 +145,8 @@ class CoapCodec extends Codec {
   csmDueNs: u64 = 0;
   sawRequest: bool = false;
   firstPath: string = "";
-  udpMessageId: u16 = 0;
+  /** Refusals whose Pong has not come back yet. */
+  pendingRefusals: i32 = 0;
 
   constructor(readonly root: CoapRoot) {
     super();
@@ -197,7 +198,7 @@ class CoapCodec extends Codec {
     const m = this.msg;
     const len = <u32>frame.length;
     const e = root.udp ? parseUdp(frame.ptr, len, m, root.maxOptions) : parseTcpHead(frame.ptr, <u32>frame.header, len, m, root.maxOptions);
-    if (e == ParseError.TooManyOptions) return this.refuse(frame, root.cRefusedOptions, "more than " + root.maxOptions.toString() + " options", CODE_BAD_REQUEST);
+    if (e == ParseError.TooManyOptions) return this.overLimit(frame, root.cRefusedOptions, "more than " + root.maxOptions.toString() + " options");
     if (e != ParseError.None) {
       c.add(root.cMalformed, 1);
       const reason = "malformed message from " + (frame.fromClient ? "client" : "server") + ": " + parseErrorName(e);
@@ -259,7 +260,10 @@ class CoapCodec extends Codec {
     } else if (m.code == CODE_PONG && !frame.fromClient) {
       // the Pong to a Ping the proxy put in a refused request's place: the refusal goes out instead
       const reply = frame.takeAnswer();
-      if (reply != null) return Verdict.replace(reply);
+      if (reply != null) {
+        this.pendingRefusals--;
+        return Verdict.replace(reply);
+      }
     }
     return Verdict.forward();
   }
@@ -284,12 +288,30 @@ class CoapCodec extends Codec {
       this.firstPath = String.UTF8.decodeUnsafe(pathPtr, pathLen);
     }
     if (m.tokenLength > root.maxTokenLength) {
-      return this.refuse(frame, root.cRefusedToken, "token of " + m.tokenLength.toString() + " bytes (limit " + root.maxTokenLength.toString() + ")", CODE_BAD_REQUEST);
+      return this.overLimit(frame, root.cRefusedToken, "a token of " + m.tokenLength.toString() + " bytes (limit " + root.maxTokenLength.toString() + ")");
     }
     if (root.policy.active && !root.policy.allows(m.code, pathPtr, pathLen)) {
       return this.refuse(frame, root.cRefusedPolicy, "forbidden", CODE_FORBIDDEN);
     }
     return Verdict.forward();
+  }
+
+  /**
+   * Limits close the connection (like a message over the size limit): only
+   * the policy answers, so without one no client bytes are ever rewritten
+   * and split message heads go on at once (mayRewrite).
+   */
+  private overLimit(frame: Frame, counter: i32, what: string): Verdict {
+    this.conn.counters.add(counter, 1);
+    const reason = "message from " + (frame.fromClient ? "client" : "server") + " with " + what;
+    if (!this.root.udp) return Verdict.close(reason);
+    logWarn("coap: dropped datagram: " + reason);
+    return Verdict.drop();
+  }
+
+  mayRewrite(fromClient: bool): bool {
+    // client bytes change only for policy refusals; server bytes only where a refusal's Pong is due
+    return fromClient ? this.root.policy.active : this.pendingRefusals > 0;
   }
 
   /**
@@ -302,7 +324,8 @@ class CoapCodec extends Codec {
     const m = this.msg;
     if (this.root.udp || !frame.fromClient) return Verdict.drop();
     if (!this.conn.routed) this.conn.route(this.root.defaultCluster);
-    const reply = buildResponse(frame.ptr, m, code, diagnostic, this.udpMessageId++);
+    const reply = buildResponse(frame.ptr, m, code, diagnostic, 0);
+    this.pendingRefusals++;
     return Verdict.reply(reply, SOLICIT);
   }
 

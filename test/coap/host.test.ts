@@ -119,17 +119,19 @@ describe('coap filter over TCP (in-process host)', () => {
     plugin.close();
   });
 
-  it('enforces limits: token length and option count answered 4.00, message size (own and the server CSM) closes', async () => {
+  it('enforces limits: token length and option count close the connection, as does message size (own and the server CSM)', async () => {
     const { plugin, logs } = await startCoap({ routes: ROUTES, limits: { max_token_length: 4, max_options: 3, max_message_size: 2048 } });
-    const conn = plugin.newConnection();
-    conn.downstream(cat(CSM_CLIENT, tcpBytes(get)));
     const longToken = { code: 'GET', token: tok('0102030405'), options: path('sensors') } as Packet;
     const manyOptions = { code: 'GET', token: tok('02'), options: path('a', 'b', 'c', 'd') } as Packet;
-    const r1 = conn.downstream(cat(tcpBytes(longToken), tcpBytes(manyOptions)));
-    assert.equal(hex(r1.forwarded), hex(cat(PING, PING)));
-    const back = conn.upstream(cat(CSM_SERVER, PONG, PONG));
-    assert.equal(hex(back.forwarded), hex(cat(CSM_SERVER,
-      forbidden('0102030405', 0x80, 'token of 5 bytes (limit 4)'), forbidden('02', 0x80, 'more than 3 options'))));
+    for (const [p, reason] of [[longToken, 'a token of 5 bytes (limit 4)'], [manyOptions, 'more than 3 options']] as const) {
+      const conn = plugin.newConnection();
+      conn.downstream(cat(CSM_CLIENT, tcpBytes(get)));
+      conn.upstream(CSM_SERVER);
+      const r = conn.downstream(tcpBytes(p));
+      assert.ok(r.closed, reason);
+      assert.equal(r.forwarded.length, 0, 'nothing of it reaches the server');
+      assert.ok(logs.some((l) => l.includes(`reason="message from client with ${reason}"`)), logs.join('\n'));
+    }
     // the server's CSM said 1152 (0x480) bytes at most: a bigger request closes the connection
     const conn2 = plugin.newConnection();
     conn2.downstream(cat(CSM_CLIENT, tcpBytes(get)));
@@ -139,12 +141,28 @@ describe('coap filter over TCP (in-process host)', () => {
     const conn3 = plugin.newConnection();
     const huge = conn3.downstream(tcpBytes({ code: 'PUT', token: tok('03'), options: path('sensors'), payload: Buffer.alloc(3000) }));
     assert.ok(huge.closed, 'closed');
-    conn.close();
     const m = plugin.metrics();
     assert.equal(m['coap.refused.token_length'], 1);
     assert.equal(m['coap.refused.option_count'], 1);
     assert.equal(m['coap.refused.message_size'], 2);
     assert.ok(logs.some((l) => l.includes("exceeds the server's CSM Max-Message-Size (1152)")), logs.join('\n'));
+    plugin.close();
+  });
+
+  it('without a policy, split message heads go on at once (no client bytes held back or rewritten)', async () => {
+    const { plugin } = await startCoap({ routes: ROUTES }, { packetLog: false });
+    const conn = plugin.newConnection();
+    conn.downstream(cat(CSM_CLIENT, tcpBytes(get)));
+    const stream = Buffer.concat(Array.from({ length: 20 }, (_, i) => tcpBytes({ code: 'PUT', token: tok('0' + (i % 10)), options: path('sensors', String(i)), payload: Buffer.alloc(30, 0x61) })));
+    let forwarded = 0;
+    for (let at = 0; at < stream.length; at += 7) {
+      const chunk = stream.subarray(at, at + 7);
+      const r = conn.downstream(chunk);
+      assert.equal(Buffer.from(r.forwarded).toString('hex'), chunk.toString('hex'), `chunk at ${at} passes as it came`);
+      forwarded += r.forwarded.length;
+    }
+    assert.equal(forwarded, stream.length);
+    assert.equal(plugin.metrics()['coap.requests.PUT'], 20);
     plugin.close();
   });
 
