@@ -8,14 +8,13 @@
 // replay, settings "transport": "udp"): each data callback is one datagram;
 // malformed or refused datagrams are dropped with a counter.
 export * from "../sdk/exports";
-import { MatchInput, Settings, logWarn, log, registerRootContext, RootContext } from "../sdk";
+import { MatchInput, RootContext, Settings, jsonQuote, log, logWarn, registerRootContext } from "../sdk";
 import { monotonicTimeNanos, setEffectiveContext } from "../sdk/host";
-import { jsonQuote } from "../sdk/json";
 import { LogLevel } from "../sdk/types";
-import { Codec, Frame, FramedRoot, FramedStream, PACKET_LOG_PREFIX, StreamError, Verdict } from "../sdk/stream";
+import { Codec, Frame, FramedRoot, PACKET_LOG_PREFIX, StreamError, Verdict } from "../sdk/stream";
 import {
   CODE_CSM, CODE_FORBIDDEN, CODE_PING, CODE_PONG, CoapMessage, FRAME_BAD, FRAME_NEED_MORE,
-  ParseError, Transport, buildResponse, codeString, parseErrorName, parseTcpHead, parseUdp, tcpFrame, tcpFrameLength, tcpHeadLength, writePath,
+  ParseError, buildResponse, codeString, parseErrorName, parseTcpHead, parseUdp, tcpFrame, tcpFrameLength, tcpHeadLength, writePath,
 } from "./parser";
 import { Policy, readPolicy } from "./policy";
 import { describeMessage } from "./describe";
@@ -346,4 +345,3 @@ class CoapCodec extends Codec {
 
 registerRootContext((id: u32): RootContext => new CoapRoot(id));
 
-export { FramedStream };
