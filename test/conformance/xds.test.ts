@@ -4,7 +4,8 @@
 // something for one variant or for ADS says so in its `applies` field.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { SnapshotCache, snapshotsOf } from '../../xds-server/cache/index.ts';
+import { SnapshotCache } from '../../xds-server/cache/index.ts';
+import { snapshotsOf } from '../../xds-server/snapshots.ts';
 import { silentLogger } from '../../xds-server/log.ts';
 import { Metrics } from '../../xds-server/metrics.ts';
 import type { Mesh } from '../../xds-server/model/types.ts';

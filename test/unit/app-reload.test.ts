@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { serveForTest } from '../support/mesh-env.ts';
-import { snapshotsOf } from '../../xds-server/cache/index.ts';
+import { snapshotsOf } from '../../xds-server/snapshots.ts';
 import { parseMesh } from '../../xds-server/config/index.ts';
 
 const HEAD = 'listeners:\n  - name: edge\n    port: 10000\n    protocol: tcp\n    routes: [ { cluster: a } ]\nclusters:\n  - name: a\n    endpoints: [ 127.0.0.1:9001 ]\n';

@@ -3,7 +3,7 @@
 // flavour (ADS, per-type SotW, per-type Delta), never per stream or flavour.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { snapshotsOf } from '../../xds-server/cache/index.ts';
+import { snapshotsOf } from '../../xds-server/snapshots.ts';
 import { createMeshParser } from '../../xds-server/config/index.ts';
 import { TYPE, type FilterRefs } from '../../xds-server/translate/index.ts';
 

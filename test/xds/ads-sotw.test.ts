@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { SnapshotCache, snapshotsOf } from '../../xds-server/cache/index.ts';
+import { SnapshotCache } from '../../xds-server/cache/index.ts';
+import { snapshotsOf } from '../../xds-server/snapshots.ts';
 import { silentLogger } from '../../xds-server/log.ts';
 import { Metrics } from '../../xds-server/metrics.ts';
 import type { Mesh } from '../../xds-server/model/types.ts';

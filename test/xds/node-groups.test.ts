@@ -2,7 +2,8 @@
 // group lives only while it has streams.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { SnapshotCache, snapshotsOf } from '../../xds-server/cache/index.ts';
+import { SnapshotCache } from '../../xds-server/cache/index.ts';
+import { snapshotsOf } from '../../xds-server/snapshots.ts';
 import { silentLogger } from '../../xds-server/log.ts';
 import { Metrics } from '../../xds-server/metrics.ts';
 import { XdsServer } from '../../xds-server/server/index.ts';

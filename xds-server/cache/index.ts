@@ -2,10 +2,11 @@
 // by a node-hash function, by default node.cluster, else node.id) and share
 // one Snapshot object; a group exists only while it has watching streams, so
 // memory does not grow per node beyond stream state. Streams read from here;
-// they never translate or encode.
-import type { Mesh } from '../model/types.ts';
-import { translate, type FilterRefs, type XdsFlavour } from '../translate/index.ts';
-import { buildSnapshot, type Snapshot } from './snapshot.ts';
+// they never translate or encode. The cache takes built snapshots
+// (xds-server/snapshots.ts translates a mesh into them); it knows nothing of
+// the mesh or of translation.
+import type { XdsFlavour } from '../model/resources.ts';
+import type { Snapshot } from './snapshot.ts';
 
 export {
   buildSnapshot,
@@ -67,11 +68,6 @@ export class SnapshotSet {
     }
     return snapshot;
   }
-}
-
-export function snapshotsOf(mesh: Mesh, filters?: FilterRefs): SnapshotSet {
-  const createdAt = Date.now();
-  return new SnapshotSet((flavour) => buildSnapshot(translate(mesh, flavour, filters), createdAt));
 }
 
 interface Group {

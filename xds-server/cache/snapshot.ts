@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import protobuf from 'protobufjs';
 import { encodeMessage, TYPE_PREFIX } from '../protos/index.ts';
-import { TYPE, TYPE_ORDER, type EnvoyMessage, type Resources, type ResourceType } from '../translate/index.ts';
+import { TYPE, TYPE_ORDER, type EnvoyMessage, type Resources, type ResourceType } from '../model/resources.ts';
 
 export interface ResourceEntry {
   readonly name: string;

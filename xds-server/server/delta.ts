@@ -16,7 +16,7 @@
 // Streams whose state is exactly a shared view (the common case) reuse one
 // diff and one encoded body per (old view, new view) pair.
 import { diffViews, entryIn, type ResourceEntry, type Snapshot, type View, type ViewDiff } from '../cache/index.ts';
-import { TYPE, type ResourceType } from '../translate/index.ts';
+import { TYPE, type ResourceType } from '../model/resources.ts';
 import type { Step } from './protocol.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
 import { XdsStream, type BaseTypeState } from './stream.ts';

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import { nodeGroup, type NodeHash, type SnapshotCache } from '../cache/index.ts';
 import type { Metrics } from '../metrics.ts';
-import { TYPE } from '../translate/index.ts';
+import { TYPE } from '../model/resources.ts';
 import { DeltaStream } from './delta.ts';
 import { KNOWN_TYPES, type StreamSink } from './protocol.ts';
 import { SotwStream } from './sotw.ts';

@@ -1,6 +1,6 @@
 // What SotW and Delta streams share: the types served, which are full-state,
 // the make-before-break order, and the transport sink.
-import { TYPE, type ResourceType } from '../translate/index.ts';
+import { TYPE, type ResourceType } from '../model/resources.ts';
 
 export const KNOWN_TYPES: ReadonlySet<string> = new Set(Object.values(TYPE));
 

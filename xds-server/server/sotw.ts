@@ -12,7 +12,7 @@
 //  - make-before-break order (protocol.ts), and a fresh EDS after any
 //    cluster change, because Envoy re-warms a changed cluster.
 import { unionViews, type ResourceEntry, type Snapshot, type View } from '../cache/index.ts';
-import { TYPE, type ResourceType } from '../translate/index.ts';
+import { TYPE, type ResourceType } from '../model/resources.ts';
 import { FULL_STATE, type Step } from './protocol.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
 import { XdsStream, type BaseTypeState } from './stream.ts';

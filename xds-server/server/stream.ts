@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { GroupMembership, NodeHash, ResourceEntry, Snapshot, SnapshotCache, Subscription } from '../cache/index.ts';
 import type { Metrics } from '../metrics.ts';
-import { TYPE, type ResourceType, type XdsFlavour } from '../translate/index.ts';
+import { TYPE, type ResourceType, type XdsFlavour } from '../model/resources.ts';
 import { STEPS, shortType, type Step, type StreamSink } from './protocol.ts';
 import { Status } from './grpc.ts';
 import { Refused, type XdsLimits } from './limits.ts';

@@ -4,7 +4,7 @@
 // parts that needs are described in ../shared/DESIGN.md (verified on 1.40).
 import type { Listener } from '../model/types.ts';
 import { toAny, TYPE_PREFIX } from '../protos/index.ts';
-import type { EnvoyMessage } from './types.ts';
+import type { EnvoyMessage } from '../model/resources.ts';
 
 /**
  * How Envoy gets a filter's module: its bytes inline in the ECDS resource,

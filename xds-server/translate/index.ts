@@ -5,9 +5,9 @@ import type { Cluster, DurationMs, HealthCheck, HttpMatch, Listener, Mesh, Route
 import { toAny } from '../protos/index.ts';
 import { protocolListener, wasmExtensionConfig, type FilterRef } from './filters.ts';
 import { udpListener } from './udp.ts';
-import type { EnvoyMessage, Resources } from './types.ts';
+import type { EnvoyMessage, Resources, XdsFlavour } from '../model/resources.ts';
 
-export { TYPE, TYPE_ORDER, type EnvoyMessage, type Resources, type ResourceType } from './types.ts';
+export { TYPE, TYPE_ORDER, type EnvoyMessage, type Resources, type ResourceType, type XdsFlavour } from '../model/resources.ts';
 export { ADMIN_CLUSTER, filterConfiguration, type FilterRef, type WasmCode } from './filters.ts';
 
 /** The Wasm filter serving each non-builtin protocol, by protocol name. */
@@ -19,7 +19,6 @@ export type FilterRefs = ReadonlyMap<string, FilterRef>;
  * per-type services of the cluster its bootstrap names protoplane_xds.
  * (Envoy 1.40 rejects `self: {}` here: "Missing config source specifier".)
  */
-export type XdsFlavour = 'ads' | 'sotw' | 'delta';
 export const XDS_CLUSTER = 'protoplane_xds';
 
 function configSource(flavour: XdsFlavour): EnvoyMessage {

@@ -6,7 +6,7 @@
 // cluster; the route without a match is on_no_match.
 import type { Listener, Route } from '../model/types.ts';
 import { toAny } from '../protos/index.ts';
-import type { EnvoyMessage } from './types.ts';
+import type { EnvoyMessage } from '../model/resources.ts';
 
 function routeAction(cluster: string): EnvoyMessage {
   return {

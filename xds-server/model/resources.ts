@@ -1,3 +1,7 @@
+// The xDS resources the server serves, as plain data: type URLs, their
+// order, and how Envoy connects. Imports nothing, so translate/, cache/ and
+// server/ all depend on it and not on each other.
+
 /** A plain object shaped like an Envoy message (snake_case field names). */
 export type EnvoyMessage = Record<string, unknown>;
 
@@ -22,3 +26,6 @@ export interface Resources {
   endpoints: EnvoyMessage[];
   extensions: EnvoyMessage[];
 }
+
+/** How an Envoy is connected: one ADS stream, per-type SotW streams, or (per-type or ADS) delta. */
+export type XdsFlavour = 'ads' | 'sotw' | 'delta';

@@ -1,0 +1,11 @@
+// A mesh as the snapshots the cache serves: translated (pure) for each way
+// Envoy can connect, each built and encoded once. The composition of
+// translate/ and cache/, which do not know each other.
+import { buildSnapshot, SnapshotSet } from './cache/index.ts';
+import type { Mesh } from './model/types.ts';
+import { translate, type FilterRefs } from './translate/index.ts';
+
+export function snapshotsOf(mesh: Mesh, filters?: FilterRefs): SnapshotSet {
+  const createdAt = Date.now();
+  return new SnapshotSet((flavour) => buildSnapshot(translate(mesh, flavour, filters), createdAt));
+}
