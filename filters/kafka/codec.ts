@@ -43,7 +43,7 @@ class InFlight {
 
 /** Topic ids → names, learned from Metadata responses (shared by the VM's connections). */
 const topicNames: Map<string, string> = new Map<string, string>();
-const TOPIC_NAMES_MAX: i32 = 100000;
+const TOPIC_NAMES_MAX: i32 = 10000;
 
 function uuidKey(p: usize): string {
   let s = "";
@@ -91,6 +91,7 @@ export class KafkaCodec extends Codec {
   private readonly req: RequestSink = new RequestSink();
   private readonly resp: ResponseSink = new ResponseSink();
   private readonly header: RequestHeader = new RequestHeader();
+  private readonly edits: Edits = new Edits();
   private readonly inFlight: InFlight[] = [];
   private inFlightHead: i32 = 0;
   private readonly pool: InFlight[] = [];
@@ -106,7 +107,7 @@ export class KafkaCodec extends Codec {
   private bodyAt: i32 = 0;
   private whole: bool = false;
 
-  constructor(readonly config: Config, readonly stats: Stats, readonly nowNs: () => u64) {
+  constructor(readonly config: Config, readonly stats: Stats) {
     super();
     this.routes = config.routes.length > 0 && config.routes.routes[0].match != null;
     this.maxHeader = <u32>max(config.maxRequestBytes, config.maxResponseBytes) + 4;
@@ -188,7 +189,15 @@ export class KafkaCodec extends Codec {
   /** Responses read whole: every one with a walker except Fetch (records can be megabytes), which only a partial refusal makes the filter read. */
   private readsResponse(e: InFlight): bool {
     if (e.key == API_FETCH) return e.merge != null;
+    // ApiVersions: only when the filter lowers versions in it (it lists every key: the longest of the small bodies)
+    if (e.key == API_VERSIONS) return this.capsVersions;
     return hasResponseWalker(e.key);
+  }
+
+  /** Whether ApiVersions responses get Produce/Fetch capped (see capVersions). */
+  private get capsVersions(): bool {
+    const c = this.config;
+    return (c.needsTopicNames && !c.keepTopicIds) || c.rewrites;
   }
 
   // ------------------------------------------------------------------ frames
@@ -294,7 +303,7 @@ export class KafkaCodec extends Codec {
     e.refused = refused;
     e.merge = null;
     e.mergeCount = 0;
-    e.startNs = this.nowNs();
+    e.startNs = this.stats.now();
     const head = this.inFlightHead;
     const q = this.inFlight;
     if (head > 0 && (head == q.length || (head >= 32 && head * 2 >= q.length))) {
@@ -350,7 +359,6 @@ export class KafkaCodec extends Codec {
         if (!t.allowed) { refused++; this.stats.refused("unknown_topic_id"); }
         continue;
       }
-      if (haveName) t.name = text(namePtr, nameLen);
       t.allowed = aclAllows(rules, c.aclDefaultAllow, namePtr, nameLen, haveName, clientPtr, clientLen, userPtr, userLen);
       if (!t.allowed) { refused++; this.stats.refused(reason); }
       this.countTopic(t, namePtr, nameLen);
@@ -456,7 +464,7 @@ export class KafkaCodec extends Codec {
     const e = this.pop();
     const answer = frame.takeAnswer();
     const stats = this.stats;
-    const now = this.nowNs();
+    const now = this.stats.now();
     stats.response(e.key, e.version, e.known, now > e.startNs ? now - e.startNs : 0);
     if (answer != null) {
       this.logResponse(frame, e, "refusal");
@@ -488,14 +496,15 @@ export class KafkaCodec extends Codec {
     }
     if (e.key == API_SASL_AUTHENTICATE && s.errorCodes.length > 0) this.user = null;
 
-    const edits = new Edits();
+    const edits = this.edits;
+    edits.reset();
     if (this.config.rewrites && s.brokers.length > 0) this.rewriteBrokers(p, edits, e);
     if (e.key == API_VERSIONS) this.capVersions(p, edits);
     if (e.merge != null && s.topicCountAt >= 0) {
-      const w = new Writer();
+      const w = edits.begin(s.topicCountAt, s.topicCountAt + s.topicCountLen, -1);
       w.count(s.topicCount + e.mergeCount, responseIsFlexible(e.key, e.version));
       w.bytes(changetype<usize>(e.merge), e.merge!.byteLength);
-      edits.add(s.topicCountAt, s.topicCountAt + s.topicCountLen, w.take(), -1);
+      edits.done();
     }
     this.logResponse(frame, e, edits.count > 0 ? "rewrite" : "forward");
     if (edits.count == 0) return Verdict.forward();
@@ -527,12 +536,10 @@ export class KafkaCodec extends Codec {
         this.unknownBroker(b, p);
         continue;
       }
-      const w = new Writer();
-      w.str(c.advertiseBytes.dataStart, c.advertiseBytes.length, flexible);
-      edits.add(b.hostPrefixAt, b.hostAt + max(b.hostLen, 0), w.take(), s.brokerTag[i]);
-      const pw = new Writer();
-      pw.i32(port);
-      edits.add(b.portAt, b.portAt + 4, pw.take(), s.brokerTag[i]);
+      edits.begin(b.hostPrefixAt, b.hostAt + max(b.hostLen, 0), s.brokerTag[i]).str(c.advertiseBytes.dataStart, c.advertiseBytes.length, flexible);
+      edits.done();
+      edits.begin(b.portAt, b.portAt + 4, s.brokerTag[i]).i32(port);
+      edits.done();
       this.stats.rewritten();
     }
   }
@@ -562,9 +569,8 @@ export class KafkaCodec extends Codec {
         else if (c.rewrites) cap = 15;
       }
       if (s.apiMax[i] <= cap || s.apiMin[i] > cap) continue;
-      const w = new Writer();
-      w.i16(cap);
-      edits.add(s.apiMaxAt[i], s.apiMaxAt[i] + 2, w.take(), -1);
+      edits.begin(s.apiMaxAt[i], s.apiMaxAt[i] + 2, -1).i16(cap);
+      edits.done();
       this.stats.capped();
     }
   }
@@ -652,46 +658,84 @@ export class KafkaCodec extends Codec {
   }
 }
 
-/** Byte-range replacements inside one frame, applied in order; tagged fields around them get their sizes rewritten. */
+/**
+ * Byte-range replacements inside one frame, applied in order; tagged fields
+ * around them get their sizes rewritten. Replacement bytes go into one arena
+ * and the new frame is built in one reused writer: a rewrite allocates only
+ * the frame it hands to the layer.
+ */
 class Edits {
   ats: i32[] = [];
   ends: i32[] = [];
-  bytes: ArrayBuffer[] = [];
+  /** Replacement bytes: [from, from + len) of the arena. */
+  froms: i32[] = [];
+  lens: i32[] = [];
   /** The tagged field (index in the response sink) each edit sits in, -1 none. */
   tags: i32[] = [];
+  arena: Writer = new Writer();
+  private out: Writer = new Writer();
+  private deltas: i32[] = [];
+  private order: i32[] = [];
 
   get count(): i32 { return this.ats.length; }
 
-  add(at: i32, end: i32, b: ArrayBuffer, tag: i32): void {
+  reset(): void {
+    if (this.ats.length == 0) return;
+    this.ats.length = 0;
+    this.ends.length = 0;
+    this.froms.length = 0;
+    this.lens.length = 0;
+    this.tags.length = 0;
+    this.arena.reset();
+  }
+
+  /** Starts an edit of [at, end): write its bytes to `arena`, then call done(). */
+  begin(at: i32, end: i32, tag: i32): Writer {
     this.ats.push(at);
     this.ends.push(end);
-    this.bytes.push(b);
+    this.froms.push(this.arena.len);
     this.tags.push(tag);
+    return this.arena;
+  }
+
+  done(): void {
+    this.lens.push(this.arena.len - this.froms[this.froms.length - 1]);
+  }
+
+  add(at: i32, end: i32, b: ArrayBuffer, tag: i32): void {
+    this.begin(at, end, tag).bytes(changetype<usize>(b), b.byteLength);
+    this.done();
   }
 
   /** The frame with every edit applied and a new size prefix. */
   apply(p: usize, len: i32, s: ResponseSink): ArrayBuffer {
     // tagged fields whose content changes size get a new size varint (innermost first: their deltas add up outwards)
-    const deltas = new Array<i32>(s.tagged.length);
-    for (let i = 0; i < this.ats.length; i++) {
+    const nt = s.tagged.length;
+    const deltas = this.deltas;
+    deltas.length = nt;
+    for (let t = 0; t < nt; t++) deltas[t] = 0;
+    const n0 = this.ats.length;
+    for (let i = 0; i < n0; i++) {
       let t = this.tags[i];
-      const d = this.bytes[i].byteLength - (this.ends[i] - this.ats[i]);
+      const d = this.lens[i] - (this.ends[i] - this.ats[i]);
       while (t >= 0) { deltas[t] += d; t = s.tagged[t].parent; }
     }
-    for (let t = s.tagged.length - 1; t >= 0; t--) {
+    for (let t = nt - 1; t >= 0; t--) {
       if (deltas[t] == 0) continue;
       const tr = s.tagged[t];
-      const w = new Writer();
+      const w = this.begin(tr.sizeAt, tr.dataAt, -1);
+      const before = w.len;
       w.uvarint(<u32>(tr.size + deltas[t]));
-      const grow = w.len - uvarintSize(<u32>tr.size);
+      this.done();
+      const grow = (w.len - before) - uvarintSize(<u32>tr.size);
       // the size varint itself may change width: the enclosing fields grow with it
       let parent = tr.parent;
       while (parent >= 0 && grow != 0) { deltas[parent] += grow; parent = s.tagged[parent].parent; }
-      this.add(tr.sizeAt, tr.dataAt, w.take(), -1);
     }
     // in position order (few edits: insertion sort)
     const n = this.ats.length;
-    const order = new Array<i32>(n);
+    const order = this.order;
+    order.length = n;
     for (let i = 0; i < n; i++) order[i] = i;
     for (let i = 1; i < n; i++) {
       const k = order[i];
@@ -699,14 +743,15 @@ class Edits {
       while (j >= 0 && this.ats[order[j]] > this.ats[k]) { order[j + 1] = order[j]; j--; }
       order[j + 1] = k;
     }
-    const w = new Writer();
+    const w = this.out;
+    w.reset();
     w.i32(0);
     let at = 4;
+    const arena = changetype<usize>(this.arena.buf);
     for (let i = 0; i < n; i++) {
       const e = order[i];
       w.bytes(p + <usize>at, this.ats[e] - at);
-      const b = this.bytes[e];
-      w.bytes(changetype<usize>(b), b.byteLength);
+      w.bytes(arena + <usize>this.froms[e], this.lens[e]);
       at = this.ends[e];
     }
     w.bytes(p + <usize>at, len - at);

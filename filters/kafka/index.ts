@@ -2,16 +2,12 @@
 // framed-stream layer runs one KafkaCodec (codec.ts) per connection; this
 // file reads the settings (config.ts) and makes the stats (stats.ts).
 export * from "../sdk/exports";
-import { RootContext, logInfo, monotonicTimeNanos, registerRootContext } from "../sdk";
+import { RootContext, logInfo, registerRootContext } from "../sdk";
 import { Settings } from "../sdk/settings";
 import { Codec, FramedRoot } from "../sdk/stream";
 import { KafkaCodec } from "./codec";
 import { Config, readConfig } from "./config";
-import { Stats } from "./stats";
-
-function now(): u64 {
-  return monotonicTimeNanos();
-}
+import { KafkaCounters, Stats } from "./stats";
 
 class KafkaRoot extends FramedRoot {
   config: Config = new Config();
@@ -24,7 +20,9 @@ class KafkaRoot extends FramedRoot {
     this.statPrefix = config.statPrefix;
     this.routes = config.routes;
     this.stats = new Stats(config.statPrefix, config.topicMetricNames);
-    this.stats.defineFixed();
+    this.stats.defineAll();
+    // the layer flushes its counters once per callback: the filter's own go with them
+    this.counters = new KafkaCounters(this.stats);
     logInfo("kafka: " + (config.listenerBrokerId >= 0 ? "broker " + config.listenerBrokerId.toString() + " listener" : "bootstrap listener") +
       ", " + config.brokers.length.toString() + " broker(s) rewritten to " + (config.advertise.length > 0 ? config.advertise : "-") +
       ", " + (config.produceRules.length + config.fetchRules.length).toString() + " ACL rule(s), default " + (config.aclDefaultAllow ? "allow" : "deny") +
@@ -33,7 +31,7 @@ class KafkaRoot extends FramedRoot {
   }
 
   newCodec(): Codec {
-    return new KafkaCodec(this.config, this.stats, now);
+    return new KafkaCodec(this.config, this.stats);
   }
 }
 

@@ -34,11 +34,13 @@ export class RequestSink extends Sink {
 
   reset(base: usize): void {
     this.base = base;
-    for (let i = 0; i < this.topics.length; i++) this.pool.push(this.topics[i]);
-    this.topics.length = 0;
+    if (this.topics.length > 0) {
+      for (let i = 0; i < this.topics.length; i++) this.pool.push(this.topics[i]);
+      this.topics.length = 0;
+    }
     this.current = null;
     this.topicCountAt = -1;
-    this.groups.length = 0;
+    if (this.groups.length > 0) this.groups.length = 0;
     this.transactionalId.len = -1;
     this.mechanism.len = -1;
     this.auth.len = -1;
@@ -167,22 +169,24 @@ export class ResponseSink extends Sink {
   private apiMinVersion: i32 = 0;
 
   reset(): void {
-    for (let i = 0; i < this.brokers.length; i++) this.brokerPool.push(this.brokers[i]);
-    this.brokers.length = 0;
+    if (this.brokers.length > 0) {
+      for (let i = 0; i < this.brokers.length; i++) this.brokerPool.push(this.brokers[i]);
+      this.brokers.length = 0;
+    }
     this.broker = null;
-    this.tagged.length = 0;
+    if (this.tagged.length > 0) this.tagged.length = 0;
     this.openTag = -1;
-    this.brokerTag.length = 0;
-    this.errorCodes.length = 0;
+    if (this.brokerTag.length > 0) this.brokerTag.length = 0;
+    if (this.errorCodes.length > 0) this.errorCodes.length = 0;
     this.topicCountAt = -1;
-    this.topicNames.length = 0;
-    this.topicIds.length = 0;
+    if (this.topicNames.length > 0) this.topicNames.length = 0;
+    if (this.topicIds.length > 0) this.topicIds.length = 0;
     this.topicId = -1;
     this.topicName.len = -1;
-    this.apiKeys.length = 0;
-    this.apiMaxAt.length = 0;
-    this.apiMax.length = 0;
-    this.apiMin.length = 0;
+    if (this.apiKeys.length > 0) this.apiKeys.length = 0;
+    if (this.apiMaxAt.length > 0) this.apiMaxAt.length = 0;
+    if (this.apiMax.length > 0) this.apiMax.length = 0;
+    if (this.apiMin.length > 0) this.apiMin.length = 0;
     this.apiKey = -1;
   }
 
@@ -253,6 +257,8 @@ export class ResponseSink extends Sink {
     if (event == EV_API_KEY) { this.apiKey = <i32>value; return; }
     if (event == EV_MIN_VERSION) { this.apiMinVersion = <i32>value; return; }
     if (event == EV_MAX_VERSION) {
+      // only Produce (0) and Fetch (1) are ever capped
+      if (this.apiKey > 1 || this.apiKey < 0) return;
       this.apiKeys.push(this.apiKey);
       this.apiMaxAt.push(pos);
       this.apiMax.push(<i32>value);

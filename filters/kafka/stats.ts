@@ -1,10 +1,12 @@
-// The kafka filter's Envoy stats (docs/kafka.md lists them), created on
-// first use: per API key and version there are hundreds of possible names
-// and a listener sees a handful. Each is a host counter (or histogram), so
-// a name is built once per connection-less VM, not per frame.
+// The kafka filter's Envoy stats (docs/kafka.md lists them). Counters are
+// created on first use (per API key and version there are hundreds of
+// possible names and a listener sees a handful) and batched: frames add to a
+// plain array, and the framed layer's once-per-callback flush (KafkaCounters)
+// hands the changed ones to the host. The clock is read once per callback too.
 import { Counter, Histogram } from "../sdk/metrics";
-import { logError } from "../sdk/host";
+import { logError, monotonicTimeNanos } from "../sdk/host";
 import { statLabel } from "../sdk/match";
+import { Counters } from "../sdk/stream";
 import { API_KEY_LIMIT, API_NAME } from "./gen/apis";
 
 /** "ListOffsets" → "list_offsets". */
@@ -20,69 +22,123 @@ export function snakeName(name: string): string {
   return out;
 }
 
+/** Versions per key in the counter cache (Kafka's highest is 18). */
+const VERSION_SLOTS: i32 = 32;
+
 const CODEC_NAMES: string[] = ["none", "gzip", "snappy", "lz4", "zstd", "codec5", "codec6", "codec7"];
+
+/** Per configured topic prefix: counter indexes. */
+class TopicCounters {
+  produceBytes: i32 = 0;
+  produceBatches: i32 = 0;
+  produceRecords: i32 = 0;
+  fetchRequests: i32 = 0;
+}
 
 export class Stats {
   private prefix: string;
-  private requests: Map<i32, Counter> = new Map<i32, Counter>();
-  private responses: Map<i32, Counter> = new Map<i32, Counter>();
+  private counters: Counter[] = [];
+  private deltas: i64[] = [];
+  private dirty: i32[] = [];
+  private byName: Map<string, i32> = new Map<string, i32>();
+  /** key * VERSION_SLOTS + version → counter index + 1 (0: not created yet). */
+  private requests: StaticArray<i32> = new StaticArray<i32>(API_KEY_LIMIT * VERSION_SLOTS);
+  private responses: StaticArray<i32> = new StaticArray<i32>(API_KEY_LIMIT * VERSION_SLOTS);
   private latency: StaticArray<Histogram | null> = new StaticArray<Histogram | null>(API_KEY_LIMIT);
-  private named: Map<string, Counter> = new Map<string, Counter>();
-  private topicNames: string[];
+  private topics: TopicCounters[] = [];
+  private batches: i32;
+  private compression: StaticArray<i32> = new StaticArray<i32>(8);
+  private unknownRequest: i32;
+  private unknownResponse: i32;
+  private rewrittenIndex: i32;
+  private unknownBrokerIndex: i32;
+  private nowCache: u64 = 0;
   /** Error lines already written (one per message per VM: a broker missing from `brokers` shows up in every Metadata). */
   private logged: Set<string> = new Set<string>();
 
   constructor(prefix: string, topicMetricNames: string[]) {
     this.prefix = prefix;
-    this.topicNames = topicMetricNames.map<string>((n: string): string => statLabel(n));
-  }
-
-  /** A counter by its name under the prefix (defined on first use). */
-  counter(name: string): Counter {
-    const full = this.prefix + "." + name;
-    if (this.named.has(full)) return this.named.get(full);
-    const c = new Counter(full);
-    this.named.set(full, c);
-    return c;
-  }
-
-  /** Counters every deployment shows from the start (zero until something happens). */
-  defineFixed(): void {
-    const names = ["closed.bad_size", "closed.truncated_header", "closed.response_without_request", "closed.malformed_body",
-      "closed.request_too_large", "refused.acl_produce", "refused.acl_fetch", "refused.api_key", "request.unknown_api",
-      "brokers.rewritten", "brokers.unknown"];
-    for (let i = 0; i < names.length; i++) this.counter(names[i]).define();
-    for (let i = 0; i < this.topicNames.length; i++) {
-      const t = "topic." + this.topicNames[i] + ".";
-      this.counter(t + "produce_bytes").define();
-      this.counter(t + "produce_batches").define();
-      this.counter(t + "produce_records").define();
-      this.counter(t + "fetch_requests").define();
+    // every deployment shows these from the start (zero until something happens)
+    const fixed = ["closed.bad_size", "closed.truncated_header", "closed.response_without_request", "closed.malformed_body",
+      "closed.request_too_large", "refused.acl_produce", "refused.acl_fetch", "refused.api_key"];
+    for (let i = 0; i < fixed.length; i++) this.index(fixed[i]);
+    this.unknownRequest = this.index("request.unknown_api");
+    this.unknownResponse = this.index("response.unknown_api");
+    this.rewrittenIndex = this.index("brokers.rewritten");
+    this.unknownBrokerIndex = this.index("brokers.unknown");
+    this.batches = this.index("produce.batches");
+    for (let i = 0; i < 8; i++) this.compression[i] = -1;
+    for (let i = 0; i < topicMetricNames.length; i++) {
+      const t = "topic." + statLabel(topicMetricNames[i]) + ".";
+      const c = new TopicCounters();
+      c.produceBytes = this.index(t + "produce_bytes");
+      c.produceBatches = this.index(t + "produce_batches");
+      c.produceRecords = this.index(t + "produce_records");
+      c.fetchRequests = this.index(t + "fetch_requests");
+      this.topics.push(c);
     }
+  }
+
+  /** Defines the counters created so far with the host (visible in /stats at once). */
+  defineAll(): void {
+    for (let i = 0; i < this.counters.length; i++) this.counters[i].define();
+  }
+
+  /** The counter `name` under the prefix: its index (created on first use). */
+  index(name: string): i32 {
+    if (this.byName.has(name)) return this.byName.get(name);
+    const i = this.counters.length;
+    this.counters.push(new Counter(this.prefix + "." + name));
+    this.deltas.push(0);
+    this.byName.set(name, i);
+    return i;
+  }
+
+  @inline add(index: i32, delta: i64): void {
+    const v = unchecked(this.deltas[index]);
+    if (v == 0) this.dirty.push(index);
+    unchecked(this.deltas[index] = v + delta);
+  }
+
+  /** Hands the changed counters to the host; the next frame reads the clock again. */
+  flush(): void {
+    this.nowCache = 0;
+    const dirty = this.dirty;
+    for (let i = 0; i < dirty.length; i++) {
+      const index = unchecked(dirty[i]);
+      const v = unchecked(this.deltas[index]);
+      unchecked(this.deltas[index] = 0);
+      if (v > 0) this.counters[index].increment(v);
+    }
+    dirty.length = 0;
+  }
+
+  /** Monotonic ns, read once per callback (frames of one callback arrived together). */
+  now(): u64 {
+    if (this.nowCache == 0) this.nowCache = monotonicTimeNanos();
+    return this.nowCache;
   }
 
   request(key: i16, version: i16, known: bool): void {
-    if (!known) { this.counter("request.unknown_api").increment(1); return; }
-    const k = (<i32>key << 16) | <i32>version;
-    let c: Counter;
-    if (this.requests.has(k)) c = this.requests.get(k);
-    else {
-      c = new Counter(this.prefix + ".request." + snakeName(API_NAME[key]) + ".v" + version.toString());
-      this.requests.set(k, c);
+    if (!known) { this.add(this.unknownRequest, 1); return; }
+    const k = <i32>key * VERSION_SLOTS + <i32>version;
+    let i = version < VERSION_SLOTS ? unchecked(this.requests[k]) - 1 : -1;
+    if (i < 0) {
+      i = this.index("request." + snakeName(API_NAME[key]) + ".v" + version.toString());
+      if (version < VERSION_SLOTS) this.requests[k] = i + 1;
     }
-    c.increment(1);
+    this.add(i, 1);
   }
 
   response(key: i16, version: i16, known: bool, latencyNs: u64): void {
-    if (!known) { this.counter("response.unknown_api").increment(1); return; }
-    const k = (<i32>key << 16) | <i32>version;
-    let c: Counter;
-    if (this.responses.has(k)) c = this.responses.get(k);
-    else {
-      c = new Counter(this.prefix + ".response." + snakeName(API_NAME[key]) + ".v" + version.toString());
-      this.responses.set(k, c);
+    if (!known) { this.add(this.unknownResponse, 1); return; }
+    const k = <i32>key * VERSION_SLOTS + <i32>version;
+    let i = version < VERSION_SLOTS ? unchecked(this.responses[k]) - 1 : -1;
+    if (i < 0) {
+      i = this.index("response." + snakeName(API_NAME[key]) + ".v" + version.toString());
+      if (version < VERSION_SLOTS) this.responses[k] = i + 1;
     }
-    c.increment(1);
+    this.add(i, 1);
     let h = this.latency[key];
     if (h == null) {
       h = new Histogram(this.prefix + ".latency_us." + snakeName(API_NAME[key]));
@@ -91,28 +147,34 @@ export class Stats {
     h.record(latencyNs / 1000);
   }
 
-  closed(reason: string): void { this.counter("closed." + reason).increment(1); }
-  refused(reason: string): void { this.counter("refused." + reason).increment(1); }
-  errorCode(code: i32): void { this.counter("response_error." + code.toString()).increment(1); }
-  unknownBroker(): void { this.counter("brokers.unknown").increment(1); }
-  rewritten(): void { this.counter("brokers.rewritten").increment(1); }
-  capped(): void { this.counter("api_versions.capped").increment(1); }
-  opaque(): void { this.counter("sasl_v0_unparsed").increment(1); }
+  closed(reason: string): void { this.add(this.index("closed." + reason), 1); }
+  refused(reason: string): void { this.add(this.index("refused." + reason), 1); }
+  /** Kafka's error codes run from -1 to ~130; anything else is one counter, so bad bytes cannot mint thousands. */
+  errorCode(code: i32): void { this.add(this.index("response_error." + (code >= -1 && code <= 255 ? code.toString() : "other")), 1); }
+  unknownBroker(): void { this.add(this.unknownBrokerIndex, 1); }
+  rewritten(): void { this.add(this.rewrittenIndex, 1); }
+  capped(): void { this.add(this.index("api_versions.capped"), 1); }
+  opaque(): void { this.add(this.index("sasl_v0_unparsed"), 1); }
 
   produceBatches(batches: i32, codecMask: i32): void {
-    if (batches > 0) this.counter("produce.batches").increment(batches);
-    for (let i = 0; i < 8; i++) if ((codecMask & (1 << i)) != 0) this.counter("produce.compression." + CODEC_NAMES[i]).increment(1);
+    if (batches > 0) this.add(this.batches, batches);
+    for (let i = 0; i < 8; i++) {
+      if ((codecMask & (1 << i)) == 0) continue;
+      let c = this.compression[i];
+      if (c < 0) { c = this.index("produce.compression." + CODEC_NAMES[i]); this.compression[i] = c; }
+      this.add(c, 1);
+    }
   }
 
   topicProduce(i: i32, bytes: i64, batches: i32, records: i64): void {
-    const t = "topic." + this.topicNames[i] + ".";
-    if (bytes > 0) this.counter(t + "produce_bytes").increment(bytes);
-    if (batches > 0) this.counter(t + "produce_batches").increment(batches);
-    if (records > 0) this.counter(t + "produce_records").increment(records);
+    const t = this.topics[i];
+    if (bytes > 0) this.add(t.produceBytes, bytes);
+    if (batches > 0) this.add(t.produceBatches, batches);
+    if (records > 0) this.add(t.produceRecords, records);
   }
 
   topicFetch(i: i32): void {
-    this.counter("topic." + this.topicNames[i] + ".fetch_requests").increment(1);
+    this.add(this.topics[i].fetchRequests, 1);
   }
 
   logError(message: string): void {
@@ -120,5 +182,15 @@ export class Stats {
     if (this.logged.size > 1000) this.logged.clear();
     this.logged.add(message);
     logError(message);
+  }
+}
+
+/** The layer's counters, whose once-per-callback flush also flushes the filter's own. */
+export class KafkaCounters extends Counters {
+  constructor(readonly stats: Stats) { super(); }
+
+  flush(): void {
+    super.flush();
+    this.stats.flush();
   }
 }
