@@ -158,7 +158,47 @@ class CoapCodec extends Codec {
     } else {
       this.headWindow = 16;
       this.maxHeader = root.maxMessageSize + 8;
+      this.hasForwardRun = true;
     }
+  }
+
+  /**
+   * The fast path (no packet log): a run of messages that need no verdict of
+   * their own (the engine calls this after routing). It parses and counts
+   * each as onFrame would, and stops at the first one that might need more:
+   * signaling (CSM limits, the Pongs refusals take the place of), anything
+   * malformed or over a limit (the general path closes), a head not whole
+   * before `end`, and every client message while a policy is on.
+   */
+  forwardRun(frame: Frame, end: usize): usize {
+    const root = this.root;
+    const fromClient = frame.fromClient;
+    if (fromClient ? root.policy.active : this.pendingRefusals > 0) return frame.ptr;
+    let limit = <i64>root.maxMessageSize;
+    const peer = fromClient ? this.serverMax : this.clientMax;
+    if (peer >= 0 && peer < limit) limit = peer;
+    if (limit > 65536) limit = 65536; // the engine runs only frames under its large-frame size
+    const m = this.msg;
+    const c = this.conn.counters;
+    let p = frame.ptr;
+    let runs: u32 = 0;
+    while (p < end) {
+      const total = tcpFrameLength(p, end - p);
+      if (total < 0 || total > limit) break;
+      const head = tcpHeadLength(p, end - p, <u32>total);
+      if (head < 0 || p + <usize>head > end) break;
+      if (parseTcpHead(p, <u32>head, <u32>total, m, root.maxOptions) != ParseError.None) break;
+      if (m.isSignaling || (fromClient && m.tokenLength > root.maxTokenLength)) break;
+      if (m.unknownCritical != 0) c.add(root.cUnknownCritical, 1);
+      if (m.block1 >= 0) c.add(root.cBlock1, 1);
+      if (m.block2 >= 0) c.add(root.cBlock2, 1);
+      if (m.isEmpty) c.add(root.cEmpty, 1);
+      else this.count(m);
+      p += <usize>total;
+      runs++;
+    }
+    frame.runCount = runs;
+    return p;
   }
 
   onOpen(): void {

@@ -1,10 +1,16 @@
 // The coap filter in the in-process host: start a plugin, feed byte chunks,
 // read back what it forwarded, its packet log, counters and log lines.
-import { loadFilter, type WasmFilterModule, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
+import { execFileSync } from 'node:child_process';
+import { filterWasmPath, WasmFilterModule, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
+import { REPO_ROOT } from '../support/envoy.ts';
 
 let module: Promise<WasmFilterModule> | undefined;
+/** build/filters/coap.wasm, built first if stale (only this filter: the tests do not depend on the others building). */
 export function coapModule(): Promise<WasmFilterModule> {
-  module ??= loadFilter('coap');
+  module ??= (async () => {
+    execFileSync('bash', ['scripts/build-filters.sh', 'coap'], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+    return WasmFilterModule.loadFile(filterWasmPath('coap'));
+  })();
   return module;
 }
 
