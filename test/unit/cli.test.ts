@@ -25,7 +25,7 @@ async function protoplane(...args: string[]): Promise<{ code: number; stdout: st
 
 describe('protoplane CLI', () => {
   it('validate: exit 0 on the shipped examples', async () => {
-    for (const file of ['envoy-configs/mesh.example.yaml', 'envoy-configs/mesh.docker.yaml', 'envoy-configs/mesh.mqtt.yaml']) {
+    for (const file of ['envoy-configs/mesh.example.yaml', 'envoy-configs/mesh.docker.yaml', 'envoy-configs/mesh.mqtt.yaml', 'envoy-configs/mesh.kafka.yaml']) {
       const r = await protoplane('validate', file);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /ok \(\d+ listeners?, \d+ clusters?\)/);
