@@ -66,25 +66,27 @@ export class RequestSink extends Sink {
   }
 
   on(event: i32, pos: i32, len: i32, value: i64): void {
-    if (event == EV_TOPIC_BEGIN) { this.current = this.topic(pos); return; }
     const t = this.current;
-    if (event == EV_TOPIC_END) { if (t != null) t.endAt = pos; this.current = null; return; }
-    if (event == EV_TOPIC_COUNT) { this.topicCountAt = pos; this.topicCountLen = len; return; }
-    if (event == EV_TOPIC_NAME) {
-      // Metadata/OffsetCommit name topics outside a TOPIC element: a topic each
-      const target = t != null ? t : this.topic(pos);
-      target.nameAt = pos;
-      target.nameLen = len;
-      return;
+    switch (event) {
+      case EV_TOPIC_BEGIN: { this.current = this.topic(pos); break; }
+      case EV_TOPIC_END: { if (t != null) t.endAt = pos; this.current = null; break; }
+      case EV_TOPIC_COUNT: { this.topicCountAt = pos; this.topicCountLen = len; break; }
+      case EV_TOPIC_NAME: {
+        // Metadata/OffsetCommit name topics outside a TOPIC element: a topic each
+        const target = t != null ? t : this.topic(pos);
+        target.nameAt = pos;
+        target.nameLen = len;
+        break;
+      }
+      case EV_TOPIC_ID: { if (t != null) t.idAt = pos; break; }
+      case EV_PARTITION_INDEX: { if (t != null) t.partitions.push(<i32>value); break; }
+      case EV_RECORDS: { if (t != null && len > 0) this.countBatches(t, pos, len); break; }
+      case EV_GROUP_ID: { this.groups.push(new Span(pos, len)); break; }
+      case EV_TRANSACTIONAL_ID: { this.transactionalId.at = pos; this.transactionalId.len = len; break; }
+      case EV_MECHANISM: { this.mechanism.at = pos; this.mechanism.len = len; break; }
+      case EV_AUTH_BYTES: { this.auth.at = pos; this.auth.len = len; break; }
+      case EV_ACKS: { this.acks = <i32>value; break; }
     }
-    if (event == EV_TOPIC_ID) { if (t != null) t.idAt = pos; return; }
-    if (event == EV_PARTITION_INDEX) { if (t != null) t.partitions.push(<i32>value); return; }
-    if (event == EV_RECORDS) { if (t != null && len > 0) this.countBatches(t, pos, len); return; }
-    if (event == EV_GROUP_ID) { this.groups.push(new Span(pos, len)); return; }
-    if (event == EV_TRANSACTIONAL_ID) { this.transactionalId.at = pos; this.transactionalId.len = len; return; }
-    if (event == EV_MECHANISM) { this.mechanism.at = pos; this.mechanism.len = len; return; }
-    if (event == EV_AUTH_BYTES) { this.auth.at = pos; this.auth.len = len; return; }
-    if (event == EV_ACKS) { this.acks = <i32>value; return; }
   }
 
   /**
@@ -201,69 +203,71 @@ export class ResponseSink extends Sink {
   }
 
   on(event: i32, pos: i32, len: i32, value: i64): void {
-    if (event == EV_ERROR_CODE) { if (value != 0) this.errorCodes.push(<i32>value); return; }
-    if (event == EV_NODE_ID) { this.current().nodeId = <i32>value; return; }
-    if (event == EV_HOST) {
-      const b = this.current();
-      b.hostPrefixAt = <i32>value;
-      b.hostAt = pos;
-      b.hostLen = len;
-      return;
-    }
-    if (event == EV_PORT) {
-      // the port comes last in every broker shape Kafka has: the address is complete
-      const b = this.current();
-      b.portAt = pos;
-      b.port = <i32>value;
-      this.brokers.push(b);
-      this.brokerTag.push(this.openTag);
-      this.broker = null;
-      return;
-    }
-    if (event == EV_BROKER_BEGIN) { this.broker = null; return; }
-    if (event == EV_TAGGED_BEGIN) {
-      const t = new TaggedRef();
-      t.sizeAt = <i32>value;
-      t.dataAt = pos;
-      t.size = len;
-      t.parent = this.openTag;
-      this.tagged.push(t);
-      this.openTag = this.tagged.length - 1;
-      return;
-    }
-    if (event == EV_TAGGED_END) {
-      if (this.openTag >= 0) {
-        this.tagged[this.openTag].closed = true;
-        this.openTag = this.tagged[this.openTag].parent;
+    switch (event) {
+      case EV_ERROR_CODE: { if (value != 0) this.errorCodes.push(<i32>value); break; }
+      case EV_NODE_ID: { this.current().nodeId = <i32>value; break; }
+      case EV_HOST: {
+        const b = this.current();
+        b.hostPrefixAt = <i32>value;
+        b.hostAt = pos;
+        b.hostLen = len;
+        break;
       }
-      return;
-    }
-    if (event == EV_TOPIC_COUNT) {
-      // the outermost topic array (the first one reported)
-      if (this.topicCountAt < 0) { this.topicCountAt = pos; this.topicCountLen = len; this.topicCount = <i32>value; }
-      return;
-    }
-    if (event == EV_TOPIC_BEGIN) { this.topicName.len = -1; this.topicId = -1; return; }
-    if (event == EV_TOPIC_NAME) { this.topicName.at = pos; this.topicName.len = len; return; }
-    if (event == EV_TOPIC_ID) { this.topicId = pos; return; }
-    if (event == EV_TOPIC_END) {
-      if (this.topicName.len > 0 && this.topicId >= 0) {
-        this.topicNames.push(new Span(this.topicName.at, this.topicName.len));
-        this.topicIds.push(this.topicId);
+      case EV_PORT: {
+        // the port comes last in every broker shape Kafka has: the address is complete
+        const b = this.current();
+        b.portAt = pos;
+        b.port = <i32>value;
+        this.brokers.push(b);
+        this.brokerTag.push(this.openTag);
+        this.broker = null;
+        break;
       }
-      return;
-    }
-    if (event == EV_API_BEGIN) { this.apiKey = -1; return; }
-    if (event == EV_API_KEY) { this.apiKey = <i32>value; return; }
-    if (event == EV_MIN_VERSION) { this.apiMinVersion = <i32>value; return; }
-    if (event == EV_MAX_VERSION) {
-      // only Produce (0) and Fetch (1) are ever capped
-      if (this.apiKey > 1 || this.apiKey < 0) return;
-      this.apiKeys.push(this.apiKey);
-      this.apiMaxAt.push(pos);
-      this.apiMax.push(<i32>value);
-      this.apiMin.push(this.apiMinVersion);
-      return;
+      case EV_BROKER_BEGIN: { this.broker = null; break; }
+      case EV_TAGGED_BEGIN: {
+        const t = new TaggedRef();
+        t.sizeAt = <i32>value;
+        t.dataAt = pos;
+        t.size = len;
+        t.parent = this.openTag;
+        this.tagged.push(t);
+        this.openTag = this.tagged.length - 1;
+        break;
+      }
+      case EV_TAGGED_END: {
+        if (this.openTag >= 0) {
+          this.tagged[this.openTag].closed = true;
+          this.openTag = this.tagged[this.openTag].parent;
+        }
+        break;
+      }
+      case EV_TOPIC_COUNT: {
+        // the outermost topic array (the first one reported)
+        if (this.topicCountAt < 0) { this.topicCountAt = pos; this.topicCountLen = len; this.topicCount = <i32>value; }
+        break;
+      }
+      case EV_TOPIC_BEGIN: { this.topicName.len = -1; this.topicId = -1; break; }
+      case EV_TOPIC_NAME: { this.topicName.at = pos; this.topicName.len = len; break; }
+      case EV_TOPIC_ID: { this.topicId = pos; break; }
+      case EV_TOPIC_END: {
+        if (this.topicName.len > 0 && this.topicId >= 0) {
+          this.topicNames.push(new Span(this.topicName.at, this.topicName.len));
+          this.topicIds.push(this.topicId);
+        }
+        break;
+      }
+      case EV_API_BEGIN: { this.apiKey = -1; break; }
+      case EV_API_KEY: { this.apiKey = <i32>value; break; }
+      case EV_MIN_VERSION: { this.apiMinVersion = <i32>value; break; }
+      case EV_MAX_VERSION: {
+        // only Produce (0) and Fetch (1) are ever capped
+        if (this.apiKey > 1 || this.apiKey < 0) return;
+        this.apiKeys.push(this.apiKey);
+        this.apiMaxAt.push(pos);
+        this.apiMax.push(<i32>value);
+        this.apiMin.push(this.apiMinVersion);
+        break;
+      }
     }
   }
 }
