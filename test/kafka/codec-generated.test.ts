@@ -39,3 +39,15 @@ describe('kafka codec generator', () => {
     assert.equal(reqFlex[17], 0x7fff); // SaslHandshake never flexible
   });
 });
+
+describe('kafka manifest', () => {
+  it('acl.deny_api_keys accepts exactly the API names of the generated table', async () => {
+    const { readFileSync } = await import('node:fs');
+    const names = [...readFileSync(path.join(ROOT, 'filters/kafka/gen/apis.ts'), 'utf8').matchAll(/^ {2}"([A-Za-z]*)",$/gm)].map((m) => m[1]).filter((n) => n !== '');
+    const manifest = JSON.parse(readFileSync(path.join(ROOT, 'filters/kafka/filter.json'), 'utf8')) as {
+      settings: { properties: { acl: { properties: { deny_api_keys: { items: { anyOf: [unknown, { enum: string[] }] } } } } } };
+    };
+    assert.deepEqual(manifest.settings.properties.acl.properties.deny_api_keys.items.anyOf[1].enum, names);
+    assert.ok(names.includes('DeleteTopics') && names.includes('Produce'));
+  });
+});
