@@ -44,18 +44,21 @@ manifest_field() {
   ' "$1" "$2"
 }
 
-built=0 skipped=0 found=0
+# A broken filter (bad manifest, compile error) is reported and the others
+# still built; the exit status is 1 if any failed (the server leaves the
+# broken ones out, naming them, and serves the rest).
+built=0 skipped=0 found=0 failed=()
 for manifest in filters/*/filter.json; do
   # A folder removed after the glob listed it is simply gone, not an error.
   [ -e "$manifest" ] || continue
   dir="$(dirname "$manifest")"
-  name="$(manifest_field "$manifest" name)" || { [ -e "$manifest" ] || continue; exit 1; }
-  manifest_field "$manifest" protocol >/dev/null
-  entry="$(manifest_field "$manifest" entry)"
+  name="$(manifest_field "$manifest" name)" || { [ -e "$manifest" ] || continue; failed+=("$manifest"); continue; }
+  manifest_field "$manifest" protocol >/dev/null || { failed+=("$manifest"); continue; }
+  entry="$(manifest_field "$manifest" entry)" || { failed+=("$manifest"); continue; }
   if [ ${#only[@]} -gt 0 ] && [[ ! " ${only[*]} " =~ " $name " ]]; then continue; fi
   found=$((found + 1))
-  [[ "$name" =~ ^[a-z0-9][a-z0-9_-]*$ ]] || { echo "build-filters: $manifest: name '$name' must match [a-z0-9][a-z0-9_-]*" >&2; exit 1; }
-  [ -f "$dir/$entry" ] || { echo "build-filters: $manifest: entry $dir/$entry does not exist" >&2; exit 1; }
+  [[ "$name" =~ ^[a-z0-9][a-z0-9_-]*$ ]] || { echo "build-filters: $manifest: name '$name' must match [a-z0-9][a-z0-9_-]*" >&2; failed+=("$manifest"); continue; }
+  [ -f "$dir/$entry" ] || { echo "build-filters: $manifest: entry $dir/$entry does not exist" >&2; failed+=("$manifest"); continue; }
   out="$out_dir/$name.wasm"
   if [ "$force" = 0 ] && [ -f "$out" ] \
       && [ -z "$(find "$dir" filters/sdk asconfig.json -newer "$out" -type f -print -quit)" ]; then
@@ -67,7 +70,8 @@ for manifest in filters/*/filter.json; do
     grep -v 'Unknown user config' "$tmp.log" >&2 || true
     rm -f "$tmp" "$tmp.log"
     echo "build-filters: $name: compile failed" >&2
-    exit 1
+    failed+=("$manifest")
+    continue
   fi
   rm -f "$tmp.log"
   chmod 644 "$tmp"
@@ -75,6 +79,10 @@ for manifest in filters/*/filter.json; do
   built=$((built + 1))
   echo "build-filters: $out ($(wc -c < "$out") bytes)"
 done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "build-filters: failed: ${failed[*]}" >&2
+  exit 1
+fi
 if [ ${#only[@]} -gt 0 ] && [ "$found" = 0 ]; then
   echo "build-filters: no filter named ${only[*]}" >&2
   exit 1

@@ -107,6 +107,9 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     if (filtersDirty) {
       try {
         const loaded = await FilterCatalog.load();
+        for (const [folder, reason] of loaded.broken) {
+          log.warn({ filter: folder }, `filters/${folder} is broken and left out (listeners using it are refused): ${reason}`);
+        }
         filters = { catalog: loaded, parser: createMeshParser({ protocols: loaded.protocolSchemas(), yamlLimits: options.configLimits }) };
       } catch (error) {
         return { ok: false, errors: [{ file: FILTERS_DIR, line: 1, col: 1, path: '', message: (error as Error).message }] };
@@ -115,7 +118,11 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     const read = await readMeshFile(options.configPath);
     signal?.throwIfAborted();
     const result = read.ok ? filters.parser(read.text, options.configPath) : read;
-    if (!result.ok) return { ok: false, errors: result.errors, filters };
+    if (!result.ok) {
+      // a listener naming a broken filter's protocol fails as an unknown protocol: say why it is unknown
+      const broken = [...filters.catalog.broken].map(([folder, reason]): ConfigError => ({ file: `filters/${folder}`, line: 1, col: 1, path: '', message: `this filter is broken and left out: ${reason}` }));
+      return { ok: false, errors: [...result.errors, ...broken], filters };
+    }
     // A filter that fails to load or refuses its settings never reaches Envoy.
     const problems = await filters.catalog.check(result.mesh);
     if (problems.length > 0) {

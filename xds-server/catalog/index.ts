@@ -10,7 +10,9 @@ import path from 'node:path';
 import type { ProtocolSchema } from '../config/index.ts';
 import { isBuiltinProtocol, type Mesh } from '../model/types.ts';
 import { filterConfiguration, type FilterRef, type FilterRefs } from '../translate/index.ts';
-import { buildFilters, FILTER_BUILD_DIR, filterWasmPath, listFilters, WasmFilterModule, type FilterManifest } from '../wasm-host/index.ts';
+import { buildFilters, FILTER_BUILD_DIR, FILTERS_DIR, filterWasmPath, listFilters, WasmFilterModule, type FilterManifest } from '../wasm-host/index.ts';
+import { DEFAULT_PREFLIGHT, preflight, type PreflightLimits, type PreflightRequest } from './preflight.ts';
+
 
 export interface CatalogEntry {
   readonly manifest: FilterManifest;
@@ -35,30 +37,57 @@ export interface FilterProblem {
 export type CodeDelivery = 'inline' | 'remote' | 'local';
 
 export class FilterCatalog {
-  private constructor(readonly entries: ReadonlyMap<string, CatalogEntry>) {}
+  private constructor(
+    readonly entries: ReadonlyMap<string, CatalogEntry>,
+    /** Filter folders that do not build, list or load, by folder name, with the reason: left out, reported, never blocking. */
+    readonly broken: ReadonlyMap<string, string> = new Map(),
+  ) {}
 
   static readonly EMPTY = new FilterCatalog(new Map());
 
   /** Builds what changed and loads every filter; throws with the reason (compile error, bad manifest, bad module). */
   static async load(): Promise<FilterCatalog> {
-    await buildFilters();
+    // A broken folder (bad filter.json, a compile error, garbage .wasm) is left
+    // out and reported: a config whose listeners do not use it still loads.
+    const broken = new Map<string, string>();
+    let buildOutput = '';
+    await buildFilters().catch((error: Error) => (buildOutput = error.message));
+    const manifests = listFilters(FILTERS_DIR, (folder, reason) => broken.set(path.basename(folder), reason));
+    // the build goes on past a broken filter and ends with "build-filters: failed: filters/X/filter.json ..."
+    const failed = /build-filters: failed: (.*)/.exec(buildOutput)?.[1]?.split(' ') ?? [];
+    for (const manifest of failed) {
+      const folder = path.basename(path.dirname(manifest));
+      if (!broken.has(folder)) broken.set(folder, `does not build: ${buildOutput.split('\n').filter((l) => l.includes(folder) || /ERROR/.test(l)).slice(0, 5).join('; ')}`);
+    }
+    if (buildOutput && failed.length === 0) throw new Error(buildOutput); // not one filter's fault (e.g. no compiler)
     const entries = new Map<string, CatalogEntry>();
     const byProtocol = new Map<string, string>();
-    for (const manifest of listFilters()) {
+    for (const manifest of manifests) {
+      if (broken.has(path.basename(manifest.dir))) continue;
       if (!isBuiltinProtocol(manifest.protocol)) {
         const other = byProtocol.get(manifest.protocol);
-        if (other) throw new Error(`filters ${other} and ${manifest.name} both serve protocol "${manifest.protocol}"`);
+        if (other) {
+          broken.set(path.basename(manifest.dir), `serves protocol "${manifest.protocol}", which filter ${other} already serves`);
+          continue;
+        }
         byProtocol.set(manifest.protocol, manifest.name);
       }
-      const bytes = new Uint8Array(await readFile(filterWasmPath(manifest.name)));
-      const module = await WasmFilterModule.load(bytes, manifest.name);
+      let bytes: Uint8Array;
+      let module: WasmFilterModule;
+      try {
+        bytes = new Uint8Array(await readFile(filterWasmPath(manifest.name)));
+        module = await WasmFilterModule.load(bytes, manifest.name);
+      } catch (error) {
+        broken.set(path.basename(manifest.dir), (error as Error).message);
+        continue;
+      }
       const sha256 = createHash('sha256').update(bytes).digest('hex');
       const contentPath = path.join(FILTER_BUILD_DIR, 'by-sha256', `${manifest.name}-${sha256.slice(0, 16)}.wasm`);
       await mkdir(path.dirname(contentPath), { recursive: true });
       await writeFile(contentPath, bytes);
       entries.set(manifest.name, { manifest, bytes, sha256, module, contentPath });
     }
-    return new FilterCatalog(entries);
+    return new FilterCatalog(entries, broken);
   }
 
   byProtocol(protocol: string): CatalogEntry | undefined {
@@ -105,10 +134,12 @@ export class FilterCatalog {
   private readonly refsByDelivery = new Map<CodeDelivery, FilterRefs>();
 
   /** Starts each protocol listener's filter with its configuration, as Envoy would; returns who refused. */
-  async check(mesh: Mesh): Promise<FilterProblem[]> {
+  async check(mesh: Mesh, limits: PreflightLimits = DEFAULT_PREFLIGHT): Promise<FilterProblem[]> {
     const problems: FilterProblem[] = [];
     // A generated listener (e.g. one per Kafka broker) is checked with its own configuration, reported at its parent.
     const all = mesh.listeners.flatMap((listener, index) => [listener, ...(listener.generated ?? [])].map((l) => [index, l] as const));
+    const started: Array<{ index: number; own: boolean; listener: string; entry: CatalogEntry }> = [];
+    const requests: PreflightRequest[] = [];
     for (const [index, listener] of all) {
       if (isBuiltinProtocol(listener.protocol)) continue;
       const entry = this.byProtocol(listener.protocol);
@@ -117,22 +148,19 @@ export class FilterCatalog {
         if (own) problems.push({ listener: index, message: `no filter serves protocol "${listener.protocol}"` });
         continue;
       }
-      try {
-        const plugin = await entry.module.instantiate({
-          name: entry.manifest.name,
-          rootId: entry.manifest.name,
-          vmId: entry.manifest.name,
-          configuration: filterConfiguration(listener),
-          logLevel: 'warn',
-        });
-        plugin.close();
-      } catch (error) {
-        problems.push({
-          listener: index,
-          message: `filter ${entry.manifest.name} refused ${own ? "this listener's configuration" : `the configuration of listener "${listener.name}" that this one generates`}: ${error instanceof Error ? error.message : String(error)}`,
-        });
-      }
+      started.push({ index, own, listener: listener.name, entry });
+      requests.push({ name: entry.manifest.name, sha256: entry.sha256, bytes: entry.bytes, configuration: filterConfiguration(listener) });
     }
+    // Off the main thread, with time and memory limits: a guest's onConfigure may loop (docs/security.md).
+    const errors = requests.length === 0 ? [] : await preflight(requests, limits);
+    errors.forEach((error, n) => {
+      if (error === undefined) return;
+      const { index, own, listener, entry } = started[n]!;
+      problems.push({
+        listener: index,
+        message: `filter ${entry.manifest.name} refused ${own ? "this listener's configuration" : `the configuration of listener "${listener}" that this one generates`}: ${error}`,
+      });
+    });
     return problems;
   }
 }

@@ -49,37 +49,54 @@ function itemListenersField(rec: Record<string, unknown>, file: string): ItemLis
   return v as unknown as ItemListeners;
 }
 
-/** Every filters/NAME/filter.json, sorted by name; throws naming a bad manifest. */
-export function listFilters(root = FILTERS_DIR): FilterManifest[] {
+/**
+ * Every filters/NAME/filter.json, sorted by name; throws naming a bad
+ * manifest, or with `onBroken` reports it there (folder, reason) and lists
+ * the others.
+ */
+export function listFilters(root = FILTERS_DIR, onBroken?: (folder: string, reason: string) => void): FilterManifest[] {
   const out: FilterManifest[] = [];
   for (const entry of readdirSync(root, { withFileTypes: true })) {
     if (!entry.isDirectory()) continue;
-    const file = path.join(root, entry.name, 'filter.json');
-    if (!existsSync(file)) continue;
-    let m: unknown;
+    if (!onBroken) {
+      readManifest(root, entry.name, out);
+      continue;
+    }
     try {
-      m = JSON.parse(readFileSync(file, 'utf8'));
-    } catch (err) {
-      // Removed between the listing and the read: a folder being deleted, not a broken one.
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw new Error(`${file}: not valid JSON: ${(err as Error).message}`);
+      readManifest(root, entry.name, out);
+    } catch (error) {
+      onBroken(path.join(root, entry.name), (error as Error).message);
     }
-    const rec = (typeof m === 'object' && m !== null ? m : {}) as Record<string, unknown>;
-    for (const field of ['name', 'protocol', 'entry']) {
-      if (typeof rec[field] !== 'string' || rec[field] === '') throw new Error(`${file}: "${field}" must be a non-empty string`);
-    }
-    out.push({
-      name: rec.name as string,
-      protocol: rec.protocol as string,
-      entry: rec.entry as string,
-      description: typeof rec.description === 'string' ? rec.description : undefined,
-      settings: schemaField(rec, 'settings', file),
-      match: schemaField(rec, 'match', file),
-      itemListeners: itemListenersField(rec, file),
-      dir: path.join(root, entry.name),
-    });
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Reads one folder's filter.json into `out` (nothing when there is none); throws naming a bad manifest. */
+function readManifest(root: string, folder: string, out: FilterManifest[]): void {
+  const file = path.join(root, folder, 'filter.json');
+  if (!existsSync(file)) return;
+  let m: unknown;
+  try {
+    m = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    // Removed between the listing and the read: a folder being deleted, not a broken one.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new Error(`${file}: not valid JSON: ${(err as Error).message}`);
+  }
+  const rec = (typeof m === 'object' && m !== null ? m : {}) as Record<string, unknown>;
+  for (const field of ['name', 'protocol', 'entry']) {
+    if (typeof rec[field] !== 'string' || rec[field] === '') throw new Error(`${file}: "${field}" must be a non-empty string`);
+  }
+  out.push({
+    name: rec.name as string,
+    protocol: rec.protocol as string,
+    entry: rec.entry as string,
+    description: typeof rec.description === 'string' ? rec.description : undefined,
+    settings: schemaField(rec, 'settings', file),
+    match: schemaField(rec, 'match', file),
+    itemListeners: itemListenersField(rec, file),
+    dir: path.join(root, folder),
+  });
 }
 
 /** Where a built filter lives: build/filters/NAME.wasm. */

@@ -1,0 +1,100 @@
+// Filters cannot wedge the server (issue 19): the pre-flight that starts each
+// protocol listener's filter with its configuration runs off the main thread
+// with time and memory limits, so a filter whose onConfigure loops
+// (filters/loop-test, {"mode": "loop"}) or allocates without end
+// ({"mode": "explode"}) is refused with a clear error while xDS and admin
+// keep answering; and a broken folder under filters/ that no listener uses
+// is reported without blocking config changes.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import type { Logger } from '../../xds-server/log.ts';
+import { FILTERS_DIR } from '../../xds-server/wasm-host/index.ts';
+import { serveForTest } from '../support/mesh-env.ts';
+import { RawConnection, sotwRequest, ADS } from './raw-xds.ts';
+import { TYPE } from '../../xds-server/translate/index.ts';
+
+const mesh = (mode: string, port = 10000) =>
+  `listeners:\n  - name: l\n    port: ${port}\n    protocol: loop-test\n    filter: { mode: ${mode} }\n    routes: [ { cluster: a } ]\nclusters:\n  - name: a\n    endpoints: [ 127.0.0.1:9 ]\n`;
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'protoplane-filters-'));
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+async function readyz(port: number): Promise<{ snapshot: string | null; config_errors: string[] }> {
+  return (await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as { snapshot: string | null; config_errors: string[] };
+}
+
+describe('the filter pre-flight', () => {
+  for (const [mode, expected] of [
+    ['loop', /filter loop-test refused this listener's configuration: did not finish configuring within 2000 ms/],
+    ['explode', /filter loop-test refused this listener's configuration: .*(trapped|memory|did not finish configuring)/],
+  ] as const) {
+    it(`refuses a filter whose onConfigure ${mode === 'loop' ? 'loops' : 'allocates without end'}, while admin and xDS keep answering`, async () => {
+      const file = path.join(dir, `mesh-${mode}.yaml`);
+      fs.writeFileSync(file, mesh('ok'));
+      const app = await serveForTest(file, { debounce: { quietMs: 20, maxMs: 200 } });
+      try {
+        const good = app.cache.snapshot!.version;
+        fs.writeFileSync(file, mesh(mode, 10001));
+        // While the pre-flight runs, the admin server and xDS answer within a fraction of its time limit.
+        let slowest = 0;
+        const xds = new RawConnection(app.xdsPort);
+        let errors: string[] = [];
+        const deadline = Date.now() + 15_000;
+        let n = 0;
+        while (errors.length === 0) {
+          assert.ok(Date.now() < deadline, 'the bad filter was never refused');
+          const started = Date.now();
+          errors = (await readyz(app.adminPort)).config_errors;
+          const stream = xds.open(ADS);
+          stream.write(sotwRequest({ typeUrl: TYPE.cluster, nodeId: `probe-${n++}` }));
+          await stream.next(1500);
+          stream.req.close();
+          slowest = Math.max(slowest, Date.now() - started);
+          await sleep(50);
+        }
+        xds.close();
+        assert.match(errors.join('\n'), expected);
+        assert.ok(slowest < 1000, `admin + xDS took up to ${slowest} ms while the filter was being checked`);
+        assert.equal(app.cache.snapshot!.version, good, 'the last good config is still served');
+      } finally {
+        await app.close();
+      }
+    });
+  }
+});
+
+describe('a broken filter folder', () => {
+  it('that no listener uses is reported but does not block config changes', async () => {
+    const broken = path.join(FILTERS_DIR, `zz-broken-${process.pid}`);
+    const lines: Array<{ msg: string }> = [];
+    const log = pino({ level: 'warn' }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string }) }) as unknown as Logger;
+    const file = path.join(dir, 'mesh-broken.yaml');
+    const tcp = (port: number) =>
+      `listeners:\n  - name: t\n    port: ${port}\n    protocol: tcp\n    routes: [ { cluster: a } ]\nclusters:\n  - name: a\n    endpoints: [ 127.0.0.1:9 ]\n`;
+    fs.writeFileSync(file, tcp(10000));
+    fs.mkdirSync(broken);
+    fs.writeFileSync(path.join(broken, 'filter.json'), '{ "name": "zz-broken", this is not json');
+    // at start the filters are built and loaded with the broken folder there
+    const app = await serveForTest(file, { log, watchFilters: false, debounce: { quietMs: 20, maxMs: 200 } }).finally(() =>
+      fs.rmSync(broken, { recursive: true, force: true }),
+    );
+    try {
+      const before = app.cache.snapshot?.version;
+      assert.ok(before, `the config was not loaded: ${JSON.stringify((await readyz(app.adminPort)).config_errors)}`);
+      fs.writeFileSync(file, tcp(10001));
+      const deadline = Date.now() + 10_000;
+      while (app.cache.snapshot!.version === before) {
+        assert.ok(Date.now() < deadline, `the config change was blocked: ${JSON.stringify((await readyz(app.adminPort)).config_errors)}`);
+        await sleep(50);
+      }
+      assert.ok(lines.some((l) => /filters\/zz-broken-\d+ is broken and left out .*not valid JSON/.test(l.msg)), 'the broken folder is reported');
+    } finally {
+      await app.close();
+    }
+  });
+});
