@@ -14,7 +14,8 @@ import { LogLevel } from "../sdk/types";
 import { Codec, Frame, FramedRoot, PACKET_LOG_PREFIX, StreamError, Verdict } from "../sdk/stream";
 import {
   CODE_CSM, CODE_FORBIDDEN, CODE_PING, CODE_PONG, CoapMessage, FRAME_BAD, FRAME_NEED_MORE,
-  ParseError, buildResponse, codeString, parseErrorName, parseTcpHead, parseUdp, tcpFrame, tcpFrameLength, tcpHeadLength, writePath,
+  ParseError, SCAN_BLOCK1, SCAN_BLOCK2, SCAN_OBSERVE, SCAN_UNKNOWN_CRITICAL, buildResponse, codeString, parseErrorName, parseTcpHead, parseUdp,
+  scanCode, scanFlags, scanObserve, scanTcpMessage, tcpFrame, tcpFrameLength, tcpHeadLength, writePath,
 } from "./parser";
 import { Policy, readPolicy } from "./policy";
 import { describeMessage } from "./describe";
@@ -178,22 +179,18 @@ class CoapCodec extends Codec {
     const peer = fromClient ? this.serverMax : this.clientMax;
     if (peer >= 0 && peer < limit) limit = peer;
     if (limit > 65536) limit = 65536; // the engine runs only frames under its large-frame size
-    const m = this.msg;
     const c = this.conn.counters;
+    const maxToken = fromClient ? root.maxTokenLength : 8;
     let p = frame.ptr;
     let runs: u32 = 0;
     while (p < end) {
-      const total = tcpFrameLength(p, end - p);
-      if (total < 0 || total > limit) break;
-      const head = tcpHeadLength(p, end - p, <u32>total);
-      if (head < 0 || p + <usize>head > end) break;
-      if (parseTcpHead(p, <u32>head, <u32>total, m, root.maxOptions) != ParseError.None) break;
-      if (m.isSignaling || (fromClient && m.tokenLength > root.maxTokenLength)) break;
-      if (m.unknownCritical != 0) c.add(root.cUnknownCritical, 1);
-      if (m.block1 >= 0) c.add(root.cBlock1, 1);
-      if (m.block2 >= 0) c.add(root.cBlock2, 1);
-      if (m.isEmpty) c.add(root.cEmpty, 1);
-      else this.count(m);
+      const total = scanTcpMessage(p, end - p, limit, root.maxOptions, maxToken);
+      if (total < 0) break;
+      const flags = scanFlags;
+      if ((flags & SCAN_UNKNOWN_CRITICAL) != 0) c.add(root.cUnknownCritical, 1);
+      if ((flags & SCAN_BLOCK1) != 0) c.add(root.cBlock1, 1);
+      if ((flags & SCAN_BLOCK2) != 0) c.add(root.cBlock2, 1);
+      this.tally(scanCode, (flags & SCAN_OBSERVE) != 0 ? <i64>scanObserve : -1);
       p += <usize>total;
       runs++;
     }
@@ -261,19 +258,26 @@ class CoapCodec extends Codec {
   }
 
   private count(m: CoapMessage): void {
+    this.tally(m.code, m.observe);
+  }
+
+  /** Counts a non-signaling message by its code and Observe value (-1: none); Empty messages count as `empty`. */
+  private tally(code: u8, observe: i64): void {
     const root = this.root;
     const c = this.conn.counters;
-    if (m.isRequest) {
-      c.add(root.cRequests[m.code <= 7 ? m.code : 0], 1);
-      if (m.observe == 0) c.add(root.cObserveRegister, 1);
-      else if (m.observe == 1) c.add(root.cObserveDeregister, 1);
+    if (code == 0) { c.add(root.cEmpty, 1); return; }
+    if (code < 32) {
+      c.add(root.cRequests[code <= 7 ? code : 0], 1);
+      if (observe == 0) c.add(root.cObserveRegister, 1);
+      else if (observe == 1) c.add(root.cObserveDeregister, 1);
       return;
     }
-    if (m.isResponse) {
-      c.add(root.cResponseClass[m.codeClass - 2], 1);
-      const at = RESPONSE_CODES.indexOf(m.code);
+    const cls = code >> 5;
+    if (cls >= 2 && cls <= 5) {
+      c.add(root.cResponseClass[cls - 2], 1);
+      const at = RESPONSE_CODES.indexOf(code);
       c.add(root.cResponseCode[at >= 0 ? at : RESPONSE_CODES.length], 1);
-      if (m.observe >= 0) c.add(root.cObserveNotify, 1);
+      if (observe >= 0) c.add(root.cObserveNotify, 1);
       return;
     }
     c.add(root.cSignals[SIGNALS.length], 1); // reserved classes 1, 3, 6

@@ -578,3 +578,76 @@ export function abortFrame(diagnostic: string): ArrayBuffer {
   const diag = String.UTF8.encode(diagnostic);
   return tcpFrame(CODE_ABORT, 0, 0, changetype<usize>(diag), <u32>diag.byteLength);
 }
+
+// ---------------------------------------------------------------- fast scan
+
+/** What scanTcpMessage found (wasm globals: no object, no allocation). */
+export let scanCode: u8 = 0;
+/** SCAN_* bits. */
+export let scanFlags: u32 = 0;
+/** The Observe value when SCAN_OBSERVE is set. */
+export let scanObserve: u32 = 0;
+export const SCAN_OBSERVE: u32 = 1;
+export const SCAN_BLOCK1: u32 = 2;
+export const SCAN_BLOCK2: u32 = 4;
+export const SCAN_UNKNOWN_CRITICAL: u32 = 8;
+
+/**
+ * The fast path's reading of one TCP message at `p` (`avail` bytes there):
+ * its length, or -1 when it needs the general path instead: the head is not
+ * whole within `avail`, the message is longer than `limit`, malformed, has
+ * more than `maxOptions` options or a token over `maxToken`, or is signaling.
+ * Reads what the counters need (code, Observe, Block1/Block2 present, an
+ * unknown critical option) with the same rules as parseTcpHead.
+ */
+export function scanTcpMessage(p: usize, avail: usize, limit: i64, maxOptions: u32, maxToken: u32): i64 {
+  const total = tcpFrameLength(p, avail);
+  if (total < 0 || total > limit) return -1;
+  const b0 = <u32>load<u8>(p);
+  const tkl = b0 & 15;
+  if (tkl > maxToken) return -1;
+  const header = tcpHeaderLength(b0);
+  const t = <u32>total;
+  if (<usize>header > avail || header > t) return -1;
+  const code = load<u8>(p + header - 1 - tkl);
+  if ((code >> 5) == 7) return -1;
+  const end = <u32>min<usize>(avail, <usize>t);
+  let at = header;
+  let number: u32 = 0;
+  let count: u32 = 0;
+  let flags: u32 = 0;
+  let observe: u32 = 0;
+  while (at < t) {
+    if (at >= end) return -1;
+    const b = <u32>load<u8>(p + at);
+    at++;
+    if (b == 0xff) {
+      if (at >= t) return -1;
+      break;
+    }
+    let delta = b >> 4;
+    let olen = b & 15;
+    if (delta == 15 || olen == 15) return -1;
+    if (delta == 13) { if (at + 1 > end) return -1; delta = <u32>load<u8>(p + at) + 13; at += 1; }
+    else if (delta == 14) { if (at + 2 > end) return -1; delta = ((<u32>load<u8>(p + at) << 8) | <u32>load<u8>(p + at + 1)) + 269; at += 2; }
+    if (olen == 13) { if (at + 1 > end) return -1; olen = <u32>load<u8>(p + at) + 13; at += 1; }
+    else if (olen == 14) { if (at + 2 > end) return -1; olen = ((<u32>load<u8>(p + at) << 8) | <u32>load<u8>(p + at + 1)) + 269; at += 2; }
+    if (at + olen > end) return -1;
+    number += delta;
+    if (number > 65535) return -1;
+    if (++count > maxOptions) return -1;
+    const bounds = optionBounds(number);
+    if (bounds == UNKNOWN_BOUNDS || olen < (bounds >> 16) || olen > (bounds & 0xffff)) {
+      if ((number & 1) != 0) flags |= SCAN_UNKNOWN_CRITICAL;
+    } else if (number == OPT_OBSERVE) {
+      if ((flags & SCAN_OBSERVE) == 0) { flags |= SCAN_OBSERVE; observe = <u32>readUint(p + at, olen); }
+      else observe = <u32>readUint(p + at, olen); // parseTcpHead keeps the last one
+    } else if (number == OPT_BLOCK1) flags |= SCAN_BLOCK1;
+    else if (number == OPT_BLOCK2) flags |= SCAN_BLOCK2;
+    at += olen;
+  }
+  scanCode = code;
+  scanFlags = flags;
+  scanObserve = observe;
+  return total;
+}

@@ -1,6 +1,6 @@
 // Benchmark of the coap filter. Prints numbers; asserts nothing.
 //   node --import tsx test/bench/coap.ts                 (host + Envoy)
-//   BENCH_ENVOY=0 node --import tsx test/bench/coap.ts   (host only)
+//   BENCH_ENVOY=0 node --import tsx test/bench/coap.ts   (host only; BENCH_HOST=0: Envoy only)
 //
 // 1. Parse rate: the same CoAP messages (PUT /sensors/N, 4-byte token,
 //    Content-Format, 64 B or 1 KB payload) through the coap filter in the
@@ -98,18 +98,32 @@ class Blaster {
     if (port === undefined) throw new Error('tcpblast did not start');
     return new Blaster(child, lines, Number(port));
   }
-  async run(port: number, prefix: string, stream: string, ms: number): Promise<number> {
+  /** Bytes the sink got, and over how many seconds. */
+  async run(port: number, prefix: string, stream: string, ms: number): Promise<{ bytes: number; seconds: number }> {
     this.child.stdin!.write(`RUN ${port} ${prefix} ${stream} ${ms}\n`);
     const line = ((await this.lines.next()).value as string | undefined) ?? 'FAIL tcpblast exited';
     const m = /^RESULT (\d+) ([\d.]+)$/.exec(line);
     if (!m) throw new Error(`tcpblast: ${line}`);
-    return Number(m[1]) / Number(m[2]) / 1e6;
+    return { bytes: Number(m[1]), seconds: Number(m[2]) };
   }
   stop(): void { this.child.stdin!.end('QUIT\n'); }
 }
 
+/** CPU seconds (user + system) one thread of `pid` has used (Linux /proc, ticks of 1/100 s). */
+function threadCpuSeconds(pid: number, tid: string): number {
+  const fields = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Envoy's one worker thread. */
+function workerThread(pid: number): string {
+  const tid = fs.readdirSync(`/proc/${pid}/task`).find((t) => fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim() === 'wrk:worker_0');
+  if (tid === undefined) throw new Error(`Envoy ${pid} has no wrk:worker_0 thread`);
+  return tid;
+}
+
 async function envoyBench(): Promise<void> {
-  console.log(`\nstock Envoy 1.40, one connection streaming CoAP over TCP from tcpblast to its sink, ${ENVOY_MS} ms per run, ${ROUNDS} interleaved rounds`);
+  console.log(`\nstock Envoy 1.40 (1 worker), one connection streaming CoAP over TCP from tcpblast to its sink, ${ENVOY_MS} ms per run, ${ROUNDS} interleaved rounds`);
   await coapModule();
   const blaster = await Blaster.start();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coap-bench-'));
@@ -127,6 +141,7 @@ async function envoyBench(): Promise<void> {
   });
   try {
     await envoy.waitForListener('coap');
+    const worker = workerThread(envoy.pid);
     const prefix = path.join(dir, 'prefix.bin');
     fs.writeFileSync(prefix, Buffer.concat([signalingFrames()[0]!.bytes, tcpBytes(message(0, 0))]));
     const cases = [['plain tcp_proxy', plain], ['coap filter + tcp_proxy', filter], ['read-only Wasm floor + tcp_proxy', floor]] as const;
@@ -135,21 +150,29 @@ async function envoyBench(): Promise<void> {
       fs.writeFileSync(stream, streams(payload, 4 << 20).tcp);
       const ratios: Record<string, number[]> = {};
       const best: Record<string, number> = {};
+      // the worker's CPU per message: what the filter adds, steadier than throughput on a shared machine
+      const cpuNs: Record<string, number[]> = {};
+      const messageBytes = tcpBytes(message(1, payload)).length;
       for (let round = 0; round < ROUNDS; round++) {
         const got: Record<string, number> = {};
         for (const [label, port] of [...cases.slice(round % 3), ...cases.slice(0, round % 3)]) {
-          got[label] = await blaster.run(port, prefix, stream, ENVOY_MS);
+          const before = threadCpuSeconds(envoy.pid, worker);
+          const r = await blaster.run(port, prefix, stream, ENVOY_MS);
+          const cpu = threadCpuSeconds(envoy.pid, worker) - before;
+          got[label] = r.bytes / r.seconds / 1e6;
           best[label] = Math.max(best[label] ?? 0, got[label]!);
+          (cpuNs[label] ??= []).push((cpu * 1e9) / (r.bytes / messageBytes));
           await new Promise((r) => setTimeout(r, 200));
         }
         for (const [label] of cases) (ratios[label] ??= []).push(got[label]! / got['plain tcp_proxy']!);
       }
       const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
       for (const [label] of cases) {
-        console.log(`  ${payload} B payloads, ${label.padEnd(34)} best ${best[label]!.toFixed(1).padStart(7)} MB/s, median of per-round ratio to plain ${(median(ratios[label]!) * 100).toFixed(0)}% (${ratios[label]!.map((x) => (x * 100).toFixed(0)).join(' ')})`);
+        console.log(`  ${payload} B payloads, ${label.padEnd(34)} best ${best[label]!.toFixed(1).padStart(7)} MB/s, median of per-round ratio to plain ${(median(ratios[label]!) * 100).toFixed(0)}% (${ratios[label]!.map((x) => (x * 100).toFixed(0)).join(' ')}), ` +
+          `worker CPU per message ${median(cpuNs[label]!).toFixed(0)} ns (median)`);
       }
       const gap = (median(ratios['read-only Wasm floor + tcp_proxy']!) - median(ratios['coap filter + tcp_proxy']!)) * 100;
-      console.log(`  ${payload} B payloads: the coap filter is ${gap.toFixed(1)} points below the read-only floor`);
+      console.log(`  ${payload} B payloads: the coap filter is ${gap.toFixed(1)} points below the read-only floor; it adds ${(median(cpuNs['coap filter + tcp_proxy']!) - median(cpuNs['read-only Wasm floor + tcp_proxy']!)).toFixed(0)} ns of worker CPU per message over it`);
     }
     const stats = await envoy.stats();
     console.log(`  filter counted ${stats.get('wasmcustom.coap.requests.PUT')?.toLocaleString('en-US')} PUTs, closed ${stats.get('wasmcustom.coap.closed_by_filter') ?? 0} connections`);
@@ -160,5 +183,5 @@ async function envoyBench(): Promise<void> {
   }
 }
 
-await hostBench();
+if (process.env.BENCH_HOST !== '0') await hostBench();
 if (process.env.BENCH_ENVOY !== '0') await envoyBench();
