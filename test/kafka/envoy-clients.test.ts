@@ -92,7 +92,7 @@ describe('Kafka clients through stock Envoy with the kafka filter, to a two-brok
     );
   });
 
-  it('kcat (librdkafka) produces to and consumes from partitions led by both brokers', async () => {
+  it('kcat (librdkafka) produces to and consumes from partitions led by both brokers, also as a consumer group', async () => {
     const topic = unique('orders.kcat');
     await cluster.createTopic(topic);
     for (const partition of [0, 1]) {
@@ -107,6 +107,10 @@ describe('Kafka clients through stock Envoy with the kafka filter, to a two-brok
     const consumed = await kcat(['-C', '-b', boot, '-t', topic, '-e', '-q', '-f', '%p:%k=%s\\n']);
     assert.equal(consumed.code, 0, consumed.stderr);
     assert.deepEqual(consumed.stdout.split('\n').filter(Boolean).sort(), expected);
+    // librdkafka's consumer group (FindCoordinator, JoinGroup, SyncGroup, OffsetFetch) through Envoy too.
+    const group = await kcat(['-b', boot, '-G', unique('e2e-kcat'), '-X', 'auto.offset.reset=earliest', '-e', '-q', '-f', '%p:%k=%s\\n', topic], { timeoutMs: 40_000 });
+    assert.equal(group.code, 0, group.stderr);
+    assert.deepEqual(group.stdout.split('\n').filter(Boolean).sort(), expected);
   });
 
   it('kafkajs produces and runs a consumer group across both brokers (FindCoordinator rewritten too)', async () => {
