@@ -215,6 +215,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     filters: () => catalog,
     ready: () => cache.snapshot !== undefined,
     configPath: options.configPath,
+    guard: { tokenFile: options.adminTokenFile, maxConnections: options.adminMaxConnections, timeoutMs: options.adminTimeoutMs },
   });
   await admin.listen({ port: options.adminPort, host: options.adminHost ?? '127.0.0.1' });
   const adminPort = (admin.server.address() as AddressInfo).port;

@@ -44,7 +44,13 @@ export class Metrics {
   });
   readonly rejectedRequests = new Counter({
     name: 'protoplane_xds_rejected_requests_total',
-    help: 'xDS requests refused before reaching a stream: not gRPC, unknown method, compressed, too large, or not a decodable DiscoveryRequest',
+    help: 'xDS requests, streams and connections refused (or ignored, unknown_type) by reason; docs/security.md lists them',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly adminRefused = new Counter({
+    name: 'protoplane_admin_refused_total',
+    help: 'Admin requests and connections refused: too_many_connections (closed at accept), timeout, unauthorized (/debug/* without the token)',
     labelNames: ['reason'],
     registers: [this.registry],
   });

@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics.ts';
 import { decodeMessage, TYPE_PREFIX } from '../protos/index.ts';
 import { shortType, type StreamInfo } from '../server/index.ts';
 import { isCompact, registerStatusPage, sendJson } from './status-page.ts';
+import { adminServerOptions, guardAdmin, pageOf, type AdminGuardOptions } from './guard.ts';
 
 export interface AdminOptions {
   cache: SnapshotCache;
@@ -18,6 +19,8 @@ export interface AdminOptions {
   filters: () => FilterCatalog;
   /** The mesh file served, shown on the status page. */
   configPath?: string;
+  /** Connection cap, timeouts and the /debug/* token (docs/security.md). */
+  guard?: Omit<AdminGuardOptions, 'metrics'>;
 }
 
 export function nodesView(streams: readonly StreamInfo[]): unknown {
@@ -35,7 +38,9 @@ export function nodesView(streams: readonly StreamInfo[]): unknown {
           shortType(t.typeUrl),
           {
             type_url: t.typeUrl,
-            subscribed: t.wildcard ? ['*', ...t.subscription.sorted] : [...t.subscription.sorted],
+            // the first 100 names (a subscription may hold thousands); subscribed_count has them all
+            subscribed: [...(t.wildcard ? ['*'] : []), ...t.subscription.sorted.slice(0, 100)],
+            subscribed_count: t.subscription.sorted.length,
             version_sent: t.sentVersion ?? null,
             nonce: t.sentNonce ?? null,
             version_acked: t.ackedVersion ?? null,
@@ -78,7 +83,8 @@ export function configDump(streams: readonly StreamInfo[], nodeId: string): unkn
 }
 
 export function buildAdmin(options: AdminOptions): FastifyInstance {
-  const app = Fastify({ logger: false });
+  const app = Fastify({ logger: false, ...adminServerOptions(options.guard ?? {}) });
+  guardAdmin(app, { ...options.guard, metrics: options.metrics });
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     const ready = options.ready();
@@ -94,7 +100,11 @@ export function buildAdmin(options: AdminOptions): FastifyInstance {
   });
   registerStatusPage(app, options);
   // Pretty by default (people read it with curl); ?compact for one line.
-  app.get('/debug/nodes', async (request, reply) => sendJson(reply, nodesView(options.streams()), isCompact(request.query)));
+  // Paged (?limit=, ?offset=): with thousands of streams one reply would be huge.
+  app.get('/debug/nodes', async (request, reply) => {
+    const { items, page } = pageOf(options.streams(), request.query);
+    return sendJson(reply, { ...(nodesView(items) as object), page }, isCompact(request.query));
+  });
   app.get('/debug/filters', async () => ({
     filters: [...options.filters().entries.values()].map((e) => ({
       name: e.manifest.name,
