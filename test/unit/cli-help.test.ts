@@ -120,6 +120,13 @@ describe('protoplane validate', () => {
     assert.equal(r.stderr.trim(), `${bad}:2:11: invalid YAML: this " quote is never closed (at listeners[0].name)`);
   });
 
+  it('every unknown tag is still reported, each at its line (they do not cascade)', async () => {
+    const { parseMesh, formatConfigError } = await import('../../xds-server/config/index.ts');
+    const result = parseMesh('listeners: !foo []\nclusters: !bar []\n', 'tags.yaml');
+    assert.ok(!result.ok);
+    assert.deepEqual(result.errors.map(formatConfigError), ['tags.yaml:1:12: invalid YAML: unresolved tag: !foo', 'tags.yaml:2:11: invalid YAML: unresolved tag: !bar']);
+  });
+
   it('an empty file is an error', async () => {
     const r = await protoplane('validate', file('empty.yaml', ''));
     assert.equal(r.code, 1);

@@ -47,7 +47,8 @@ function closesQuote(source: string, quote: string): boolean {
   return backslashes % 2 === 0;
 }
 
-const SYNTAX = /^invalid YAML: /;
+/** Syntax errors cascade; an unknown tag (a warning the loader treats as an error) is its own problem, kept as is. */
+const SYNTAX = /^invalid YAML: (?!unresolved tag)/;
 
 /**
  * Keeps one syntax error: the unclosed bracket or quote that caused them,
