@@ -483,7 +483,9 @@ export class KafkaCodec extends Codec {
     let version = e.version;
     // an ApiVersions answer to a version the broker lacks is in the v0 shape (UNSUPPORTED_VERSION first)
     if (e.key == API_VERSIONS && len - this.bodyAt >= 2 && <i32>be16(p + <usize>this.bodyAt) == UNSUPPORTED_VERSION) version = 0;
-    if (!walkResponse(e.key, version, r, s) || r.pos != len) {
+    // ApiVersions lists every key the broker has: a dedicated scan (no event per field) reads and caps it
+    const walked = e.key == API_VERSIONS ? this.scanApiVersions(p, this.bodyAt, len, version) : walkResponse(e.key, version, r, s);
+    if (!walked || (e.key != API_VERSIONS && r.pos != len)) {
       stats.closed("malformed_body");
       return Verdict.close(API_NAME[e.key] + " v" + e.version.toString() + " response body does not parse (at byte " + r.pos.toString() + " of " + len.toString() + ")");
     }
@@ -499,7 +501,7 @@ export class KafkaCodec extends Codec {
     const edits = this.edits;
     edits.reset();
     if (this.config.rewrites && s.brokers.length > 0) this.rewriteBrokers(p, edits, e);
-    if (e.key == API_VERSIONS) this.capVersions(p, edits);
+    if (e.key == API_VERSIONS) this.capVersions(edits);
     if (e.merge != null && s.topicCountAt >= 0) {
       const w = edits.begin(s.topicCountAt, s.topicCountAt + s.topicCountLen, -1);
       w.count(s.topicCount + e.mergeCount, responseIsFlexible(e.key, e.version));
@@ -556,23 +558,71 @@ export class KafkaCodec extends Codec {
    * (13+ name topics by id), Fetch at 15 when broker addresses are rewritten
    * (16+ put leader addresses at the end of the records).
    */
-  private capVersions(p: usize, edits: Edits): void {
-    const s = this.resp;
+  private capVersions(edits: Edits): void {
     const c = this.config;
     const names = c.needsTopicNames && !c.keepTopicIds;
-    for (let i = 0; i < s.apiKeys.length; i++) {
-      const key = s.apiKeys[i];
+    for (let key = 0; key < 2; key++) {
+      const at = key == 0 ? this.produceMaxAt : this.fetchMaxAt;
+      if (at < 0) continue;
       let cap = 0x7fff;
       if (key == API_PRODUCE && names) cap = 12;
       if (key == API_FETCH) {
         if (names) cap = 12;
         else if (c.rewrites) cap = 15;
       }
-      if (s.apiMax[i] <= cap || s.apiMin[i] > cap) continue;
-      edits.begin(s.apiMaxAt[i], s.apiMaxAt[i] + 2, -1).i16(cap);
+      const max = key == 0 ? this.produceMax : this.fetchMax;
+      const min = key == 0 ? this.produceMin : this.fetchMin;
+      if (max <= cap || min > cap) continue;
+      edits.begin(at, at + 2, -1).i16(cap);
       edits.done();
       this.stats.capped();
     }
+  }
+
+  private produceMaxAt: i32 = -1;
+  private produceMax: i32 = 0;
+  private produceMin: i32 = 0;
+  private fetchMaxAt: i32 = -1;
+  private fetchMax: i32 = 0;
+  private fetchMin: i32 = 0;
+
+  /**
+   * Reads an ApiVersions response body at [at, len) of the frame (its shape:
+   * ErrorCode, ApiKeys [ApiKey, MinVersion, MaxVersion, tags (v3+)],
+   * ThrottleTimeMs (v1+), tags (v3+)), noting where Produce's and Fetch's
+   * max versions are; false when it does not parse or does not end at len.
+   */
+  private scanApiVersions(p: usize, at: i32, len: i32, version: i16): bool {
+    this.produceMaxAt = -1;
+    this.fetchMaxAt = -1;
+    const flex = version >= 3;
+    const r = this.reader;
+    r.reset(p, at, len);
+    const code = r.i16();
+    if (code != 0) this.resp.errorCodes.push(code);
+    const n = r.count(flex);
+    let pos = r.pos;
+    for (let i = 0; i < n; i++) {
+      if (len - pos < 6) return false;
+      const q = p + <usize>pos;
+      const key = <i32>bswap<u16>(load<u16>(q));
+      if (key <= 1) {
+        const min = <i32>bswap<u16>(load<u16>(q, 2));
+        const max = <i32>bswap<u16>(load<u16>(q, 4));
+        if (key == 0) { this.produceMaxAt = pos + 4; this.produceMax = max; this.produceMin = min; }
+        else { this.fetchMaxAt = pos + 4; this.fetchMax = max; this.fetchMin = min; }
+      }
+      pos += 6;
+      if (flex) {
+        // almost always "no tags": one zero byte
+        if (pos < len && load<u8>(p + <usize>pos) == 0) pos++;
+        else { r.pos = pos; r.skipTags(); if (!r.ok) return false; pos = r.pos; }
+      }
+    }
+    r.pos = pos;
+    if (version >= 1) r.skip(4);
+    if (flex) r.skipTags();
+    return r.ok && r.pos == len;
   }
 
   // ------------------------------------------------------------------ packet log

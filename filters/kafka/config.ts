@@ -46,12 +46,10 @@ export class Config {
   keepTopicIds: bool = false;
   routes: RouteTable = new RouteTable();
 
-  /** Produce/fetch policy or metrics need topic names (so requests should carry names, not ids). */
-  get needsTopicNames(): bool {
-    return this.produceRules.length > 0 || this.fetchRules.length > 0 || this.topicMetrics.length > 0 || !this.aclDefaultAllow;
-  }
-
-  get rewrites(): bool { return this.brokers.length > 0; }
+  /** Produce/fetch policy or metrics need topic names (so requests should carry names, not ids). Set by readConfig. */
+  needsTopicNames: bool = false;
+  /** Broker addresses are rewritten (brokers is not empty). Set by readConfig. */
+  rewrites: bool = false;
 
   /** The Envoy port fronting broker `id`, or -1 when no listener fronts it. */
   brokerPort(id: i32): i32 {
@@ -170,5 +168,7 @@ export function readConfig(s: Settings): Config | null {
   }
   c.keepTopicIds = s.bool("keep_topic_ids", false);
   c.routes = s.routes("routes", ROUTE_ATTRIBUTES);
+  c.needsTopicNames = c.produceRules.length > 0 || c.fetchRules.length > 0 || c.topicMetrics.length > 0 || !c.aclDefaultAllow;
+  c.rewrites = c.brokers.length > 0;
   return s.ok() ? c : null;
 }

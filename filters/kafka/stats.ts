@@ -53,6 +53,9 @@ export class Stats {
   private rewrittenIndex: i32;
   private unknownBrokerIndex: i32;
   private nowCache: u64 = 0;
+  private cappedIndex: i32 = -1;
+  /** Error code + 1 → counter index + 1 (0: not created yet); the last slot is "other". */
+  private errorIndex: StaticArray<i32> = new StaticArray<i32>(258);
   /** Error lines already written (one per message per VM: a broker missing from `brokers` shows up in every Metadata). */
   private logged: Set<string> = new Set<string>();
 
@@ -150,10 +153,21 @@ export class Stats {
   closed(reason: string): void { this.add(this.index("closed." + reason), 1); }
   refused(reason: string): void { this.add(this.index("refused." + reason), 1); }
   /** Kafka's error codes run from -1 to ~130; anything else is one counter, so bad bytes cannot mint thousands. */
-  errorCode(code: i32): void { this.add(this.index("response_error." + (code >= -1 && code <= 255 ? code.toString() : "other")), 1); }
+  errorCode(code: i32): void {
+    const slot = code >= -1 && code <= 255 ? code + 1 : 257;
+    let i = unchecked(this.errorIndex[slot]) - 1;
+    if (i < 0) {
+      i = this.index("response_error." + (slot < 257 ? code.toString() : "other"));
+      this.errorIndex[slot] = i + 1;
+    }
+    this.add(i, 1);
+  }
   unknownBroker(): void { this.add(this.unknownBrokerIndex, 1); }
   rewritten(): void { this.add(this.rewrittenIndex, 1); }
-  capped(): void { this.add(this.index("api_versions.capped"), 1); }
+  capped(): void {
+    if (this.cappedIndex < 0) this.cappedIndex = this.index("api_versions.capped");
+    this.add(this.cappedIndex, 1);
+  }
   opaque(): void { this.add(this.index("sasl_v0_unparsed"), 1); }
 
   produceBatches(batches: i32, codecMask: i32): void {
