@@ -39,15 +39,20 @@ export interface NodeStatus {
 export interface StatusView {
   generated_at: string;
   config: { file: string | null; version: string | null; errors: string[] };
+  /** Every connected node counted; `nodes` lists at most MAX_NODES_SHOWN, out-of-sync ones first. */
+  node_counts: { connected: number; in_sync: number; out_of_sync: number; shown: number };
   nodes: NodeStatus[];
   filters: Array<{ name: string; protocol: string; sha256: string; bytes: number; errors: string[] }>;
 }
+
+/** A page polled every second must stay small with thousands of Envoys: the rest are counted, not listed. */
+export const MAX_NODES_SHOWN = 100;
 
 function transportOf(s: StreamInfo): string {
   return `${s.variant === 'delta' ? 'Delta' : 'SotW'} ${s.transport === 'ads' ? 'ADS' : 'per-type'}`;
 }
 
-export function statusView(sources: StatusSources, now = Date.now()): StatusView {
+export function statusView(sources: StatusSources, now = Date.now(), maxNodes = MAX_NODES_SHOWN): StatusView {
   const errors = sources.lastConfigError() ?? [];
   const byNode = new Map<string, StreamInfo[]>();
   for (const stream of sources.streams()) {
@@ -57,7 +62,7 @@ export function statusView(sources: StatusSources, now = Date.now()): StatusView
     list.push(stream);
     byNode.set(stream.node.id, list);
   }
-  const nodes = [...byNode.entries()]
+  const all = [...byNode.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([id, streams]): NodeStatus => {
       const types = streams.flatMap((s) =>
@@ -83,6 +88,8 @@ export function statusView(sources: StatusSources, now = Date.now()): StatusView
         types,
       };
     });
+  const outOfSync = all.filter((n) => !n.in_sync);
+  const nodes = [...outOfSync, ...all.filter((n) => n.in_sync)].slice(0, maxNodes);
   const filters = [...sources.filters().entries.values()].map((e) => ({
     name: e.manifest.name,
     protocol: e.manifest.protocol,
@@ -94,6 +101,7 @@ export function statusView(sources: StatusSources, now = Date.now()): StatusView
   return {
     generated_at: new Date(now).toISOString(),
     config: { file: sources.configPath ?? null, version: sources.cache.snapshot?.version ?? null, errors },
+    node_counts: { connected: all.length, in_sync: all.length - outOfSync.length, out_of_sync: outOfSync.length, shown: nodes.length },
     nodes,
     filters,
   };
