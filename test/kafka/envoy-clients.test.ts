@@ -5,10 +5,11 @@
 // every broker address to the Envoy listener generated for that broker.
 //   kcat 1.7.1 (librdkafka 2.0.2), kafkajs 2.2.4, Kafka 4.2's own Java clients.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { Kafka as KafkaJs, logLevel, type Kafka } from 'kafkajs';
 import { kcat, runKafkaTool, startKafka, type KafkaCluster } from './brokers.ts';
-import { startKafkaMesh, type KafkaMesh } from './mesh.ts';
+import { DEFAULT_POLICY, kafkaMeshYaml, startKafkaMesh, type KafkaMesh } from './mesh.ts';
 
 interface KcatMetadata {
   originating_broker: { id: number; name: string };
@@ -213,6 +214,20 @@ describe('Kafka clients through stock Envoy with the kafka filter, to a two-brok
     assert.ok(sum(/^wasmcustom\.kafka\.brokers\.rewritten$/) > 0, seen);
     assert.equal(sum(/^wasmcustom\.kafka\.(closed\.|brokers\.unknown)/), 0, `no connection closed for bad bytes, no unknown broker: ${seen}`);
     assert.ok(sum(/^wasmcustom\.kafka\.topic\.orders_\.produce_bytes$/) > 0, `topic metrics for "orders.": ${seen}`);
+  });
+
+  it('a broker missing from filter.brokers: its listener goes, and a response naming it is a counter and an error line', async () => {
+    const { envoy } = mesh.env;
+    const reloads = async () => (await envoy.stats()).get('extension_config_discovery.network_filter.protoplane.wasm.kafka.config_reload') ?? 0;
+    const before = await reloads();
+    mesh.env.write(kafkaMeshYaml(cluster, { bootstrap: mesh.bootstrapPort, brokers: mesh.brokerPorts, plain: mesh.plainPort }, DEFAULT_POLICY, [1]));
+    await envoy.waitFor(async () => !(await envoy.listeners()).has('kafka-broker-2') && (await reloads()) > before, 20_000, 'kafka-broker-2 removed and the new filter config applied');
+    const meta = await kcatMetadata(boot);
+    const broker2 = cluster.brokers.find((b) => b.id === 2)!;
+    assert.deepEqual(meta.brokers.map((b) => [b.id, b.name]).sort(), [[1, `127.0.0.1:${mesh.brokerPorts.get(1)}`], [2, broker2.advertised]]);
+    await envoy.waitForStat('wasmcustom.kafka.brokers.unknown', (v) => v > 0);
+    const log = readFileSync(envoy.logPath, 'utf8');
+    assert.match(log, new RegExp(`kafka: broker 2 \\(${broker2.advertised.replace(/\./g, '\\.')}\\) is in a response but not in the filter's brokers`));
   });
 });
 

@@ -25,8 +25,14 @@ export const DEFAULT_POLICY = `      acl:
       topic_metrics: [ "orders." ]
 `;
 
-export function kafkaMeshYaml(cluster: KafkaCluster, ports: { bootstrap: number; brokers: ReadonlyMap<number, number>; plain: number }, policy = DEFAULT_POLICY): string {
-  const brokers = cluster.brokers.map((b) => `        - { id: ${b.id}, port: ${ports.brokers.get(b.id)}, cluster: kafka-${b.id} }`).join('\n');
+/** `brokerIds`: the brokers listed in `filter.brokers` (default: all of the cluster's). */
+export function kafkaMeshYaml(
+  cluster: KafkaCluster,
+  ports: { bootstrap: number; brokers: ReadonlyMap<number, number>; plain: number },
+  policy = DEFAULT_POLICY,
+  brokerIds: readonly number[] = cluster.brokers.map((b) => b.id),
+): string {
+  const brokers = cluster.brokers.filter((b) => brokerIds.includes(b.id)).map((b) => `        - { id: ${b.id}, port: ${ports.brokers.get(b.id)}, cluster: kafka-${b.id} }`).join('\n');
   const clusters = cluster.brokers.map((b) => `  - { name: kafka-${b.id}, endpoints: [ 127.0.0.1:${b.port} ] }`).join('\n');
   const all = cluster.brokers.map((b) => `127.0.0.1:${b.port}`).join(', ');
   return `listeners:
