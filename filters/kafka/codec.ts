@@ -27,6 +27,13 @@ import {
 /** Kafka's UNSUPPORTED_VERSION: an ApiVersions response carrying it is in the v0 shape whatever was asked. */
 const UNSUPPORTED_VERSION: i32 = 35;
 
+/**
+ * Fetch responses up to this size are read whole for topic metrics (bytes,
+ * batches and records per prefix); larger ones pass unread and count in
+ * fetch.unmetered_responses. Holding a response delays it until it is whole.
+ */
+const FETCH_METRICS_MAX_BYTES: i32 = 1 << 20;
+
 /** A request the broker (or the filter) still owes an answer to. */
 class InFlight {
   correlationId: i32 = 0;
@@ -179,7 +186,7 @@ export class KafkaCodec extends Codec {
     if (at == -1) return this.more(frame, avail, size);
     if (at < 0) return this.bad(frame, "truncated_header", "response header does not fit its frame (size " + size.toString() + ")");
     this.bodyAt = at;
-    this.whole = this.readsResponse(e);
+    this.whole = this.readsResponse(e, size);
     if (this.whole && size > this.config.maxResponseBytes) {
       return this.bad(frame, "response_too_large", API_NAME[e.key] + " response of " + size.toString() + " bytes is over limits.max_response_bytes (" + this.config.maxResponseBytes.toString() + ")");
     }
@@ -187,8 +194,9 @@ export class KafkaCodec extends Codec {
   }
 
   /** Responses read whole: every one with a walker except Fetch (records can be megabytes), which only a partial refusal makes the filter read. */
-  private readsResponse(e: InFlight): bool {
-    if (e.key == API_FETCH) return e.merge != null;
+  private readsResponse(e: InFlight, size: i32): bool {
+    // Fetch: for a partly refused request (to add the refusals), and for topic metrics when small enough to hold
+    if (e.key == API_FETCH) return e.merge != null || (this.config.topicMetrics.length > 0 && size <= FETCH_METRICS_MAX_BYTES);
     // ApiVersions: only when the filter lowers versions in it (it lists every key: the longest of the small bodies)
     if (e.key == API_VERSIONS) return this.capsVersions;
     return hasResponseWalker(e.key);
@@ -471,6 +479,7 @@ export class KafkaCodec extends Codec {
       return Verdict.replace(answer);
     }
     if (!this.whole) {
+      if (e.key == API_FETCH && this.config.topicMetrics.length > 0) stats.unmeteredFetch();
       this.logResponse(frame, e, "forward");
       return Verdict.forward();
     }
@@ -478,6 +487,7 @@ export class KafkaCodec extends Codec {
     const len = <i32>frame.length;
     const s = this.resp;
     s.reset();
+    s.base = p;
     const r = this.reader;
     r.reset(p, this.bodyAt, len);
     let version = e.version;
@@ -491,6 +501,7 @@ export class KafkaCodec extends Codec {
     }
     for (let i = 0; i < s.errorCodes.length; i++) stats.errorCode(s.errorCodes[i]);
     if (e.key == API_METADATA) this.learnTopicIds(p);
+    if (e.key == API_FETCH) this.countFetched(p);
     if (e.key == API_SASL_HANDSHAKE && this.handshakeV0 && s.errorCodes.length == 0) {
       this.opaque = true;
       this.conn.note = "SASL handshake v0: the tokens that follow pass unparsed";
@@ -511,6 +522,27 @@ export class KafkaCodec extends Codec {
     this.logResponse(frame, e, edits.count > 0 ? "rewrite" : "forward");
     if (edits.count == 0) return Verdict.forward();
     return Verdict.replace(edits.apply(p, len, s));
+  }
+
+  /** Per topic_metrics prefix: the bytes, batches and records a Fetch response carried. */
+  private countFetched(p: usize): void {
+    const s = this.resp;
+    const prefixes = this.config.topicMetrics;
+    for (let i = 0; i < s.fetchTopics.length; i++) {
+      let namePtr = p + <usize>s.fetchTopics[i].at;
+      let nameLen = s.fetchTopics[i].len;
+      if (nameLen < 0 && s.fetchTopicIds[i] >= 0) {
+        const key = uuidKey(p + <usize>s.fetchTopicIds[i]);
+        if (!topicNames.has(key)) continue;
+        const b = String.UTF8.encode(topicNames.get(key));
+        namePtr = changetype<usize>(b);
+        nameLen = b.byteLength;
+      }
+      if (nameLen < 0) continue;
+      for (let j = 0; j < prefixes.length; j++) {
+        if (unchecked(prefixes[j]).matches(namePtr, <usize>nameLen)) this.stats.topicFetched(j, s.fetchBytes[i], s.fetchBatches[i], s.fetchRecords[i]);
+      }
+    }
   }
 
   private learnTopicIds(p: usize): void {

@@ -89,38 +89,51 @@ export class RequestSink extends Sink {
     }
   }
 
-  /**
-   * Counts the record batches in [pos, pos+len) without decompressing: each
-   * batch (magic 2) is baseOffset i64, batchLength i32 (the rest), then
-   * leader epoch, magic, crc, attributes (codec in the low 3 bits), ...,
-   * record count at offset 57. Old message sets (magic 0/1) are
-   * offset, size, crc, magic, attributes. A short last batch (a producer may
-   * send a truncated one? no: the broker would reject it) ends the count.
-   */
   private countBatches(t: TopicRef, pos: i32, len: i32): void {
+    const n = countRecordBatches(this.base + <usize>pos, len);
     t.bytes += len;
-    const base = this.base + <usize>pos;
-    let at: i32 = 0;
-    while (len - at >= 17) {
-      const size = <i32>bswap<u32>(load<u32>(base + <usize>at + 8));
-      if (size < 5 || size > len - at - 12) break;
-      const magic = load<u8>(base + <usize>at + 16);
-      let codec: i32 = 0;
-      if (magic >= 2) {
-        if (size >= 49) {
-          codec = <i32>(bswap<u16>(load<u16>(base + <usize>at + 21)) & 7);
-          t.records += <i64>bswap<u32>(load<u32>(base + <usize>at + 57));
-        }
-      } else if (size >= 6) {
-        codec = <i32>(load<u8>(base + <usize>at + 17) & 7);
-        t.records += 1;
-      }
-      this.codecMask |= 1 << codec;
-      t.batches++;
-      this.batches++;
-      at += 12 + size;
-    }
+    t.batches += n;
+    t.records += lastRecords;
+    this.codecMask |= lastCodecMask;
+    this.batches += n;
   }
+}
+
+let lastRecords: i64 = 0;
+let lastCodecMask: i32 = 0;
+
+/**
+ * Counts the record batches in [p, p+len) without decompressing (records in
+ * lastRecords, codecs seen in lastCodecMask): each batch (magic 2) is
+ * baseOffset i64, batchLength i32 (the rest), then leader epoch, magic, crc,
+ * attributes (codec in the low 3 bits), ..., record count at offset 57. Old
+ * message sets (magic 0/1) are offset, size, crc, magic, attributes. A
+ * partial last batch (a fetch response may end inside one) is not counted.
+ */
+export function countRecordBatches(p: usize, len: i32): i32 {
+  let at: i32 = 0;
+  let n = 0;
+  lastRecords = 0;
+  lastCodecMask = 0;
+  while (len - at >= 17) {
+    const size = <i32>bswap<u32>(load<u32>(p + <usize>at + 8));
+    if (size < 5 || size > len - at - 12) break;
+    const magic = load<u8>(p + <usize>at + 16);
+    let codec: i32 = 0;
+    if (magic >= 2) {
+      if (size >= 49) {
+        codec = <i32>(bswap<u16>(load<u16>(p + <usize>at + 21)) & 7);
+        lastRecords += <i64>bswap<u32>(load<u32>(p + <usize>at + 57));
+      }
+    } else if (size >= 6) {
+      codec = <i32>(load<u8>(p + <usize>at + 17) & 7);
+      lastRecords += 1;
+    }
+    lastCodecMask |= 1 << codec;
+    n++;
+    at += 12 + size;
+  }
+  return n;
 }
 
 /** A broker address the response names: node id, host (string at hostAt, prefix at hostPrefixAt), port at portAt. */
@@ -157,10 +170,18 @@ export class ResponseSink extends Sink {
   topicCountAt: i32 = -1;
   topicCountLen: i32 = 0;
   topicCount: i32 = 0;
+  /** Fetch responses: per topic, name (or id) and its records' bytes and batches. */
+  fetchTopics: Span[] = [];
+  fetchTopicIds: i32[] = [];
+  fetchBytes: i64[] = [];
+  fetchBatches: i32[] = [];
+  fetchRecords: i64[] = [];
+  base: usize = 0;
   /** Metadata topics: name and id positions, pairs per topic. */
   topicNames: Span[] = [];
   topicIds: i32[] = [];
   private topicName: Span = new Span();
+  private fetchOpen: bool = false;
   private topicId: i32 = -1;
   /** ApiVersions: (key, max version position) per API. */
   apiKeys: i32[] = [];
@@ -171,6 +192,14 @@ export class ResponseSink extends Sink {
   private apiMinVersion: i32 = 0;
 
   reset(): void {
+    this.fetchOpen = false;
+    if (this.fetchTopics.length > 0) {
+      this.fetchTopics.length = 0;
+      this.fetchTopicIds.length = 0;
+      this.fetchBytes.length = 0;
+      this.fetchBatches.length = 0;
+      this.fetchRecords.length = 0;
+    }
     if (this.brokers.length > 0) {
       for (let i = 0; i < this.brokers.length; i++) this.brokerPool.push(this.brokers[i]);
       this.brokers.length = 0;
@@ -249,7 +278,26 @@ export class ResponseSink extends Sink {
       case EV_TOPIC_BEGIN: { this.topicName.len = -1; this.topicId = -1; break; }
       case EV_TOPIC_NAME: { this.topicName.at = pos; this.topicName.len = len; break; }
       case EV_TOPIC_ID: { this.topicId = pos; break; }
+      case EV_RECORDS: {
+        // a Fetch response's partition: its records go to the topic being walked
+        if (len <= 0) break;
+        const n = countRecordBatches(this.base + <usize>pos, len);
+        if (this.fetchTopics.length == 0 || this.fetchOpen == false) {
+          this.fetchTopics.push(new Span(this.topicName.at, this.topicName.len));
+          this.fetchTopicIds.push(this.topicId);
+          this.fetchBytes.push(0);
+          this.fetchBatches.push(0);
+          this.fetchRecords.push(0);
+          this.fetchOpen = true;
+        }
+        const last = this.fetchBytes.length - 1;
+        this.fetchBytes[last] += len;
+        this.fetchBatches[last] += n;
+        this.fetchRecords[last] += lastRecords;
+        break;
+      }
       case EV_TOPIC_END: {
+        this.fetchOpen = false;
         if (this.topicName.len > 0 && this.topicId >= 0) {
           this.topicNames.push(new Span(this.topicName.at, this.topicName.len));
           this.topicIds.push(this.topicId);

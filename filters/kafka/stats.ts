@@ -33,6 +33,9 @@ class TopicCounters {
   produceBatches: i32 = 0;
   produceRecords: i32 = 0;
   fetchRequests: i32 = 0;
+  fetchBytes: i32 = 0;
+  fetchBatches: i32 = 0;
+  fetchRecords: i32 = 0;
 }
 
 export class Stats {
@@ -78,6 +81,9 @@ export class Stats {
       c.produceBatches = this.index(t + "produce_batches");
       c.produceRecords = this.index(t + "produce_records");
       c.fetchRequests = this.index(t + "fetch_requests");
+      c.fetchBytes = this.index(t + "fetch_bytes");
+      c.fetchBatches = this.index(t + "fetch_batches");
+      c.fetchRecords = this.index(t + "fetch_records");
       this.topics.push(c);
     }
   }
@@ -186,6 +192,15 @@ export class Stats {
     if (batches > 0) this.add(t.produceBatches, batches);
     if (records > 0) this.add(t.produceRecords, records);
   }
+
+  topicFetched(i: i32, bytes: i64, batches: i32, records: i64): void {
+    const t = this.topics[i];
+    if (bytes > 0) this.add(t.fetchBytes, bytes);
+    if (batches > 0) this.add(t.fetchBatches, batches);
+    if (records > 0) this.add(t.fetchRecords, records);
+  }
+
+  unmeteredFetch(): void { this.add(this.index("fetch.unmetered_responses"), 1); }
 
   topicFetch(i: i32): void {
     this.add(this.topics[i].fetchRequests, 1);

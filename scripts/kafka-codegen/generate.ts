@@ -114,7 +114,7 @@ const INTERESTS: Record<string, Record<string, string>> = {
     'Topics.Partitions': 'PARTITION', 'Topics.Partitions.Partition': 'PARTITION_INDEX',
   },
   FetchResponse: {
-    Responses: 'TOPIC', 'Responses.Topic': 'TOPIC_NAME', 'Responses.TopicId': 'TOPIC_ID',
+    Responses: 'TOPIC', 'Responses.Topic': 'TOPIC_NAME', 'Responses.TopicId': 'TOPIC_ID', 'Responses.Partitions.Records': 'RECORDS',
     NodeEndpoints: 'BROKER', 'NodeEndpoints.NodeId': 'NODE_ID', 'NodeEndpoints.Host': 'HOST', 'NodeEndpoints.Port': 'PORT',
   },
   ListOffsetsRequest: { Topics: 'TOPIC', 'Topics.Name': 'TOPIC_NAME', 'Topics.Partitions': 'PARTITION', 'Topics.Partitions.PartitionIndex': 'PARTITION_INDEX' },

@@ -80,6 +80,20 @@ describe('kafka filter over recorded client traffic', () => {
     assert.equal(m['kafka.produce.compression.gzip'], 1);
   });
 
+  for (const name of ['kcat-4.2', 'kafkajs-4.2', 'java-4.2']) {
+    it(`${name}: per topic prefix, the batches fetched are the batches produced (bytes, batches, records)`, async () => {
+      const plugin = await kafkaPlugin({ topic_metrics: ['orders.'] });
+      for (const c of fixture(name)) feed(plugin.newConnection(), c);
+      const m = plugin.metrics();
+      // each fixture consumes exactly what it produced (kcat -c 4, kafkajs 4 messages, Java --max-messages 3)
+      assert.ok(m['kafka.topic.orders_.produce_records']! > 0);
+      for (const what of ['bytes', 'batches', 'records']) {
+        assert.equal(m[`kafka.topic.orders_.fetch_${what}`], m[`kafka.topic.orders_.produce_${what}`], what);
+      }
+      assert.equal(m['kafka.closed_by_filter'], 0);
+    });
+  }
+
   for (const name of FIXTURE_NAMES) {
     it(`${name}: rewrites every broker address to advertise:port of its listener`, async () => {
       const plugin = await kafkaPlugin({ ...REWRITE, log_packets: true });

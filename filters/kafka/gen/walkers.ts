@@ -921,6 +921,7 @@ function walkFetchResponse_0(r: Reader, s: Sink): bool {
       { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.bytes(false);
+      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -943,6 +944,7 @@ function walkFetchResponse_1(r: Reader, s: Sink): bool {
       { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.bytes(false);
+      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -971,6 +973,7 @@ function walkFetchResponse_2(r: Reader, s: Sink): bool {
         r.skip(8);
       }
       r.bytes(false);
+      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -1000,6 +1003,7 @@ function walkFetchResponse_3(r: Reader, s: Sink): bool {
         r.skip(8);
       }
       r.bytes(false);
+      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -1031,6 +1035,7 @@ function walkFetchResponse_4(r: Reader, s: Sink): bool {
         r.skip(8);
       }
       r.bytes(false);
+      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -1063,6 +1068,7 @@ function walkFetchResponse_5(r: Reader, s: Sink): bool {
       }
       r.skip(4);
       r.bytes(false);
+      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -1096,6 +1102,7 @@ function walkFetchResponse_6(r: Reader, s: Sink): bool {
       }
       r.skip(4);
       r.bytes(true);
+      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
       r.skipTags();
     }
     r.skipTags();
@@ -1132,6 +1139,7 @@ function walkFetchResponse_7(r: Reader, s: Sink): bool {
       }
       r.skip(4);
       r.bytes(true);
+      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
       r.skipTags();
     }
     r.skipTags();
@@ -1168,6 +1176,7 @@ function walkFetchResponse_8(r: Reader, s: Sink): bool {
       }
       r.skip(4);
       r.bytes(true);
+      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
       r.skipTags();
     }
     r.skipTags();
