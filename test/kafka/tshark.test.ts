@@ -19,7 +19,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import { readConversations } from '../../xds-server/replay/index.ts';
-import { REPO_ROOT } from '../support/envoy.ts';
+import { REPO_ROOT, waitUntil } from '../support/envoy.ts';
 import { kcat, runKafkaTool, startKafka, type KafkaCluster } from './brokers.ts';
 import { startKafkaMesh, type KafkaMesh } from './mesh.ts';
 
@@ -228,9 +228,14 @@ describe('kafka filter vs tshark on clients talking to stock Envoy with the filt
     ports = [mesh.bootstrapPort, ...mesh.brokerPorts.values()];
     const topic = 'orders.tshark';
     await cluster.createTopic(topic);
-    const dumpcap: ChildProcess = spawn('dumpcap', ['-q', '-i', 'lo', '-f', ports.map((p) => `tcp port ${p}`).join(' or '), '-w', capture], { stdio: 'ignore' });
+    const dumpcap: ChildProcess = spawn('dumpcap', ['-q', '-i', 'lo', '-f', ports.map((p) => `tcp port ${p}`).join(' or '), '-w', capture], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let said = '';
+    dumpcap.stderr!.on('data', (d: Buffer) => (said += d.toString()));
     try {
-      await sleep(1000); // dumpcap needs a moment before it sees packets
+      // It says so once the capture runs; a connection it saw only half of would not replay.
+      await waitUntil(() => said.includes('Capturing on') || dumpcap.exitCode !== null, 15_000, 'dumpcap to start capturing');
+      assert.equal(dumpcap.exitCode, null, `dumpcap exited: ${said}`);
+      await sleep(300);
       const boot = `127.0.0.1:${mesh.bootstrapPort}`;
       assert.equal((await kcat(['-P', '-b', boot, '-t', topic, '-p', '1'], { input: 'a\nb\n' })).code, 0);
       assert.equal((await kcat(['-C', '-b', boot, '-t', topic, '-p', '1', '-e', '-q'])).code, 0);
