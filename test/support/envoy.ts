@@ -318,7 +318,7 @@ export async function startEnvoy(opts: StartEnvoyOptions): Promise<EnvoyHandle> 
     await waitFor(async () => {
       const res = await admin('/ready');
       return waitReady ? res.status === 200 : res.status > 0;
-    }, opts.startTimeoutMs ?? 15_000, waitReady ? 'GET /ready to return 200' : 'the admin API to answer');
+    }, opts.startTimeoutMs ?? 60_000, waitReady ? 'GET /ready to return 200' : 'the admin API to answer');
   } catch (err) {
     await stop().catch(() => undefined);
     throw err;
