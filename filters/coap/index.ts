@@ -46,6 +46,8 @@ class CoapRoot extends FramedRoot {
   cRequests: i32[] = []; // by method code 1..7, [0] = other
   cResponseClass: i32[] = []; // by class 2..5 (index class - 2)
   cResponseCode: i32[] = []; // parallel to RESPONSE_CODES, then other
+  /** The responses.code.* counter of each code byte (no search per response). */
+  codeCounter: StaticArray<i32> = new StaticArray<i32>(256);
   cSignals: i32[] = []; // csm..abort, then other
   cEmpty: i32 = 0;
   cObserveRegister: i32 = 0; cObserveDeregister: i32 = 0; cObserveNotify: i32 = 0;
@@ -83,6 +85,10 @@ class CoapRoot extends FramedRoot {
     this.cResponseCode = [];
     for (let i = 0; i < RESPONSE_CODES.length; i++) this.cResponseCode.push(this.counter("responses.code." + codeString(RESPONSE_CODES[i]).replace(".", "_")));
     this.cResponseCode.push(this.counter("responses.code.other"));
+    for (let code = 0; code < 256; code++) {
+      const at = RESPONSE_CODES.indexOf(<u8>code);
+      this.codeCounter[code] = this.cResponseCode[at >= 0 ? at : RESPONSE_CODES.length];
+    }
     this.cSignals = [];
     for (let i = 0; i < SIGNALS.length; i++) this.cSignals.push(this.counter("signaling." + SIGNALS[i]));
     this.cSignals.push(this.counter("signaling.other"));
@@ -275,8 +281,7 @@ class CoapCodec extends Codec {
     const cls = code >> 5;
     if (cls >= 2 && cls <= 5) {
       c.add(root.cResponseClass[cls - 2], 1);
-      const at = RESPONSE_CODES.indexOf(code);
-      c.add(root.cResponseCode[at >= 0 ? at : RESPONSE_CODES.length], 1);
+      c.add(unchecked(root.codeCounter[code]), 1);
       if (observe >= 0) c.add(root.cObserveNotify, 1);
       return;
     }

@@ -636,14 +636,17 @@ export function scanTcpMessage(p: usize, avail: usize, limit: i64, maxOptions: u
     number += delta;
     if (number > 65535) return -1;
     if (++count > maxOptions) return -1;
-    const bounds = optionBounds(number);
-    if (bounds == UNKNOWN_BOUNDS || olen < (bounds >> 16) || olen > (bounds & 0xffff)) {
-      if ((number & 1) != 0) flags |= SCAN_UNKNOWN_CRITICAL;
-    } else if (number == OPT_OBSERVE) {
-      if ((flags & SCAN_OBSERVE) == 0) { flags |= SCAN_OBSERVE; observe = <u32>readUint(p + at, olen); }
-      else observe = <u32>readUint(p + at, olen); // parseTcpHead keeps the last one
-    } else if (number == OPT_BLOCK1) flags |= SCAN_BLOCK1;
-    else if (number == OPT_BLOCK2) flags |= SCAN_BLOCK2;
+    if ((number & 1) != 0) {
+      // critical: unknown or out of range is reported; Block1 / Block2 are counted
+      const bounds = optionBounds(number);
+      if (bounds == UNKNOWN_BOUNDS || olen < (bounds >> 16) || olen > (bounds & 0xffff)) flags |= SCAN_UNKNOWN_CRITICAL;
+      else if (number == OPT_BLOCK1) flags |= SCAN_BLOCK1;
+      else if (number == OPT_BLOCK2) flags |= SCAN_BLOCK2;
+    } else if (number == OPT_OBSERVE && olen <= 3) {
+      // elective options matter only for Observe (the last one counts, as in parseTcpHead)
+      flags |= SCAN_OBSERVE;
+      observe = <u32>readUint(p + at, olen);
+    }
     at += olen;
   }
   scanCode = code;
