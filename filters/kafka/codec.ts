@@ -50,7 +50,7 @@ class InFlight {
 
 /** Topic ids → names, learned from Metadata responses (shared by the VM's connections). */
 const topicNames: Map<string, string> = new Map<string, string>();
-const TOPIC_NAMES_MAX: i32 = 10000;
+const TOPIC_NAMES_MAX: i32 = 2048;
 
 function uuidKey(p: usize): string {
   let s = "";
@@ -116,7 +116,11 @@ export class KafkaCodec extends Codec {
 
   constructor(readonly config: Config, readonly stats: Stats) {
     super();
-    this.routes = config.routes.length > 0 && config.routes.routes[0].match != null;
+    // hold a connection for its first request only when some route matches on it, and only on the
+    // bootstrap listener (a per-broker listener's connections go to that broker's cluster, always)
+    let matching = false;
+    for (let i = 0; i < config.routes.length; i++) if (config.routes.routes[i].match != null) matching = true;
+    this.routes = matching && config.listenerBrokerId < 0;
     this.maxHeader = <u32>max(config.maxRequestBytes, config.maxResponseBytes) + 4;
     this.maxPendingReplies = config.maxInFlight;
     this.headWindow = 64;

@@ -321,3 +321,27 @@ describe('kafka filter framing under every chunking', () => {
 });
 
 export { concat };
+
+describe('kafka filter routing', () => {
+  const routes = [{ match: { client_id: { prefix: 'batch-' } }, cluster: 'kafka-batch' }, { cluster: 'kafka-all' }];
+  it('the bootstrap listener holds a connection until its first request and routes it by client id', async () => {
+    const plugin = await kafkaPlugin({ routes });
+    const c = fixture('kafkajs-4.2')[0]!;
+    const first = frames(streams(c).down)[0]!;
+    const conn = plugin.newConnection();
+    assert.equal(conn.newConnectionAction, 'pause');
+    conn.downstream(first);
+    assert.equal(conn.upstreamCluster, 'kafka-all'); // client id fixture-kafkajs
+    const other = plugin.newConnection();
+    const renamed = Buffer.from(first);
+    renamed.set(Buffer.from('batch-'), 14); // client id "fixture-kafkajs" → "batch-e-kafkajs" (same length)
+    other.downstream(renamed);
+    assert.equal(other.upstreamCluster, 'kafka-batch');
+  });
+
+  it('a per-broker listener never routes (its connections go to its broker)', async () => {
+    const plugin = await kafkaPlugin({ routes, listener_broker_id: 1, advertise: 'envoy.example', brokers: [{ id: 1, port: 19101, cluster: 'kafka-1' }] });
+    const conn = plugin.newConnection();
+    assert.equal(conn.newConnectionAction, 'continue');
+  });
+});
