@@ -200,7 +200,9 @@ export class KafkaCodec extends Codec {
   /** Responses read whole: every one with a walker except Fetch (records can be megabytes), which only a partial refusal makes the filter read. */
   private readsResponse(e: InFlight, size: i32): bool {
     // Fetch: for a partly refused request (to add the refusals), and for topic metrics when small enough to hold
-    if (e.key == API_FETCH) return e.merge != null || (this.config.topicMetrics.length > 0 && size <= FETCH_METRICS_MAX_BYTES);
+    if (e.key == API_FETCH) {
+      return e.merge != null || (this.config.topicMetrics.length > 0 && size <= min(FETCH_METRICS_MAX_BYTES, this.config.maxResponseBytes));
+    }
     // ApiVersions: only when the filter lowers versions in it (it lists every key: the longest of the small bodies)
     if (e.key == API_VERSIONS) return this.capsVersions;
     return hasResponseWalker(e.key);
