@@ -586,6 +586,7 @@ export class KafkaCodec extends Codec {
 
   /** One error line per broker id and connection: its address is unreachable through Envoy. */
   private unknownBroker(b: BrokerRef, p: usize): void {
+    if (!this.stats.firstMissingBroker(b.nodeId)) return;
     this.stats.logError("kafka: broker " + b.nodeId.toString() + " (" + text(p + <usize>b.hostAt, b.hostLen) + ":" + b.port.toString() +
       ") is in a response but not in the filter's brokers: clients cannot reach it through Envoy (add it to brokers)");
   }

@@ -59,8 +59,8 @@ export class Stats {
   private cappedIndex: i32 = -1;
   /** Error code + 1 → counter index + 1 (0: not created yet); the last slot is "other". */
   private errorIndex: StaticArray<i32> = new StaticArray<i32>(258);
-  /** Error lines already written (one per message per VM: a broker missing from `brokers` shows up in every Metadata). */
-  private logged: Set<string> = new Set<string>();
+  /** Broker ids already reported missing from `brokers` (one line per id per VM: it shows up in every Metadata). */
+  private loggedBrokers: Set<i32> = new Set<i32>();
 
   constructor(prefix: string, topicMetricNames: string[]) {
     this.prefix = prefix;
@@ -206,10 +206,15 @@ export class Stats {
     this.add(this.topics[i].fetchRequests, 1);
   }
 
+  /** Whether the missing broker `id` is reported for the first time (then the caller writes its line). */
+  firstMissingBroker(id: i32): bool {
+    if (this.loggedBrokers.has(id)) return false;
+    if (this.loggedBrokers.size >= 1024) this.loggedBrokers.clear();
+    this.loggedBrokers.add(id);
+    return true;
+  }
+
   logError(message: string): void {
-    if (this.logged.has(message)) return;
-    if (this.logged.size > 1000) this.logged.clear();
-    this.logged.add(message);
     logError(message);
   }
 }
