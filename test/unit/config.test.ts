@@ -179,7 +179,7 @@ describe('schema errors', () => {
         - { name: a, endpoints: [], lb: round-robin }
     `);
     assert.deepEqual(errorsOf(text), [
-      'mesh.yaml:2:41: must be one of "http", "grpc", "tcp", "tls", "mqtt", "kafka", "coap" (got "htp"); did you mean "http"? (at listeners[0].protocol)',
+      'mesh.yaml:2:41: must be one of "http", "grpc", "tcp", "tls", "auto", "mqtt", "kafka", "coap" (got "htp"); did you mean "http"? (at listeners[0].protocol)',
       'mesh.yaml:4:35: must be one of "round_robin", "least_request", "random", "ring_hash" (got "round-robin"); did you mean "round_robin"? (at clusters[0].lb)',
     ]);
   });
@@ -766,7 +766,7 @@ describe('files', () => {
           `${bad}:2:5: listener is missing required key "port" (at listeners[0])`,
           `${bad}:2:5: listener is missing required key "protocol" (at listeners[0])`,
           `${bad}:2:5: listener is missing required key "routes" (at listeners[0])`,
-          `${bad}:3:5: unknown key "bogus" (allowed: name, address, port, protocol, routes, filter, transport, idle_timeout) (at listeners[0].bogus)`,
+          `${bad}:3:5: unknown key "bogus" (allowed: name, address, port, protocol, routes, filter, transport, idle_timeout, tcp, detection_timeout) (at listeners[0].bogus)`,
         ]);
       }
     } finally {

@@ -25,6 +25,8 @@ export const DEFAULTS = {
   http2: false,
   connectTimeoutMs: 5_000,
   healthCheckTimeoutMs: 1_000,
+  /** protocol: auto: how long Envoy waits for a client's first bytes (Linkerd's default too). */
+  detectionTimeoutMs: 10_000,
 } as const;
 
 function must<T>(r: Parsed<T>): T {
@@ -37,7 +39,7 @@ const ms = (text: string): DurationMs => must(parseDuration(text));
 function matchOf(l: RawListener, r: RawRoute): RouteMatch | undefined {
   const m = r.match;
   if (m === undefined) return undefined;
-  if (l.protocol === 'http' || l.protocol === 'grpc') {
+  if (l.protocol === 'http' || l.protocol === 'grpc' || l.protocol === 'auto') {
     const headers = m['headers'];
     const list =
       typeof headers === 'object' && headers !== null
@@ -85,6 +87,14 @@ function listenerOf(l: RawListener, itemListeners: ReadonlyMap<string, ItemListe
     routes: l.routes.map((r) => routeOf(l, r)),
     ...(l.transport === 'udp' ? { transport: 'udp' as const } : {}),
     ...(l.idle_timeout !== undefined ? { idleTimeout: ms(l.idle_timeout) } : {}),
+    ...(l.protocol === 'auto' && l.tcp !== undefined
+      ? {
+          detection: {
+            tcp: { target: targetOf(l.tcp), ...(l.tcp.timeout !== undefined ? { timeout: ms(l.tcp.timeout) } : {}) },
+            timeout: l.detection_timeout === undefined ? DEFAULTS.detectionTimeoutMs : ms(l.detection_timeout),
+          },
+        }
+      : {}),
   };
   if (l.filter === undefined) return out;
   const filter = { ...l.filter };

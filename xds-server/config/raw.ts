@@ -19,6 +19,9 @@ export interface RawListener {
   idle_timeout?: string;
   routes: RawRoute[];
   filter?: Record<string, unknown>;
+  /** protocol: auto only */
+  tcp?: RawRoute;
+  detection_timeout?: string;
 }
 
 export interface RawHealthCheck {

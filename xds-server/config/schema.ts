@@ -155,6 +155,22 @@ const route: JsonSchemaObject = {
   ],
 };
 
+/** `protocol: auto`'s fallback for connections that are not HTTP: a tcp route (no match). */
+const tcpFallback: JsonSchemaObject = {
+  title: 'tcp',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    cluster: name,
+    clusters: (route['properties'] as JsonSchemaObject)['clusters'],
+    timeout: duration,
+  },
+  oneOf: [
+    { properties: { cluster: true }, required: ['cluster'] },
+    { properties: { clusters: true }, required: ['clusters'] },
+  ],
+};
+
 const healthCheck: JsonSchemaObject = {
   title: 'health_check',
   type: 'object',
@@ -249,6 +265,7 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
   const branches: JsonSchemaObject[] = [
     protocolBranch('http', { $ref: '#/$defs/httpMatch' }),
     protocolBranch('grpc', { $ref: '#/$defs/httpMatch' }),
+    protocolBranch('auto', { $ref: '#/$defs/httpMatch' }),
     // Every listener binds a port except grpc API listeners.
     { if: { properties: { protocol: { not: { const: 'grpc' } } } }, then: { title: 'listener', properties: { port: true }, required: ['port'] } },
     protocolBranch('tls', { $ref: '#/$defs/sniMatch' }),
@@ -285,6 +302,8 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
       filter: { type: 'object' },
       transport: { enum: ['tcp', 'udp'] },
       idle_timeout: positiveDuration,
+      tcp: { $ref: '#/$defs/tcpFallback' },
+      detection_timeout: positiveDuration,
     },
     allOf: branches,
   };
@@ -300,7 +319,7 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
     // Extension keys, ignored: a place for YAML anchors (`x-defaults: &d ...`).
     patternProperties: { '^x-': true },
     [MESSAGE_KEYWORD]: { type: 'the mesh file must be a map with "listeners" and "clusters"' },
-    $defs: { listener, route, httpMatch, sniMatch, sourceMatch, cluster, healthCheck },
+    $defs: { listener, route, tcpFallback, httpMatch, sniMatch, sourceMatch, cluster, healthCheck },
   };
 }
 

@@ -196,6 +196,22 @@ export function checkSemantics(
       }
     }
     udpProblems(l).forEach(([path, message, where]) => report(at(...path), message, where));
+    // protocol: auto — HTTP routes plus a tcp fallback for everything else.
+    if (l.protocol === 'auto') {
+      if (l.tcp === undefined) {
+        report(at('protocol'), 'a "protocol: auto" listener needs "tcp: { cluster: NAME }" for connections that are not HTTP');
+      } else {
+        if (l.tcp.cluster !== undefined && !clusterAt.has(l.tcp.cluster)) report(at('tcp', 'cluster'), unknownCluster(l.tcp.cluster));
+        for (const name of Object.keys(l.tcp.clusters ?? {})) {
+          if (!clusterAt.has(name)) report(at('tcp', 'clusters', name), unknownCluster(name), 'key');
+        }
+      }
+    } else {
+      if (l.tcp !== undefined) report(at('tcp'), `"tcp" is the fallback of "protocol: auto" listeners, not of ${l.protocol}`, 'key');
+      if (l.detection_timeout !== undefined) {
+        report(at('detection_timeout'), `"detection_timeout" applies only to "protocol: auto" listeners`, 'key');
+      }
+    }
 
     const sniAt = new Map<string, number>();
     l.routes.forEach((r: RawRoute, j) => {
@@ -209,12 +225,13 @@ export function checkSemantics(
         if (!clusterAt.has(name)) report(rt('clusters', name), unknownCluster(name), 'key');
       }
 
-      if (r.timeout !== undefined && l.protocol !== 'http') {
+      if (r.timeout !== undefined && l.protocol !== 'http' && l.protocol !== 'auto') {
         report(rt('timeout'), `"timeout" applies only to routes of http listeners`, 'key');
       }
 
       switch (l.protocol) {
         case 'grpc':
+        case 'auto':
         case 'http': {
           if (r.match === undefined) {
             report(rt(), `http route needs a "match" with "prefix", "path" or "regex"`);

@@ -2,14 +2,15 @@
 // these types; positions and YAML details stay in config/.
 
 /**
- * http | grpc | tcp | tls are built in (grpc: an API listener for proxyless
- * gRPC clients, `xds:///NAME`, no port). Any other protocol (mqtt, kafka,
+ * http | grpc | tcp | tls | auto are built in (grpc: an API listener for proxyless
+ * gRPC clients, `xds:///NAME`, no port; auto: HTTP/1.1, h2c and opaque TCP on
+ * one port, told apart by Envoy's http_inspector). Any other protocol (mqtt, kafka,
  * coap, or a dropped-in filter's) is served by the Wasm filter under
  * filters/ whose manifest declares it.
  */
-export type BuiltinProtocol = 'http' | 'grpc' | 'tcp' | 'tls';
+export type BuiltinProtocol = 'http' | 'grpc' | 'tcp' | 'tls' | 'auto';
 export type Protocol = string;
-export const BUILTIN_PROTOCOLS: readonly BuiltinProtocol[] = ['http', 'grpc', 'tcp', 'tls'];
+export const BUILTIN_PROTOCOLS: readonly BuiltinProtocol[] = ['http', 'grpc', 'tcp', 'tls', 'auto'];
 export function isBuiltinProtocol(protocol: string): protocol is BuiltinProtocol {
   return (BUILTIN_PROTOCOLS as readonly string[]).includes(protocol);
 }
@@ -82,6 +83,12 @@ export interface Listener {
   /** udp_proxy's session idle timeout (UDP listeners only; Envoy's default is 1 minute). */
   idleTimeout?: DurationMs;
   routes: ReadonlyArray<Route>;
+  /**
+   * `protocol: auto` only: where connections that are not HTTP/1.x or h2c go
+   * (tcp_proxy), and how long Envoy waits for the first bytes before sending
+   * the connection there anyway.
+   */
+  detection?: { tcp: Route; timeout: DurationMs };
   /** Filter-owned settings (protocol listeners only). */
   filter?: Readonly<Record<string, unknown>>;
   /**

@@ -51,6 +51,10 @@ export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads', filters: Filt
         resources.listeners.push(httpListener(listener, source));
         resources.routes.push(routeConfiguration(listener));
         break;
+      case 'auto':
+        resources.listeners.push(autoListener(listener, source));
+        resources.routes.push(routeConfiguration(listener));
+        break;
       case 'grpc':
         resources.listeners.push(apiListener(listener, source));
         resources.routes.push(routeConfiguration(listener));
@@ -107,6 +111,40 @@ function httpListener(listener: Listener, source: EnvoyMessage): EnvoyMessage {
   return {
     ...listenerBase(listener),
     filter_chains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] }],
+  };
+}
+
+/** What Envoy's http_inspector reports for the HTTP it recognises (h2c: the HTTP/2 preface). */
+const DETECTED_HTTP = ['http/1.0', 'http/1.1', 'h2c'];
+
+/**
+ * `protocol: auto`: http_inspector reads the first bytes; HTTP/1.x and h2c
+ * take the chain with the HTTP connection manager, anything else (or a client
+ * silent past the timeout) the default chain's tcp_proxy. No tls_inspector:
+ * TLS bytes are not HTTP, so TLS goes to the tcp fallback as passthrough.
+ */
+function autoListener(listener: Listener, source: EnvoyMessage): EnvoyMessage {
+  const detection = listener.detection;
+  if (!detection) throw new Error(`listener ${listener.name}: protocol auto without a tcp fallback`);
+  return {
+    ...listenerBase(listener),
+    listener_filters: [
+      {
+        name: 'envoy.filters.listener.http_inspector',
+        typed_config: toAny('envoy.extensions.filters.listener.http_inspector.v3.HttpInspector', {}),
+      },
+    ],
+    listener_filters_timeout: duration(detection.timeout),
+    // Past the timeout the connection is served by the default (tcp) chain, not closed.
+    continue_on_listener_filters_timeout: true,
+    filter_chains: [
+      {
+        name: 'http',
+        filter_chain_match: { application_protocols: DETECTED_HTTP },
+        filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: httpConnectionManager(listener, source) }],
+      },
+    ],
+    default_filter_chain: { name: 'tcp', filters: [tcpProxyFilter(listener.name, detection.tcp)] },
   };
 }
 
