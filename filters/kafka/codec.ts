@@ -136,7 +136,8 @@ export class KafkaCodec extends Codec {
     const p = frame.ptr;
     const size = be32(p);
     const fromClient = frame.fromClient;
-    const smallest: i32 = fromClient ? 8 : 4;
+    // raw SASL tokens (after a SaslHandshake v0) may be empty: only their size prefix is checked
+    const smallest: i32 = this.opaque ? 0 : fromClient ? 8 : 4;
     if (size < smallest || size > 0x7ffffffb) return this.bad(frame, "bad_size", "frame size " + size.toString() + " is not a valid Kafka frame size");
     frame.length = <u64>size + 4;
     if (this.opaque) { this.whole = false; return 4; }

@@ -345,3 +345,23 @@ describe('kafka filter routing', () => {
     assert.equal(conn.newConnectionAction, 'continue');
   });
 });
+
+describe('kafka filter SASL v0', () => {
+  it('after a SaslHandshake v0 the raw SASL tokens pass unparsed (empty ones too), counted', async () => {
+    const plugin = await kafkaPlugin({});
+    const conn = plugin.newConnection();
+    // SaslHandshake v0 request: header v1 (key 17, version 0, correlation 1, client id "c"), mechanism "PLAIN"
+    const body = Buffer.concat([Buffer.from([0, 17, 0, 0, 0, 0, 0, 1, 0, 1]), Buffer.from('c'), Buffer.from([0, 5]), Buffer.from('PLAIN')]);
+    conn.downstream(Buffer.concat([Buffer.from([0, 0, 0, body.length]), body]));
+    // response v0: correlation 1, ErrorCode 0, mechanisms ["PLAIN"]
+    const resp = Buffer.concat([Buffer.from([0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 5]), Buffer.from('PLAIN')]);
+    conn.upstream(Buffer.concat([Buffer.from([0, 0, 0, resp.length]), resp]));
+    // raw token: \0user\0pass, then the broker's empty token
+    const token = Buffer.from('\0user\0pass');
+    const out = conn.downstream(Buffer.concat([Buffer.from([0, 0, 0, token.length]), token])).forwarded;
+    assert.equal(out.length, token.length + 4);
+    assert.equal(conn.upstream(Buffer.from([0, 0, 0, 0])).forwarded.length, 4);
+    assert.equal(conn.closed, undefined);
+    assert.equal(plugin.metrics()['kafka.sasl_v0_unparsed'], 1);
+  });
+});
