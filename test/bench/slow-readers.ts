@@ -152,7 +152,7 @@ async function run(label: string, slowCount: number, changeBase: number): Promis
   // everyone has the first version
   const started = Date.now();
   while (good.some((g) => g.version === '') && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 50));
-  await new Promise((r) => setTimeout(r, 1500)); // slow readers' bytes age past --xds-slow-stream-after
+  await new Promise((r) => setTimeout(r, 3000)); // slow readers' bytes age past --xds-slow-stream-after (1 s)
   const all: number[] = [];
   for (let c = 1; c <= CHANGES; c++) {
     const before = new Set(good.map((g) => g.version));
