@@ -83,9 +83,10 @@ async function replayMessages(file: string): Promise<Msg[]> {
   const out: Msg[] = [];
   const clients = new Map<number, string>();
   for (const line of stdout.split('\n').filter(Boolean)) {
-    const rec = JSON.parse(line) as { conn: number; packet?: Record<string, unknown> };
-    const p = rec.packet;
-    if (!p) continue;
+    // The shape: transport, code, token, type, message_id, uri_path, ... at the top level.
+    const rec = JSON.parse(line) as Record<string, unknown> & { conn: number };
+    if (rec['event'] !== undefined || rec['transport'] === undefined) continue;
+    const p = rec;
     const m: Msg = { key: '', code: String(p['code']), token: String(p['token']) };
     if (p['transport'] === 'udp') { m.type = String(p['type']); m.message_id = Number(p['message_id']); }
     for (const k of ['uri_path', 'observe', 'block1', 'block2'] as const) if (p[k] !== undefined) (m as unknown as Record<string, unknown>)[k] = p[k];

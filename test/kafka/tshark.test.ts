@@ -117,8 +117,10 @@ async function filterPdus(capture: string): Promise<Pdu[]> {
   const out: Pdu[] = [];
   for (const line of stdout.split('\n')) {
     if (!line) continue;
-    const { conn, packet } = JSON.parse(line) as { conn: number; packet?: Tree };
-    if (!packet) continue;
+    // The protocol's own field names at the top level beside conn (api_key, correlation_id, ...).
+    const packet = JSON.parse(line) as Tree & { conn: number; event?: string };
+    if (packet.event !== undefined || packet.api_key === undefined) continue;
+    const conn = packet.conn;
     const type = packet.type as 'request' | 'response';
     const pdu: Pdu = {
       conn,

@@ -217,18 +217,18 @@ describe('mqtt filter agrees with tshark on real client traffic', { timeout: 90_
     assert.ok(want.client_id.size >= 5 && want.topic.size >= 5 && want.filter.size >= 4, 'tshark decoded the capture');
     for (const file of [pcap, pcapng]) {
       const { stdout } = await exec(path.join(REPO_ROOT, 'bin/protoplane'), ['replay', '--filter', 'mqtt', file], { cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024 });
-      const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as { conn: number; packet: Record<string, unknown> });
+      const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown> & { conn: number });
       const got = { client_id: new Set<string>(), topic: new Set<string>(), filter: new Set<string>() };
       for (const line of lines) {
         assert.equal(typeof line.conn, 'number', JSON.stringify(line));
-        const p = line.packet;
+        const p = line; // the filter's fields sit at the top level beside conn
         assert.ok(p.direction === 'downstream' || p.direction === 'upstream', JSON.stringify(line));
         if (p.type === 'connect') got.client_id.add(p.client_id as string);
         if (p.type === 'publish' && p.topic !== '') got.topic.add(p.topic as string);
         if (p.type === 'subscribe' || p.type === 'unsubscribe') for (const f of p.filters as Array<{ filter: string }>) got.filter.add(f.filter);
       }
       assert.deepEqual(new Set(lines.map((l) => l.conn)).size, relay.connections.length, `${path.basename(file)}: a line for every connection`);
-      assert.equal(lines.filter((l) => l.packet.type !== undefined).length, pdus.length, `${path.basename(file)}: one line per MQTT packet tshark decodes`);
+      assert.equal(lines.filter((l) => l.type !== undefined).length, pdus.length, `${path.basename(file)}: one line per MQTT packet tshark decodes`);
       for (const key of ['client_id', 'topic', 'filter'] as const) assert.deepEqual([...got[key]].sort(), [...want[key]].sort(), `${path.basename(file)}: ${key}s`);
     }
   });

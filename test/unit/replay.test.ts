@@ -131,13 +131,13 @@ describe('protoplane replay', () => {
     );
     fs.rmSync(dir, { recursive: true });
     const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    assert.deepEqual(lines[0], { conn: 1, type: 'connection', client: '10.0.0.1:40001', server: '10.0.0.2:1883' });
-    assert.ok(lines.some((l) => l.type === 'filter_state' && l.path === 'envoy.tcp_proxy.cluster' && l.value === 'a'));
-    assert.ok(lines.some((l) => l.type === 'proceed' && l.cluster === 'a'));
-    const released = lines.filter((l) => l.type === 'release' && l.direction === 'downstream').map((l) => l.text).join('');
+    assert.deepEqual(lines[0], { conn: 1, event: 'connection', client: '10.0.0.1:40001', server: '10.0.0.2:1883' });
+    assert.ok(lines.some((l) => l.event === 'filter_state' && l.path === 'envoy.tcp_proxy.cluster' && l.value === 'a'));
+    assert.ok(lines.some((l) => l.event === 'proceed' && l.cluster === 'a'));
+    const released = lines.filter((l) => l.event === 'release' && l.direction === 'downstream').map((l) => l.text).join('');
     assert.equal(released, 'A: hello mark\n');
     const metrics = lines.at(-1)!;
-    assert.equal(metrics.type, 'metrics');
+    assert.equal(metrics.event, 'metrics');
     assert.equal((metrics.metrics as Record<string, number>)['contract.frames'], 1);
   });
 
@@ -160,7 +160,8 @@ describe('protoplane replay', () => {
       return lines;
     };
     const plain = await run(false);
-    assert.deepEqual(plain.map((l) => [l.conn, (l.packet as Record<string, unknown>).direction, (l.packet as Record<string, unknown>).type, (l.packet as Record<string, unknown>).body, (l.packet as Record<string, unknown>).verdict]), [
+    assert.ok(plain.every((l) => l.event === undefined && l.packet === undefined), 'a message line carries the filter\'s fields at the top level');
+    assert.deepEqual(plain.map((l) => [l.conn, l.direction, l.type, l.body, l.verdict]), [
       [1, 'downstream', 'hello', 'fleet-1', 'forward'],
       [1, 'downstream', 'request', 'secret', 'reply'],
       [1, 'downstream', 'request', 'ok', 'forward'],
@@ -169,11 +170,11 @@ describe('protoplane replay', () => {
       [1, 'upstream', 'response', 'ok', 'forward'],
     ]);
     const traced = await run(true);
-    assert.deepEqual(traced.filter((l) => l.packet !== undefined), plain, 'the same messages, in the same order');
-    assert.deepEqual(traced[0], { conn: 1, type: 'connection', client: '10.0.0.1:40001', server: '10.0.0.2:1883' });
-    assert.ok(traced.some((l) => l.type === 'data' && l.direction === 'downstream'));
-    assert.ok(traced.some((l) => l.type === 'rewrite' && l.direction === 'upstream'), 'the refusal replaced the answer');
-    assert.equal(traced.at(-1)!.type, 'metrics');
-    assert.ok(!traced.some((l) => l.type === 'log' && String(l.message).startsWith('packet ')), 'packet lines are structured, not log strings');
+    assert.deepEqual(traced.filter((l) => l.event === undefined), plain, 'the same messages, in the same order');
+    assert.deepEqual(traced[0], { conn: 1, event: 'connection', client: '10.0.0.1:40001', server: '10.0.0.2:1883' });
+    assert.ok(traced.some((l) => l.event === 'data' && l.direction === 'downstream'));
+    assert.ok(traced.some((l) => l.event === 'rewrite' && l.direction === 'upstream'), 'the refusal replaced the answer');
+    assert.equal(traced.at(-1)!.event, 'metrics');
+    assert.ok(!traced.some((l) => l.event === 'log' && String(l.message).startsWith('packet ')), 'packet lines are structured, not log strings');
   });
 });

@@ -4,7 +4,7 @@
 // datagram one data callback, the filter configured with "transport": "udp".
 import type { WasmFilterModule } from '../wasm-host/index.ts';
 import type { UdpFlow } from './capture.ts';
-import { packetOf, type ReplayLine } from './index.ts';
+import { messageLine, packetOf, type ReplayLine } from './index.ts';
 
 export interface DatagramReplayOptions {
   module: WasmFilterModule;
@@ -35,12 +35,12 @@ export async function replayDatagrams(options: DatagramReplayOptions, emit: (lin
         for (; seen < conn.events.length; seen++) {
           const event = conn.events[seen]!;
           const packet = event.type === 'log' ? packetOf(event.message) : undefined;
-          if (packet) emit({ conn: id, packet });
-          else if (options.trace && event.type === 'log') emit({ conn: id, type: 'log', level: event.level, message: event.message });
-          else if (options.trace && event.type === 'data') emit({ conn: id, type: 'datagram', direction: event.direction, bytes: event.size, action: event.action });
+          if (packet) emit(messageLine(id, packet));
+          else if (options.trace && event.type === 'log') emit({ conn: id, event: 'log', level: event.level, message: event.message });
+          else if (options.trace && event.type === 'data') emit({ conn: id, event: 'datagram', direction: event.direction, bytes: event.size, action: event.action });
         }
       };
-      if (options.trace) emit({ conn: id, type: 'udp_flow', client: flow.client, server: flow.server });
+      if (options.trace) emit({ conn: id, event: 'udp_flow', client: flow.client, server: flow.server });
       for (const d of flow.datagrams) {
         if (d.direction === 'downstream') conn.downstream(d.data);
         else conn.upstream(d.data);
@@ -51,7 +51,7 @@ export async function replayDatagrams(options: DatagramReplayOptions, emit: (lin
       flush();
     }
     const metrics = plugin.metrics();
-    if (options.trace) emit({ type: 'metrics', transport: 'udp', metrics });
+    if (options.trace) emit({ event: 'metrics', transport: 'udp', metrics });
     return metrics;
   } finally {
     plugin.close();

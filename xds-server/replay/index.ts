@@ -2,13 +2,16 @@
 // and reports, one JSON object per line, what it parsed and did — the same
 // module, configuration and ABI as in Envoy.
 //
-// By default a line per protocol message the filter parsed:
-//   {"conn":1,"packet":{"direction":"downstream","type":"connect",...}}
+// By default a line per protocol message the filter parsed, its fields at
+// the top level beside the connection number:
+//   {"conn":1,"direction":"downstream","type":"connect","client_id":"a",...}
 // from the SDK's packet-log convention (a debug log line `packet {JSON}`,
 // filters/sdk/stream/packet-log.ts; a filter opts in by declaring the
 // `log_packets` setting in its manifest, and replay turns it on). With
 // `trace`, those lines come interleaved with every ABI-level event (data
-// callbacks, rewrites, releases, routing, closes, logs) and the metrics.
+// callbacks, rewrites, releases, routing, closes, logs) and the metrics; an
+// event line names its kind in `event` (a protocol's own `type` field, such
+// as CoAP's CON/NON, never clashes with it), a message line has no `event`.
 import type { ConnectionEvent, WasmFilterModule } from '../wasm-host/index.ts';
 import type { TcpConversation } from './capture.ts';
 
@@ -65,15 +68,22 @@ function describeBytes(bytes: Uint8Array): Record<string, unknown> {
 function describe(event: ConnectionEvent): ReplayLine {
   switch (event.type) {
     case 'rewrite':
-      return { type: 'rewrite', direction: event.direction, start: event.start, length: event.length, ...describeBytes(event.data) };
+      return { event: 'rewrite', direction: event.direction, start: event.start, length: event.length, ...describeBytes(event.data) };
     case 'release':
     case 'bypass':
-      return { type: event.type, direction: event.direction, ...describeBytes(event.bytes) };
+      return { event: event.type, direction: event.direction, ...describeBytes(event.bytes) };
     case 'set_property':
-      return { type: 'set_property', path: event.path, ...describeBytes(event.value) };
-    default:
-      return { ...event };
+      return { event: 'set_property', path: event.path, ...describeBytes(event.value) };
+    default: {
+      const { type, ...rest } = event;
+      return { event: type, ...rest };
+    }
   }
+}
+
+/** A parsed message's line: the connection number, then the filter's own fields at the top level. */
+export function messageLine(conn: number, packet: Record<string, unknown>): ReplayLine {
+  return { conn, ...packet };
 }
 
 export async function replay(options: ReplayOptions, emit: (line: ReplayLine) => void): Promise<Record<string, number>> {
@@ -97,11 +107,11 @@ export async function replay(options: ReplayOptions, emit: (line: ReplayLine) =>
         for (; seen < conn.events.length; seen++) {
           const event = conn.events[seen]!;
           const packet = event.type === 'log' ? packetOf(event.message) : undefined;
-          if (packet) emit({ conn: id, packet });
+          if (packet) emit(messageLine(id, packet));
           else if (trace) emit({ conn: id, ...describe(event) });
         }
       };
-      if (trace) emit({ conn: id, type: 'connection', client: conversation.client, server: conversation.server });
+      if (trace) emit({ conn: id, event: 'connection', client: conversation.client, server: conversation.server });
       flush();
       for (const segment of conversation.segments) {
         const step = options.chunkSize && options.chunkSize > 0 ? options.chunkSize : segment.data.length;
@@ -117,7 +127,7 @@ export async function replay(options: ReplayOptions, emit: (line: ReplayLine) =>
       flush();
     }
     const metrics = plugin.metrics();
-    if (trace) emit({ type: 'metrics', metrics });
+    if (trace) emit({ event: 'metrics', metrics });
     return metrics;
   } finally {
     plugin.close();
