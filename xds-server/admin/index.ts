@@ -30,6 +30,7 @@ export function nodesView(streams: readonly StreamInfo[]): unknown {
       cluster: s.node?.cluster ?? null,
       user_agent: s.node?.userAgent ?? null,
       stream: s.id,
+      connection: s.connection ?? null,
       variant: s.variant,
       group: s.group ?? null,
       connected_at: new Date(s.connectedAt).toISOString(),

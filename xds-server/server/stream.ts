@@ -32,6 +32,8 @@ export interface StreamInfo {
   readonly node?: NodeInfo;
   readonly group?: string;
   readonly connectedAt: number;
+  /** The connection it came on (a node's per-type streams share one: verified on Envoy 1.40). */
+  readonly connection?: number;
   readonly types: ReadonlyMap<ResourceType, TypeStateInfo>;
   /** Every type on this one stream (ADS), or one stream per type. */
   readonly transport: 'ads' | 'per-type';
@@ -115,6 +117,10 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo, 
 
   get transport(): 'ads' | 'per-type' {
     return this.flavour === 'ads' ? 'ads' : 'per-type';
+  }
+
+  get connection(): number {
+    return this.sink.connection;
   }
 
   /** This stream and the node's other per-type streams (just this one over ADS). */
