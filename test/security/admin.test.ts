@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { adminConnectionCap } from '../../xds-server/admin/guard.ts';
 import { TYPE } from '../../xds-server/translate/index.ts';
 import { serveForTest } from '../support/mesh-env.ts';
 import { ADS, RawConnection, sotwRequest } from './raw-xds.ts';
@@ -54,6 +55,16 @@ describe('admin slowloris', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('file-descriptor head-room', () => {
+  it('the admin connection cap never takes more than an eighth of the open-files limit', () => {
+    assert.equal(adminConnectionCap(64, 20_000), 64);
+    assert.equal(adminConnectionCap(64, 256), 32);
+    assert.equal(adminConnectionCap(1000, 1024), 128);
+    assert.equal(adminConnectionCap(64, 16), 4);
+    assert.equal(adminConnectionCap(64, undefined), 64);
   });
 });
 

@@ -20,6 +20,25 @@ export interface AdminGuardOptions {
 }
 
 export const DEFAULT_ADMIN_MAX_CONNECTIONS = 64;
+
+/** The process's soft limit on open files (Linux /proc/self/limits), or undefined elsewhere. */
+function openFilesLimit(): number | undefined {
+  try {
+    const line = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return line ? Number(line[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The admin connection cap: the flag (default 64), and never more than an
+ * eighth of the open-files limit, so that the rest stays for xDS
+ * connections, config and filter files.
+ */
+export function adminConnectionCap(requested = DEFAULT_ADMIN_MAX_CONNECTIONS, openFiles = openFilesLimit()): number {
+  return openFiles === undefined ? requested : Math.max(4, Math.min(requested, Math.floor(openFiles / 8)));
+}
 export const DEFAULT_ADMIN_TIMEOUT_MS = 10_000;
 
 /** The Fastify options the timeouts need (set at construction). */
@@ -46,7 +65,7 @@ function readToken(file: string): Buffer | undefined {
 export function guardAdmin(app: FastifyInstance, options: AdminGuardOptions): void {
   const refused = options.metrics.adminRefused;
   const server = app.server;
-  server.maxConnections = options.maxConnections ?? DEFAULT_ADMIN_MAX_CONNECTIONS;
+  server.maxConnections = adminConnectionCap(options.maxConnections);
   server.headersTimeout = options.timeoutMs ?? DEFAULT_ADMIN_TIMEOUT_MS;
   // Node closes connections over maxConnections at accept and says so here
   server.on('drop', () => refused.inc({ reason: 'too_many_connections' }));
