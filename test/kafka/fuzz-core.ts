@@ -128,8 +128,8 @@ function vmMemory(plugin: WasmPlugin): number {
 
 /** Runs `count` inputs; throws at the first trap with the input that caused it. */
 export async function fuzz(count: number, seed = 1, onProgress?: (s: FuzzStats) => void): Promise<FuzzStats> {
-  const plugin = await kafkaPlugin(FUZZ_SETTINGS);
-  (plugin as unknown as { record: { logs: unknown[] } }).record.logs.length = 0;
+  // the host records nothing (it would keep every connection of the run)
+  const plugin = await kafkaPlugin(FUZZ_SETTINGS, 'info', false);
   const stats: FuzzStats = { inputs: 0, ms: 0, closedByFilter: 0, memoryBytes: 0, firstMemoryBytes: 0, maxMemoryBytes: 0 };
   const start = performance.now();
   for (const c of fuzzCases(count, seed)) {
@@ -142,7 +142,6 @@ export async function fuzz(count: number, seed = 1, onProgress?: (s: FuzzStats) 
     if (!conn.closed) conn.close();
     stats.inputs++;
     if ((stats.inputs & 1023) === 0) {
-      plugin.record.logs.length = 0; // the host keeps every log line; the filter's memory is what is measured
       stats.memoryBytes = vmMemory(plugin);
       if (stats.firstMemoryBytes === 0) stats.firstMemoryBytes = stats.memoryBytes;
       stats.maxMemoryBytes = Math.max(stats.maxMemoryBytes, stats.memoryBytes);

@@ -10,4 +10,4 @@ const stats = await fuzz(count, seed, (s) =>
   console.log(`  ${s.inputs.toLocaleString('en-US').padStart(11)} inputs  ${(s.ms / 1000).toFixed(1).padStart(6)} s  VM memory ${mb(s.memoryBytes)}`));
 console.log(`kafka fuzz: ${stats.inputs.toLocaleString('en-US')} inputs (seed ${seed}) in ${(stats.ms / 1000).toFixed(1)} s ` +
   `(${Math.round(stats.inputs / (stats.ms / 1000)).toLocaleString('en-US')}/s), ${stats.closedByFilter.toLocaleString('en-US')} closed by the filter, ` +
-  `0 traps; VM memory ${mb(stats.firstMemoryBytes)} after 1,024 inputs, ${mb(stats.memoryBytes)} at the end (max ${mb(stats.maxMemoryBytes)})`);
+  `0 traps; VM memory ${mb(stats.firstMemoryBytes)} after 1,024 inputs, ${mb(stats.memoryBytes)} at the end (max ${mb(stats.maxMemoryBytes)}), node rss ${mb(process.memoryUsage().rss)}`);
