@@ -146,7 +146,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
       // Translation failing on a validated model is our bug, not the user's; still keep serving.
       lastErrors = [`${options.configPath}: internal error translating config: ${prepared.internal.message}`];
       metrics.configReloads.inc({ result: 'rejected' });
-      log.error({ err: prepared.internal }, 'translation failed; still serving the last good config');
+      log.error({ err: prepared.internal }, `translation failed; ${stillServing(cache)}`);
       return false;
     }
     if (!prepared.ok) return reject(prepared.errors);
@@ -182,7 +182,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
       // prepare() turns every user error into a result; this is our bug: keep serving.
       lastErrors = [`${options.configPath}: internal error while reloading: ${(error as Error).message}`];
       metrics.configReloads.inc({ result: 'rejected' });
-      log.error({ err: error }, 'reload failed; still serving the last good config');
+      log.error({ err: error }, `reload failed; ${stillServing(cache)}`);
     }
   };
 
@@ -258,6 +258,11 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
       await admin.close();
     },
   };
+}
+
+/** What is served after a refusal: only claim a last good config when there is one. */
+function stillServing(cache: SnapshotCache): string {
+  return cache.snapshot ? 'still serving the last good config' : 'no config has been loaded yet, so nothing is served and /readyz says not ready';
 }
 
 /** 127.0.0.0/8, ::1, localhost: reachable from this machine only. */
