@@ -12,6 +12,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
+import type { Logger } from '../../xds-server/log.ts';
 import { serve } from '../../xds-server/app.ts';
 import { parseMesh } from '../../xds-server/config/index.ts';
 import { serveForTest } from '../support/mesh-env.ts';
@@ -31,7 +32,7 @@ function tempDir(): string {
 }
 
 /** A logger that keeps each line's message. */
-function capturingLogger(): { log: ReturnType<typeof pino>; lines: Array<{ level: number; msg: string }> } {
+function capturingLogger(): { log: Logger; lines: Array<{ level: number; msg: string }> } {
   const lines: Array<{ level: number; msg: string }> = [];
   const log = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as { level: number; msg: string }) });
   return { log, lines };
