@@ -17,21 +17,12 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { bootstrapConfig, bootstrapYaml } from '../../xds-server/bootstrap.ts';
 import { XDS_CLUSTER } from '../../xds-server/translate/index.ts';
-import { freePort, REPO_ROOT, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
+import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
 import { startTcpEcho, type TcpEcho } from '../support/upstreams.ts';
+import { privateCheckout } from '../support/checkout.ts';
 
-const COPIED = ['bin', 'xds-server', 'scripts', 'proto', 'asconfig.json', 'package.json', 'tsconfig.json', 'filters/sdk', 'filters/contract', 'build/filters/contract.wasm'];
-
-function privateCheckout(dir: string): string {
-  const root = path.join(dir, 'checkout');
-  for (const entry of COPIED) {
-    // The built module may not exist yet (a fresh clone): the copy's server then builds it.
-    if (!fs.existsSync(path.join(REPO_ROOT, entry))) continue;
-    fs.cpSync(path.join(REPO_ROOT, entry), path.join(root, entry), { recursive: true, preserveTimestamps: true });
-  }
-  fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(root, 'node_modules'));
-  return root;
-}
+/** Only what serving the contract filter needs. */
+const CONTRACT_ONLY = ['bin', 'xds-server', 'scripts', 'proto', 'asconfig.json', 'package.json', 'tsconfig.json', 'filters/sdk', 'filters/contract', 'build/filters/contract.wasm'];
 
 /** Opens a connection, sends `line`, and collects what comes back. */
 function connect(port: number, line: string): Promise<{ socket: net.Socket; received: () => string }> {
@@ -60,7 +51,7 @@ describe('inline Wasm code (the default) hot-swaps a new build in Envoy', () => 
   let envoy: EnvoyHandle | undefined;
 
   before(async () => {
-    root = privateCheckout(dir);
+    root = privateCheckout(dir, CONTRACT_ONLY);
     a = await startTcpEcho('a');
     b = await startTcpEcho('b');
   });

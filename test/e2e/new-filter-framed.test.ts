@@ -15,22 +15,10 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { bootstrapYaml } from '../../xds-server/bootstrap.ts';
 import { ensureFiltersBuilt } from '../../xds-server/wasm-host/index.ts';
-import { freePort, REPO_ROOT, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
+import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
+import { privateCheckout } from '../support/checkout.ts';
 
 const exec = promisify(execFile);
-
-const COPIED = ['bin', 'xds-server', 'scripts', 'filters', 'proto', 'asconfig.json', 'package.json', 'tsconfig.json', 'build/filters'];
-
-function privateCheckout(dir: string): string {
-  const root = path.join(dir, 'checkout');
-  for (const entry of COPIED) {
-    const from = path.join(REPO_ROOT, entry);
-    if (fs.existsSync(from)) fs.cpSync(from, path.join(root, entry), { recursive: true, preserveTimestamps: true });
-  }
-  fs.mkdirSync(path.join(root, 'test'), { recursive: true });
-  fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(root, 'node_modules'));
-  return root;
-}
 
 /** A frame: 4-byte big-endian body length, then the body. */
 function frame(body: string): Buffer {

@@ -17,25 +17,11 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { bootstrapYaml } from '../../xds-server/bootstrap.ts';
 import { ensureFiltersBuilt } from '../../xds-server/wasm-host/index.ts';
-import { freePort, REPO_ROOT, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
+import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
 import { startTcpEcho, type TcpEcho } from '../support/upstreams.ts';
+import { privateCheckout } from '../support/checkout.ts';
 
 const exec = promisify(execFile);
-
-/** What a private checkout needs to scaffold, build, test and serve a filter. */
-const COPIED = ['bin', 'xds-server', 'scripts', 'filters', 'proto', 'asconfig.json', 'package.json', 'tsconfig.json', 'build/filters'];
-
-/** A copy of the checkout under `dir` (timestamps kept, so the incremental build skips what is built). */
-function privateCheckout(dir: string): string {
-  const root = path.join(dir, 'checkout');
-  for (const entry of COPIED) {
-    const from = path.join(REPO_ROOT, entry);
-    if (fs.existsSync(from)) fs.cpSync(from, path.join(root, entry), { recursive: true, preserveTimestamps: true });
-  }
-  fs.mkdirSync(path.join(root, 'test'), { recursive: true });
-  fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(root, 'node_modules'));
-  return root;
-}
 
 interface FilterInfo {
   name: string;

@@ -11,9 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pino } from 'pino';
-import type { Logger } from '../../xds-server/log.ts';
-import { FILTERS_DIR } from '../../xds-server/wasm-host/index.ts';
+import { ensureFiltersBuilt } from '../../xds-server/wasm-host/index.ts';
+import { privateCheckout, serveCheckout } from '../support/checkout.ts';
+import { freePort, waitUntil } from '../support/envoy.ts';
 import { serveForTest } from '../support/mesh-env.ts';
 import { RawConnection, sotwRequest, ADS } from './raw-xds.ts';
 import { TYPE } from '../../xds-server/translate/index.ts';
@@ -69,32 +69,38 @@ describe('the filter pre-flight', () => {
 });
 
 describe('a broken filter folder', () => {
+  // In a private copy of the checkout: a broken folder in the shared filters/
+  // would fail every other test process's build while it exists.
   it('that no listener uses is reported but does not block config changes', async () => {
-    const broken = path.join(FILTERS_DIR, `zz-broken-${process.pid}`);
-    const lines: Array<{ msg: string }> = [];
-    const log = pino({ level: 'warn' }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string }) }) as unknown as Logger;
+    await ensureFiltersBuilt();
+    const root = privateCheckout(dir);
+    const broken = path.join(root, 'filters', 'zz-broken');
+    fs.mkdirSync(broken);
+    fs.writeFileSync(path.join(broken, 'filter.json'), '{ "name": "zz-broken", this is not json');
     const file = path.join(dir, 'mesh-broken.yaml');
     const tcp = (port: number) =>
       `listeners:\n  - name: t\n    port: ${port}\n    protocol: tcp\n    routes: [ { cluster: a } ]\nclusters:\n  - name: a\n    endpoints: [ 127.0.0.1:9 ]\n`;
     fs.writeFileSync(file, tcp(10000));
-    fs.mkdirSync(broken);
-    fs.writeFileSync(path.join(broken, 'filter.json'), '{ "name": "zz-broken", this is not json');
+    const adminPort = await freePort();
     // at start the filters are built and loaded with the broken folder there
-    const app = await serveForTest(file, { log, watchFilters: false, debounce: { quietMs: 20, maxMs: 200 } }).finally(() =>
-      fs.rmSync(broken, { recursive: true, force: true }),
-    );
+    const server = serveCheckout(root, ['--config', file, '--xds-port', String(await freePort()), '--admin-port', String(adminPort), '--debounce', '20ms', '--log-format', 'json']);
     try {
-      const before = app.cache.snapshot?.version;
-      assert.ok(before, `the config was not loaded: ${JSON.stringify((await readyz(app.adminPort)).config_errors)}`);
+      let before: string | null = null;
+      await waitUntil(async () => (before = (await readyz(adminPort).catch(() => ({ snapshot: null }))).snapshot) !== null, 60_000, 'the config loaded').catch((err: Error) => {
+        throw new Error(`${err.message}\nserver output:\n${server.output()}`);
+      });
       fs.writeFileSync(file, tcp(10001));
-      const deadline = Date.now() + 10_000;
-      while (app.cache.snapshot!.version === before) {
-        assert.ok(Date.now() < deadline, `the config change was blocked: ${JSON.stringify((await readyz(app.adminPort)).config_errors)}`);
-        await sleep(50);
-      }
-      assert.ok(lines.some((l) => /filters\/zz-broken-\d+ is broken and left out .*not valid JSON/.test(l.msg)), 'the broken folder is reported');
+      await waitUntil(async () => (await readyz(adminPort)).snapshot !== before, 10_000, 'the config change applied').catch(async (err: Error) => {
+        throw new Error(`${err.message}: ${JSON.stringify((await readyz(adminPort)).config_errors)}`);
+      });
+      const lines = server
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { msg: string });
+      assert.ok(lines.some((l) => /filters\/zz-broken is broken and left out .*not valid JSON/.test(l.msg)), `the broken folder is reported:\n${server.output()}`);
     } finally {
-      await app.close();
+      await server.stop();
     }
   });
 });

@@ -1,0 +1,52 @@
+// A private copy of the checkout for tests that create, edit or break
+// filters: the shared filters/ folder is listed and built by every other test
+// process (scripts/build-filters.sh, the catalog), so a filter that appears,
+// changes or is broken there races them. A copy keeps it to one test.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { REPO_ROOT } from './envoy.ts';
+
+/** What a copy needs to scaffold, build, test and serve filters (node_modules is linked, not copied). */
+export const CHECKOUT_ENTRIES = ['bin', 'xds-server', 'scripts', 'filters', 'proto', 'asconfig.json', 'package.json', 'tsconfig.json', 'build/filters'];
+
+/**
+ * Copies `entries` of the checkout to DIR/checkout, timestamps kept so the
+ * incremental build skips what is built (an entry that does not exist yet,
+ * such as a module in a fresh clone, is skipped: the copy builds it).
+ */
+export function privateCheckout(dir: string, entries: readonly string[] = CHECKOUT_ENTRIES): string {
+  const root = path.join(dir, 'checkout');
+  for (const entry of entries) {
+    const from = path.join(REPO_ROOT, entry);
+    if (fs.existsSync(from)) fs.cpSync(from, path.join(root, entry), { recursive: true, preserveTimestamps: true });
+  }
+  fs.mkdirSync(path.join(root, 'test'), { recursive: true });
+  fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(root, 'node_modules'));
+  return root;
+}
+
+export interface CheckoutServer {
+  process: ChildProcess;
+  /** Everything it printed so far (JSON log lines). */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** Runs `bin/protoplane serve ARGS` of a private checkout. */
+export function serveCheckout(root: string, args: readonly string[]): CheckoutServer {
+  const child = spawn(path.join(root, 'bin/protoplane'), ['serve', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (chunk) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk) => (output += chunk.toString()));
+  return {
+    process: child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
