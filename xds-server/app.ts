@@ -15,6 +15,7 @@ import { Metrics } from './metrics.ts';
 import { XdsServer, type XdsLimits } from './server/index.ts';
 import type { YamlLimits } from './config/source.ts';
 import { watchTlsFiles } from './tls/files.ts';
+import { readTlsFiles, tlsFilesOf, WatchedFiles } from './tls/listener-files.ts';
 import { watchConfigFile } from './config/watch.ts';
 import { FILTERS_DIR } from './wasm-host/index.ts';
 
@@ -86,6 +87,9 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   // Filters are rebuilt and reloaded only when something under filters/ changed.
   let filtersDirty = true;
   let filterChanges = 0;
+  // Certificate files of TLS listeners: a change reloads like a config edit (set up below).
+  let onTlsFileChange = (): void => {};
+  const tlsFileWatch = new WatchedFiles(() => onTlsFileChange());
 
   const reject = (errors: ConfigError[]): false => {
     lastErrors = errors.map(formatConfigError);
@@ -128,8 +132,12 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     if (problems.length > 0) {
       return { ok: false, errors: problems.map((p) => result.error(['listeners', p.listener, 'protocol'], p.message)), filters };
     }
+    // Watched even when they fail to load, so that fixing a file reloads (prepare()'s one effect).
+    tlsFileWatch.set(tlsFilesOf(result.mesh));
+    const tlsFiles = await readTlsFiles(result.mesh, (p, message) => result.error(p, message));
+    if (!tlsFiles.ok) return { ok: false, errors: tlsFiles.errors, filters };
     try {
-      return { ok: true, snapshot: snapshotsOf(result.mesh, filters.catalog.refs(options.wasmCode ?? 'inline')), filters };
+      return { ok: true, snapshot: snapshotsOf(result.mesh, filters.catalog.refs(options.wasmCode ?? 'inline'), tlsFiles.files), filters };
     } catch (error) {
       return { ok: false, internal: error as Error, filters };
     }
@@ -226,6 +234,10 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     changes.trigger();
     if (!filtersDirty) readAhead.changed();
   });
+  onTlsFileChange = () => {
+    changes.trigger();
+    if (!filtersDirty) readAhead.changed();
+  };
   // A new filter folder or an edited filter source rebuilds and reloads.
   const filtersChanged = () => {
     filtersDirty = true;
@@ -252,6 +264,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     async close() {
       changes.cancel();
       stopWatching();
+      tlsFileWatch.close();
       tls?.stop();
       filterWatch?.close();
       xds.forceClose();

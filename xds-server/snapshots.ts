@@ -3,9 +3,9 @@
 // translate/ and cache/, which do not know each other.
 import { buildSnapshot, SnapshotSet } from './cache/index.ts';
 import type { Mesh } from './model/types.ts';
-import { translate, type FilterRefs } from './translate/index.ts';
+import { translate, type FilterRefs, type TlsFileContents } from './translate/index.ts';
 
-export function snapshotsOf(mesh: Mesh, filters?: FilterRefs): SnapshotSet {
+export function snapshotsOf(mesh: Mesh, filters?: FilterRefs, tlsFiles?: TlsFileContents): SnapshotSet {
   const createdAt = Date.now();
-  return new SnapshotSet((flavour) => buildSnapshot(translate(mesh, flavour, filters), createdAt));
+  return new SnapshotSet((flavour) => buildSnapshot(translate(mesh, flavour, filters, tlsFiles), createdAt));
 }

@@ -78,6 +78,8 @@ export async function envoyValidates(resources: Resources): Promise<ValidateResu
           load_assignment: { ...assignment, cluster_name: `probe-endpoints-${i}` },
         })),
       ],
+      // SDS secrets (TLS termination): checked as static secrets.
+      secrets: resources.secrets,
     },
   };
   const bytes = bootstrapType.encode(bootstrapType.fromObject(bootstrap)).finish();

@@ -190,6 +190,7 @@ export function buildSnapshot(resources: Resources, createdAt: number = Date.now
     [TYPE.cluster, resources.clusters],
     [TYPE.endpoint, resources.endpoints],
     [TYPE.extension, resources.extensions],
+    [TYPE.secret, resources.secrets],
   ];
   const types = new Map<ResourceType, TypeSnapshot>();
   for (const [typeUrl, messages] of byType) {

@@ -7,6 +7,7 @@
 //   -> normalisation into the model          normalise.ts
 
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Mesh } from '../model/types.ts';
 import { sortErrors, type ConfigError } from './errors.ts';
 import { normalise } from './normalise.ts';
@@ -71,7 +72,7 @@ export function createMeshParser(options: MeshParserOptions = {}): (text: string
       if (semantic.length > 0) return { ok: false, errors: sortErrors(semantic) };
       return {
         ok: true,
-        mesh: normalise(raw, itemListeners),
+        mesh: normalise(raw, itemListeners, path.dirname(path.resolve(file))),
         error: (path, message, at = 'value') => ({ file, ...parsed.source.locate(path, at), path: formatPath(path), message }),
       };
     } catch (err) {

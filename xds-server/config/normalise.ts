@@ -13,7 +13,9 @@ import type {
   RouteMatch,
   RouteTarget,
 } from '../model/types.ts';
-import type { RawCluster, RawHealthCheck, RawListener, RawMesh, RawRoute } from './raw.ts';
+import path from 'node:path';
+import type { DownstreamTls } from '../model/types.ts';
+import type { RawCluster, RawHealthCheck, RawListener, RawMesh, RawRoute, RawTls } from './raw.ts';
 import { isBuiltinProtocol } from '../model/types.ts';
 import type { ItemListeners } from './schema.ts';
 import { itemListenerName, parseCidr } from './semantic.ts';
@@ -78,7 +80,19 @@ function routeOf(l: RawListener, r: RawRoute): Route {
   return r.timeout === undefined ? route : { ...route, timeout: ms(r.timeout) };
 }
 
-function listenerOf(l: RawListener, itemListeners: ReadonlyMap<string, ItemListeners>): Listener {
+/** Certificate paths are relative to the mesh file's folder. */
+function tlsOf(t: RawTls, baseDir: string): DownstreamTls {
+  const abs = (file: string): string => path.resolve(baseDir, file);
+  return {
+    certificates: t.certificates.map((c) => ({ certFile: abs(c.cert), keyFile: abs(c.key) })),
+    ...(t.min_version !== undefined ? { minVersion: t.min_version } : {}),
+    ...(t.alpn !== undefined ? { alpn: [...t.alpn] } : {}),
+    ...(t.client_ca !== undefined ? { clientCa: abs(t.client_ca) } : {}),
+    ...(t.allowed_sans !== undefined ? { allowedSans: [...t.allowed_sans] } : {}),
+  };
+}
+
+function listenerOf(l: RawListener, itemListeners: ReadonlyMap<string, ItemListeners>, baseDir: string): Listener {
   const out: Listener = {
     name: l.name,
     address: l.address === undefined ? DEFAULTS.address : must(parseBindAddress(l.address)),
@@ -95,6 +109,7 @@ function listenerOf(l: RawListener, itemListeners: ReadonlyMap<string, ItemListe
           },
         }
       : {}),
+    ...(l.tls !== undefined ? { tls: tlsOf(l.tls, baseDir) } : {}),
   };
   if (l.filter === undefined) return out;
   const filter = { ...l.filter };
@@ -143,9 +158,10 @@ function clusterOf(c: RawCluster): Cluster {
 }
 
 /** `itemListeners`: per protocol, the settings array whose items spawn listeners (see ItemListeners). */
-export function normalise(raw: RawMesh, itemListeners: ReadonlyMap<string, ItemListeners> = new Map()): Mesh {
+/** `baseDir`: the mesh file's folder, which relative certificate paths start from. */
+export function normalise(raw: RawMesh, itemListeners: ReadonlyMap<string, ItemListeners> = new Map(), baseDir = '.'): Mesh {
   return {
-    listeners: (raw.listeners ?? []).map((l) => listenerOf(l, itemListeners)),
+    listeners: (raw.listeners ?? []).map((l) => listenerOf(l, itemListeners, baseDir)),
     clusters: (raw.clusters ?? []).map(clusterOf),
   };
 }

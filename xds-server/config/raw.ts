@@ -22,6 +22,15 @@ export interface RawListener {
   /** protocol: auto only */
   tcp?: RawRoute;
   detection_timeout?: string;
+  tls?: RawTls;
+}
+
+export interface RawTls {
+  certificates: Array<{ cert: string; key: string }>;
+  min_version?: '1.0' | '1.1' | '1.2' | '1.3';
+  alpn?: string[];
+  client_ca?: string;
+  allowed_sans?: string[];
 }
 
 export interface RawHealthCheck {

@@ -171,6 +171,34 @@ const tcpFallback: JsonSchemaObject = {
   ],
 };
 
+const path: JsonSchemaObject = { type: 'string', minLength: 1, [MESSAGE_KEYWORD]: 'must be a file path (relative to the mesh file, or absolute)' };
+
+/** TLS termination on http and tcp listeners. */
+const downstreamTls: JsonSchemaObject = {
+  title: 'tls',
+  type: 'object',
+  additionalProperties: false,
+  required: ['certificates'],
+  properties: {
+    certificates: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        title: 'certificate',
+        type: 'object',
+        additionalProperties: false,
+        required: ['cert', 'key'],
+        properties: { cert: path, key: path },
+      },
+      [MESSAGE_KEYWORD]: { minItems: 'tls needs at least one certificate' },
+    },
+    min_version: { enum: ['1.0', '1.1', '1.2', '1.3'], [MESSAGE_KEYWORD]: { type: 'must be a quoted version string: "1.2" or "1.3" (also "1.0", "1.1")' } },
+    alpn: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+    client_ca: path,
+    allowed_sans: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+  },
+};
+
 const healthCheck: JsonSchemaObject = {
   title: 'health_check',
   type: 'object',
@@ -304,6 +332,7 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
       idle_timeout: positiveDuration,
       tcp: { $ref: '#/$defs/tcpFallback' },
       detection_timeout: positiveDuration,
+      tls: { $ref: '#/$defs/downstreamTls' },
     },
     allOf: branches,
   };
@@ -319,7 +348,7 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
     // Extension keys, ignored: a place for YAML anchors (`x-defaults: &d ...`).
     patternProperties: { '^x-': true },
     [MESSAGE_KEYWORD]: { type: 'the mesh file must be a map with "listeners" and "clusters"' },
-    $defs: { listener, route, tcpFallback, httpMatch, sniMatch, sourceMatch, cluster, healthCheck },
+    $defs: { listener, route, tcpFallback, downstreamTls, httpMatch, sniMatch, sourceMatch, cluster, healthCheck },
   };
 }
 

@@ -196,6 +196,14 @@ export function checkSemantics(
       }
     }
     udpProblems(l).forEach(([path, message, where]) => report(at(...path), message, where));
+    if (l.tls !== undefined) {
+      if (l.protocol !== 'http' && l.protocol !== 'tcp') {
+        report(at('tls'), `"tls" (termination) is for http and tcp listeners, not ${l.protocol}${l.protocol === 'tls' ? ' (protocol tls is passthrough by SNI)' : ''}`, 'key');
+      }
+      if (l.tls.allowed_sans !== undefined && l.tls.client_ca === undefined) {
+        report(at('tls', 'allowed_sans'), '"allowed_sans" needs "client_ca" (the CA that signs client certificates)', 'key');
+      }
+    }
     // protocol: auto — HTTP routes plus a tcp fallback for everything else.
     if (l.protocol === 'auto') {
       if (l.tcp === undefined) {

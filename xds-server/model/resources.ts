@@ -12,12 +12,14 @@ export const TYPE = {
   endpoint: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
   /** ECDS: filter configs (e.g. Wasm) that listeners name through config_discovery. */
   extension: 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig',
+  /** SDS: certificates and CAs of terminating TLS listeners, named by the listener's transport socket. */
+  secret: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret',
 } as const;
 
 export type ResourceType = (typeof TYPE)[keyof typeof TYPE];
 
 /** Make-before-break: what a resource refers to is sent before it. */
-export const TYPE_ORDER: readonly ResourceType[] = [TYPE.cluster, TYPE.endpoint, TYPE.extension, TYPE.listener, TYPE.route];
+export const TYPE_ORDER: readonly ResourceType[] = [TYPE.cluster, TYPE.endpoint, TYPE.extension, TYPE.secret, TYPE.listener, TYPE.route];
 
 export interface Resources {
   listeners: EnvoyMessage[];
@@ -25,6 +27,7 @@ export interface Resources {
   clusters: EnvoyMessage[];
   endpoints: EnvoyMessage[];
   extensions: EnvoyMessage[];
+  secrets: EnvoyMessage[];
 }
 
 /** How an Envoy is connected: one ADS stream, per-type SotW streams, or (per-type or ADS) delta. */

@@ -89,6 +89,8 @@ export interface Listener {
    * the connection there anyway.
    */
   detection?: { tcp: Route; timeout: DurationMs };
+  /** TLS termination (http and tcp listeners); certificates reach Envoy over SDS. */
+  tls?: DownstreamTls;
   /** Filter-owned settings (protocol listeners only). */
   filter?: Readonly<Record<string, unknown>>;
   /**
@@ -97,6 +99,26 @@ export interface Listener {
    * protocol and settings plus the item's id. Translated and checked like this one.
    */
   generated?: ReadonlyArray<Listener>;
+}
+
+/** Absolute paths of one certificate chain and its key (PEM). */
+export interface TlsCertificate {
+  certFile: string;
+  keyFile: string;
+}
+
+export type TlsVersion = '1.0' | '1.1' | '1.2' | '1.3';
+
+export interface DownstreamTls {
+  /** Envoy serves the one whose names match the client's SNI (the first when none does). */
+  certificates: ReadonlyArray<TlsCertificate>;
+  minVersion?: TlsVersion;
+  /** ALPN offered; absent: h2 + http/1.1 on http listeners, none on tcp ones. */
+  alpn?: ReadonlyArray<string>;
+  /** mTLS: clients must present a certificate this CA (PEM file, absolute path) signed. */
+  clientCa?: string;
+  /** mTLS: and one of these SANs (URI when it has "://", else DNS), exact. */
+  allowedSans?: ReadonlyArray<string>;
 }
 
 export type HealthCheck =

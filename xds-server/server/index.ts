@@ -48,6 +48,7 @@ const SERVICES: readonly Service[] = [
     delta: 'DeltaExtensionConfigs',
     types: new Set([TYPE.extension]),
   },
+  { name: 'envoy.service.secret.v3.SecretDiscoveryService', sotw: 'StreamSecrets', delta: 'DeltaSecrets', types: new Set([TYPE.secret]) },
 ];
 
 export interface XdsServerOptions {

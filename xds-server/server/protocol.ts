@@ -30,6 +30,8 @@ export const STEPS: readonly Step[] = [
   { typeUrl: TYPE.cluster, additive: true, waitsFor: [TYPE.cluster] },
   { typeUrl: TYPE.endpoint, waitsFor: [TYPE.endpoint] },
   { typeUrl: TYPE.extension, waitsFor: [TYPE.extension] },
+  // Envoy asks for a listener's secrets only once it has the listener (which warms until they come).
+  { typeUrl: TYPE.secret, waitsFor: [TYPE.secret] },
   { typeUrl: TYPE.listener, waitsFor: [TYPE.cluster, TYPE.endpoint, TYPE.listener], needsWarmClusters: true },
   { typeUrl: TYPE.route, waitsFor: [TYPE.cluster, TYPE.endpoint, TYPE.route], needsWarmClusters: true },
   { typeUrl: TYPE.cluster, waitsFor: [TYPE.cluster, TYPE.endpoint, TYPE.extension, TYPE.listener, TYPE.route] },

@@ -5,10 +5,12 @@ import type { Cluster, DurationMs, HealthCheck, HttpMatch, Listener, Mesh, Route
 import { toAny } from '../protos/index.ts';
 import { protocolListener, wasmExtensionConfig, type FilterRef } from './filters.ts';
 import { udpListener } from './udp.ts';
+import { downstreamTlsSocket, tlsSecrets, type TlsFileContents } from './tls.ts';
 import type { EnvoyMessage, Resources, XdsFlavour } from '../model/resources.ts';
 
 export { TYPE, TYPE_ORDER, type EnvoyMessage, type Resources, type ResourceType, type XdsFlavour } from '../model/resources.ts';
 export { ADMIN_CLUSTER, filterConfiguration, type FilterRef, type WasmCode } from './filters.ts';
+export type { TlsFileContents } from './tls.ts';
 
 /** The Wasm filter serving each non-builtin protocol, by protocol name. */
 export type FilterRefs = ReadonlyMap<string, FilterRef>;
@@ -41,11 +43,13 @@ function socketAddress(host: string, port: number): EnvoyMessage {
   return { socket_address: { address: host, port_value: port } };
 }
 
-export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads', filters: FilterRefs = new Map()): Resources {
+/** `tlsFiles`: the contents of every certificate, key and CA file the mesh names (see tls/listener-files.ts). */
+export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads', filters: FilterRefs = new Map(), tlsFiles: TlsFileContents = new Map()): Resources {
   const source = configSource(flavour);
-  const resources: Resources = { listeners: [], routes: [], clusters: [], endpoints: [], extensions: [] };
+  const resources: Resources = { listeners: [], routes: [], clusters: [], endpoints: [], extensions: [], secrets: [] };
   // Listeners a filter's settings spawn (one per Kafka broker) follow their parent.
   for (const listener of mesh.listeners.flatMap((l) => [l, ...(l.generated ?? [])])) {
+    if (listener.tls) resources.secrets.push(...tlsSecrets(listener, listener.tls, tlsFiles));
     switch (listener.protocol) {
       case 'http':
         resources.listeners.push(httpListener(listener, source));
@@ -60,7 +64,7 @@ export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads', filters: Filt
         resources.routes.push(routeConfiguration(listener));
         break;
       case 'tcp':
-        resources.listeners.push(tcpListener(listener));
+        resources.listeners.push(tcpListener(listener, source));
         break;
       case 'tls':
         resources.listeners.push(tlsPassthroughListener(listener));
@@ -106,11 +110,16 @@ function httpConnectionManager(listener: Listener, source: EnvoyMessage) {
   );
 }
 
+/** A filter chain, terminating TLS first when the listener has `tls`. */
+function chain(listener: Listener, source: EnvoyMessage, filters: EnvoyMessage[]): EnvoyMessage {
+  return listener.tls ? { filters, transport_socket: downstreamTlsSocket(listener, listener.tls, source) } : { filters };
+}
+
 function httpListener(listener: Listener, source: EnvoyMessage): EnvoyMessage {
   const hcm = httpConnectionManager(listener, source);
   return {
     ...listenerBase(listener),
-    filter_chains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] }],
+    filter_chains: [chain(listener, source, [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }])],
   };
 }
 
@@ -173,10 +182,10 @@ function tcpTarget(target: RouteTarget): EnvoyMessage {
   return { weighted_clusters: { clusters: target.clusters.map((c) => ({ name: c.name, weight: c.weight })) } };
 }
 
-function tcpListener(listener: Listener): EnvoyMessage {
+function tcpListener(listener: Listener, source: EnvoyMessage): EnvoyMessage {
   const route = listener.routes[0];
   if (!route) throw new Error(`listener ${listener.name}: tcp listener without a route`);
-  return { ...listenerBase(listener), filter_chains: [{ filters: [tcpProxyFilter(listener.name, route)] }] };
+  return { ...listenerBase(listener), filter_chains: [chain(listener, source, [tcpProxyFilter(listener.name, route)])] };
 }
 
 function tlsPassthroughListener(listener: Listener): EnvoyMessage {
