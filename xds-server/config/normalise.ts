@@ -14,7 +14,7 @@ import type {
   RouteTarget,
 } from '../model/types.ts';
 import path from 'node:path';
-import type { DownstreamTls } from '../model/types.ts';
+import type { DownstreamTls, RetryOn } from '../model/types.ts';
 import type { RawCluster, RawHealthCheck, RawListener, RawMesh, RawRoute, RawTls } from './raw.ts';
 import { isBuiltinProtocol } from '../model/types.ts';
 import type { ItemListeners } from './schema.ts';
@@ -29,6 +29,8 @@ export const DEFAULTS = {
   healthCheckTimeoutMs: 1_000,
   /** protocol: auto: how long Envoy waits for a client's first bytes (Linkerd's default too). */
   detectionTimeoutMs: 10_000,
+  retryOn: '5xx',
+  retryCount: 1,
 } as const;
 
 function must<T>(r: Parsed<T>): T {
@@ -154,7 +156,18 @@ function clusterOf(c: RawCluster): Cluster {
     http2: c.http2 ?? DEFAULTS.http2,
     connectTimeout: c.connect_timeout === undefined ? DEFAULTS.connectTimeoutMs : ms(c.connect_timeout),
   };
-  return c.health_check === undefined ? out : { ...out, healthCheck: healthCheckOf(c.health_check) };
+  const checked = c.health_check === undefined ? out : { ...out, healthCheck: healthCheckOf(c.health_check) };
+  if (c.retries === undefined) return checked;
+  const on = c.retries.on ?? DEFAULTS.retryOn;
+  return {
+    ...checked,
+    retries: {
+      // The schema allowed only RETRY_ON values.
+      on: (Array.isArray(on) ? on : [on]) as RetryOn[],
+      count: c.retries.count ?? DEFAULTS.retryCount,
+      ...(c.retries.per_try_timeout !== undefined ? { perTryTimeout: ms(c.retries.per_try_timeout) } : {}),
+    },
+  };
 }
 
 /** `itemListeners`: per protocol, the settings array whose items spawn listeners (see ItemListeners). */

@@ -47,6 +47,7 @@ export interface RawCluster {
   http2?: boolean;
   connect_timeout?: string;
   health_check?: RawHealthCheck;
+  retries?: { on?: string | string[]; count?: number; per_try_timeout?: string };
 }
 
 export interface RawMesh {

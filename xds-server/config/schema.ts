@@ -12,7 +12,7 @@
 // `match:` attributes whose schema belongs to the Wasm filter. Pass those to
 // buildMeshSchema(); without them both are accepted as any map.
 
-import { BUILTIN_PROTOCOLS, type Protocol } from '../model/types.ts';
+import { BUILTIN_PROTOCOLS, RETRY_ON, type Protocol } from '../model/types.ts';
 import {
   parseBindAddress,
   parseDuration,
@@ -241,6 +241,19 @@ const cluster: JsonSchemaObject = {
     http2: { type: 'boolean' },
     connect_timeout: positiveDuration,
     health_check: { $ref: '#/$defs/healthCheck' },
+    retries: {
+      title: 'retries',
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        on: {
+          oneOf: [{ enum: [...RETRY_ON] }, { type: 'array', minItems: 1, items: { enum: [...RETRY_ON] } }],
+          [MESSAGE_KEYWORD]: `must be one of ${RETRY_ON.map((r) => `"${r}"`).join(', ')}, or a list of them`,
+        },
+        count: { type: 'integer', minimum: 1, maximum: 10, [MESSAGE_KEYWORD]: 'count must be an integer from 1 to 10' },
+        per_try_timeout: positiveDuration,
+      },
+    },
   },
 };
 

@@ -132,6 +132,18 @@ export interface Cluster {
   http2: boolean;
   connectTimeout: DurationMs;
   healthCheck?: HealthCheck;
+  /** Retries of HTTP requests routed to this cluster (Envoy's route retry_policy). */
+  retries?: Retries;
+}
+
+/** Envoy `retry_on` conditions protoplane accepts. */
+export const RETRY_ON = ['5xx', 'gateway-error', 'reset', 'connect-failure', 'retriable-4xx', 'refused-stream'] as const;
+export type RetryOn = (typeof RETRY_ON)[number];
+
+export interface Retries {
+  on: ReadonlyArray<RetryOn>;
+  count: number;
+  perTryTimeout?: DurationMs;
 }
 
 export interface Mesh {

@@ -1,7 +1,7 @@
 // Model → Envoy resources. Pure and deterministic: the same Mesh always yields
 // byte-identical resources, which is what lets versions be content hashes.
 import { isIP } from 'node:net';
-import type { Cluster, DurationMs, HealthCheck, HttpMatch, Listener, Mesh, Route, RouteTarget } from '../model/types.ts';
+import type { Cluster, DurationMs, HealthCheck, HttpMatch, Listener, Mesh, Retries, Route, RouteTarget } from '../model/types.ts';
 import { toAny } from '../protos/index.ts';
 import { protocolListener, wasmExtensionConfig, type FilterRef } from './filters.ts';
 import { udpListener } from './udp.ts';
@@ -46,6 +46,7 @@ function socketAddress(host: string, port: number): EnvoyMessage {
 /** `tlsFiles`: the contents of every certificate, key and CA file the mesh names (see tls/listener-files.ts). */
 export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads', filters: FilterRefs = new Map(), tlsFiles: TlsFileContents = new Map()): Resources {
   const source = configSource(flavour);
+  const retries = new Map(mesh.clusters.flatMap((c) => (c.retries ? [[c.name, c.retries] as const] : [])));
   const resources: Resources = { listeners: [], routes: [], clusters: [], endpoints: [], extensions: [], secrets: [] };
   // Listeners a filter's settings spawn (one per Kafka broker) follow their parent.
   for (const listener of mesh.listeners.flatMap((l) => [l, ...(l.generated ?? [])])) {
@@ -53,11 +54,11 @@ export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads', filters: Filt
     switch (listener.protocol) {
       case 'http':
         resources.listeners.push(httpListener(listener, source));
-        resources.routes.push(routeConfiguration(listener));
+        resources.routes.push(routeConfiguration(listener, retries));
         break;
       case 'auto':
         resources.listeners.push(autoListener(listener, source));
-        resources.routes.push(routeConfiguration(listener));
+        resources.routes.push(routeConfiguration(listener, retries));
         break;
       case 'grpc':
         resources.listeners.push(apiListener(listener, source));
@@ -217,11 +218,29 @@ function tlsPassthroughListener(listener: Listener): EnvoyMessage {
 
 // ── routes ─────────────────────────────────────────────────────────────────
 
-function routeConfiguration(listener: Listener): EnvoyMessage {
+/** Clusters' retries by name (HTTP routes only: gRPC API listeners retry on gRPC status codes, not these). */
+type RetriesByCluster = ReadonlyMap<string, Retries>;
+
+function routeConfiguration(listener: Listener, retries: RetriesByCluster = new Map()): EnvoyMessage {
   return {
     name: listener.name,
-    virtual_hosts: [{ name: listener.name, domains: ['*'], routes: listener.routes.map(httpRoute) }],
+    virtual_hosts: [{ name: listener.name, domains: ['*'], routes: listener.routes.map((r) => httpRoute(r, retries)) }],
   };
+}
+
+/**
+ * A route retries as its cluster says; a weighted route only when every
+ * cluster of the split declares the same retries (Envoy has one policy per
+ * route, and the retry may land on any cluster of the split).
+ */
+function retryPolicy(target: RouteTarget, retries: RetriesByCluster): EnvoyMessage | undefined {
+  const names = target.kind === 'cluster' ? [target.cluster] : target.clusters.map((c) => c.name);
+  const policies = names.map((n) => retries.get(n));
+  const first = policies[0];
+  if (first === undefined || policies.some((p) => JSON.stringify(p) !== JSON.stringify(first))) return undefined;
+  const policy: EnvoyMessage = { retry_on: first.on.join(','), num_retries: { value: first.count } };
+  if (first.perTryTimeout !== undefined) policy.per_try_timeout = duration(first.perTryTimeout);
+  return policy;
 }
 
 function httpRouteMatch(match: HttpMatch | undefined): EnvoyMessage {
@@ -235,7 +254,7 @@ function httpRouteMatch(match: HttpMatch | undefined): EnvoyMessage {
   return result;
 }
 
-function httpRoute(route: Route): EnvoyMessage {
+function httpRoute(route: Route, retries: RetriesByCluster): EnvoyMessage {
   const action: EnvoyMessage =
     route.target.kind === 'cluster'
       ? { cluster: route.target.cluster }
@@ -245,6 +264,8 @@ function httpRoute(route: Route): EnvoyMessage {
           },
         };
   if (route.timeout !== undefined) action.timeout = duration(route.timeout);
+  const retry = retryPolicy(route.target, retries);
+  if (retry) action.retry_policy = retry;
   return { match: httpRouteMatch(route.match?.kind === 'http' ? route.match : undefined), route: action };
 }
 
