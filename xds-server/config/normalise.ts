@@ -79,7 +79,8 @@ function routeOf(l: RawListener, r: RawRoute): Route {
   const match = matchOf(l, r);
   const target = targetOf(r);
   const route: Route = match === undefined ? { target } : { match, target };
-  return r.timeout === undefined ? route : { ...route, timeout: ms(r.timeout) };
+  const timed = r.timeout === undefined ? route : { ...route, timeout: ms(r.timeout) };
+  return r.websocket === true ? { ...timed, websocket: true } : timed;
 }
 
 /** Certificate paths are relative to the mesh file's folder. */

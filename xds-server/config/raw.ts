@@ -8,6 +8,7 @@ export interface RawRoute {
   cluster?: string;
   clusters?: Record<string, number>;
   timeout?: string;
+  websocket?: boolean;
 }
 
 export interface RawListener {

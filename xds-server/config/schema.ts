@@ -148,6 +148,7 @@ const route: JsonSchemaObject = {
       },
     },
     timeout: duration,
+    websocket: { type: 'boolean' },
   },
   oneOf: [
     { properties: { cluster: true }, required: ['cluster'] },

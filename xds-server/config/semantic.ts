@@ -233,6 +233,9 @@ export function checkSemantics(
         if (!clusterAt.has(name)) report(rt('clusters', name), unknownCluster(name), 'key');
       }
 
+      if (r.websocket !== undefined && l.protocol !== 'http' && l.protocol !== 'auto') {
+        report(rt('websocket'), `"websocket" applies only to routes of http and auto listeners`, 'key');
+      }
       if (r.timeout !== undefined && l.protocol !== 'http' && l.protocol !== 'auto') {
         report(rt('timeout'), `"timeout" applies only to routes of http listeners`, 'key');
       }

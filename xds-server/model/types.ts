@@ -67,6 +67,8 @@ export interface Route {
   match?: RouteMatch;
   target: RouteTarget;
   timeout?: DurationMs;
+  /** http/auto routes: WebSocket upgrades allowed (Envoy's route upgrade_configs). */
+  websocket?: true;
 }
 
 export interface Listener {

@@ -264,6 +264,8 @@ function httpRoute(route: Route, retries: RetriesByCluster): EnvoyMessage {
           },
         };
   if (route.timeout !== undefined) action.timeout = duration(route.timeout);
+  // Per route: Envoy lets a route enable an upgrade the connection manager does not list.
+  if (route.websocket) action.upgrade_configs = [{ upgrade_type: 'websocket' }];
   const retry = retryPolicy(route.target, retries);
   if (retry) action.retry_policy = retry;
   return { match: httpRouteMatch(route.match?.kind === 'http' ? route.match : undefined), route: action };
