@@ -14,7 +14,7 @@ import type {
   RouteTarget,
 } from '../model/types.ts';
 import path from 'node:path';
-import type { DownstreamTls, RetryOn } from '../model/types.ts';
+import type { DownstreamTls, RetryOn, UpstreamTls } from '../model/types.ts';
 import type { RawCluster, RawHealthCheck, RawListener, RawMesh, RawRoute, RawTls } from './raw.ts';
 import { isBuiltinProtocol } from '../model/types.ts';
 import type { ItemListeners } from './schema.ts';
@@ -148,7 +148,17 @@ function healthCheckOf(h: RawHealthCheck): HealthCheck {
   return hc;
 }
 
-function clusterOf(c: RawCluster): Cluster {
+function upstreamTlsOf(t: NonNullable<RawCluster['tls']>, baseDir: string): UpstreamTls {
+  const abs = (file: string): string => path.resolve(baseDir, file);
+  return {
+    ...(t.sni !== undefined ? { sni: t.sni } : {}),
+    ...(t.ca !== undefined ? { ca: abs(t.ca) } : {}),
+    ...(t.cert !== undefined && t.key !== undefined ? { certificate: { certFile: abs(t.cert), keyFile: abs(t.key) } } : {}),
+    ...(t.alpn !== undefined ? { alpn: [...t.alpn] } : {}),
+  };
+}
+
+function clusterOf(c: RawCluster, baseDir: string): Cluster {
   const endpoints: HostPort[] = c.endpoints.map((e) => must(parseHostPort(e)));
   const out: Cluster = {
     name: c.name,
@@ -157,7 +167,8 @@ function clusterOf(c: RawCluster): Cluster {
     http2: c.http2 ?? DEFAULTS.http2,
     connectTimeout: c.connect_timeout === undefined ? DEFAULTS.connectTimeoutMs : ms(c.connect_timeout),
   };
-  const checked = c.health_check === undefined ? out : { ...out, healthCheck: healthCheckOf(c.health_check) };
+  const withHc = c.health_check === undefined ? out : { ...out, healthCheck: healthCheckOf(c.health_check) };
+  const checked = c.tls === undefined ? withHc : { ...withHc, tls: upstreamTlsOf(c.tls, baseDir) };
   if (c.retries === undefined) return checked;
   const on = c.retries.on ?? DEFAULTS.retryOn;
   return {
@@ -176,6 +187,6 @@ function clusterOf(c: RawCluster): Cluster {
 export function normalise(raw: RawMesh, itemListeners: ReadonlyMap<string, ItemListeners> = new Map(), baseDir = '.'): Mesh {
   return {
     listeners: (raw.listeners ?? []).map((l) => listenerOf(l, itemListeners, baseDir)),
-    clusters: (raw.clusters ?? []).map(clusterOf),
+    clusters: (raw.clusters ?? []).map((c) => clusterOf(c, baseDir)),
   };
 }

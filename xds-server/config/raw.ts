@@ -49,6 +49,7 @@ export interface RawCluster {
   connect_timeout?: string;
   health_check?: RawHealthCheck;
   retries?: { on?: string | string[]; count?: number; per_try_timeout?: string };
+  tls?: { sni?: string; ca?: string; cert?: string; key?: string; alpn?: string[] };
 }
 
 export interface RawMesh {

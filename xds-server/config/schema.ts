@@ -200,6 +200,21 @@ const downstreamTls: JsonSchemaObject = {
   },
 };
 
+/** TLS from Envoy to a cluster's endpoints. */
+const upstreamTls: JsonSchemaObject = {
+  title: 'tls',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    sni: str('server-name'),
+    ca: path,
+    cert: path,
+    key: path,
+    alpn: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+  },
+  dependencies: { cert: ['key'], key: ['cert'] },
+};
+
 const healthCheck: JsonSchemaObject = {
   title: 'health_check',
   type: 'object',
@@ -255,6 +270,7 @@ const cluster: JsonSchemaObject = {
         per_try_timeout: positiveDuration,
       },
     },
+    tls: { $ref: '#/$defs/upstreamTls' },
   },
 };
 
@@ -362,7 +378,7 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
     // Extension keys, ignored: a place for YAML anchors (`x-defaults: &d ...`).
     patternProperties: { '^x-': true },
     [MESSAGE_KEYWORD]: { type: 'the mesh file must be a map with "listeners" and "clusters"' },
-    $defs: { listener, route, tcpFallback, downstreamTls, httpMatch, sniMatch, sourceMatch, cluster, healthCheck },
+    $defs: { listener, route, tcpFallback, downstreamTls, upstreamTls, httpMatch, sniMatch, sourceMatch, cluster, healthCheck },
   };
 }
 

@@ -136,6 +136,18 @@ export interface Cluster {
   healthCheck?: HealthCheck;
   /** Retries of HTTP requests routed to this cluster (Envoy's route retry_policy). */
   retries?: Retries;
+  /** TLS towards the endpoints; files reach Envoy over SDS like a listener's. */
+  tls?: UpstreamTls;
+}
+
+export interface UpstreamTls {
+  /** SNI sent; with `ca`, also the DNS SAN the endpoint's certificate must carry. */
+  sni?: string;
+  /** PEM file (absolute path): endpoints must present a certificate it signed. Absent: not verified. */
+  ca?: string;
+  /** Client certificate for upstream mTLS. */
+  certificate?: TlsCertificate;
+  alpn?: ReadonlyArray<string>;
 }
 
 /** Envoy `retry_on` conditions protoplane accepts. */

@@ -7,18 +7,23 @@ import fs from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import tls from 'node:tls';
 import type { ConfigError } from '../config/index.ts';
-import type { Mesh } from '../model/types.ts';
+import type { Mesh, TlsCertificate } from '../model/types.ts';
 
 type ConfigPath = Array<string | number>;
 type Locate = (path: ConfigPath, message: string) => ConfigError;
 
 export type ReadTlsFiles = { ok: true; files: Map<string, string> } | { ok: false; errors: ConfigError[] };
 
-/** Every file the mesh's TLS listeners name. */
+/** Every file the mesh's TLS listeners and clusters name. */
 export function tlsFilesOf(mesh: Mesh): string[] {
-  return mesh.listeners.flatMap((l) =>
-    l.tls ? [...l.tls.certificates.flatMap((c) => [c.certFile, c.keyFile]), ...(l.tls.clientCa ? [l.tls.clientCa] : [])] : [],
-  );
+  return [
+    ...mesh.listeners.flatMap((l) =>
+      l.tls ? [...l.tls.certificates.flatMap((c) => [c.certFile, c.keyFile]), ...(l.tls.clientCa ? [l.tls.clientCa] : [])] : [],
+    ),
+    ...mesh.clusters.flatMap((c) =>
+      c.tls ? [...(c.tls.ca ? [c.tls.ca] : []), ...(c.tls.certificate ? [c.tls.certificate.certFile, c.tls.certificate.keyFile] : [])] : [],
+    ),
+  ];
 }
 
 async function readText(file: string): Promise<string | Error> {
@@ -53,29 +58,34 @@ export async function readTlsFiles(mesh: Mesh, locate: Locate): Promise<ReadTlsF
     files.set(file, text);
     return text;
   };
+  const pair = async (c: TlsCertificate, at: ConfigPath): Promise<void> => {
+    const cert = await get(c.certFile, [...at, 'cert']);
+    const key = await get(c.keyFile, [...at, 'key']);
+    if (cert === undefined || key === undefined) return;
+    try {
+      tls.createSecureContext({ cert, key });
+    } catch (error) {
+      errors.push(locate([...at, 'key'], `${c.keyFile} and ${c.certFile} do not make a TLS certificate: ${reason(error)}`));
+    }
+  };
+  const caFile = async (file: string, at: ConfigPath): Promise<void> => {
+    const ca = await get(file, at);
+    if (ca === undefined) return;
+    try {
+      new X509Certificate(ca);
+    } catch (error) {
+      errors.push(locate(at, `${file} is not a PEM certificate: ${reason(error)}`));
+    }
+  };
   for (const [i, l] of mesh.listeners.entries()) {
     if (!l.tls) continue;
-    for (const [j, c] of l.tls.certificates.entries()) {
-      const at = ['listeners', i, 'tls', 'certificates', j];
-      const cert = await get(c.certFile, [...at, 'cert']);
-      const key = await get(c.keyFile, [...at, 'key']);
-      if (cert === undefined || key === undefined) continue;
-      try {
-        tls.createSecureContext({ cert, key });
-      } catch (error) {
-        errors.push(locate([...at, 'key'], `${c.keyFile} and ${c.certFile} do not make a TLS certificate: ${reason(error)}`));
-      }
-    }
-    if (l.tls.clientCa !== undefined) {
-      const at = ['listeners', i, 'tls', 'client_ca'];
-      const ca = await get(l.tls.clientCa, at);
-      if (ca === undefined) continue;
-      try {
-        new X509Certificate(ca);
-      } catch (error) {
-        errors.push(locate(at, `${l.tls.clientCa} is not a PEM certificate: ${reason(error)}`));
-      }
-    }
+    for (const [j, c] of l.tls.certificates.entries()) await pair(c, ['listeners', i, 'tls', 'certificates', j]);
+    if (l.tls.clientCa !== undefined) await caFile(l.tls.clientCa, ['listeners', i, 'tls', 'client_ca']);
+  }
+  for (const [i, c] of mesh.clusters.entries()) {
+    if (!c.tls) continue;
+    if (c.tls.certificate) await pair(c.tls.certificate, ['clusters', i, 'tls']);
+    if (c.tls.ca !== undefined) await caFile(c.tls.ca, ['clusters', i, 'tls', 'ca']);
   }
   return errors.length > 0 ? { ok: false, errors } : { ok: true, files };
 }

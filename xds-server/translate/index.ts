@@ -5,7 +5,7 @@ import type { Cluster, DurationMs, HealthCheck, HttpMatch, Listener, Mesh, Retri
 import { toAny } from '../protos/index.ts';
 import { protocolListener, wasmExtensionConfig, type FilterRef } from './filters.ts';
 import { udpListener } from './udp.ts';
-import { downstreamTlsSocket, tlsSecrets, type TlsFileContents } from './tls.ts';
+import { downstreamTlsSocket, tlsSecrets, upstreamTlsSecrets, upstreamTlsSocket, type TlsFileContents } from './tls.ts';
 import type { EnvoyMessage, Resources, XdsFlavour } from '../model/resources.ts';
 
 export { TYPE, TYPE_ORDER, type EnvoyMessage, type Resources, type ResourceType, type XdsFlavour } from '../model/resources.ts';
@@ -86,6 +86,7 @@ export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads', filters: Filt
   }
   for (const cluster of mesh.clusters) {
     resources.clusters.push(clusterResource(cluster, source));
+    if (cluster.tls) resources.secrets.push(...upstreamTlsSecrets(cluster, cluster.tls, tlsFiles));
     if (usesEds(cluster)) resources.endpoints.push(loadAssignment(cluster));
   }
   return resources;
@@ -307,6 +308,7 @@ function clusterResource(cluster: Cluster, source: EnvoyMessage): EnvoyMessage {
     };
   }
   if (cluster.healthCheck) resource.health_checks = [healthCheck(cluster.healthCheck)];
+  if (cluster.tls) resource.transport_socket = upstreamTlsSocket(cluster, cluster.tls, source);
   return resource;
 }
 

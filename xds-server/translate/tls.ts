@@ -2,7 +2,7 @@
 // (and client CA) as SDS secrets, and the secrets carry the PEM contents the
 // control plane read. The listener only names them, so a rotated file changes
 // the Secret resource alone: Envoy swaps it in without draining the listener.
-import type { DownstreamTls, Listener, TlsVersion } from '../model/types.ts';
+import type { Cluster, DownstreamTls, Listener, TlsVersion, UpstreamTls } from '../model/types.ts';
 import type { EnvoyMessage } from '../model/resources.ts';
 import { toAny } from '../protos/index.ts';
 
@@ -25,7 +25,7 @@ export function clientCaSecretName(listener: string): string {
 function contents(files: TlsFileContents, file: string, listener: string): string {
   const text = files.get(file);
   // The loader reads every file the mesh names before translating; this is a bug guard.
-  if (text === undefined) throw new Error(`listener ${listener}: TLS file ${file} was not read`);
+  if (text === undefined) throw new Error(`${listener}: TLS file ${file} was not read`);
   return text;
 }
 
@@ -71,5 +71,54 @@ export function downstreamTlsSocket(listener: Listener, tls: DownstreamTls, sour
   return {
     name: 'envoy.transport_sockets.tls',
     typed_config: toAny('envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext', context),
+  };
+}
+
+// ── upstream (cluster) TLS ─────────────────────────────────────────────────
+
+/** Cluster secrets live under "clusters/": listener names have no "/", so the two never clash. */
+export function clusterCaSecretName(cluster: string): string {
+  return `clusters/${cluster}/ca`;
+}
+
+export function clusterCertificateSecretName(cluster: string): string {
+  return `clusters/${cluster}/certificate`;
+}
+
+export function upstreamTlsSecrets(cluster: Cluster, tls: UpstreamTls, files: TlsFileContents): EnvoyMessage[] {
+  const secrets: EnvoyMessage[] = [];
+  if (tls.ca !== undefined) {
+    secrets.push({ name: clusterCaSecretName(cluster.name), validation_context: { trusted_ca: { inline_string: contents(files, tls.ca, cluster.name) } } });
+  }
+  if (tls.certificate !== undefined) {
+    secrets.push({
+      name: clusterCertificateSecretName(cluster.name),
+      tls_certificate: {
+        certificate_chain: { inline_string: contents(files, tls.certificate.certFile, cluster.name) },
+        private_key: { inline_string: contents(files, tls.certificate.keyFile, cluster.name) },
+      },
+    });
+  }
+  return secrets;
+}
+
+export function upstreamTlsSocket(cluster: Cluster, tls: UpstreamTls, source: EnvoyMessage): EnvoyMessage {
+  const common: EnvoyMessage = {};
+  if (tls.certificate !== undefined) {
+    common.tls_certificate_sds_secret_configs = [{ name: clusterCertificateSecretName(cluster.name), sds_config: source }];
+  }
+  if (tls.ca !== undefined) {
+    common.combined_validation_context = {
+      // With an SNI the endpoint's certificate must name it, not just chain to the CA.
+      default_validation_context: tls.sni !== undefined ? { match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: tls.sni } }] } : {},
+      validation_context_sds_secret_config: { name: clusterCaSecretName(cluster.name), sds_config: source },
+    };
+  }
+  if (tls.alpn !== undefined) common.alpn_protocols = [...tls.alpn];
+  const context: EnvoyMessage = { common_tls_context: common };
+  if (tls.sni !== undefined) context.sni = tls.sni;
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: toAny('envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', context),
   };
 }
