@@ -113,6 +113,7 @@ function listenerOf(l: RawListener, itemListeners: ReadonlyMap<string, ItemListe
         }
       : {}),
     ...(l.tls !== undefined ? { tls: tlsOf(l.tls, baseDir) } : {}),
+    ...(l.proxy_protocol === true ? { proxyProtocol: true as const } : {}),
   };
   if (l.filter === undefined) return out;
   const filter = { ...l.filter };
@@ -168,7 +169,8 @@ function clusterOf(c: RawCluster, baseDir: string): Cluster {
     connectTimeout: c.connect_timeout === undefined ? DEFAULTS.connectTimeoutMs : ms(c.connect_timeout),
   };
   const withHc = c.health_check === undefined ? out : { ...out, healthCheck: healthCheckOf(c.health_check) };
-  const checked = c.tls === undefined ? withHc : { ...withHc, tls: upstreamTlsOf(c.tls, baseDir) };
+  const withTls = c.tls === undefined ? withHc : { ...withHc, tls: upstreamTlsOf(c.tls, baseDir) };
+  const checked = c.proxy_protocol === undefined ? withTls : { ...withTls, proxyProtocol: c.proxy_protocol };
   if (c.retries === undefined) return checked;
   const on = c.retries.on ?? DEFAULTS.retryOn;
   return {

@@ -24,6 +24,7 @@ export interface RawListener {
   tcp?: RawRoute;
   detection_timeout?: string;
   tls?: RawTls;
+  proxy_protocol?: boolean;
 }
 
 export interface RawTls {
@@ -50,6 +51,7 @@ export interface RawCluster {
   health_check?: RawHealthCheck;
   retries?: { on?: string | string[]; count?: number; per_try_timeout?: string };
   tls?: { sni?: string; ca?: string; cert?: string; key?: string; alpn?: string[] };
+  proxy_protocol?: 'v1' | 'v2';
 }
 
 export interface RawMesh {

@@ -271,6 +271,7 @@ const cluster: JsonSchemaObject = {
       },
     },
     tls: { $ref: '#/$defs/upstreamTls' },
+    proxy_protocol: { enum: ['v1', 'v2'] },
   },
 };
 
@@ -363,6 +364,7 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
       tcp: { $ref: '#/$defs/tcpFallback' },
       detection_timeout: positiveDuration,
       tls: { $ref: '#/$defs/downstreamTls' },
+      proxy_protocol: { type: 'boolean' },
     },
     allOf: branches,
   };

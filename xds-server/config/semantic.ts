@@ -196,6 +196,9 @@ export function checkSemantics(
       }
     }
     udpProblems(l).forEach(([path, message, where]) => report(at(...path), message, where));
+    if (l.proxy_protocol === true && !['http', 'tcp', 'tls', 'auto'].includes(l.protocol)) {
+      report(at('proxy_protocol'), `"proxy_protocol" is for http, tcp, tls and auto listeners, not ${l.protocol}`, 'key');
+    }
     if (l.tls !== undefined) {
       if (l.protocol !== 'http' && l.protocol !== 'tcp') {
         report(at('tls'), `"tls" (termination) is for http and tcp listeners, not ${l.protocol}${l.protocol === 'tls' ? ' (protocol tls is passthrough by SNI)' : ''}`, 'key');

@@ -91,6 +91,8 @@ export interface Listener {
    * the connection there anyway.
    */
   detection?: { tcp: Route; timeout: DurationMs };
+  /** Accept a PROXY protocol v1 or v2 header first (Envoy's proxy_protocol listener filter). */
+  proxyProtocol?: true;
   /** TLS termination (http and tcp listeners); certificates reach Envoy over SDS. */
   tls?: DownstreamTls;
   /** Filter-owned settings (protocol listeners only). */
@@ -136,6 +138,8 @@ export interface Cluster {
   healthCheck?: HealthCheck;
   /** Retries of HTTP requests routed to this cluster (Envoy's route retry_policy). */
   retries?: Retries;
+  /** Send a PROXY protocol header of this version to the endpoints (the downstream's addresses). */
+  proxyProtocol?: 'v1' | 'v2';
   /** TLS towards the endpoints; files reach Envoy over SDS like a listener's. */
   tls?: UpstreamTls;
 }

@@ -84,6 +84,11 @@ export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads', filters: Filt
       }
     }
   }
+  // PROXY protocol is read before any other listener filter (it precedes every other byte).
+  for (const l of resources.listeners) {
+    const model = mesh.listeners.find((m) => m.name === l['name']);
+    if (model?.proxyProtocol) l['listener_filters'] = [proxyProtocolListenerFilter(), ...((l['listener_filters'] as EnvoyMessage[] | undefined) ?? [])];
+  }
   for (const cluster of mesh.clusters) {
     resources.clusters.push(clusterResource(cluster, source));
     if (cluster.tls) resources.secrets.push(...upstreamTlsSecrets(cluster, cluster.tls, tlsFiles));
@@ -217,6 +222,28 @@ function tlsPassthroughListener(listener: Listener): EnvoyMessage {
   return resource;
 }
 
+function proxyProtocolListenerFilter(): EnvoyMessage {
+  return {
+    name: 'envoy.filters.listener.proxy_protocol',
+    typed_config: toAny('envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol', {}),
+  };
+}
+
+/** Wraps the cluster's transport (TLS, or plain) so the header goes first, in clear. */
+function upstreamProxyProtocolSocket(version: 'v1' | 'v2', inner: EnvoyMessage | undefined): EnvoyMessage {
+  const transport = inner ?? {
+    name: 'envoy.transport_sockets.raw_buffer',
+    typed_config: toAny('envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer', {}),
+  };
+  return {
+    name: 'envoy.transport_sockets.upstream_proxy_protocol',
+    typed_config: toAny('envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport', {
+      config: { version: version === 'v1' ? 'V1' : 'V2' },
+      transport_socket: transport,
+    }),
+  };
+}
+
 // ── routes ─────────────────────────────────────────────────────────────────
 
 /** Clusters' retries by name (HTTP routes only: gRPC API listeners retry on gRPC status codes, not these). */
@@ -308,7 +335,9 @@ function clusterResource(cluster: Cluster, source: EnvoyMessage): EnvoyMessage {
     };
   }
   if (cluster.healthCheck) resource.health_checks = [healthCheck(cluster.healthCheck)];
-  if (cluster.tls) resource.transport_socket = upstreamTlsSocket(cluster, cluster.tls, source);
+  const inner = cluster.tls ? upstreamTlsSocket(cluster, cluster.tls, source) : undefined;
+  if (cluster.proxyProtocol) resource.transport_socket = upstreamProxyProtocolSocket(cluster.proxyProtocol, inner);
+  else if (inner) resource.transport_socket = inner;
   return resource;
 }
 
