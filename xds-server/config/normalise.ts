@@ -114,6 +114,8 @@ function listenerOf(l: RawListener, itemListeners: ReadonlyMap<string, ItemListe
       : {}),
     ...(l.tls !== undefined ? { tls: tlsOf(l.tls, baseDir) } : {}),
     ...(l.proxy_protocol === true ? { proxyProtocol: true as const } : {}),
+    ...(l.rate_limit?.requests_per_second !== undefined ? { rateLimit: { kind: 'requests' as const, perSecond: l.rate_limit.requests_per_second } } : {}),
+    ...(l.rate_limit?.connections_per_second !== undefined ? { rateLimit: { kind: 'connections' as const, perSecond: l.rate_limit.connections_per_second } } : {}),
   };
   if (l.filter === undefined) return out;
   const filter = { ...l.filter };

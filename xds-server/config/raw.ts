@@ -25,6 +25,7 @@ export interface RawListener {
   detection_timeout?: string;
   tls?: RawTls;
   proxy_protocol?: boolean;
+  rate_limit?: { requests_per_second?: number; connections_per_second?: number };
 }
 
 export interface RawTls {

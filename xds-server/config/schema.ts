@@ -365,6 +365,18 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
       detection_timeout: positiveDuration,
       tls: { $ref: '#/$defs/downstreamTls' },
       proxy_protocol: { type: 'boolean' },
+      rate_limit: {
+        title: 'rate_limit',
+        type: 'object',
+        additionalProperties: false,
+        minProperties: 1,
+        maxProperties: 1,
+        properties: {
+          requests_per_second: { type: 'integer', minimum: 1, [MESSAGE_KEYWORD]: 'must be an integer >= 1' },
+          connections_per_second: { type: 'integer', minimum: 1, [MESSAGE_KEYWORD]: 'must be an integer >= 1' },
+        },
+        [MESSAGE_KEYWORD]: { minProperties: 'rate_limit needs "requests_per_second" or "connections_per_second"', maxProperties: 'rate_limit takes one of "requests_per_second" or "connections_per_second"' },
+      },
     },
     allOf: branches,
   };

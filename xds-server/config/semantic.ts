@@ -196,6 +196,12 @@ export function checkSemantics(
       }
     }
     udpProblems(l).forEach(([path, message, where]) => report(at(...path), message, where));
+    if (l.rate_limit?.requests_per_second !== undefined && l.protocol !== 'http' && l.protocol !== 'auto') {
+      report(at('rate_limit', 'requests_per_second'), `"requests_per_second" is for http and auto listeners; a ${l.protocol} listener limits "connections_per_second"`, 'key');
+    }
+    if (l.rate_limit?.connections_per_second !== undefined && l.protocol !== 'tcp') {
+      report(at('rate_limit', 'connections_per_second'), `"connections_per_second" is for tcp listeners${l.protocol === 'http' || l.protocol === 'auto' ? '; use "requests_per_second"' : ''}`, 'key');
+    }
     if (l.proxy_protocol === true && !['http', 'tcp', 'tls', 'auto'].includes(l.protocol)) {
       report(at('proxy_protocol'), `"proxy_protocol" is for http, tcp, tls and auto listeners, not ${l.protocol}`, 'key');
     }

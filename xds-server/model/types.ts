@@ -91,6 +91,8 @@ export interface Listener {
    * the connection there anyway.
    */
   detection?: { tcp: Route; timeout: DurationMs };
+  /** Local rate limit: requests/s on http and auto listeners, connections/s on tcp ones (burst = the rate). */
+  rateLimit?: { kind: 'requests' | 'connections'; perSecond: number };
   /** Accept a PROXY protocol v1 or v2 header first (Envoy's proxy_protocol listener filter). */
   proxyProtocol?: true;
   /** TLS termination (http and tcp listeners); certificates reach Envoy over SDS. */

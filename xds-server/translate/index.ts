@@ -111,6 +111,7 @@ function httpConnectionManager(listener: Listener, source: EnvoyMessage) {
       codec_type: 'AUTO',
       rds: { config_source: source, route_config_name: listener.name },
       http_filters: [
+        ...(listener.rateLimit?.kind === 'requests' ? [httpRateLimitFilter(listener.name, listener.rateLimit.perSecond)] : []),
         { name: 'envoy.filters.http.router', typed_config: toAny('envoy.extensions.filters.http.router.v3.Router', {}) },
       ],
     },
@@ -189,10 +190,41 @@ function tcpTarget(target: RouteTarget): EnvoyMessage {
   return { weighted_clusters: { clusters: target.clusters.map((c) => ({ name: c.name, weight: c.weight })) } };
 }
 
+/** Burst = rate: a bucket of `perSecond` tokens refilled every second. */
+function tokenBucket(perSecond: number): EnvoyMessage {
+  return { max_tokens: perSecond, tokens_per_fill: { value: perSecond }, fill_interval: { seconds: 1, nanos: 0 } };
+}
+
+/** Requests over the rate get 429 from Envoy. */
+function httpRateLimitFilter(statPrefix: string, perSecond: number): EnvoyMessage {
+  const always = { default_value: { numerator: 100, denominator: 'HUNDRED' }, runtime_key: `protoplane.${statPrefix}.rate_limit` };
+  return {
+    name: 'envoy.filters.http.local_ratelimit',
+    typed_config: toAny('envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit', {
+      stat_prefix: statPrefix,
+      token_bucket: tokenBucket(perSecond),
+      filter_enabled: always,
+      filter_enforced: always,
+    }),
+  };
+}
+
+/** Connections over the rate are closed at once. */
+function connectionRateLimitFilter(statPrefix: string, perSecond: number): EnvoyMessage {
+  return {
+    name: 'envoy.filters.network.local_ratelimit',
+    typed_config: toAny('envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit', {
+      stat_prefix: statPrefix,
+      token_bucket: tokenBucket(perSecond),
+    }),
+  };
+}
+
 function tcpListener(listener: Listener, source: EnvoyMessage): EnvoyMessage {
   const route = listener.routes[0];
   if (!route) throw new Error(`listener ${listener.name}: tcp listener without a route`);
-  return { ...listenerBase(listener), filter_chains: [chain(listener, source, [tcpProxyFilter(listener.name, route)])] };
+  const limit = listener.rateLimit?.kind === 'connections' ? [connectionRateLimitFilter(listener.name, listener.rateLimit.perSecond)] : [];
+  return { ...listenerBase(listener), filter_chains: [chain(listener, source, [...limit, tcpProxyFilter(listener.name, route)])] };
 }
 
 function tlsPassthroughListener(listener: Listener): EnvoyMessage {
