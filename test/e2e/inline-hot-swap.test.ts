@@ -9,7 +9,6 @@
 // other test process ever sees the edited filter or its build, and the copy's
 // server builds nothing but the contract filter.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -19,7 +18,7 @@ import { bootstrapConfig, bootstrapYaml } from '../../xds-server/bootstrap.ts';
 import { XDS_CLUSTER } from '../../xds-server/translate/index.ts';
 import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
 import { startTcpEcho, type TcpEcho } from '../support/upstreams.ts';
-import { privateCheckout } from '../support/checkout.ts';
+import { privateCheckout, servedFilters, serveCheckoutUntilFilter, type ServingCheckout } from '../support/checkout.ts';
 
 /** Only what serving the contract filter needs. */
 const CONTRACT_ONLY = ['bin', 'xds-server', 'scripts', 'proto', 'asconfig.json', 'package.json', 'tsconfig.json', 'filters/sdk', 'filters/contract', 'build/filters/contract.wasm'];
@@ -37,17 +36,12 @@ function connect(port: number, line: string): Promise<{ socket: net.Socket; rece
   });
 }
 
-interface Served {
-  filters: Array<{ name: string; sha256: string }>;
-}
-
 describe('inline Wasm code (the default) hot-swaps a new build in Envoy', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'protoplane-inline-'));
   let root = '';
   let a: TcpEcho;
   let b: TcpEcho;
-  let server: ChildProcess | undefined;
-  let serverLog = '';
+  let server: ServingCheckout | undefined;
   let envoy: EnvoyHandle | undefined;
 
   before(async () => {
@@ -58,11 +52,7 @@ describe('inline Wasm code (the default) hot-swaps a new build in Envoy', () => 
 
   after(async () => {
     await envoy?.stop();
-    if (server && server.exitCode === null) {
-      const exited = new Promise((resolve) => server!.once('exit', resolve));
-      server.kill('SIGTERM');
-      await exited;
-    }
+    await server?.stop();
     await a?.close();
     await b?.close();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -85,22 +75,10 @@ clusters:
   - { name: b, endpoints: [ 127.0.0.1:${b.port} ] }
 `,
     );
-    const xdsPort = await freePort();
-    const adminPort = await freePort();
     // Default settings: no --wasm-code.
-    server = spawn(path.join(root, 'bin/protoplane'), ['serve', '--config', configPath, '--xds-port', String(xdsPort), '--admin-port', String(adminPort), '--host', '127.0.0.1'], {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    server.stdout!.on('data', (chunk) => (serverLog += chunk.toString()));
-    server.stderr!.on('data', (chunk) => (serverLog += chunk.toString()));
-    const served = async (): Promise<Served['filters']> => {
-      const response = await fetch(`http://127.0.0.1:${adminPort}/debug/filters`).catch(() => undefined);
-      return response ? ((await response.json()) as Served).filters : [];
-    };
-    await waitUntil(async () => (await served()).some((f) => f.name === 'contract'), 60_000, 'protoplane serving the contract filter').catch((err: Error) => {
-      throw new Error(`${err.message}\nserver output:\n${serverLog}`);
-    });
+    server = await serveCheckoutUntilFilter(root, configPath, 'contract');
+    const { xdsPort, adminPort } = server;
+    const served = () => servedFilters(adminPort);
 
     // No address for Envoy to fetch modules from.
     const bootstrapOptions = { xds: `127.0.0.1:${xdsPort}`, nodeId: 'inline-envoy', adminPort: await freePort() };
@@ -130,7 +108,7 @@ clusters:
     assert.notEqual(edited, source, 'the contract filter still has the constant this test edits');
     fs.writeFileSync(policy, edited);
     await waitUntil(async () => (await served()).find((f) => f.name === 'contract')?.sha256 !== shaBefore, 90_000, 'the edited filter rebuilt').catch((err: Error) => {
-      throw new Error(`${err.message}\nserver output:\n${serverLog}`);
+      throw new Error(`${err.message}\nserver output:\n${server!.output()}`);
     });
 
     await waitUntil(

@@ -6,7 +6,7 @@
 // checkout, as test/e2e/new-filter.test.ts does, so no other test process
 // sees the new filter.
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -15,8 +15,8 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { bootstrapYaml } from '../../xds-server/bootstrap.ts';
 import { ensureFiltersBuilt } from '../../xds-server/wasm-host/index.ts';
-import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
-import { privateCheckout } from '../support/checkout.ts';
+import { freePort, startEnvoy, type EnvoyHandle } from '../support/envoy.ts';
+import { privateCheckout, serveCheckoutUntilFilter, type ServingCheckout } from '../support/checkout.ts';
 
 const exec = promisify(execFile);
 
@@ -90,8 +90,7 @@ describe('protoplane new-filter --framed', () => {
   let root = '';
   let greeters: Awaited<ReturnType<typeof startFramedServer>>;
   let others: Awaited<ReturnType<typeof startFramedServer>>;
-  let server: ChildProcess | undefined;
-  let serverLog = '';
+  let server: ServingCheckout | undefined;
   let envoy: EnvoyHandle | undefined;
 
   before(async () => {
@@ -103,11 +102,7 @@ describe('protoplane new-filter --framed', () => {
 
   after(async () => {
     await envoy?.stop();
-    if (server && server.exitCode === null) {
-      const exited = new Promise((resolve) => server!.once('exit', resolve));
-      server.kill('SIGTERM');
-      await exited;
-    }
+    await server?.stop();
     await greeters?.close();
     await others?.close();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -142,26 +137,8 @@ clusters:
   - { name: others, endpoints: [ 127.0.0.1:${others.port} ] }
 `,
     );
-    const xdsPort = await freePort();
-    const adminPort = await freePort();
-    server = spawn(
-      path.join(root, 'bin/protoplane'),
-      ['serve', '--config', configPath, '--xds-port', String(xdsPort), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--wasm-code', 'local'],
-      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    server.stdout!.on('data', (chunk) => (serverLog += chunk.toString()));
-    server.stderr!.on('data', (chunk) => (serverLog += chunk.toString()));
-    await waitUntil(
-      async () => {
-        const response = await fetch(`http://127.0.0.1:${adminPort}/debug/filters`).catch(() => undefined);
-        if (!response?.ok) return false;
-        return ((await response.json()) as { filters: Array<{ name: string }> }).filters.some((f) => f.name === name);
-      },
-      60_000,
-      'the new filter is in the catalog',
-    ).catch((err: Error) => {
-      throw new Error(`${err.message}\nserver output:\n${serverLog}`);
-    });
+    server = await serveCheckoutUntilFilter(root, configPath, name, ['--wasm-code', 'local']);
+    const { xdsPort, adminPort } = server;
     const envoyAdmin = await freePort();
     envoy = await startEnvoy({
       bootstrapYaml: bootstrapYaml({ xds: `127.0.0.1:${xdsPort}`, nodeId: 'newframed', adminPort: envoyAdmin, protoplaneAdmin: `127.0.0.1:${adminPort}` }),

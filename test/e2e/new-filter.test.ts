@@ -8,7 +8,7 @@
 // processes' builds, which list filters/*/filter.json (a fresh-clone CI run
 // failed 54 tests that way). Here no other process can see the new filter.
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -19,19 +19,10 @@ import { bootstrapYaml } from '../../xds-server/bootstrap.ts';
 import { ensureFiltersBuilt } from '../../xds-server/wasm-host/index.ts';
 import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
 import { startTcpEcho, type TcpEcho } from '../support/upstreams.ts';
-import { privateCheckout } from '../support/checkout.ts';
+import { privateCheckout, servedFilters, serveCheckoutUntilFilter, type ServingCheckout } from '../support/checkout.ts';
 
 const exec = promisify(execFile);
 
-interface FilterInfo {
-  name: string;
-  sha256: string;
-}
-
-async function servedFilters(adminPort: number): Promise<FilterInfo[]> {
-  const response = await fetch(`http://127.0.0.1:${adminPort}/debug/filters`);
-  return ((await response.json()) as { filters: FilterInfo[] }).filters;
-}
 
 describe('protoplane new-filter', () => {
   const name = `demo${process.pid}`;
@@ -39,9 +30,7 @@ describe('protoplane new-filter', () => {
   let root = '';
   let greeters: TcpEcho;
   let others: TcpEcho;
-  let server: ChildProcess | undefined;
-  let serverLog = '';
-  let adminPort = 0;
+  let server: ServingCheckout | undefined;
   let envoy: EnvoyHandle | undefined;
 
   before(async () => {
@@ -53,11 +42,7 @@ describe('protoplane new-filter', () => {
 
   after(async () => {
     await envoy?.stop();
-    if (server && server.exitCode === null) {
-      const exited = new Promise((resolve) => server!.once('exit', resolve));
-      server.kill('SIGTERM');
-      await exited;
-    }
+    await server?.stop();
     await greeters?.close();
     await others?.close();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -97,22 +82,8 @@ clusters:
     // Local delivery: each build is a new content-named file, so a new build is a
     // new ECDS config. (Remote delivery of a second build did not complete in
     // Envoy 1.40: ECDS update_success, but the module fetch never finished.)
-    const xdsPort = await freePort();
-    adminPort = await freePort();
-    server = spawn(
-      path.join(root, 'bin/protoplane'),
-      ['serve', '--config', configPath, '--xds-port', String(xdsPort), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--wasm-code', 'local'],
-      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    server.stdout!.on('data', (chunk) => (serverLog += chunk.toString()));
-    server.stderr!.on('data', (chunk) => (serverLog += chunk.toString()));
-    await waitUntil(
-      async () => (await servedFilters(adminPort).catch(() => [])).some((f) => f.name === name),
-      60_000,
-      'the new filter is in the catalog',
-    ).catch((err: Error) => {
-      throw new Error(`${err.message}\nserver output:\n${serverLog}`);
-    });
+    server = await serveCheckoutUntilFilter(root, configPath, name, ['--wasm-code', 'local']);
+    const { xdsPort, adminPort } = server;
     const envoyAdmin = await freePort();
     envoy = await startEnvoy({
       bootstrapYaml: bootstrapYaml({ xds: `127.0.0.1:${xdsPort}`, nodeId: 'newfilter', adminPort: envoyAdmin, protoplaneAdmin: `127.0.0.1:${adminPort}` }),
@@ -141,7 +112,7 @@ clusters:
   it('hot-swaps a new build over ECDS: an edited filter reaches new connections, the open one finishes', async () => {
     const lines = (await envoy!.listeners()).get('lines')!;
     const modified = await envoy!.stat('listener_manager.listener_modified');
-    const shaBefore = (await servedFilters(adminPort)).find((f) => f.name === name)!.sha256;
+    const shaBefore = (await servedFilters(server!.adminPort)).find((f) => f.name === name)!.sha256;
     const held = await new Promise<net.Socket>((resolve, reject) => {
       const socket = net.connect(lines, '127.0.0.1', () => resolve(socket));
       socket.on('error', reject);
@@ -158,7 +129,7 @@ clusters:
     assert.notEqual(edited, source);
     fs.writeFileSync(policy, edited);
     await waitUntil(
-      async () => (await servedFilters(adminPort)).find((f) => f.name === name)?.sha256 !== shaBefore,
+      async () => (await servedFilters(server!.adminPort)).find((f) => f.name === name)?.sha256 !== shaBefore,
       60_000,
       'the edited filter rebuilt and served',
     );

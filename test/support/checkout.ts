@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { REPO_ROOT } from './envoy.ts';
+import { freePort, REPO_ROOT, waitUntil } from './envoy.ts';
 
 /** What a copy needs to scaffold, build, test and serve filters (node_modules is linked, not copied). */
 export const CHECKOUT_ENTRIES = ['bin', 'xds-server', 'scripts', 'filters', 'proto', 'asconfig.json', 'package.json', 'tsconfig.json', 'build/filters'];
@@ -49,4 +49,34 @@ export function serveCheckout(root: string, args: readonly string[]): CheckoutSe
       await exited;
     },
   };
+}
+
+export interface ServedFilter {
+  name: string;
+  sha256: string;
+}
+
+/** The filters a server lists at /debug/filters (none while it is not answering yet). */
+export async function servedFilters(adminPort: number): Promise<ServedFilter[]> {
+  const response = await fetch(`http://127.0.0.1:${adminPort}/debug/filters`).catch(() => undefined);
+  if (!response?.ok) return [];
+  return ((await response.json()) as { filters: ServedFilter[] }).filters;
+}
+
+export type ServingCheckout = CheckoutServer & { xdsPort: number; adminPort: number };
+
+/** Runs a private checkout's server on free ports until it serves filter `name`; its output is in the error otherwise. */
+export async function serveCheckoutUntilFilter(
+  root: string,
+  configPath: string,
+  name: string,
+  extraArgs: readonly string[] = [],
+): Promise<ServingCheckout> {
+  const xdsPort = await freePort();
+  const adminPort = await freePort();
+  const server = serveCheckout(root, ['--config', configPath, '--xds-port', String(xdsPort), '--admin-port', String(adminPort), '--host', '127.0.0.1', ...extraArgs]);
+  await waitUntil(async () => (await servedFilters(adminPort)).some((f) => f.name === name), 60_000, `the server serving filter ${name}`).catch((err: Error) => {
+    throw new Error(`${err.message}\nserver output:\n${server.output()}`);
+  });
+  return { ...server, xdsPort, adminPort };
 }
