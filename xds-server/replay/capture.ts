@@ -104,27 +104,28 @@ interface TcpPacket {
   payload: Uint8Array;
 }
 
-function tcpOf(ip: Uint8Array): TcpPacket | undefined {
+/** An IPv4/IPv6 packet's addresses and payload when it carries `protocol` (6 TCP, 17 UDP); IPv4 fragments only when `fragments` (not reassembled). */
+function transportOf(ip: Uint8Array, protocol: number, fragments: boolean): { src: string; dst: string; payload: Uint8Array } | undefined {
   const version = ip[0]! >> 4;
-  let offset: number;
-  let src: string;
-  let dst: string;
-  let end = ip.length;
   if (version === 4) {
-    if (ip[9] !== 6) return undefined;
-    offset = (ip[0]! & 0x0f) * 4;
-    end = Math.min(ip.length, (ip[2]! << 8) | ip[3]!);
-    src = [...ip.subarray(12, 16)].join('.');
-    dst = [...ip.subarray(16, 20)].join('.');
-  } else if (version === 6) {
-    if (ip[6] !== 6) return undefined; // extension headers are not followed
-    offset = 40;
-    end = Math.min(ip.length, 40 + ((ip[4]! << 8) | ip[5]!));
+    if (ip[9] !== protocol) return undefined;
+    if (!fragments && ((((ip[6]! & 0x1f) << 8) | ip[7]!) !== 0 || (ip[6]! & 0x20) !== 0)) return undefined;
+    const end = Math.min(ip.length, (ip[2]! << 8) | ip[3]!);
+    return { src: [...ip.subarray(12, 16)].join('.'), dst: [...ip.subarray(16, 20)].join('.'), payload: ip.subarray((ip[0]! & 0x0f) * 4, end) };
+  }
+  if (version === 6) {
+    if (ip[6] !== protocol) return undefined; // extension headers are not followed
     const hex = (b: Uint8Array) => Array.from({ length: 8 }, (_, i) => ((b[2 * i]! << 8) | b[2 * i + 1]!).toString(16)).join(':');
-    src = `[${hex(ip.subarray(8, 24))}]`;
-    dst = `[${hex(ip.subarray(24, 40))}]`;
-  } else return undefined;
-  const tcp = ip.subarray(offset, end);
+    const end = Math.min(ip.length, 40 + ((ip[4]! << 8) | ip[5]!));
+    return { src: `[${hex(ip.subarray(8, 24))}]`, dst: `[${hex(ip.subarray(24, 40))}]`, payload: ip.subarray(40, end) };
+  }
+  return undefined;
+}
+
+function tcpOf(ip: Uint8Array): TcpPacket | undefined {
+  const packet = transportOf(ip, 6, true);
+  if (!packet) return undefined;
+  const { src, dst, payload: tcp } = packet;
   if (tcp.length < 20) return undefined;
   const port = (o: number) => (tcp[o]! << 8) | tcp[o + 1]!;
   const seq = ((tcp[4]! << 24) | (tcp[5]! << 16) | (tcp[6]! << 8) | tcp[7]!) >>> 0;
@@ -141,27 +142,9 @@ export interface UdpFlow {
 }
 
 function udpOf(ip: Uint8Array): { src: string; dst: string; payload: Uint8Array } | undefined {
-  const version = ip[0]! >> 4;
-  let offset: number;
-  let end: number;
-  let src: string;
-  let dst: string;
-  if (version === 4) {
-    if (ip[9] !== 17) return undefined;
-    if ((((ip[6]! & 0x1f) << 8) | ip[7]!) !== 0 || (ip[6]! & 0x20) !== 0) return undefined; // fragments are not reassembled
-    offset = (ip[0]! & 0x0f) * 4;
-    end = Math.min(ip.length, (ip[2]! << 8) | ip[3]!);
-    src = [...ip.subarray(12, 16)].join('.');
-    dst = [...ip.subarray(16, 20)].join('.');
-  } else if (version === 6) {
-    if (ip[6] !== 17) return undefined;
-    offset = 40;
-    end = Math.min(ip.length, 40 + ((ip[4]! << 8) | ip[5]!));
-    const hex = (b: Uint8Array) => Array.from({ length: 8 }, (_, i) => ((b[2 * i]! << 8) | b[2 * i + 1]!).toString(16)).join(':');
-    src = `[${hex(ip.subarray(8, 24))}]`;
-    dst = `[${hex(ip.subarray(24, 40))}]`;
-  } else return undefined;
-  const udp = ip.subarray(offset, end);
+  const packet = transportOf(ip, 17, false); // fragments are not reassembled
+  if (!packet) return undefined;
+  const { src, dst, payload: udp } = packet;
   if (udp.length < 8) return undefined;
   const port = (o: number) => (udp[o]! << 8) | udp[o + 1]!;
   const length = Math.min(udp.length, port(4));
