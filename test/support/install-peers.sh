@@ -12,7 +12,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 CACHE="$REPO_ROOT/.cache"
 ENVOY_VERSION="1.40.0"
-ALL_PEERS=(openssl envoy mosquitto tshark kafka coap chromium)
+ALL_PEERS=(openssl envoy mosquitto tshark kafka coap chromium etcd)
 
 die() { echo "install-peers: $*" >&2; exit 1; }
 
@@ -128,6 +128,18 @@ install_chromium() {
   command -v chromium >/dev/null || apt_install chromium
   command -v chromium >/dev/null || die "chromium: still not on PATH after apt-get install chromium"
   echo "chromium: $(command -v chromium) ($(chromium --version 2>/dev/null | awk '{print $2}'))"
+}
+
+# Config store for replicated servers (Debian etcd-server, etcd-client 3.4):
+# the tests start their own members on loopback (test/support/etcd.ts).
+install_etcd() {
+  local missing=()
+  command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+  command -v etcdctl >/dev/null || missing+=(etcd-client)
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+  command -v etcd >/dev/null || die "etcd: etcd still not on PATH after apt-get install etcd-server"
+  command -v etcdctl >/dev/null || die "etcd: etcdctl still not on PATH after apt-get install etcd-client"
+  echo "etcd: $(command -v etcd) ($(etcd --version 2>/dev/null | head -n1 | awk '{print $3}'))"
 }
 
 main() {
