@@ -79,7 +79,8 @@ export interface StartEtcdOptions {
   readyTimeoutMs?: number;
 }
 
-interface MemberState extends EtcdMember {
+interface MemberState extends Omit<EtcdMember, 'running'> {
+  running: boolean;
   child: ChildProcess | undefined;
   exited: Promise<void> | undefined;
 }
