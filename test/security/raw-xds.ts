@@ -2,6 +2,7 @@
 // connection (one session, many streams, or one each), the HTTP/2 window
 // (0: a client that never reads), and the exact bytes of each message.
 import http2 from 'node:http2';
+import net from 'node:net';
 import { decodeMessage, encodeMessage, TYPE_PREFIX } from '../../xds-server/protos/index.ts';
 
 export const ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
@@ -148,4 +149,99 @@ export class RawConnection {
   close(): void {
     this.session.destroy();
   }
+}
+
+/** One HTTP/2 frame as read off the wire. */
+export interface H2Frame {
+  type: number;
+  flags: number;
+  stream: number;
+  payload: Buffer;
+}
+
+export const H2 = { HEADERS: 0x1, RST_STREAM: 0x3, SETTINGS: 0x4, GOAWAY: 0x7 } as const;
+
+/**
+ * HTTP/2 spoken frame by frame over a plain socket, for what node:http2's
+ * client never does: open more streams than the server's SETTINGS allow
+ * (it queues them), or open them before ACKing the server's SETTINGS.
+ */
+export class RawH2Socket {
+  readonly frames: H2Frame[] = [];
+  readonly closed: Promise<void>;
+  private readonly socket: net.Socket;
+  private buffered = Buffer.alloc(0);
+  private nextStream = 1;
+
+  constructor(port: number, options: { ackSettings: boolean }) {
+    this.socket = net.connect(port, '127.0.0.1');
+    this.socket.on('error', () => undefined);
+    this.closed = new Promise((resolve) => this.socket.on('close', () => resolve()));
+    this.socket.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    this.socket.write(h2Frame(H2.SETTINGS, 0, 0, Buffer.alloc(0)));
+    this.socket.on('data', (chunk: Buffer) => {
+      this.buffered = Buffer.concat([this.buffered, chunk]);
+      while (this.buffered.length >= 9) {
+        const length = this.buffered.readUIntBE(0, 3);
+        if (this.buffered.length < 9 + length) break;
+        const frame = { type: this.buffered[3]!, flags: this.buffered[4]!, stream: this.buffered.readUInt32BE(5) & 0x7fffffff, payload: Buffer.from(this.buffered.subarray(9, 9 + length)) };
+        this.frames.push(frame);
+        if (options.ackSettings && frame.type === H2.SETTINGS && (frame.flags & 1) === 0) this.socket.write(h2Frame(H2.SETTINGS, 1, 0, Buffer.alloc(0)));
+        this.buffered = this.buffered.subarray(9 + length);
+      }
+    });
+  }
+
+  /** Opens `n` gRPC streams to `path` (HEADERS without END_STREAM), in one write. */
+  openStreams(n: number, path: string): void {
+    const frames: Buffer[] = [];
+    for (let i = 0; i < n; i++) {
+      frames.push(h2Frame(H2.HEADERS, 0x4 /* END_HEADERS */, this.nextStream, grpcHeaderBlock(path)));
+      this.nextStream += 2;
+    }
+    this.socket.write(Buffer.concat(frames));
+  }
+
+  /** Resets one of this client's streams (RST_STREAM CANCEL). */
+  reset(stream: number): void {
+    const code = Buffer.alloc(4);
+    code.writeUInt32BE(http2.constants.NGHTTP2_CANCEL);
+    this.socket.write(h2Frame(H2.RST_STREAM, 0, stream, code));
+  }
+
+  /** RST_STREAM error codes received, by stream. */
+  resets(): Map<number, number> {
+    return new Map(this.frames.filter((f) => f.type === H2.RST_STREAM).map((f) => [f.stream, f.payload.readUInt32BE(0)]));
+  }
+
+  /** The GOAWAY error code, if one came. */
+  goaway(): number | undefined {
+    return this.frames.find((f) => f.type === H2.GOAWAY)?.payload.readUInt32BE(4);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+function h2Frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(stream, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/** An HPACK block for a gRPC POST (static-table entries and literals without indexing; no Huffman; values under 127 bytes). */
+function grpcHeaderBlock(path: string): Buffer {
+  const literal = (nameIndex: number, value: string) => Buffer.concat([Buffer.from([nameIndex]), Buffer.from([value.length]), Buffer.from(value)]);
+  return Buffer.concat([
+    Buffer.from([0x83, 0x86]), // :method POST, :scheme http
+    literal(0x04, path), // :path (static index 4)
+    literal(0x01, 'localhost'), // :authority (static index 1)
+    Buffer.from([0x0f, 0x10]), // content-type (static index 31: 15 + 16)
+    Buffer.from([16]),
+    Buffer.from('application/grpc'),
+  ]);
 }

@@ -15,7 +15,7 @@ import type { Mesh } from '../../xds-server/model/types.ts';
 import { XdsServer, type XdsLimits } from '../../xds-server/server/index.ts';
 import { TYPE } from '../../xds-server/translate/index.ts';
 import { cluster, mesh } from '../support/meshes.ts';
-import { ADS, CDS, DELTA_ADS, deltaRequest, EDS, LDS, RawConnection, sotwRequest } from './raw-xds.ts';
+import { ADS, CDS, DELTA_ADS, deltaRequest, EDS, H2, LDS, RawConnection, RawH2Socket, sotwRequest } from './raw-xds.ts';
 
 interface Served {
   server: XdsServer;
@@ -54,6 +54,14 @@ async function start(m: Mesh, options: { limits?: Partial<XdsLimits>; maxBytesIn
     install: (next) => cache.set(snapshotsOf(next)),
     refused: async (reason) => (await metrics.rejectedRequests.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0,
   };
+}
+
+async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
 }
 
 function connect(port: number, settings = {}): RawConnection {
@@ -249,6 +257,34 @@ describe('bounded streams', () => {
     assert.equal(await served.refused('too_many_streams_per_connection'), 1);
     // HTTP/2 itself refuses past twice the limit
     assert.equal(conn.session.remoteSettings.maxConcurrentStreams, 6);
+  });
+
+  it('past twice the limit HTTP/2 itself refuses: streams opened before the SETTINGS ACK get REFUSED_STREAM, counted from the gap in stream ids', async () => {
+    const served = await start(mesh([cluster('a')], 'a'), { limits: { maxStreamsPerConnection: 2 } });
+    const client = new RawH2Socket(served.port, { ackSettings: false });
+    opened.push(client);
+    client.openStreams(8, ADS); // ids 1..15: 1, 3 served; 5, 7 refused by the server (counted); 9..15 refused by HTTP/2
+    await waitFor(() => client.resets().size >= 4, 3000, 'RST_STREAM for the streams past SETTINGS');
+    assert.deepEqual([...client.resets()].filter(([, code]) => code === 7 /* REFUSED_STREAM */).map(([id]) => id), [9, 11, 13, 15]);
+    assert.equal(await served.refused('too_many_streams_per_connection'), 2);
+    // The server learns of them when a later stream arrives
+    client.reset(1);
+    client.reset(5);
+    client.openStreams(1, ADS);
+    await waitFor(async () => (await served.refused('http2_refused_stream')) === 4, 3000, 'the 4 refused streams counted');
+  });
+
+  it('past twice the limit after the SETTINGS ACK HTTP/2 ends the connection (GOAWAY), counted', async () => {
+    const served = await start(mesh([cluster('a')], 'a'), { limits: { maxStreamsPerConnection: 2 } });
+    const client = new RawH2Socket(served.port, { ackSettings: true });
+    opened.push(client);
+    await waitFor(() => client.frames.some((f) => f.type === H2.SETTINGS && f.flags === 1), 3000, 'the server ACKs our SETTINGS');
+    await sleep(100); // our ACK of the server's SETTINGS has arrived
+    client.openStreams(5, ADS);
+    await client.closed;
+    assert.notEqual(client.goaway(), undefined, 'a GOAWAY');
+    await waitFor(async () => (await served.refused('http2_too_many_streams')) === 1, 3000, 'the connection counted');
+    assert.equal(await served.refused('http2_protocol_error'), 0);
   });
 
   it('per node id, across connections', async () => {

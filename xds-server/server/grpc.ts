@@ -59,13 +59,23 @@ export type RejectReason =
   | 'too_many_streams_per_connection'
   | 'truncated_message'
   | 'partial_message_timeout'
-  | 'partial_bytes_exhausted';
+  | 'partial_bytes_exhausted'
+  // Refused by HTTP/2 (nghttp2) itself, never reaching onStream: seen from a
+  // gap in the client's stream ids (REFUSED_STREAM, sent when the client
+  // opens streams past SETTINGS before it ACKs them), and from the
+  // connection error nghttp2 raises when it does so after the ACK (the
+  // connection ends with GOAWAY).
+  | 'http2_refused_stream'
+  | 'http2_too_many_streams'
+  | 'http2_protocol_error';
 
 export interface Rejection {
   reason: RejectReason;
   path: string;
   code: number;
   message: string;
+  /** How many streams this stands for (default 1): refused streams are noticed together. */
+  count?: number;
 }
 
 /** One bidirectional-streaming call. */
@@ -314,7 +324,7 @@ export class GrpcServer {
   private readonly maxStreams: number;
   private readonly budget: PartialBudget;
   /** Per connection: its number, open calls, and the client certificate's names (once per connection). */
-  private readonly connections = new WeakMap<http2.Http2Session, { id: number; calls: number; peerNames: readonly string[] | undefined }>();
+  private readonly connections = new WeakMap<http2.Http2Session, Connection>();
   private nextConnection = 1;
 
   constructor(private readonly options: GrpcServerOptions = {}) {
@@ -329,7 +339,7 @@ export class GrpcServer {
       // An xDS client needs one stream per type at most. Calls past maxStreams
       // are refused by this server (a gRPC status, counted); HTTP/2 refuses
       // past twice that (RST_STREAM, which the server never sees to count).
-      settings: { maxConcurrentStreams: this.maxStreams * 2 },
+      settings: { maxConcurrentStreams: this.http2StreamLimit },
     };
     const tls = options.tls;
     this.server = tls
@@ -382,8 +392,14 @@ export class GrpcServer {
     for (const session of [...this.sessions]) session.destroy();
   }
 
+  /** What SETTINGS_MAX_CONCURRENT_STREAMS advertises: past it nghttp2 refuses streams before this server sees them. */
+  private get http2StreamLimit(): number {
+    return this.maxStreams * 2;
+  }
+
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     const path = headers[':path'] ?? '';
+    this.noteHttp2Stream(stream);
     const contentType = headers['content-type'] ?? '';
     stream.on('error', () => undefined); // a refused request may be reset by its client; a call adds its own handler
     if (headers[':method'] !== 'POST' || !contentType.startsWith('application/grpc')) {
@@ -420,13 +436,38 @@ export class GrpcServer {
     call.start(handler!);
   }
 
-  private connectionOf(session: http2.Http2Session): { id: number; calls: number; peerNames: readonly string[] | undefined } {
+  private connectionOf(session: http2.Http2Session): Connection {
     let connection = this.connections.get(session);
     if (!connection) {
-      connection = { id: this.nextConnection++, calls: 0, peerNames: peerNamesOf(session) };
+      connection = { id: this.nextConnection++, calls: 0, peerNames: peerNamesOf(session), openStreams: 0, lastStreamId: -1 };
       this.connections.set(session, connection);
     }
     return connection;
+  }
+
+  /**
+   * Every stream the client opens gets the next odd id, and nghttp2 refuses
+   * (REFUSED_STREAM) the ones past SETTINGS_MAX_CONCURRENT_STREAMS without
+   * telling JavaScript: the ids this server never saw were refused. (Refused
+   * streams after the last one seen on a connection stay unseen: nothing
+   * follows them to show the gap.)
+   */
+  private noteHttp2Stream(stream: http2.ServerHttp2Stream): void {
+    const connection = this.connectionOf(stream.session!);
+    const id = stream.id ?? 0;
+    const skipped = (id - connection.lastStreamId) / 2 - 1;
+    if (id > connection.lastStreamId) connection.lastStreamId = id;
+    if (skipped >= 1) {
+      const message = `HTTP/2 refused ${skipped} stream(s) past SETTINGS_MAX_CONCURRENT_STREAMS ${this.http2StreamLimit} (REFUSED_STREAM)`;
+      this.rejected({ reason: 'http2_refused_stream', path: '', code: http2.constants.NGHTTP2_REFUSED_STREAM, message, count: skipped });
+    }
+    connection.openStreams += 1;
+    const session = stream.session!;
+    // streams closed because the connection is being destroyed still count: the
+    // connection error (session 'error') comes after them
+    stream.once('close', () => {
+      if (!session.destroyed) connection.openStreams -= 1;
+    });
   }
 
   private rejected(rejection: Rejection): void {
@@ -436,7 +477,18 @@ export class GrpcServer {
   private onSession(session: http2.ServerHttp2Session): void {
     this.sessions.add(session);
     const timers: NodeJS.Timeout[] = [];
-    session.on('error', () => undefined); // each stream reports its own end
+    // Each stream reports its own end; what is left is the connection's: nghttp2
+    // ends a connection that opens more streams than SETTINGS allow (once it
+    // has ACKed them) with a protocol error, which this server counts.
+    session.on('error', (error: Error & { code?: string }) => {
+      const connection = this.connectionOf(session);
+      if (connection.openStreams >= this.http2StreamLimit) {
+        const message = `HTTP/2 ended the connection: the client opened more than SETTINGS_MAX_CONCURRENT_STREAMS ${this.http2StreamLimit} streams (${error.message})`;
+        this.rejected({ reason: 'http2_too_many_streams', path: '', code: http2.constants.NGHTTP2_PROTOCOL_ERROR, message });
+      } else if (error.code === 'ERR_HTTP2_ERROR') {
+        this.rejected({ reason: 'http2_protocol_error', path: '', code: http2.constants.NGHTTP2_PROTOCOL_ERROR, message: `HTTP/2 ended the connection: ${error.message}` });
+      }
+    });
     session.on('close', () => {
       this.sessions.delete(session);
       for (const t of timers) clearTimeout(t);
@@ -473,6 +525,19 @@ export class GrpcServer {
   private endCallsOf(session: http2.Http2Session, reason: string): void {
     for (const call of [...this.calls]) if (call.session === session) call.end(Status.UNAVAILABLE, reason, reason);
   }
+}
+
+/** One HTTP/2 connection as this server sees it. */
+interface Connection {
+  /** A number unique in this server. */
+  readonly id: number;
+  /** Calls being served. */
+  calls: number;
+  readonly peerNames: readonly string[] | undefined;
+  /** HTTP/2 streams open (calls, and requests refused but not yet closed by the client). */
+  openStreams: number;
+  /** The highest stream id seen (-1: none yet). */
+  lastStreamId: number;
 }
 
 /** DNS and URI SANs of a verified client certificate (`subjectaltname`: "DNS:a, URI:spiffe://x/y"). */

@@ -90,7 +90,7 @@ export class XdsServer {
       keepaliveTimeoutMs: options.keepaliveMs ? Math.min(20_000, options.keepaliveMs) : undefined,
       maxConnectionAgeMs: options.maxStreamAgeMs,
       maxConnectionAgeGraceMs: options.maxStreamAgeGraceMs ?? 30_000,
-      onRejected: (r) => this.rejected(r.reason, r.message, { path: r.path, code: r.code }),
+      onRejected: (r) => this.rejected(r.reason, r.message, { path: r.path, code: r.code }, r.count),
       onServerError: (error) => options.log.error({ err: error }, 'xDS listener error'),
     });
     this.ctx = {
@@ -188,8 +188,8 @@ export class XdsServer {
   }
 
   /** A refused request: counted by reason, one log line. */
-  private rejected(reason: RejectReason | RefusalReason | 'undecodable', message: string, context: Record<string, unknown>): void {
-    this.options.metrics.rejectedRequests.inc({ reason });
+  private rejected(reason: RejectReason | RefusalReason | 'undecodable', message: string, context: Record<string, unknown>, count = 1): void {
+    this.options.metrics.rejectedRequests.inc({ reason }, count);
     this.options.log.warn({ ...context, reason }, `xDS request rejected: ${message}`);
   }
 
