@@ -142,7 +142,7 @@ describe('schema errors', () => {
       'mesh.yaml:1:1: unknown key "listener" (did you mean "listeners"?) (at listener)',
       'mesh.yaml:7:18: unknown key "prefx" (did you mean "prefix"?) (at listeners[0].routes[0].match.prefx)',
       'mesh.yaml:9:9: unknown key "weight" (allowed: match, cluster, clusters, timeout, websocket) (at listeners[0].routes[0].weight)',
-      'mesh.yaml:13:5: unknown key "foo" (allowed: name, endpoints, lb, http2, connect_timeout, health_check, retries, tls, proxy_protocol) (at clusters[0].foo)',
+      'mesh.yaml:13:5: unknown key "foo" (allowed: name, endpoints, lb, http2, connect_timeout, health_check, retries, tls, proxy_protocol, outlier_detection, circuit_breakers) (at clusters[0].foo)',
     ]);
   });
 
@@ -766,7 +766,7 @@ describe('files', () => {
           `${bad}:2:5: listener is missing required key "port" (at listeners[0])`,
           `${bad}:2:5: listener is missing required key "protocol" (at listeners[0])`,
           `${bad}:2:5: listener is missing required key "routes" (at listeners[0])`,
-          `${bad}:3:5: unknown key "bogus" (allowed: name, address, port, protocol, routes, filter, transport, idle_timeout, tcp, detection_timeout, tls, proxy_protocol, rate_limit) (at listeners[0].bogus)`,
+          `${bad}:3:5: unknown key "bogus" (allowed: name, address, port, protocol, routes, filter, transport, idle_timeout, tcp, detection_timeout, tls, max_connections, proxy_protocol, rate_limit) (at listeners[0].bogus)`,
         ]);
       }
     } finally {

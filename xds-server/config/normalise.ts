@@ -14,12 +14,13 @@ import type {
   RouteTarget,
 } from '../model/types.ts';
 import path from 'node:path';
-import type { DownstreamTls, RetryOn, UpstreamTls } from '../model/types.ts';
-import type { RawCluster, RawHealthCheck, RawListener, RawMesh, RawRoute, RawTls } from './raw.ts';
+import type { AccessLog, DownstreamTls, RetryOn, UpstreamTls } from '../model/types.ts';
+import type { RawAccessLog, RawCluster, RawHealthCheck, RawListener, RawMesh, RawRoute, RawTls } from './raw.ts';
 import { isBuiltinProtocol } from '../model/types.ts';
 import type { ItemListeners } from './schema.ts';
 import { itemListenerName, parseCidr } from './semantic.ts';
 import { parseBindAddress, parseDuration, parseHostPort, type Parsed } from './values.ts';
+import { circuitBreakersOf, healthCheckOf as resilientHealthCheckOf, outlierDetectionOf } from './resilience.ts';
 
 export const DEFAULTS = {
   address: '0.0.0.0',
@@ -31,6 +32,7 @@ export const DEFAULTS = {
   detectionTimeoutMs: 10_000,
   retryOn: '5xx',
   retryCount: 1,
+  accessLogFormat: 'json',
 } as const;
 
 function must<T>(r: Parsed<T>): T {
@@ -80,7 +82,12 @@ function routeOf(l: RawListener, r: RawRoute): Route {
   const target = targetOf(r);
   const route: Route = match === undefined ? { target } : { match, target };
   const timed = r.timeout === undefined ? route : { ...route, timeout: ms(r.timeout) };
-  return r.websocket === true ? { ...timed, websocket: true } : timed;
+  const streamed = {
+    ...timed,
+    ...(r.idle_timeout !== undefined ? { idleTimeout: ms(r.idle_timeout) } : {}),
+    ...(r.max_stream_duration !== undefined ? { maxStreamDuration: ms(r.max_stream_duration) } : {}),
+  };
+  return r.websocket === true ? { ...streamed, websocket: true } : streamed;
 }
 
 /** Certificate paths are relative to the mesh file's folder. */
@@ -93,6 +100,15 @@ function tlsOf(t: RawTls, baseDir: string): DownstreamTls {
     ...(t.client_ca !== undefined ? { clientCa: abs(t.client_ca) } : {}),
     ...(t.allowed_sans !== undefined ? { allowedSans: [...t.allowed_sans] } : {}),
   };
+}
+
+/** `stdout` and `/dev/stdout` are the same log; every form defaults to JSON. */
+function accessLogsOf(raw: RawAccessLog | RawAccessLog[]): AccessLog[] {
+  return (Array.isArray(raw) ? raw : [raw]).map((entry) => {
+    const { path: to, format = DEFAULTS.accessLogFormat } = typeof entry === 'string' ? { path: entry } : entry;
+    const stream = to === '/dev/stdout' ? 'stdout' : to === '/dev/stderr' ? 'stderr' : to;
+    return { to: stream, format };
+  });
 }
 
 function listenerOf(l: RawListener, itemListeners: ReadonlyMap<string, ItemListeners>, baseDir: string): Listener {
@@ -114,8 +130,10 @@ function listenerOf(l: RawListener, itemListeners: ReadonlyMap<string, ItemListe
       : {}),
     ...(l.tls !== undefined ? { tls: tlsOf(l.tls, baseDir) } : {}),
     ...(l.proxy_protocol === true ? { proxyProtocol: true as const } : {}),
+    ...(l.access_log !== undefined ? { accessLogs: accessLogsOf(l.access_log) } : {}),
     ...(l.rate_limit?.requests_per_second !== undefined ? { rateLimit: { kind: 'requests' as const, perSecond: l.rate_limit.requests_per_second } } : {}),
     ...(l.rate_limit?.connections_per_second !== undefined ? { rateLimit: { kind: 'connections' as const, perSecond: l.rate_limit.connections_per_second } } : {}),
+    ...(l.max_connections !== undefined ? { maxConnections: l.max_connections } : {}),
   };
   if (l.filter === undefined) return out;
   const filter = { ...l.filter };
@@ -132,23 +150,19 @@ function listenerOf(l: RawListener, itemListeners: ReadonlyMap<string, ItemListe
       protocol: l.protocol,
       routes: [{ target: { kind: 'cluster', cluster: item[spec.cluster] as string } }],
       filter: { ...filter, [spec.setting]: id },
+      // the same clients reach every item's port the way they reach the parent's
+      ...(out.proxyProtocol ? { proxyProtocol: true as const } : {}),
+      ...(out.accessLogs ? { accessLogs: out.accessLogs } : {}),
+      // and the parent's connection limits hold on each of them
+      ...(out.rateLimit ? { rateLimit: out.rateLimit } : {}),
+      ...(out.maxConnections !== undefined ? { maxConnections: out.maxConnections } : {}),
     };
   });
   return { ...out, filter, generated };
 }
 
 function healthCheckOf(h: RawHealthCheck): HealthCheck {
-  const interval = ms(h.interval);
-  const timeout = h.timeout === undefined ? DEFAULTS.healthCheckTimeoutMs : ms(h.timeout);
-  if (h.http) return { kind: 'http', interval, timeout, path: h.http.path };
-  const hc: { kind: 'tcp'; interval: number; timeout: number; send?: string; expect?: string } = {
-    kind: 'tcp',
-    interval,
-    timeout,
-  };
-  if (h.tcp?.send !== undefined) hc.send = h.tcp.send;
-  if (h.tcp?.expect !== undefined) hc.expect = h.tcp.expect;
-  return hc;
+  return resilientHealthCheckOf(h, DEFAULTS.healthCheckTimeoutMs);
 }
 
 function upstreamTlsOf(t: NonNullable<RawCluster['tls']>, baseDir: string): UpstreamTls {
@@ -172,7 +186,9 @@ function clusterOf(c: RawCluster, baseDir: string): Cluster {
   };
   const withHc = c.health_check === undefined ? out : { ...out, healthCheck: healthCheckOf(c.health_check) };
   const withTls = c.tls === undefined ? withHc : { ...withHc, tls: upstreamTlsOf(c.tls, baseDir) };
-  const checked = c.proxy_protocol === undefined ? withTls : { ...withTls, proxyProtocol: c.proxy_protocol };
+  const withPp = c.proxy_protocol === undefined ? withTls : { ...withTls, proxyProtocol: c.proxy_protocol };
+  const withOd = c.outlier_detection === undefined ? withPp : { ...withPp, outlierDetection: outlierDetectionOf(c.outlier_detection) };
+  const checked = c.circuit_breakers === undefined ? withOd : { ...withOd, circuitBreakers: circuitBreakersOf(c.circuit_breakers) };
   if (c.retries === undefined) return checked;
   const on = c.retries.on ?? DEFAULTS.retryOn;
   return {

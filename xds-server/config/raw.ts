@@ -9,6 +9,8 @@ export interface RawRoute {
   clusters?: Record<string, number>;
   timeout?: string;
   websocket?: boolean;
+  idle_timeout?: string;
+  max_stream_duration?: string;
 }
 
 export interface RawListener {
@@ -25,8 +27,13 @@ export interface RawListener {
   detection_timeout?: string;
   tls?: RawTls;
   proxy_protocol?: boolean;
+  access_log?: RawAccessLog | RawAccessLog[];
   rate_limit?: { requests_per_second?: number; connections_per_second?: number };
+  max_connections?: number;
 }
+
+/** "stdout", "stderr", an absolute path, or { path, format }. */
+export type RawAccessLog = string | { path: string; format?: 'json' | 'text' };
 
 export interface RawTls {
   certificates: Array<{ cert: string; key: string }>;
@@ -39,8 +46,10 @@ export interface RawTls {
 export interface RawHealthCheck {
   interval: string;
   timeout?: string;
-  tcp?: { send?: string; expect?: string };
-  http?: { path: string };
+  unhealthy_threshold?: number;
+  healthy_threshold?: number;
+  tcp?: { send?: string; expect?: string; send_hex?: string; expect_hex?: string };
+  http?: { path: string; expected_statuses?: Array<number | string> };
 }
 
 export interface RawCluster {
@@ -53,6 +62,14 @@ export interface RawCluster {
   retries?: { on?: string | string[]; count?: number; per_try_timeout?: string };
   tls?: { sni?: string; ca?: string; cert?: string; key?: string; alpn?: string[] };
   proxy_protocol?: 'v1' | 'v2';
+  outlier_detection?: {
+    consecutive_5xx?: number;
+    consecutive_gateway_failure?: number;
+    interval?: string;
+    base_ejection_time?: string;
+    max_ejection_percent?: number;
+  };
+  circuit_breakers?: { max_connections?: number; max_pending_requests?: number; max_requests?: number; max_retries?: number };
 }
 
 export interface RawMesh {

@@ -22,6 +22,13 @@ import {
   parseServerName,
   type Parsed,
 } from './values.ts';
+import {
+  circuitBreakersSchema,
+  healthCheckProperties,
+  httpHealthCheckProperties,
+  outlierDetectionSchema,
+  tcpHealthCheckProperties,
+} from './resilience.ts';
 
 /** A JSON Schema: `true`/`false` or a schema object. */
 export type JsonSchema = boolean | { readonly [keyword: string]: unknown };
@@ -149,6 +156,9 @@ const route: JsonSchemaObject = {
     },
     timeout: duration,
     websocket: { type: 'boolean' },
+    // Streams (gRPC streaming, long polls): see "Timeouts and streams" in docs/config.md.
+    idle_timeout: positiveDuration,
+    max_stream_duration: duration,
   },
   oneOf: [
     { properties: { cluster: true }, required: ['cluster'] },
@@ -200,6 +210,27 @@ const downstreamTls: JsonSchemaObject = {
   },
 };
 
+/** Where Envoy writes a listener's access log: its stdout or stderr, or a file on Envoy's machine (so no relative paths). */
+const accessLogPath: JsonSchemaObject = {
+  type: 'string',
+  pattern: '^(stdout|stderr|/.*)$',
+  [MESSAGE_KEYWORD]: { pattern: 'must be "stdout", "stderr" or an absolute file path (Envoy writes it, on its own machine)' },
+};
+
+/** One access log: a path (shorthand) or { path, format }. */
+const accessLog: JsonSchemaObject = {
+  anyOf: [
+    accessLogPath,
+    {
+      title: 'access_log',
+      type: 'object',
+      additionalProperties: false,
+      required: ['path'],
+      properties: { path: accessLogPath, format: { enum: ['json', 'text'] } },
+    },
+  ],
+};
+
 /** TLS from Envoy to a cluster's endpoints. */
 const upstreamTls: JsonSchemaObject = {
   title: 'tls',
@@ -223,11 +254,12 @@ const healthCheck: JsonSchemaObject = {
   properties: {
     interval: positiveDuration,
     timeout: positiveDuration,
+    ...healthCheckProperties,
     tcp: {
       title: 'tcp health check',
       type: 'object',
       additionalProperties: false,
-      properties: { send: { type: 'string' }, expect: { type: 'string' } },
+      properties: { send: { type: 'string' }, expect: { type: 'string' }, ...tcpHealthCheckProperties },
     },
     http: {
       title: 'http health check',
@@ -236,6 +268,7 @@ const healthCheck: JsonSchemaObject = {
       required: ['path'],
       properties: {
         path: { type: 'string', pattern: '^/', [MESSAGE_KEYWORD]: { pattern: 'must start with "/"' } },
+        ...httpHealthCheckProperties,
       },
     },
   },
@@ -272,6 +305,8 @@ const cluster: JsonSchemaObject = {
     },
     tls: { $ref: '#/$defs/upstreamTls' },
     proxy_protocol: { enum: ['v1', 'v2'] },
+    outlier_detection: outlierDetectionSchema,
+    circuit_breakers: circuitBreakersSchema,
   },
 };
 
@@ -364,7 +399,12 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
       tcp: { $ref: '#/$defs/tcpFallback' },
       detection_timeout: positiveDuration,
       tls: { $ref: '#/$defs/downstreamTls' },
+      max_connections: { type: 'integer', minimum: 1, [MESSAGE_KEYWORD]: 'must be an integer >= 1' },
       proxy_protocol: { type: 'boolean' },
+      access_log: {
+        anyOf: [{ $ref: '#/$defs/accessLog' }, { type: 'array', minItems: 1, items: { $ref: '#/$defs/accessLog' } }],
+        [MESSAGE_KEYWORD]: 'must be "stdout", "stderr", an absolute file path, a map { path, format: json | text }, or a list of them',
+      },
       rate_limit: {
         title: 'rate_limit',
         type: 'object',
@@ -392,7 +432,7 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
     // Extension keys, ignored: a place for YAML anchors (`x-defaults: &d ...`).
     patternProperties: { '^x-': true },
     [MESSAGE_KEYWORD]: { type: 'the mesh file must be a map with "listeners" and "clusters"' },
-    $defs: { listener, route, tcpFallback, downstreamTls, upstreamTls, httpMatch, sniMatch, sourceMatch, cluster, healthCheck },
+    $defs: { listener, route, tcpFallback, accessLog, downstreamTls, upstreamTls, httpMatch, sniMatch, sourceMatch, cluster, healthCheck },
   };
 }
 

@@ -11,6 +11,7 @@ import { UDP_PROTOCOLS } from './schema.ts';
 import { isIP } from 'node:net';
 import { parseBindAddress, parseName } from './values.ts';
 import { closest } from './validate.ts';
+import { clusterResilienceProblems, listenerLimitProblems } from './resilience.ts';
 
 const WILDCARDS = new Set(['0.0.0.0', '::']);
 const HTTP_MATCH_KINDS = ['prefix', 'path', 'regex'] as const;
@@ -73,6 +74,7 @@ export function checkSemantics(
     }
   });
   const clusterNames = [...clusterAt.keys()];
+  clusters.forEach((c, i) => clusterResilienceProblems(c).forEach(([path, message, where]) => report(['clusters', i, ...path], message, where)));
   const unknownCluster = (name: string): string => {
     const guess = closest(name, clusterNames);
     return `cluster "${name}" is not defined${guess !== undefined ? ` (did you mean "${guess}"?)` : ''}`;
@@ -199,11 +201,14 @@ export function checkSemantics(
     if (l.rate_limit?.requests_per_second !== undefined && l.protocol !== 'http' && l.protocol !== 'auto') {
       report(at('rate_limit', 'requests_per_second'), `"requests_per_second" is for http and auto listeners; a ${l.protocol} listener limits "connections_per_second"`, 'key');
     }
-    if (l.rate_limit?.connections_per_second !== undefined && l.protocol !== 'tcp') {
-      report(at('rate_limit', 'connections_per_second'), `"connections_per_second" is for tcp listeners${l.protocol === 'http' || l.protocol === 'auto' ? '; use "requests_per_second"' : ''}`, 'key');
+    // connections_per_second and max_connections (config/resilience.ts)
+    listenerLimitProblems(l).forEach(([path, message, where]) => report(at(...path), message, where));
+    // Protocol (Wasm filter) listeners over TCP too: the filter then sees the header's source as source.address.
+    if (l.proxy_protocol === true && (l.protocol === 'grpc' || l.transport === 'udp')) {
+      report(at('proxy_protocol'), `"proxy_protocol" is for listeners that accept TCP connections, not ${l.protocol === 'grpc' ? 'grpc API listeners' : 'UDP ones'}`, 'key');
     }
-    if (l.proxy_protocol === true && !['http', 'tcp', 'tls', 'auto'].includes(l.protocol)) {
-      report(at('proxy_protocol'), `"proxy_protocol" is for http, tcp, tls and auto listeners, not ${l.protocol}`, 'key');
+    if (l.access_log !== undefined && l.protocol === 'grpc') {
+      report(at('access_log'), '"access_log" is for listeners Envoy serves; a grpc API listener runs in the gRPC client', 'key');
     }
     if (l.tls !== undefined) {
       if (l.protocol !== 'http' && l.protocol !== 'tcp') {
@@ -247,6 +252,16 @@ export function checkSemantics(
       }
       if (r.timeout !== undefined && l.protocol !== 'http' && l.protocol !== 'auto') {
         report(rt('timeout'), `"timeout" applies only to routes of http listeners`, 'key');
+      }
+      for (const key of ['idle_timeout', 'max_stream_duration'] as const) {
+        if (r[key] !== undefined && l.protocol !== 'http' && l.protocol !== 'auto') {
+          report(rt(key), `"${key}" applies only to routes of http and auto listeners`, 'key');
+        }
+      }
+      // Envoy ignores a route's timeout once it has max_stream_duration (its "new timeouts"):
+      // refuse the pair rather than translate a timeout that would silently do nothing.
+      if (r.timeout !== undefined && r.max_stream_duration !== undefined) {
+        report(rt('timeout'), `a route has "timeout" (request timeout, unary calls) or "max_stream_duration" (streams), not both: Envoy ignores "timeout" on a route with "max_stream_duration"`, 'key');
       }
 
       switch (l.protocol) {

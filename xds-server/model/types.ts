@@ -69,6 +69,14 @@ export interface Route {
   timeout?: DurationMs;
   /** http/auto routes: WebSocket upgrades allowed (Envoy's route upgrade_configs). */
   websocket?: true;
+  /** http/auto routes: a stream with no bytes either way for this long is reset (Envoy's route idle_timeout). */
+  idleTimeout?: DurationMs;
+  /**
+   * http/auto routes: the stream model instead of `timeout` — at most this long
+   * from the request's first byte (0: no limit), or the client's gRPC deadline
+   * (grpc-timeout) when it is shorter. Never together with `timeout`.
+   */
+  maxStreamDuration?: DurationMs;
 }
 
 export interface Listener {
@@ -91,10 +99,14 @@ export interface Listener {
    * the connection there anyway.
    */
   detection?: { tcp: Route; timeout: DurationMs };
-  /** Local rate limit: requests/s on http and auto listeners, connections/s on tcp ones (burst = the rate). */
+  /** Local rate limit: requests/s on http and auto listeners, connections/s on tcp and protocol ones (burst = the rate). */
   rateLimit?: { kind: 'requests' | 'connections'; perSecond: number };
+  /** Open connections at most, per filter chain (Envoy's connection_limit network filter); more are closed at once. */
+  maxConnections?: number;
   /** Accept a PROXY protocol v1 or v2 header first (Envoy's proxy_protocol listener filter). */
   proxyProtocol?: true;
+  /** Where Envoy writes one line per request (http) or per connection (tcp, tls, protocol) or UDP session. */
+  accessLogs?: ReadonlyArray<AccessLog>;
   /** TLS termination (http and tcp listeners); certificates reach Envoy over SDS. */
   tls?: DownstreamTls;
   /** Filter-owned settings (protocol listeners only). */
@@ -105,6 +117,13 @@ export interface Listener {
    * protocol and settings plus the item's id. Translated and checked like this one.
    */
   generated?: ReadonlyArray<Listener>;
+}
+
+/** An access log: Envoy's stdout or stderr, or a file (absolute path on Envoy's machine). */
+export interface AccessLog {
+  to: 'stdout' | 'stderr' | string;
+  /** json: protoplane's JSON fields (docs/config.md); text: Envoy's default format line. */
+  format: 'json' | 'text';
 }
 
 /** Absolute paths of one certificate chain and its key (PEM). */
@@ -127,9 +146,33 @@ export interface DownstreamTls {
   allowedSans?: ReadonlyArray<string>;
 }
 
-export type HealthCheck =
-  | { kind: 'tcp'; interval: DurationMs; timeout: DurationMs; send?: string; expect?: string }
-  | { kind: 'http'; interval: DurationMs; timeout: DurationMs; path: string };
+/**
+ * Thresholds absent: Envoy's defaults as docs/config.md gives them (translate/resilience.ts).
+ * tcp: `send`/`expect` are text, `sendHex`/`expectHex` bytes as hex (one of each pair).
+ * http: `expectedStatuses` absent means 200 only (Envoy's default); ranges are inclusive.
+ */
+export type HealthCheck = (
+  | { kind: 'tcp'; interval: DurationMs; timeout: DurationMs; send?: string; expect?: string; sendHex?: string; expectHex?: string }
+  | { kind: 'http'; interval: DurationMs; timeout: DurationMs; path: string; expectedStatuses?: ReadonlyArray<{ from: number; to: number }> }
+) & { unhealthyThreshold?: number; healthyThreshold?: number };
+
+/** Envoy's outlier detection; absent fields are Envoy's defaults. */
+export interface OutlierDetection {
+  consecutive5xx?: number;
+  /** Set: ejections on consecutive 502/503/504 are enforced (Envoy counts but does not enforce them by default). */
+  consecutiveGatewayFailure?: number;
+  interval?: DurationMs;
+  baseEjectionTime?: DurationMs;
+  maxEjectionPercent?: number;
+}
+
+/** Envoy's circuit breaker thresholds (default priority); absent fields are Envoy's defaults. */
+export interface CircuitBreakers {
+  maxConnections?: number;
+  maxPendingRequests?: number;
+  maxRequests?: number;
+  maxRetries?: number;
+}
 
 export interface Cluster {
   name: string;
@@ -144,6 +187,9 @@ export interface Cluster {
   proxyProtocol?: 'v1' | 'v2';
   /** TLS towards the endpoints; files reach Envoy over SDS like a listener's. */
   tls?: UpstreamTls;
+  /** Passive health: endpoints that keep failing are ejected for a while. */
+  outlierDetection?: OutlierDetection;
+  circuitBreakers?: CircuitBreakers;
 }
 
 export interface UpstreamTls {

@@ -45,7 +45,13 @@ const entryFiles = [
   // local rate limits: requests/s (http, auto) and connections/s (tcp)
   'envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto',
   'envoy/extensions/filters/network/local_ratelimit/v3/local_rate_limit.proto',
+  // connection limits per listener; the Health Discovery Service (server/hds.ts)
+  'envoy/extensions/filters/network/connection_limit/v3/connection_limit.proto',
+  'envoy/service/health/v3/hds.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  // access logs per listener: JSON lines to a file, stdout or stderr
+  'envoy/extensions/access_loggers/file/v3/file.proto',
+  'envoy/extensions/access_loggers/stream/v3/stream.proto',
   'envoy/config/bootstrap/v3/bootstrap.proto',
   'envoy/admin/v3/config_dump.proto',
   'envoy/config/core/v3/extension.proto',

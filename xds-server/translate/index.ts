@@ -1,10 +1,12 @@
 // Model → Envoy resources. Pure and deterministic: the same Mesh always yields
 // byte-identical resources, which is what lets versions be content hashes.
 import { isIP } from 'node:net';
-import type { Cluster, DurationMs, HealthCheck, HttpMatch, Listener, Mesh, Retries, Route, RouteTarget } from '../model/types.ts';
+import type { Cluster, DurationMs, HttpMatch, Listener, Mesh, Retries, Route, RouteTarget } from '../model/types.ts';
 import { toAny } from '../protos/index.ts';
 import { protocolListener, wasmExtensionConfig, type FilterRef } from './filters.ts';
 import { udpListener } from './udp.ts';
+import { circuitBreakers, healthCheck, outlierDetection, withConnectionLimits } from './resilience.ts';
+import { accessLogs } from './access-log.ts';
 import { downstreamTlsSocket, tlsSecrets, upstreamTlsSecrets, upstreamTlsSocket, type TlsFileContents } from './tls.ts';
 import type { EnvoyMessage, Resources, XdsFlavour } from '../model/resources.ts';
 
@@ -85,10 +87,17 @@ export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads', filters: Filt
     }
   }
   // PROXY protocol is read before any other listener filter (it precedes every other byte).
+  const models = mesh.listeners.flatMap((m) => [m, ...(m.generated ?? [])]);
   for (const l of resources.listeners) {
-    const model = mesh.listeners.find((m) => m.name === l['name']);
+    const model = models.find((m) => m.name === l['name']);
     if (model?.proxyProtocol) l['listener_filters'] = [proxyProtocolListenerFilter(), ...((l['listener_filters'] as EnvoyMessage[] | undefined) ?? [])];
   }
+  // Connection limits (connections/s, max_connections) run first in every filter chain.
+  const limitsOf = new Map(mesh.listeners.flatMap((m) => [m, ...(m.generated ?? [])]).map((m) => [m.name, m]));
+  resources.listeners.forEach((l, i) => {
+    const model = limitsOf.get(l['name'] as string);
+    if (model) resources.listeners[i] = withConnectionLimits(l, model);
+  });
   for (const cluster of mesh.clusters) {
     resources.clusters.push(clusterResource(cluster, source));
     if (cluster.tls) resources.secrets.push(...upstreamTlsSecrets(cluster, cluster.tls, tlsFiles));
@@ -110,6 +119,7 @@ function httpConnectionManager(listener: Listener, source: EnvoyMessage) {
       stat_prefix: listener.name,
       codec_type: 'AUTO',
       rds: { config_source: source, route_config_name: listener.name },
+      ...(listener.accessLogs ? { access_log: accessLogs(listener, 'http') } : {}),
       http_filters: [
         ...(listener.rateLimit?.kind === 'requests' ? [httpRateLimitFilter(listener.name, listener.rateLimit.perSecond)] : []),
         { name: 'envoy.filters.http.router', typed_config: toAny('envoy.extensions.filters.http.router.v3.Router', {}) },
@@ -161,7 +171,7 @@ function autoListener(listener: Listener, source: EnvoyMessage): EnvoyMessage {
         filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: httpConnectionManager(listener, source) }],
       },
     ],
-    default_filter_chain: { name: 'tcp', filters: [tcpProxyFilter(listener.name, detection.tcp)] },
+    default_filter_chain: { name: 'tcp', filters: [tcpProxyFilter(listener.name, detection.tcp, accessLogs(listener, 'tcp'))] },
   };
 }
 
@@ -175,10 +185,11 @@ function apiListener(listener: Listener, source: EnvoyMessage): EnvoyMessage {
   return { name: listener.name, api_listener: { api_listener: httpConnectionManager(listener, source) } };
 }
 
-/** tcp_proxy towards a route's target; a route timeout becomes the idle timeout. */
-function tcpProxyFilter(statPrefix: string, route: Route): EnvoyMessage {
+/** tcp_proxy towards a route's target; a route timeout becomes the idle timeout. `logs`: one line per connection. */
+function tcpProxyFilter(statPrefix: string, route: Route, logs: EnvoyMessage[] = []): EnvoyMessage {
   const config: EnvoyMessage = { stat_prefix: statPrefix, ...tcpTarget(route.target) };
   if (route.timeout !== undefined) config.idle_timeout = duration(route.timeout);
+  if (logs.length > 0) config.access_log = logs;
   return {
     name: 'envoy.filters.network.tcp_proxy',
     typed_config: toAny('envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', config),
@@ -209,22 +220,10 @@ function httpRateLimitFilter(statPrefix: string, perSecond: number): EnvoyMessag
   };
 }
 
-/** Connections over the rate are closed at once. */
-function connectionRateLimitFilter(statPrefix: string, perSecond: number): EnvoyMessage {
-  return {
-    name: 'envoy.filters.network.local_ratelimit',
-    typed_config: toAny('envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit', {
-      stat_prefix: statPrefix,
-      token_bucket: tokenBucket(perSecond),
-    }),
-  };
-}
-
 function tcpListener(listener: Listener, source: EnvoyMessage): EnvoyMessage {
   const route = listener.routes[0];
   if (!route) throw new Error(`listener ${listener.name}: tcp listener without a route`);
-  const limit = listener.rateLimit?.kind === 'connections' ? [connectionRateLimitFilter(listener.name, listener.rateLimit.perSecond)] : [];
-  return { ...listenerBase(listener), filter_chains: [chain(listener, source, [...limit, tcpProxyFilter(listener.name, route)])] };
+  return { ...listenerBase(listener), filter_chains: [chain(listener, source, [tcpProxyFilter(listener.name, route, accessLogs(listener, 'tcp'))])] };
 }
 
 function tlsPassthroughListener(listener: Listener): EnvoyMessage {
@@ -244,10 +243,10 @@ function tlsPassthroughListener(listener: Listener): EnvoyMessage {
       chains.push({
         name: route.match.sni,
         filter_chain_match: { server_names: [route.match.sni] },
-        filters: [tcpProxyFilter(listener.name, route)],
+        filters: [tcpProxyFilter(listener.name, route, accessLogs(listener, 'tcp'))],
       });
     } else {
-      resource.default_filter_chain = { name: 'default', filters: [tcpProxyFilter(listener.name, route)] };
+      resource.default_filter_chain = { name: 'default', filters: [tcpProxyFilter(listener.name, route, accessLogs(listener, 'tcp'))] };
     }
   }
   resource.filter_chains = chains;
@@ -324,6 +323,11 @@ function httpRoute(route: Route, retries: RetriesByCluster): EnvoyMessage {
           },
         };
   if (route.timeout !== undefined) action.timeout = duration(route.timeout);
+  if (route.idleTimeout !== undefined) action.idle_timeout = duration(route.idleTimeout);
+  if (route.maxStreamDuration !== undefined) {
+    // A client's grpc-timeout header (its deadline) wins when shorter; 0 = no cap on it.
+    action.max_stream_duration = { max_stream_duration: duration(route.maxStreamDuration), grpc_timeout_header_max: duration(route.maxStreamDuration) };
+  }
   // Per route: Envoy lets a route enable an upgrade the connection manager does not list.
   if (route.websocket) action.upgrade_configs = [{ upgrade_type: 'websocket' }];
   const retry = retryPolicy(route.target, retries);
@@ -366,29 +370,13 @@ function clusterResource(cluster: Cluster, source: EnvoyMessage): EnvoyMessage {
       ),
     };
   }
-  if (cluster.healthCheck) resource.health_checks = [healthCheck(cluster.healthCheck)];
+  if (cluster.healthCheck) resource.health_checks = [healthCheck(cluster.healthCheck, cluster.http2)];
+  if (cluster.outlierDetection) resource.outlier_detection = outlierDetection(cluster.outlierDetection);
+  if (cluster.circuitBreakers) resource.circuit_breakers = circuitBreakers(cluster.circuitBreakers);
   const inner = cluster.tls ? upstreamTlsSocket(cluster, cluster.tls, source) : undefined;
   if (cluster.proxyProtocol) resource.transport_socket = upstreamProxyProtocolSocket(cluster.proxyProtocol, inner);
   else if (inner) resource.transport_socket = inner;
   return resource;
-}
-
-function hex(text: string): string {
-  return Buffer.from(text, 'utf8').toString('hex');
-}
-
-function healthCheck(check: HealthCheck): EnvoyMessage {
-  const base: EnvoyMessage = {
-    timeout: duration(check.timeout),
-    interval: duration(check.interval),
-    unhealthy_threshold: { value: 2 },
-    healthy_threshold: { value: 1 },
-  };
-  if (check.kind === 'http') return { ...base, http_health_check: { path: check.path } };
-  const tcp: EnvoyMessage = {};
-  if (check.send !== undefined) tcp.send = { text: hex(check.send) };
-  if (check.expect !== undefined) tcp.receive = [{ text: hex(check.expect) }];
-  return { ...base, tcp_health_check: tcp };
 }
 
 function loadAssignment(cluster: Cluster): EnvoyMessage {
