@@ -114,7 +114,10 @@ export function upstreamTlsSocket(cluster: Cluster, tls: UpstreamTls, source: En
       validation_context_sds_secret_config: { name: clusterCaSecretName(cluster.name), sds_config: source },
     };
   }
-  if (tls.alpn !== undefined) common.alpn_protocols = [...tls.alpn];
+  // An http2 cluster offers h2 unless told otherwise: Envoy sends no ALPN by default, and a
+  // TLS gRPC server may refuse that (grpc-js, i.e. Node's HTTP/2 server: 403 "Missing ALPN Protocol").
+  const alpn = tls.alpn ?? (cluster.http2 ? ['h2'] : undefined);
+  if (alpn !== undefined) common.alpn_protocols = [...alpn];
   const context: EnvoyMessage = { common_tls_context: common };
   if (tls.sni !== undefined) context.sni = tls.sni;
   return {
