@@ -6,11 +6,11 @@
 // with the generated walkers, applies policy, rewrites broker addresses and
 // counts. Pure apart from the clock (passed in) and counters (through Stats).
 import { Codec, Frame, Verdict } from "../sdk/stream";
-import { MatchInput } from "../sdk/match";
+import { MatchInput, StringMatcher } from "../sdk/match";
 import { jsonQuote } from "../sdk/json";
 import { ATTR_CLIENT_ID, AclRule, Config } from "./config";
 import {
-  CLUSTER_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+  CLUSTER_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED, MESSAGE_TOO_LARGE, POLICY_VIOLATION, TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
   TopicRef, defaultRefusal, fetchRefusal, placeholderRequest, produceRefusal, refusedCount, writeFetchTopics, writeProduceTopics,
 } from "./encode";
 import { API_NAME } from "./gen/apis";
@@ -18,8 +18,10 @@ import { hasRequestWalker, hasResponseWalker, walkRequest, walkResponse } from "
 import { Reader } from "./reader";
 import { BrokerRef, RequestSink, ResponseSink } from "./sinks";
 import { Stats } from "./stats";
+import { RUN_BAD, RUN_END, RUN_NEED_MORE, RUN_RECORDS, SE_END, StreamSink, StreamWalk, streamProgram } from "./stream";
+import { SE_ACKS, SE_BROKER, SE_ERROR_CODE, SE_PARTITION_INDEX, SE_TOPIC, SE_TOPIC_ID, SE_TOPIC_NAME } from "./gen/streams";
 import {
-  API_DESCRIBE_CLUSTER, API_FETCH, API_FIND_COORDINATOR, API_METADATA, API_PRODUCE, API_SASL_AUTHENTICATE, API_SASL_HANDSHAKE, API_VERSIONS,
+  API_DESCRIBE_CLUSTER, API_FETCH, API_FIND_COORDINATOR, API_METADATA, API_PRODUCE, API_SASL_AUTHENTICATE, API_SASL_HANDSHAKE, API_SHARE_FETCH, API_VERSIONS,
   HDR_BAD, HDR_NEED_MORE, RequestHeader, Writer, be16, be32, parseRequestHeader, requestIsFlexible, responseBodyAt, responseHeaderVersion,
   responseIsFlexible, uvarintSize,
 } from "./wire";
@@ -28,11 +30,25 @@ import {
 const UNSUPPORTED_VERSION: i32 = 35;
 
 /**
- * Fetch responses up to this size are read whole for topic metrics (bytes,
- * batches and records per prefix); larger ones pass unread and count in
- * fetch.unmetered_responses. Holding a response delays it until it is whole.
+ * The most the filter holds of a message it walks in windows between two
+ * records fields (topic and partition headers, aborted transactions): a
+ * longer stretch ends the walk (see Segments.rest).
  */
-const FETCH_METRICS_MAX_BYTES: i32 = 1 << 20;
+const SEGMENT_HEAD_MAX: i32 = 65536;
+/** A record batch (magic 2) header up to its record count: baseOffset .. recordsCount. */
+const BATCH_HEAD: i32 = 61;
+/** A raw SASL token (after SaslHandshake v0) the filter reads whole to take the PLAIN user. */
+const SASL_TOKEN_MAX: i32 = 65536;
+
+/** Why a message is walked in windows. */
+const SEG_FETCH: i32 = 1;
+const SEG_SHARE_FETCH: i32 = 2;
+const SEG_PRODUCE_TOO_LARGE: i32 = 3;
+/** What the current window of such a message is. */
+const WIN_PROGRAM: i32 = 0;
+const WIN_RECORDS: i32 = 1;
+const WIN_BATCH: i32 = 2;
+const WIN_REST: i32 = 3;
 
 /** A request the broker (or the filter) still owes an answer to. */
 class InFlight {
@@ -63,6 +79,133 @@ function uuidKey(p: usize): string {
 
 function text(p: usize, len: i32): string {
   return len <= 0 ? "" : String.UTF8.decodeUnsafe(p, <usize>len);
+}
+
+/**
+ * One direction's message that is walked in windows instead of held whole:
+ * a Fetch response metered per topic prefix, a ShareFetch response too
+ * large to hold, an oversize Produce request the filter answers. The layer
+ * sees each window as a frame (measure/onFrame): the stretch of fields up to
+ * the next records field (walked by the generated program), then the
+ * records, batch by batch when counted (only each batch's head is read),
+ * else in one window that passes or drops unread.
+ */
+class Segments extends StreamSink {
+  active: bool = false;
+  purpose: i32 = 0;
+  readonly walk: StreamWalk = new StreamWalk();
+  readonly scratch: StreamWalk = new StreamWalk();
+  /** Bytes of the message from the current window's start to its end. */
+  frameLeft: i64 = 0;
+  /** Bytes of the records field still to come (0: a program stretch is next). */
+  recordsLeft: i64 = 0;
+  /** What measure() found for onFrame(): the window's kind, and for a batch its record count. */
+  window: i32 = WIN_PROGRAM;
+  batchRecords: i64 = 0;
+  batchCounted: bool = false;
+  /** The message's request: key, version, correlation id. */
+  key: i16 = 0;
+  version: i16 = 0;
+  correlationId: i32 = 0;
+  /** The window's first byte, while its events are reported. */
+  base: usize = 0;
+  /** A stretch longer than SEGMENT_HEAD_MAX ended the walk: the rest passed (or dropped) unread. */
+  cut: bool = false;
+
+  // Fetch: per topic, the topic_metrics prefixes its name matches (bit i = prefix i) and what its records carried
+  prefixes: StringMatcher[] = [];
+  topicMask: u64 = 0;
+  bytes: i64 = 0;
+  batches: i32 = 0;
+  records: i64 = 0;
+  stats: Stats | null = null;
+  /** ShareFetch: leader addresses (NodeEndpoints) in a response too large to rewrite. */
+  brokers: i32 = 0;
+
+  // Produce: acks, and the topics and partitions to answer (names copied: their windows are gone by then)
+  acks: i32 = -1;
+  readonly names: Writer = new Writer();
+  topics: TopicRef[] = [];
+  private topic: TopicRef | null = null;
+
+  begin(purpose: i32, program: i32, key: i16, version: i16, correlationId: i32): void {
+    this.active = true;
+    this.purpose = purpose;
+    this.walk.start(program);
+    this.key = key;
+    this.version = version;
+    this.correlationId = correlationId;
+    this.recordsLeft = 0;
+    this.cut = false;
+    this.topicMask = 0;
+    this.brokers = 0;
+    this.acks = -1;
+    this.names.reset();
+    this.topics.length = 0;
+    this.topic = null;
+  }
+
+  on(event: i32, pos: i32, len: i32, value: i64): void {
+    const p = this.base + <usize>pos;
+    if (event == SE_ERROR_CODE) { if (value != 0) this.stats!.errorCode(<i32>value); return; }
+    if (this.purpose == SEG_PRODUCE_TOO_LARGE) {
+      if (event == SE_ACKS) this.acks = <i32>value;
+      else if (event == SE_TOPIC) {
+        const t = new TopicRef();
+        t.allowed = false;
+        this.topics.push(t);
+        this.topic = t;
+      } else if (event == SE_TOPIC_NAME && this.topic != null && len >= 0) {
+        this.topic!.nameAt = this.names.len;
+        this.topic!.nameLen = len;
+        this.names.bytes(p, len);
+      } else if (event == SE_TOPIC_ID && this.topic != null) {
+        this.topic!.idAt = this.names.len;
+        this.names.bytes(p, 16);
+      } else if (event == SE_PARTITION_INDEX && this.topic != null) this.topic!.partitions.push(<i32>value);
+      return;
+    }
+    if (event == SE_TOPIC) {
+      this.topicMask = 0;
+      this.bytes = 0;
+      this.batches = 0;
+      this.records = 0;
+    } else if (event == SE_TOPIC_NAME) {
+      if (len > 0) this.matchTopic(p, len);
+    } else if (event == SE_TOPIC_ID) {
+      const key = uuidKey(p);
+      if (topicNames.has(key)) {
+        const b = String.UTF8.encode(topicNames.get(key));
+        this.matchTopic(changetype<usize>(b), b.byteLength);
+      }
+    } else if (event == (SE_TOPIC | SE_END)) {
+      this.flushTopic();
+    } else if (event == SE_BROKER) {
+      this.brokers++;
+    }
+  }
+
+  private matchTopic(p: usize, len: i32): void {
+    const prefixes = this.prefixes;
+    let mask: u64 = 0;
+    for (let i = 0; i < prefixes.length; i++) if (unchecked(prefixes[i]).matches(p, <usize>len)) mask |= (<u64>1) << <u64>i;
+    this.topicMask = mask;
+  }
+
+  private flushTopic(): void {
+    let mask = this.topicMask;
+    if (mask == 0 || this.purpose != SEG_FETCH) return;
+    for (let i = 0; mask != 0; i++, mask >>= 1) {
+      if ((mask & 1) != 0) this.stats!.topicFetched(i, this.bytes, this.batches, this.records);
+    }
+    this.topicMask = 0;
+  }
+
+  /** A records field's bytes (and, when counted, a batch) of the current topic. */
+  countRecords(bytes: i64, batch: bool, records: i64): void {
+    this.bytes += bytes;
+    if (batch) { this.batches++; this.records += records; }
+  }
 }
 
 /** The first rule that matches decides; none: the default. */
@@ -107,12 +250,30 @@ export class KafkaCodec extends Codec {
   clientId: Uint8Array | null = null;
   user: Uint8Array | null = null;
   private mechanismPlain: bool = false;
-  /** After a SaslHandshake v0, the SASL tokens that follow are raw size-prefixed frames: the connection goes on unparsed. */
+  /** The SaslHandshake's mechanism, for the raw exchange a v0 handshake starts. */
+  private mechanism: string = "";
+  /**
+   * After a SaslHandshake v0, raw size-prefixed SASL tokens without Kafka
+   * headers follow: `saslClientTokens` more from the client, each answered
+   * by one raw token from the broker (`saslServerTokens` owed), then Kafka
+   * framing resumes. A mechanism whose exchange length is unknown (GSSAPI)
+   * leaves the connection unparsed from there on (`opaque`).
+   */
+  private saslClientTokens: i32 = 0;
+  private saslServerTokens: i32 = 0;
   private opaque: bool = false;
   private handshakeV0: bool = false;
   // what measure() found, for onFrame()
   private bodyAt: i32 = 0;
   private whole: bool = false;
+  /** The request is over limits.max_request_bytes: answered by the filter, its body skipped unread. */
+  private tooLarge: bool = false;
+  /** The frame is the first window of a message walked in windows (SEG_*; 0 none), and how long that window is. */
+  private segmentStart: i32 = 0;
+  private segmentProgram: i32 = -1;
+  /** Messages walked in windows, per direction. */
+  private readonly segDown: Segments = new Segments();
+  private readonly segUp: Segments = new Segments();
 
   constructor(readonly config: Config, readonly stats: Stats) {
     super();
@@ -126,23 +287,110 @@ export class KafkaCodec extends Codec {
     this.headWindow = 64;
     this.frameNoun = "frames";
     this.serverNoun = "broker";
+    this.segUp.prefixes = config.topicMetrics;
+    this.segUp.stats = stats;
+    this.segDown.stats = stats;
   }
 
   // ------------------------------------------------------------------ framing
 
   measure(frame: Frame): i64 {
     const avail = <i32>min<usize>(frame.avail, 0x7fffffff);
+    const fromClient = frame.fromClient;
+    this.segmentStart = 0;
+    const seg = fromClient ? this.segDown : this.segUp;
+    if (seg.active) return this.measureWindow(frame, seg, avail);
     if (avail < 4) return 4;
     const p = frame.ptr;
     const size = be32(p);
-    const fromClient = frame.fromClient;
     // raw SASL tokens (after a SaslHandshake v0) may be empty: only their size prefix is checked
-    const smallest: i32 = this.opaque ? 0 : fromClient ? 8 : 4;
+    const raw = this.opaque || (fromClient ? this.saslClientTokens > 0 : this.saslServerTokens > 0);
+    const smallest: i32 = raw ? 0 : fromClient ? 8 : 4;
     if (size < smallest || size > 0x7ffffffb) return this.bad(frame, "bad_size", "frame size " + size.toString() + " is not a valid Kafka frame size");
     frame.length = <u64>size + 4;
-    if (this.opaque) { this.whole = false; return 4; }
+    this.tooLarge = false;
+    if (raw) {
+      this.whole = false;
+      // a PLAIN token is read whole for its user name
+      if (fromClient && this.saslClientTokens > 0 && this.mechanismPlain) {
+        if (size > SASL_TOKEN_MAX) return this.bad(frame, "bad_size", "SASL PLAIN token of " + size.toString() + " bytes");
+        this.whole = true;
+        return <i64>size + 4;
+      }
+      return 4;
+    }
     if (fromClient) return this.measureRequest(frame, p, size, avail);
     return this.measureResponse(frame, p, size, avail);
+  }
+
+  /**
+   * The first window of a message walked in windows: from the frame's start
+   * to its first records field (or its end). -1: that stretch is longer than
+   * the filter holds (the message is then not walked); 0: bad bytes.
+   */
+  private firstWindow(frame: Frame, seg: Segments, program: i32, p: usize, at: i32, size: i32, avail: i32): i64 {
+    const w = seg.scratch;
+    w.start(program);
+    const r = w.run(p, at, avail, <i64>size + 4, null);
+    if (r == RUN_NEED_MORE) {
+      if (avail >= SEGMENT_HEAD_MAX) return -1;
+      return min<i64>(this.more(frame, avail, size), SEGMENT_HEAD_MAX);
+    }
+    if (r == RUN_BAD) return 0;
+    if (r == RUN_END && w.pos != size + 4) return 0;
+    frame.length = <u64>w.pos;
+    return <i64>w.pos;
+  }
+
+  /** A later window of a message walked in windows (see Segments). */
+  private measureWindow(frame: Frame, seg: Segments, avail: i32): i64 {
+    const p = frame.ptr;
+    if (seg.recordsLeft > 0) {
+      const left = seg.recordsLeft;
+      seg.batchCounted = false;
+      if (seg.purpose != SEG_FETCH || seg.cut) {
+        seg.window = WIN_RECORDS;
+        frame.length = <u64>left;
+        return 0;
+      }
+      // one batch per window: its size at 8, magic at 16, record count at 57 (magic 2); a partial last batch is not counted
+      seg.window = WIN_BATCH;
+      if (left < 17) { frame.length = <u64>left; return 0; }
+      if (avail < 17) return 17;
+      const size = be32(p + 8);
+      if (size < 5 || <i64>size + 12 > left) { frame.length = <u64>left; return 17; }
+      frame.length = <u64>size + 12;
+      const magic = load<u8>(p + 16);
+      seg.batchCounted = true;
+      if (magic < 2) { seg.batchRecords = size >= 6 ? 1 : 0; return 17; }
+      if (size < 49) { seg.batchRecords = 0; return 17; }
+      if (avail < BATCH_HEAD) return BATCH_HEAD;
+      seg.batchRecords = <i64>be32(p + 57);
+      return BATCH_HEAD;
+    }
+    if (seg.cut) {
+      seg.window = WIN_REST;
+      frame.length = <u64>seg.frameLeft;
+      return 0;
+    }
+    seg.window = WIN_PROGRAM;
+    const w = seg.scratch;
+    w.copyFrom(seg.walk);
+    const r = w.run(p, 0, avail, seg.frameLeft, null);
+    if (r == RUN_NEED_MORE) {
+      if (avail < SEGMENT_HEAD_MAX) return <i64>min<i64>(seg.frameLeft, <i64>max(avail * 2, avail + 64));
+      // a stretch longer than the filter holds: the rest of the message goes on (or is dropped) unread
+      seg.cut = true;
+      seg.window = WIN_REST;
+      frame.length = <u64>seg.frameLeft;
+      return 0;
+    }
+    if (r == RUN_BAD || (r == RUN_END && <i64>w.pos != seg.frameLeft)) {
+      this.stats.closed("malformed_body");
+      return frame.reject(Verdict.close(API_NAME[seg.key] + " v" + seg.version.toString() + " " + (frame.fromClient ? "request" : "response") + " body does not parse (walked in windows)"));
+    }
+    frame.length = <u64>w.pos;
+    return <i64>w.pos;
   }
 
   private bad(frame: Frame, reason: string, detail: string): i64 {
@@ -156,14 +404,28 @@ export class KafkaCodec extends Codec {
   }
 
   private measureRequest(frame: Frame, p: usize, size: i32, avail: i32): i64 {
-    if (size > this.config.maxRequestBytes) {
-      return this.bad(frame, "request_too_large", "request of " + size.toString() + " bytes is over limits.max_request_bytes (" + this.config.maxRequestBytes.toString() + ")");
-    }
     const h = this.header;
     const r = parseRequestHeader(p, size, avail, h);
     if (r == HDR_NEED_MORE) return this.more(frame, avail, size);
     if (r == HDR_BAD) return this.bad(frame, "truncated_header", "request header does not fit its frame (size " + size.toString() + ")");
     this.bodyAt = h.bodyAt;
+    if (size > this.config.maxRequestBytes && !this.denied(h.key)) {
+      // answered by the filter from what it reads before the records (a Produce's topics and partitions) or from the header; the rest is dropped unread
+      this.tooLarge = true;
+      this.whole = false;
+      if (h.key == API_PRODUCE && h.known) {
+        const program = streamProgram(h.key, h.version, false);
+        const need = this.firstWindow(frame, this.segDown, program, p, h.bodyAt, size, avail);
+        if (need == 0) return this.bad(frame, "malformed_body", "Produce v" + h.version.toString() + " request body does not parse (walked in windows)");
+        if (need > 0) {
+          this.segmentStart = SEG_PRODUCE_TOO_LARGE;
+          this.segmentProgram = program;
+          return need;
+        }
+        frame.length = <u64>size + 4;
+      }
+      return <i64>h.bodyAt;
+    }
     // bodies are read whole where the filter needs them; a refused key's body is never read
     this.whole = h.known && hasRequestWalker(h.key) && !this.denied(h.key);
     return this.whole ? <i64>size + 4 : <i64>h.bodyAt;
@@ -192,6 +454,20 @@ export class KafkaCodec extends Codec {
     if (at < 0) return this.bad(frame, "truncated_header", "response header does not fit its frame (size " + size.toString() + ")");
     this.bodyAt = at;
     this.whole = this.readsResponse(e, size);
+    // walked in windows: Fetch responses for topic metrics, ShareFetch responses too large to hold for rewriting
+    const purpose = this.windowed(e, size);
+    if (purpose != 0) {
+      const program = streamProgram(e.key, e.version, true);
+      const need = program < 0 ? -1 : this.firstWindow(frame, this.segUp, program, p, at, size, avail);
+      if (need == 0) return this.bad(frame, "malformed_body", API_NAME[e.key] + " v" + e.version.toString() + " response body does not parse (walked in windows)");
+      if (need > 0) {
+        this.segmentStart = purpose;
+        this.segmentProgram = program;
+        return need;
+      }
+      frame.length = <u64>size + 4;
+      return <i64>at;
+    }
     if (this.whole && size > this.config.maxResponseBytes) {
       return this.bad(frame, "response_too_large", API_NAME[e.key] + " response of " + size.toString() + " bytes is over limits.max_response_bytes (" + this.config.maxResponseBytes.toString() + ")");
     }
@@ -200,13 +476,20 @@ export class KafkaCodec extends Codec {
 
   /** Responses read whole: every one with a walker except Fetch (records can be megabytes), which only a partial refusal makes the filter read. */
   private readsResponse(e: InFlight, size: i32): bool {
-    // Fetch: for a partly refused request (to add the refusals), and for topic metrics when small enough to hold
-    if (e.key == API_FETCH) {
-      return e.merge != null || (this.config.topicMetrics.length > 0 && size <= min(FETCH_METRICS_MAX_BYTES, this.config.maxResponseBytes));
-    }
+    // Fetch: for a partly refused request (to add the refusals)
+    if (e.key == API_FETCH) return e.merge != null;
+    // ShareFetch: for the leader addresses (NodeEndpoints) when rewriting, when small enough to hold
+    if (e.key == API_SHARE_FETCH) return this.config.rewrites && size <= this.config.maxResponseBytes;
     // ApiVersions: only when the filter lowers versions in it (it lists every key: the longest of the small bodies)
     if (e.key == API_VERSIONS) return this.capsVersions;
     return hasResponseWalker(e.key);
+  }
+
+  /** Why a response is walked in windows (SEG_*), or 0: Fetch for topic metrics, ShareFetch too large to hold while rewriting. */
+  private windowed(e: InFlight, size: i32): i32 {
+    if (e.key == API_FETCH) return e.merge == null && this.config.topicMetrics.length > 0 ? SEG_FETCH : 0;
+    if (e.key == API_SHARE_FETCH) return this.config.rewrites && size > this.config.maxResponseBytes ? SEG_SHARE_FETCH : 0;
+    return 0;
   }
 
   /** Whether ApiVersions responses get Produce/Fetch capped (see capVersions). */
@@ -218,8 +501,101 @@ export class KafkaCodec extends Codec {
   // ------------------------------------------------------------------ frames
 
   onFrame(frame: Frame): Verdict {
+    const fromClient = frame.fromClient;
+    const seg = fromClient ? this.segDown : this.segUp;
+    if (seg.active) return this.onWindow(frame, seg);
     if (this.opaque) return Verdict.forward();
-    return frame.fromClient ? this.onRequest(frame) : this.onResponse(frame);
+    if (fromClient ? this.saslClientTokens > 0 : this.saslServerTokens > 0) return this.onSaslToken(frame);
+    return fromClient ? this.onRequest(frame) : this.onResponse(frame);
+  }
+
+  // ------------------------------------------------------------------ messages walked in windows
+
+  /** Starts walking a message in windows with the frame's first window (the header ends at `bodyAt`). */
+  private startWindows(frame: Frame, seg: Segments, purpose: i32, key: i16, version: i16, correlationId: i32): void {
+    seg.begin(purpose, this.segmentProgram, key, version, correlationId);
+    seg.frameLeft = <i64>be32(frame.ptr) + 4;
+    this.walkWindow(frame, seg, this.bodyAt);
+  }
+
+  /** Walks the current window from `from` with events (measure() saw the same bytes reach a records field or the end). */
+  private walkWindow(frame: Frame, seg: Segments, from: i32): void {
+    const len = <i32>frame.length;
+    seg.base = frame.ptr;
+    const r = seg.walk.run(frame.ptr, from, len, seg.frameLeft, seg);
+    if (r == RUN_RECORDS) {
+      seg.recordsLeft = <i64>seg.walk.records;
+      seg.bytes += <i64>seg.walk.records;
+    }
+    seg.frameLeft -= <i64>len;
+  }
+
+  private onWindow(frame: Frame, seg: Segments): Verdict {
+    const len = <i64>frame.length;
+    const kind = seg.window;
+    if (kind == WIN_PROGRAM) this.walkWindow(frame, seg, 0);
+    else if (kind == WIN_REST) { seg.frameLeft = 0; seg.recordsLeft = 0; }
+    else {
+      if (kind == WIN_BATCH && seg.batchCounted) seg.countRecords(0, true, seg.batchRecords);
+      seg.recordsLeft -= len;
+      seg.frameLeft -= len;
+    }
+    if (seg.frameLeft == 0) return this.endWindows(frame, seg);
+    return seg.purpose == SEG_PRODUCE_TOO_LARGE ? Verdict.drop() : Verdict.forward();
+  }
+
+  /** The last window of a message walked in windows. */
+  private endWindows(frame: Frame, seg: Segments): Verdict {
+    seg.active = false;
+    // a message ending right after a records field: the walk must be done too (closing arrays, no fields left)
+    if (!seg.cut && seg.walk.run(frame.ptr, 0, 0, 0, seg) != RUN_END) {
+      this.stats.closed("malformed_body");
+      return Verdict.close(API_NAME[seg.key] + " v" + seg.version.toString() + " body ends early (walked in windows)");
+    }
+    if (seg.purpose == SEG_FETCH) {
+      if (seg.cut) this.stats.unmeteredFetch();
+      return Verdict.forward();
+    }
+    if (seg.purpose == SEG_SHARE_FETCH) {
+      if (seg.brokers > 0 || seg.cut) this.unrewritten(seg);
+      return Verdict.forward();
+    }
+    // an oversize Produce: every partition gets MESSAGE_TOO_LARGE (acks=0: nothing is owed)
+    if (seg.acks == 0) return Verdict.drop();
+    this.pushEntry(seg.key, seg.version, seg.correlationId, true, true);
+    const answer = produceRefusal(changetype<usize>(seg.names.buf), seg.version, seg.correlationId, seg.topics, MESSAGE_TOO_LARGE);
+    return Verdict.reply(answer, placeholderRequest(seg.correlationId));
+  }
+
+  /** A ShareFetch response too large to hold named leaders (or could not be walked): their addresses went on unrewritten. */
+  private unrewritten(seg: Segments): void {
+    this.stats.unrewritten();
+    this.conn.note = "a ShareFetch response over limits.max_response_bytes named leader addresses the filter could not rewrite";
+    if (this.stats.firstUnrewritten()) {
+      this.stats.logError("kafka: a ShareFetch response of over limits.max_response_bytes (" + this.config.maxResponseBytes.toString() +
+        ") carried leader addresses (NodeEndpoints) that passed unrewritten; raise limits.max_response_bytes or lower the share consumers' fetch.max.bytes");
+    }
+  }
+
+  // ------------------------------------------------------------------ raw SASL tokens (after SaslHandshake v0)
+
+  private onSaslToken(frame: Frame): Verdict {
+    if (frame.fromClient) {
+      this.saslClientTokens--;
+      this.saslServerTokens++;
+      const size = be32(frame.ptr);
+      if (this.mechanismPlain && this.whole) this.takePlainUser(frame.ptr + 4, size);
+      this.stats.saslToken();
+      if (frame.logging) {
+        const rec = frame.record("sasl_token").int("size", <i64>size + 4).str("mechanism", this.mechanism);
+        if (this.mechanismPlain && this.user != null) rec.str("user", String.UTF8.decode(this.user!.buffer));
+        rec.emit();
+      }
+    } else {
+      this.saslServerTokens--;
+      if (frame.logging) frame.record("sasl_token").int("size", <i64>be32(frame.ptr) + 4).str("mechanism", this.mechanism).emit();
+    }
+    return Verdict.forward();
   }
 
   private onRequest(frame: Frame): Verdict {
@@ -254,6 +630,7 @@ export class KafkaCodec extends Codec {
       this.log(frame, h, "refuse", "api_key");
       return Verdict.reply(reply, placeholderRequest(h.correlationId));
     }
+    if (this.tooLarge) return this.refuseTooLarge(frame, h);
     if (!this.whole) {
       this.push(h, false);
       frame.expectAnswer();
@@ -274,7 +651,8 @@ export class KafkaCodec extends Codec {
     if (h.key == API_FETCH) return this.fetch(frame, h);
     if (h.key == API_SASL_HANDSHAKE) {
       const m = s.mechanism;
-      this.mechanismPlain = m.len == 5 && String.UTF8.decodeUnsafe(p + <usize>m.at, 5) == "PLAIN";
+      this.mechanism = m.len > 0 && m.len <= 64 ? String.UTF8.decodeUnsafe(p + <usize>m.at, <usize>m.len) : "";
+      this.mechanismPlain = this.mechanism == "PLAIN";
       this.handshakeV0 = h.version == 0;
     } else if (h.key == API_SASL_AUTHENTICATE && this.mechanismPlain && s.auth.len > 0) {
       this.takePlainUser(p + <usize>s.auth.at, s.auth.len);
@@ -283,6 +661,34 @@ export class KafkaCodec extends Codec {
     frame.expectAnswer();
     this.log(frame, h, "forward", "");
     return Verdict.forward();
+  }
+
+  /**
+   * A request over limits.max_request_bytes gets Kafka's own answer and its
+   * body is dropped unread: a Produce MESSAGE_TOO_LARGE for every partition
+   * (walked in windows: its topics and partitions sit between the records),
+   * any other API its default response with POLICY_VIOLATION.
+   */
+  private refuseTooLarge(frame: Frame, h: RequestHeader): Verdict {
+    this.stats.refused("request_too_large");
+    const limit = " bytes is over limits.max_request_bytes (" + this.config.maxRequestBytes.toString() + ")";
+    if (this.segmentStart == SEG_PRODUCE_TOO_LARGE) {
+      const seg = this.segDown;
+      this.startWindows(frame, seg, SEG_PRODUCE_TOO_LARGE, h.key, h.version, h.correlationId);
+      this.log(frame, h, seg.acks == 0 ? "drop" : "refuse", "request_too_large");
+      if (seg.frameLeft == 0) return this.endWindows(frame, seg);
+      return Verdict.drop();
+    }
+    // a Produce whose topics lie past what the filter holds: without acks it cannot tell whether an answer is owed
+    let reply: ArrayBuffer | null = null;
+    if (h.key != API_PRODUCE) reply = defaultRefusal(h.key, h.version, h.correlationId, POLICY_VIOLATION);
+    if (reply == null) {
+      this.stats.closed("request_too_large");
+      return Verdict.close((h.known ? API_NAME[h.key] : "API key " + h.key.toString()) + " request of " + (be32(frame.ptr) + 4).toString() + limit);
+    }
+    this.push(h, true);
+    this.log(frame, h, "refuse", "request_too_large");
+    return Verdict.reply(reply!, placeholderRequest(h.correlationId));
   }
 
   /** SASL PLAIN: authzid NUL authcid NUL password; the user is authcid. */
@@ -310,11 +716,15 @@ export class KafkaCodec extends Codec {
   }
 
   private push(h: RequestHeader, refused: bool): InFlight {
+    return this.pushEntry(h.key, h.version, h.correlationId, h.known, refused);
+  }
+
+  private pushEntry(key: i16, version: i16, correlationId: i32, known: bool, refused: bool): InFlight {
     const e = this.pool.length > 0 ? this.pool.pop() : new InFlight();
-    e.correlationId = h.correlationId;
-    e.key = h.key;
-    e.version = h.version;
-    e.known = h.known;
+    e.correlationId = correlationId;
+    e.key = key;
+    e.version = version;
+    e.known = known;
     e.refused = refused;
     e.merge = null;
     e.mergeCount = 0;
@@ -485,6 +895,13 @@ export class KafkaCodec extends Codec {
       this.logResponse(frame, e, "refusal");
       return Verdict.replace(answer);
     }
+    if (this.segmentStart != 0) {
+      const seg = this.segUp;
+      this.logResponse(frame, e, "forward");
+      this.startWindows(frame, seg, this.segmentStart, e.key, e.version, e.correlationId);
+      if (seg.frameLeft == 0) return this.endWindows(frame, seg);
+      return Verdict.forward();
+    }
     if (!this.whole) {
       if (e.key == API_FETCH && this.config.topicMetrics.length > 0) stats.unmeteredFetch();
       this.logResponse(frame, e, "forward");
@@ -510,9 +927,14 @@ export class KafkaCodec extends Codec {
     if (e.key == API_METADATA) this.learnTopicIds(p);
     if (e.key == API_FETCH) this.countFetched(p);
     if (e.key == API_SASL_HANDSHAKE && this.handshakeV0 && s.errorCodes.length == 0) {
-      this.opaque = true;
-      this.conn.note = "SASL handshake v0: the tokens that follow pass unparsed";
-      stats.opaque();
+      // raw tokens follow: client token, broker token, as many rounds as the mechanism takes
+      const rounds = this.mechanism == "PLAIN" || this.mechanism == "OAUTHBEARER" ? 1 : this.mechanism.startsWith("SCRAM-") ? 2 : 0;
+      if (rounds > 0) this.saslClientTokens = rounds;
+      else {
+        this.opaque = true;
+        this.conn.note = "SASL handshake v0 (" + this.mechanism + "): the tokens that follow pass unparsed";
+        stats.opaque();
+      }
     }
     if (e.key == API_SASL_AUTHENTICATE && s.errorCodes.length > 0) this.user = null;
 
@@ -676,7 +1098,7 @@ export class KafkaCodec extends Codec {
       .int("api_version", h.version)
       .int("correlation_id", h.correlationId);
     if (h.clientIdLen >= 0) rec.bytes("client_id", p + <usize>h.clientIdAt, <usize>h.clientIdLen); else rec.raw("client_id", "null");
-    rec.int("size", <i64>frame.length);
+    rec.int("size", <i64>be32(p) + 4);
     if (this.whole) {
       const s = this.req;
       if (s.topics.length > 0) {
@@ -715,7 +1137,7 @@ export class KafkaCodec extends Codec {
       .str("api", e.key >= 0 && <i32>e.key < API_NAME.length ? API_NAME[e.key] : "unknown")
       .int("api_version", e.version)
       .int("correlation_id", e.correlationId)
-      .int("size", <i64>frame.length);
+      .int("size", <i64>be32(frame.ptr) + 4);
     if (this.whole && decision != "refusal") {
       const s = this.resp;
       if (s.errorCodes.length > 0) {

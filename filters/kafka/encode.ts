@@ -10,6 +10,7 @@ export const MESSAGE_TOO_LARGE: i16 = 10;
 export const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 export const GROUP_AUTHORIZATION_FAILED: i16 = 30;
 export const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+export const POLICY_VIOLATION: i16 = 44;
 export const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 
 /** One topic of a Produce/Fetch request, as walked (positions in the request frame). */

@@ -66,7 +66,7 @@ export class Stats {
     this.prefix = prefix;
     // every deployment shows these from the start (zero until something happens)
     const fixed = ["closed.bad_size", "closed.truncated_header", "closed.response_without_request", "closed.malformed_body",
-      "closed.request_too_large", "refused.acl_produce", "refused.acl_fetch", "refused.api_key"];
+      "closed.request_too_large", "refused.request_too_large", "refused.acl_produce", "refused.acl_fetch", "refused.api_key"];
     for (let i = 0; i < fixed.length; i++) this.index(fixed[i]);
     this.unknownRequest = this.index("request.unknown_api");
     this.unknownResponse = this.index("response.unknown_api");
@@ -175,6 +175,16 @@ export class Stats {
     this.add(this.cappedIndex, 1);
   }
   opaque(): void { this.add(this.index("sasl_v0_unparsed"), 1); }
+  saslToken(): void { this.add(this.index("sasl_v0_tokens"), 1); }
+  /** A ShareFetch response too large to hold carried leader addresses: they passed unrewritten. */
+  unrewritten(): void { this.add(this.index("brokers.unrewritten"), 1); }
+  /** Whether an unrewritten ShareFetch response is reported for the first time in this VM. */
+  firstUnrewritten(): bool {
+    if (this.loggedUnrewritten) return false;
+    this.loggedUnrewritten = true;
+    return true;
+  }
+  private loggedUnrewritten: bool = false;
 
   produceBatches(batches: i32, codecMask: i32): void {
     if (batches > 0) this.add(this.batches, batches);

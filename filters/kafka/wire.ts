@@ -11,6 +11,7 @@ export const API_SASL_HANDSHAKE: i16 = 17;
 export const API_VERSIONS: i16 = 18;
 export const API_SASL_AUTHENTICATE: i16 = 36;
 export const API_DESCRIBE_CLUSTER: i16 = 60;
+export const API_SHARE_FETCH: i16 = 78;
 
 /** Whether both releases the codec was generated from define this key and version. */
 export function isKnown(key: i16, version: i16): bool {

@@ -146,6 +146,8 @@ const INTERESTS: Record<string, Record<string, string>> = {
   ApiVersionsRequest: { ClientSoftwareName: 'SOFTWARE_NAME', ClientSoftwareVersion: 'SOFTWARE_VERSION' },
   ApiVersionsResponse: { ApiKeys: 'API', 'ApiKeys.ApiKey': 'API_KEY', 'ApiKeys.MinVersion': 'MIN_VERSION', 'ApiKeys.MaxVersion': 'MAX_VERSION' },
   SaslHandshakeRequest: { Mechanism: 'MECHANISM' },
+  ShareFetchResponse: { NodeEndpoints: 'BROKER', 'NodeEndpoints.NodeId': 'NODE_ID', 'NodeEndpoints.Host': 'HOST', 'NodeEndpoints.Port': 'PORT' },
+  ShareAcknowledgeResponse: { NodeEndpoints: 'BROKER', 'NodeEndpoints.NodeId': 'NODE_ID', 'NodeEndpoints.Host': 'HOST', 'NodeEndpoints.Port': 'PORT' },
   SaslHandshakeResponse: {},
   SaslAuthenticateRequest: { AuthBytes: 'AUTH_BYTES' },
   SaslAuthenticateResponse: {},
@@ -154,6 +156,26 @@ const INTERESTS: Record<string, Record<string, string>> = {
   ConsumerGroupHeartbeatResponse: {}, ConsumerGroupDescribeResponse: {}, InitProducerIdResponse: {}, OffsetDeleteResponse: {},
   TxnOffsetCommitResponse: {}, AddOffsetsToTxnResponse: {}, CreateTopicsResponse: {}, DeleteTopicsResponse: {},
 };
+
+/**
+ * Messages the filter walks in windows, one segment at a time, when it does
+ * not hold them whole (a Fetch response with megabytes of records, an
+ * oversize Produce request it refuses): per message, field path → event.
+ * Their walks stop at every records field (the filter steps over the records
+ * batch by batch, or skips them) and resume after it; ErrorCode fields of
+ * responses report ERROR_CODE; tagged fields are skipped.
+ */
+const STREAMS: Record<string, Record<string, string>> = {
+  ProduceRequest: {
+    Acks: 'ACKS', TopicData: 'TOPIC', 'TopicData.Name': 'TOPIC_NAME', 'TopicData.TopicId': 'TOPIC_ID',
+    'TopicData.PartitionData.Index': 'PARTITION_INDEX',
+  },
+  FetchResponse: { Responses: 'TOPIC', 'Responses.Topic': 'TOPIC_NAME', 'Responses.TopicId': 'TOPIC_ID' },
+  ShareFetchResponse: { Responses: 'TOPIC', 'Responses.TopicId': 'TOPIC_ID', NodeEndpoints: 'BROKER' },
+};
+const STREAM_EVENTS = ['TOPIC', 'TOPIC_NAME', 'TOPIC_ID', 'PARTITION_INDEX', 'ERROR_CODE', 'ACKS', 'BROKER'];
+/** Stream program opcodes (the interpreter is filters/kafka/stream.ts). */
+const OP = { END: 0, FIXED: 1, INT: 2, UUID: 3, STR: 4, BYTES: 5, RECORDS: 6, ARRAY: 7, NSTRUCT: 8, NEXT: 9, TAGS: 10 } as const;
 
 // ------------------------------------------------------------------ merging versions of two releases
 
@@ -533,7 +555,103 @@ function generate(dirs: string[]): Map<string, string> {
   w.push(...body);
   files.set('walkers.ts', w.join('\n'));
   files.set('errors.ts', errorTables(apis));
+  files.set('streams.ts', streamPrograms(apis));
   return files;
+}
+
+// ------------------------------------------------------------------ stream programs
+
+/** Appends the ops of `fields` at version v (see OP; events by STREAM_EVENTS index + 1, 0 = none). */
+/** Ops, and where the last FIXED op is (-1: another op came after it), so runs of fixed fields merge. */
+type Program = number[] & { lastFixed: number };
+
+function programOf(fields: Field[], prefix: string, interests: Record<string, string>, isResponse: boolean, structs: Map<string, Field[]>, v: number, flexible: boolean, out: Program): void {
+  const fixed = (n: number): void => {
+    // consecutive fixed-width fields are one op
+    if (out.lastFixed >= 0 && out.lastFixed === out.length - 2) out[out.length - 1] += n;
+    else { out.push(OP.FIXED, n); out.lastFixed = out.length - 2; }
+  };
+  for (const f of fields) {
+    if (!inRange(parseRange(f.versions ?? '0+'), v)) continue;
+    if (f.taggedVersions !== undefined && inRange(parseRange(f.taggedVersions), v)) continue;
+    const fpath = prefix ? `${prefix}.${f.name}` : f.name;
+    let evName = interests[fpath];
+    if (!evName && isResponse && f.name === 'ErrorCode' && f.type === 'int16') evName = 'ERROR_CODE';
+    const ev = evName ? STREAM_EVENTS.indexOf(evName) + 1 : 0;
+    if (evName && ev === 0) throw new Error(`unknown stream event ${evName}`);
+    const isArray = f.type.startsWith('[]');
+    const base = f.type.replace(/^\[\]/, '');
+    const sub = f.fields ?? structs.get(base);
+    const flex = (f.flexibleVersions !== undefined ? inRange(parseRange(f.flexibleVersions), v) : flexible) ? 1 : 0;
+    const scalar = (): void => {
+      const width: Record<string, number> = { int8: 1, bool: 1, int16: 2, uint16: 2, int32: 4, uint32: 4, int64: 8, float64: 8, uuid: 16 };
+      if (base === 'string') out.push(OP.STR, flex, ev);
+      else if (base === 'bytes') out.push(OP.BYTES, flex);
+      else if (base === 'records') out.push(OP.RECORDS, flex);
+      else if (base === 'uuid' && ev) out.push(OP.UUID, ev);
+      else if (width[base] === undefined) throw new Error(`unknown type ${base} at ${fpath}`);
+      else if (ev && width[base] <= 4) out.push(OP.INT, width[base], ev);
+      else { fixed(width[base]); return; }
+      out.lastFixed = -1;
+    };
+    if (!isArray && !sub) { scalar(); continue; }
+    const nullable = f.nullableVersions !== undefined && inRange(parseRange(f.nullableVersions), v);
+    if (!isArray && sub && !nullable) { programOf(sub, fpath, interests, isResponse, structs, v, flexible, out); continue; }
+    // an array (or a nullable struct: an int8 marker, then the struct once or not at all); its body ends with NEXT
+    if (isArray) out.push(OP.ARRAY, flex, sub ? ev : 0, 0); else out.push(OP.NSTRUCT, 0);
+    out.lastFixed = -1;
+    const lenAt = out.length - 1;
+    if (sub) programOf(sub, fpath, interests, isResponse, structs, v, flexible, out); else scalar();
+    out.push(OP.NEXT);
+    out.lastFixed = -1;
+    out[lenAt] = out.length - lenAt - 1;
+  }
+  if (flexible) { out.push(OP.TAGS); out.lastFixed = -1; }
+}
+
+function streamPrograms(apis: Api[]): string {
+  const ops: number[] = [];
+  const tables: string[] = [];
+  const dispatch: string[] = [];
+  for (const a of apis) {
+    for (const [m, old, flexR, isResponse] of [[a.request, a.oldRequest, a.requestFlexible, false], [a.response, a.oldResponse, a.responseFlexible, true]] as const) {
+      const interests = STREAMS[m.name];
+      if (!interests) continue;
+      const starts: number[] = [];
+      const seen = new Map<string, number>();
+      for (let v = a.versions.lo; v <= a.versions.hi; v++) {
+        const src = old && v < a.newestLow ? old : m;
+        const prog: Program = Object.assign([] as number[], { lastFixed: -1 });
+        programOf(src.fields, '', interests, isResponse, structsOf(src), v, inRange(flexR, v), prog);
+        prog.push(OP.END);
+        const key = prog.join(',');
+        let at = seen.get(key);
+        if (at === undefined) { at = ops.length; ops.push(...prog); seen.set(key, at); }
+        starts.push(at);
+      }
+      tables.push(`/** ${m.name} v${a.versions.lo}-${a.versions.hi}: program start per version. */`);
+      tables.push(`const STARTS_${m.name}: StaticArray<i32> = [${starts.join(', ')}];`);
+      dispatch.push(`  if (key == ${a.key} && ${isResponse ? 'response' : '!response'}) return version >= ${a.versions.lo} && version <= ${a.versions.hi} ? STARTS_${m.name}[version - ${a.versions.lo}] : -1;`);
+    }
+  }
+  const lines: string[] = [LICENSE_NOTE];
+  lines.push('// Stream programs: the fields of the messages the filter walks in windows');
+  lines.push('// (STREAMS in the generator), as ops for the interpreter in ../stream.ts.');
+  lines.push('');
+  Object.entries(OP).forEach(([name, v]) => lines.push(`export const OP_${name}: i32 = ${v};`));
+  STREAM_EVENTS.forEach((name, i) => lines.push(`export const SE_${name}: i32 = ${i + 1};`));
+  lines.push('');
+  lines.push(`export const PROGRAMS: StaticArray<i32> = [${ops.join(', ')}];`);
+  lines.push('');
+  lines.push(...tables);
+  lines.push('');
+  lines.push('/** Where the program of this message starts in PROGRAMS, or -1 when it has none. */');
+  lines.push('export function streamProgram(key: i16, version: i16, response: bool): i32 {');
+  lines.push(...dispatch);
+  lines.push('  return -1;');
+  lines.push('}');
+  lines.push('');
+  return lines.join('\n');
 }
 
 // ------------------------------------------------------------------ default (error) response bodies

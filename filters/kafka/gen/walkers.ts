@@ -49,7 +49,7 @@ export function hasRequestWalker(key: i16): bool {
 
 /** Whether walkResponse can read this key's response bodies. */
 export function hasResponseWalker(key: i16): bool {
-  switch (key) { case 0: case 1: case 2: case 3: case 8: case 9: case 10: case 11: case 12: case 13: case 14: case 15: case 16: case 17: case 18: case 19: case 20: case 22: case 25: case 28: case 36: case 42: case 47: case 60: case 68: case 69: return true; }
+  switch (key) { case 0: case 1: case 2: case 3: case 8: case 9: case 10: case 11: case 12: case 13: case 14: case 15: case 16: case 17: case 18: case 19: case 20: case 22: case 25: case 28: case 36: case 42: case 47: case 60: case 68: case 69: case 78: case 79: return true; }
   return false;
 }
 
@@ -110,6 +110,8 @@ export function walkResponse(key: i16, v: i16, r: Reader, s: Sink): bool {
     case 60: return walkDescribeClusterResponse(r, v, s);
     case 68: return walkConsumerGroupHeartbeatResponse(r, v, s);
     case 69: return walkConsumerGroupDescribeResponse(r, v, s);
+    case 78: return walkShareFetchResponse(r, v, s);
+    case 79: return walkShareAcknowledgeResponse(r, v, s);
   }
   return false;
 }
@@ -4597,5 +4599,189 @@ function walkConsumerGroupDescribeResponse_1(r: Reader, s: Sink): bool {
 export function walkConsumerGroupDescribeResponse(r: Reader, v: i16, s: Sink): bool {
   if (v == 0) return walkConsumerGroupDescribeResponse_0(r, s);
   if (v == 1) return walkConsumerGroupDescribeResponse_1(r, s);
+  return false;
+}
+
+// ShareFetchResponse v0
+function walkShareFetchResponse_0(r: Reader, s: Sink): bool {
+  r.skip(4);
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  r.str(true);
+  const n0 = r.count(true);
+  for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
+    r.skip(16);
+    const n2 = r.count(true);
+    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.str(true);
+      r.skip(2);
+      r.str(true);
+      r.skip(4);
+      r.skip(4);
+      r.skipTags();
+      r.bytes(true);
+      const n4 = r.count(true);
+      for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+        r.skip(8);
+        r.skip(8);
+        r.skip(2);
+        r.skipTags();
+      }
+      r.skipTags();
+    }
+    r.skipTags();
+  }
+  const a8 = r.pos;
+  const n6 = r.count(true);
+  if (r.ok) s.on(EV_BROKER_COUNT, a8, r.pos - a8, <i64>n6);
+  for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
+    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i7);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    r.str(true);
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    r.str(true);
+    r.skipTags();
+    s.on(EV_BROKER_END, r.pos, 0, <i64>i7);
+  }
+  r.skipTags();
+  return r.ok;
+}
+
+// ShareFetchResponse v1-2
+function walkShareFetchResponse_1(r: Reader, s: Sink): bool {
+  r.skip(4);
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  r.str(true);
+  r.skip(4);
+  const n0 = r.count(true);
+  for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
+    r.skip(16);
+    const n2 = r.count(true);
+    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.str(true);
+      r.skip(2);
+      r.str(true);
+      r.skip(4);
+      r.skip(4);
+      r.skipTags();
+      r.bytes(true);
+      const n4 = r.count(true);
+      for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+        r.skip(8);
+        r.skip(8);
+        r.skip(2);
+        r.skipTags();
+      }
+      r.skipTags();
+    }
+    r.skipTags();
+  }
+  const a8 = r.pos;
+  const n6 = r.count(true);
+  if (r.ok) s.on(EV_BROKER_COUNT, a8, r.pos - a8, <i64>n6);
+  for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
+    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i7);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    r.str(true);
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    r.str(true);
+    r.skipTags();
+    s.on(EV_BROKER_END, r.pos, 0, <i64>i7);
+  }
+  r.skipTags();
+  return r.ok;
+}
+
+/** ShareFetchResponse v0-2. */
+export function walkShareFetchResponse(r: Reader, v: i16, s: Sink): bool {
+  if (v == 0) return walkShareFetchResponse_0(r, s);
+  if ((v >= 1 && v <= 2)) return walkShareFetchResponse_1(r, s);
+  return false;
+}
+
+// ShareAcknowledgeResponse v0-1
+function walkShareAcknowledgeResponse_0(r: Reader, s: Sink): bool {
+  r.skip(4);
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  r.str(true);
+  const n0 = r.count(true);
+  for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
+    r.skip(16);
+    const n2 = r.count(true);
+    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.str(true);
+      r.skip(4);
+      r.skip(4);
+      r.skipTags();
+      r.skipTags();
+    }
+    r.skipTags();
+  }
+  const a6 = r.pos;
+  const n4 = r.count(true);
+  if (r.ok) s.on(EV_BROKER_COUNT, a6, r.pos - a6, <i64>n4);
+  for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i5);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    r.str(true);
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    r.str(true);
+    r.skipTags();
+    s.on(EV_BROKER_END, r.pos, 0, <i64>i5);
+  }
+  r.skipTags();
+  return r.ok;
+}
+
+// ShareAcknowledgeResponse v2
+function walkShareAcknowledgeResponse_1(r: Reader, s: Sink): bool {
+  r.skip(4);
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  r.str(true);
+  r.skip(4);
+  const n0 = r.count(true);
+  for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
+    r.skip(16);
+    const n2 = r.count(true);
+    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
+      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.str(true);
+      r.skip(4);
+      r.skip(4);
+      r.skipTags();
+      r.skipTags();
+    }
+    r.skipTags();
+  }
+  const a6 = r.pos;
+  const n4 = r.count(true);
+  if (r.ok) s.on(EV_BROKER_COUNT, a6, r.pos - a6, <i64>n4);
+  for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
+    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i5);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    r.str(true);
+    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    r.str(true);
+    r.skipTags();
+    s.on(EV_BROKER_END, r.pos, 0, <i64>i5);
+  }
+  r.skipTags();
+  return r.ok;
+}
+
+/** ShareAcknowledgeResponse v0-2. */
+export function walkShareAcknowledgeResponse(r: Reader, v: i16, s: Sink): bool {
+  if ((v >= 0 && v <= 1)) return walkShareAcknowledgeResponse_0(r, s);
+  if (v == 2) return walkShareAcknowledgeResponse_1(r, s);
   return false;
 }
