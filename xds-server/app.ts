@@ -17,10 +17,14 @@ import type { YamlLimits } from './config/source.ts';
 import { watchTlsFiles } from './tls/files.ts';
 import { readTlsFiles, tlsFilesOf, WatchedFiles } from './tls/listener-files.ts';
 import { watchConfigFile } from './config/watch.ts';
+import { etcdMeshInput, type EtcdServeOptions } from './etcd/serve.ts';
 import { FILTERS_DIR } from './wasm-host/index.ts';
 
 export interface ServeOptions {
-  configPath: string;
+  /** The mesh file; or, with `etcd`, none (exactly one of the two). */
+  configPath?: string;
+  /** Serve the mesh and its filter modules from etcd (docs/ha.md) instead of a file and filters/. */
+  etcd?: EtcdServeOptions;
   xdsPort: number;
   adminPort: number;
   /** Where xDS listens (default 127.0.0.1: reachable from this machine only). */
@@ -77,6 +81,10 @@ type Prepared =
 
 export async function serve(options: ServeOptions): Promise<Protoplane> {
   const { log } = options;
+  if ((options.configPath === undefined) === (options.etcd === undefined)) throw new Error('serve: give either a config file or etcd endpoints');
+  // From etcd, the mesh and its filter modules come from there: nothing under filters/ is built or watched.
+  const etcd = options.etcd ? await etcdMeshInput(options.etcd, log, options.configLimits) : undefined;
+  const configName = etcd?.name ?? options.configPath!;
   const cache = new SnapshotCache();
   const metrics = new Metrics({ processMetrics: options.processMetrics });
   let lastErrors: string[] | undefined;
@@ -108,7 +116,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
    */
   const prepare = async (signal?: AbortSignal): Promise<Prepared> => {
     let filters = latest;
-    if (filtersDirty) {
+    if (filtersDirty && !etcd) {
       try {
         const loaded = await FilterCatalog.load();
         for (const [folder, reason] of loaded.broken) {
@@ -119,9 +127,11 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
         return { ok: false, errors: [{ file: FILTERS_DIR, line: 1, col: 1, path: '', message: (error as Error).message }] };
       }
     }
-    const read = await readMeshFile(options.configPath);
+    // From etcd: the text, the file it was applied from, and the filters of its modules.
+    const read = etcd ? await etcd.read() : { file: configName, filters, ...(await readMeshFile(configName)) };
     signal?.throwIfAborted();
-    const result = read.ok ? filters.parser(read.text, options.configPath) : read;
+    if (read.ok) filters = read.filters;
+    const result = read.ok ? filters.parser(read.text, read.file) : read;
     if (!result.ok) {
       // a listener naming a broken filter's protocol fails as an unknown protocol: say why it is unknown
       const broken = [...filters.catalog.broken].map(([folder, reason]): ConfigError => ({ file: `filters/${folder}`, line: 1, col: 1, path: '', message: `this filter is broken and left out: ${reason}` }));
@@ -152,7 +162,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     }
     if ('internal' in prepared) {
       // Translation failing on a validated model is our bug, not the user's; still keep serving.
-      lastErrors = [`${options.configPath}: internal error translating config: ${prepared.internal.message}`];
+      lastErrors = [`${configName}: internal error translating config: ${prepared.internal.message}`];
       metrics.configReloads.inc({ result: 'rejected' });
       log.error({ err: prepared.internal }, `translation failed; ${stillServing(cache)}`);
       return false;
@@ -188,7 +198,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
       install(ahead ?? (await prepare()), filtersGeneration);
     } catch (error) {
       // prepare() turns every user error into a result; this is our bug: keep serving.
-      lastErrors = [`${options.configPath}: internal error while reloading: ${(error as Error).message}`];
+      lastErrors = [`${configName}: internal error while reloading: ${(error as Error).message}`];
       metrics.configReloads.inc({ result: 'rejected' });
       log.error({ err: error }, `reload failed; ${stillServing(cache)}`);
     }
@@ -222,15 +232,17 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     lastConfigError: () => lastErrors,
     filters: () => catalog,
     ready: () => cache.snapshot !== undefined,
-    configPath: options.configPath,
+    configPath: configName,
+    configSource: etcd?.status,
     guard: { tokenFile: options.adminTokenFile, maxConnections: options.adminMaxConnections, timeoutMs: options.adminTimeoutMs },
   });
   await admin.listen({ port: options.adminPort, host: options.adminHost ?? '127.0.0.1' });
   const adminPort = (admin.server.address() as AddressInfo).port;
-  log.info({ xdsPort, adminPort, config: options.configPath }, 'protoplane serving');
+  log.info({ xdsPort, adminPort, config: configName }, 'protoplane serving');
 
   const changes = debounce(() => void applyChanges(), options.debounce ?? DEFAULT_DEBOUNCE);
-  const stopWatching = watchConfigFile(options.configPath, log, () => {
+  const watchConfig = (onChange: () => void): (() => void) => (etcd ? etcd.watch(onChange) : watchConfigFile(configName, log, onChange));
+  const stopWatching = watchConfig(() => {
     changes.trigger();
     if (!filtersDirty) readAhead.changed();
   });
@@ -244,7 +256,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     filterChanges += 1;
     changes.trigger();
   };
-  const filterWatch = options.watchFilters === false ? undefined : fs.watch(FILTERS_DIR, { recursive: true }, filtersChanged);
+  const filterWatch = options.watchFilters === false || etcd ? undefined : fs.watch(FILTERS_DIR, { recursive: true }, filtersChanged);
   // Node's recursive watch reports a folder that vanished while it was being
   // listed (a filter folder removed right after it was made) as an 'error'
   // event, which would end the process if nobody listened. Something changed:
@@ -264,6 +276,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     async close() {
       changes.cancel();
       stopWatching();
+      await etcd?.close();
       tlsFileWatch.close();
       tls?.stop();
       filterWatch?.close();

@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { FilterCatalog } from '../catalog/index.ts';
 import type { SnapshotCache } from '../cache/index.ts';
 import type { Metrics } from '../metrics.ts';
+import type { EtcdSourceStatus } from '../etcd/source.ts';
 import { decodeMessage, TYPE_PREFIX } from '../protos/index.ts';
 import { shortType, type StreamInfo } from '../server/index.ts';
 import { isCompact, registerStatusPage, sendJson } from './status-page.ts';
@@ -19,6 +20,8 @@ export interface AdminOptions {
   filters: () => FilterCatalog;
   /** The mesh file served, shown on the status page. */
   configPath?: string;
+  /** Serving from etcd: whether it is reachable and what was read (on /readyz). */
+  configSource?: () => EtcdSourceStatus;
   /** Connection cap, timeouts and the /debug/* token (docs/security.md). */
   guard?: Omit<AdminGuardOptions, 'metrics'>;
 }
@@ -89,10 +92,15 @@ export function buildAdmin(options: AdminOptions): FastifyInstance {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     const ready = options.ready();
+    // etcd unreachable: still ready, since the last good config is served and
+    // pulling every replica out of a load balancer at once helps nobody; but
+    // degraded, with the reason (docs/ha.md).
+    const source = options.configSource?.();
     return reply.code(ready ? 200 : 503).send({
       ready,
       snapshot: options.cache.snapshot?.version ?? null,
       config_errors: options.lastConfigError() ?? [],
+      ...(source ? { degraded: !source.connected, config_source: source } : {}),
     });
   });
   app.get('/metrics', async (_request, reply) => {

@@ -95,6 +95,30 @@ export class FilterCatalog {
     return undefined;
   }
 
+  /**
+   * Filters from module bytes fetched elsewhere (a replica serving from etcd,
+   * docs/ha.md): nothing is built or listed; each module is loaded from its
+   * bytes and copied by content into `contentDir`/by-sha256 for local delivery.
+   * Throws naming the filter whose module does not load.
+   */
+  static async fromModules(modules: ReadonlyArray<{ manifest: FilterManifest; bytes: Uint8Array }>, contentDir: string): Promise<FilterCatalog> {
+    const entries = new Map<string, CatalogEntry>();
+    for (const { manifest, bytes } of modules) {
+      let module: WasmFilterModule;
+      try {
+        module = await WasmFilterModule.load(bytes, manifest.name);
+      } catch (error) {
+        throw new Error(`filter ${manifest.name}: ${(error as Error).message}`);
+      }
+      const sha256 = createHash('sha256').update(bytes).digest('hex');
+      const contentPath = path.join(contentDir, 'by-sha256', `${manifest.name}-${sha256.slice(0, 16)}.wasm`);
+      await mkdir(path.dirname(contentPath), { recursive: true });
+      await writeFile(contentPath, bytes);
+      entries.set(manifest.name, { manifest, bytes, sha256, module, contentPath });
+    }
+    return new FilterCatalog(entries);
+  }
+
   /** The schemas each filter protocol plugs into the config loader. */
   protocolSchemas(): Record<string, ProtocolSchema> {
     const out: Record<string, ProtocolSchema> = {};

@@ -23,14 +23,16 @@ interface CommandHelp {
 export const COMMANDS: Record<string, CommandHelp> = {
   serve: {
     summary: 'serve a mesh file over xDS to Envoy (and an admin HTTP server)',
-    synopsis: 'serve --config mesh.yaml [flags]',
+    synopsis: 'serve --config mesh.yaml | --etcd URL[,URL...] [flags]',
     description:
       'Loads the mesh file, builds the filters under filters/, and serves listeners, routes, clusters,\n' +
       'endpoints and Wasm filter configs over xDS (SotW and Delta; ADS or per-type). Edits to the file\n' +
       'or to filters/ are applied live; a broken edit is logged with file:line:col and the last good\n' +
       'config keeps being served. The admin server shows a status page at / .',
     flags: {
-      config: 'the mesh YAML file (required)',
+      config: 'the mesh YAML file (or --etcd)',
+      etcd: 'serve the mesh applied to etcd instead of a file: its client URLs as a comma list; filter modules come from etcd too, nothing is built (docs/ha.md)',
+      'etcd-prefix': 'the etcd key prefix (default /protoplane/)',
       'xds-port': 'gRPC xDS port (default 18000)',
       'admin-port': 'admin HTTP port: status page, /metrics, /debug/* (default 18001)',
       host: 'address xDS listens on (default 127.0.0.1; 0.0.0.0 with --xds-client-ca); plaintext on another address logs a warning',
@@ -46,6 +48,7 @@ export const COMMANDS: Record<string, CommandHelp> = {
     examples: [
       'protoplane serve --config envoy-configs/mesh.example.yaml',
       'protoplane serve -c mesh.yaml --xds-port 19000 --admin-port 19001 --log-format json',
+      'protoplane serve --etcd http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379',
     ],
   },
   validate: {
@@ -54,6 +57,41 @@ export const COMMANDS: Record<string, CommandHelp> = {
     description: 'Checks YAML, structure, references and each protocol filter\'s own settings, as serve would.',
     flags: {},
     examples: ['protoplane validate envoy-configs/mesh.example.yaml'],
+  },
+  apply: {
+    summary: 'check a mesh file as validate does, then write it and its filter modules to etcd in one compare-and-swap',
+    synopsis: 'apply mesh.yaml --etcd URL[,URL...] [--etcd-prefix P] [--expect-revision N]',
+    description:
+      'Refused config: file:line:col errors, exit 1, etcd untouched. The write is one transaction that\n' +
+      'succeeds only if the mesh is still at the revision read (or --expect-revision): otherwise a conflict\n' +
+      'error names both revisions, exit 1, etcd untouched. Prints the new revision (docs/ha.md).',
+    flags: {
+      etcd: 'etcd client URLs, a comma list (required)',
+      'etcd-prefix': 'the etcd key prefix (default /protoplane/)',
+      'expect-revision': 'write only if the live mesh is at this revision (0: only if there is none yet); default: the revision read just before writing',
+    },
+    examples: ['protoplane apply mesh.yaml --etcd http://127.0.0.1:2379', 'protoplane apply mesh.yaml --etcd http://127.0.0.1:2379 --expect-revision 42'],
+  },
+  get: {
+    summary: 'print the mesh live in etcd (YAML on stdout, exactly as applied; its revision on stderr)',
+    synopsis: 'get --etcd URL[,URL...] [--etcd-prefix P] [--revision N]',
+    flags: {
+      etcd: 'etcd client URLs, a comma list (required)',
+      'etcd-prefix': 'the etcd key prefix (default /protoplane/)',
+      revision: 'print the mesh as it was at this etcd revision (until etcd compacts it away)',
+    },
+    examples: ['protoplane get --etcd http://127.0.0.1:2379 > live.yaml'],
+  },
+  rollback: {
+    summary: 'restore the mesh (and its filter modules) of an earlier etcd revision, through the same checks and compare-and-swap as apply',
+    synopsis: 'rollback --to N --etcd URL[,URL...] [--etcd-prefix P] [--expect-revision N]',
+    flags: {
+      etcd: 'etcd client URLs, a comma list (required)',
+      'etcd-prefix': 'the etcd key prefix (default /protoplane/)',
+      to: 'the etcd revision whose mesh to restore (as printed by apply and get; required)',
+      'expect-revision': 'write only if the live mesh is at this revision (default: the revision read just before writing)',
+    },
+    examples: ['protoplane rollback --to 41 --etcd http://127.0.0.1:2379'],
   },
   bootstrap: {
     summary: 'print an Envoy bootstrap that takes everything from protoplane',

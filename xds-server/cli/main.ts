@@ -11,6 +11,7 @@ import { COMMANDS, commandHelp, parseCommand, plural, topLevelHelp, UsageError, 
 import { scaffoldFilter } from './new-filter.ts';
 import { BOOTSTRAP_TLS_FLAGS, bootstrapTlsOptions, SERVE_SECURITY_FLAGS, securityServeOptions } from './security-flags.ts';
 import { replayCommand } from './replay.ts';
+import { ETCD_FLAGS, etcdCommand, etcdTargetOf } from './etcd.ts';
 
 /** A command line the user got wrong: say what, and how to get that command's help; exit 2. */
 function fail(message: string, command?: string): never {
@@ -67,12 +68,16 @@ async function main(argv: string[]): Promise<number> {
           'max-stream-age-grace': { type: 'string' },
           'wasm-code': { type: 'string' },
           'log-format': { type: 'string' },
+          ...ETCD_FLAGS,
           ...SERVE_SECURITY_FLAGS,
       });
-      if (!values.config) fail('serve: --config is required', 'serve');
+      const etcd = etcdTargetOf(values, 'serve');
+      if (!values.config && !etcd) fail('serve: --config FILE or --etcd URL[,URL...] is required', 'serve');
+      if (values.config && etcd) fail('serve: --config and --etcd exclude each other (serve a file, or the mesh applied to etcd)', 'serve');
       const log = createLogger(undefined, logFormat(values['log-format']));
       const server = await serve({
         configPath: values.config,
+        etcd,
         xdsPort: port(values['xds-port'], 18000, '--xds-port'),
         adminPort: port(values['admin-port'], 18001, '--admin-port'),
         host: values.host,
@@ -95,6 +100,10 @@ async function main(argv: string[]): Promise<number> {
       process.on('SIGTERM', stop);
       return new Promise<number>(() => {});
     }
+    case 'apply':
+    case 'get':
+    case 'rollback':
+      return etcdCommand(command, rest);
     case 'validate': {
       const { positionals } = flagsOf('validate', rest, {}, true);
       if (positionals.length !== 1) fail('validate: pass exactly one file', 'validate');

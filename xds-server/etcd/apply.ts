@@ -1,0 +1,197 @@
+// `protoplane apply | get | rollback` against etcd. apply checks a mesh as
+// `validate` does (YAML, schema, references, and each filter started in the
+// in-process host with its exact settings) and writes it with the module of
+// every filter it uses in ONE transaction that only succeeds if the mesh key
+// is still at the revision read (or the one the caller expects): a refused
+// config or a lost race leaves etcd untouched.
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { FilterCatalog } from '../catalog/index.ts';
+import { createMeshParser, formatConfigError, readMeshFile, type ConfigError } from '../config/index.ts';
+import { isBuiltinProtocol } from '../model/types.ts';
+import type { Etcd3 } from 'etcd3';
+import { MODULE_COPIES_DIR } from './serve.ts';
+import { connectEtcd, DEFAULT_ETCD_PREFIX, decodeMeshRecord, encodeMeshRecord, meshKey, moduleKey, type MeshRecord, type StoredFilter } from './store.ts';
+
+export interface EtcdTarget {
+  endpoints: readonly string[];
+  /** Key prefix (default /protoplane/). */
+  prefix?: string;
+}
+
+export type ApplyResult =
+  /** Written at `revision` (or, `unchanged`, already there at it). */
+  | { ok: true; revision: number; previous: number | null; unchanged: boolean; filters: StoredFilter[]; modulesWritten: number }
+  /** The config was refused: file:line:col errors; etcd untouched. */
+  | { ok: false; kind: 'invalid'; errors: ConfigError[] }
+  /** The mesh key is not at the expected revision (someone else wrote): etcd untouched. */
+  | { ok: false; kind: 'conflict'; expected: number; actual: number | null }
+  /** Something else went wrong (etcd unreachable, a compacted revision, a missing module): etcd untouched. */
+  | { ok: false; kind: 'error'; message: string };
+
+export interface ApplyOptions {
+  /** Write only if the mesh key's mod revision is this one (0: only if there is no mesh yet). Default: the revision read just before. */
+  expectRevision?: number;
+}
+
+/** Mesh text with the filters to check it with: from filters/ (apply) or from etcd (rollback). */
+interface Candidate {
+  yaml: string;
+  source: string;
+  catalog: FilterCatalog;
+}
+
+const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+/** Parses and pre-flights a mesh with a catalog; on success, the stored form of every filter it uses. */
+async function check(candidate: Candidate): Promise<{ ok: true; filters: StoredFilter[] } | { ok: false; errors: ConfigError[] }> {
+  const { catalog } = candidate;
+  const result = createMeshParser({ protocols: catalog.protocolSchemas() })(candidate.yaml, candidate.source);
+  if (!result.ok) return result;
+  const problems = await catalog.check(result.mesh);
+  if (problems.length > 0) return { ok: false, errors: problems.map((p) => result.error(['listeners', p.listener, 'protocol'], p.message)) };
+  // Every filter a listener uses, generated listeners included (same set the replica will need).
+  const protocols = new Set(result.mesh.listeners.flatMap((l) => [l, ...(l.generated ?? [])]).map((l) => l.protocol).filter((p) => !isBuiltinProtocol(p)));
+  const filters: StoredFilter[] = [];
+  for (const protocol of protocols) {
+    const entry = catalog.byProtocol(protocol);
+    if (!entry) return { ok: false, errors: [result.error(['listeners'], `no filter serves protocol "${protocol}"`)] };
+    const { dir: _dir, ...manifest } = entry.manifest;
+    filters.push({ name: entry.manifest.name, protocol, sha256: entry.sha256, manifest });
+  }
+  filters.sort((a, b) => a.name.localeCompare(b.name));
+  return { ok: true, filters };
+}
+
+/** Writes a checked mesh with compare-and-swap on the mesh key's mod revision. */
+async function write(client: Etcd3, prefix: string, candidate: Candidate, options: ApplyOptions): Promise<ApplyResult> {
+  const checked = await check(candidate);
+  if (!checked.ok) return { ok: false, kind: 'invalid', errors: checked.errors };
+  const record: MeshRecord = { yaml: candidate.yaml, source: candidate.source, filters: checked.filters };
+  const value = encodeMeshRecord(record);
+  const key = meshKey(prefix);
+  const current = (await client.get(key).exec()).kvs[0];
+  const actual = current ? Number(current.mod_revision) : 0;
+  const expected = options.expectRevision ?? actual;
+  if (expected !== actual) return { ok: false, kind: 'conflict', expected, actual: current ? actual : null };
+  if (current && current.value.toString('utf8') === value) {
+    return { ok: true, revision: actual, previous: actual, unchanged: true, filters: checked.filters, modulesWritten: 0 };
+  }
+  const bytesOf = new Map([...candidate.catalog.entries.values()].map((e) => [e.sha256, e.bytes]));
+  // Modules already stored are compared (still there), the others written: never a mesh without its modules.
+  const stored = new Set<string>();
+  for (const f of checked.filters) if (await client.get(moduleKey(prefix, f.sha256)).exists()) stored.add(f.sha256);
+  let txn = client.if(key, 'Mod', '==', expected);
+  for (const sha of stored) txn = txn.and(moduleKey(prefix, sha), 'Version', '>', 0);
+  const puts = [client.put(key).value(value)];
+  for (const f of checked.filters) {
+    if (stored.has(f.sha256)) continue;
+    const bytes = bytesOf.get(f.sha256);
+    if (!bytes) return { ok: false, kind: 'error', message: `no bytes for module ${f.sha256} (filter ${f.name})` };
+    puts.push(client.put(moduleKey(prefix, f.sha256)).value(Buffer.from(bytes)));
+  }
+  const res = await txn.then(...puts).else(client.get(key)).commit();
+  if (res.succeeded) {
+    return { ok: true, revision: Number(res.header.revision), previous: current ? actual : null, unchanged: false, filters: checked.filters, modulesWritten: puts.length - 1 };
+  }
+  const now = res.responses[0]?.response_range?.kvs[0];
+  const nowRevision = now ? Number(now.mod_revision) : null;
+  if ((nowRevision ?? 0) === expected) {
+    return { ok: false, kind: 'error', message: 'a stored filter module was deleted while applying; nothing was written, run apply again' };
+  }
+  return { ok: false, kind: 'conflict', expected, actual: nowRevision };
+}
+
+async function withClient<T>(target: EtcdTarget, fn: (client: Etcd3, prefix: string) => Promise<T>): Promise<T> {
+  const client = connectEtcd(target.endpoints);
+  try {
+    return await fn(client, target.prefix ?? DEFAULT_ETCD_PREFIX);
+  } finally {
+    client.close();
+  }
+}
+
+/** Validates a mesh file with the filters under filters/ (built if needed) and writes it with their modules. */
+export async function applyMeshFile(file: string, target: EtcdTarget, options: ApplyOptions = {}): Promise<ApplyResult> {
+  const read = await readMeshFile(file);
+  if (!read.ok) return { ok: false, kind: 'invalid', errors: read.errors };
+  const catalog = await FilterCatalog.load();
+  // Stored absolute: errors on replicas name it, and relative paths in it (TLS files) resolve as here.
+  const source = path.resolve(file);
+  try {
+    return await withClient(target, (client, prefix) => write(client, prefix, { yaml: read.text, source, catalog }, options));
+  } catch (error) {
+    return { ok: false, kind: 'error', message: `etcd (${target.endpoints.join(',')}): ${messageOf(error)}` };
+  }
+}
+
+export type GetResult = { ok: true; revision: number; record: MeshRecord } | { ok: false; message: string };
+
+/** The mesh as it is now, or as of store revision `revision`. */
+export async function getMesh(target: EtcdTarget, revision?: number): Promise<GetResult> {
+  try {
+    return await withClient(target, (client, prefix) => readRecord(client, prefix, revision));
+  } catch (error) {
+    return { ok: false, message: `etcd (${target.endpoints.join(',')}): ${messageOf(error)}` };
+  }
+}
+
+async function readRecord(client: Etcd3, prefix: string, revision?: number): Promise<GetResult> {
+  const key = meshKey(prefix);
+  let kv;
+  try {
+    const get = client.get(key);
+    if (revision !== undefined) get.revision(revision);
+    kv = (await get.exec()).kvs[0];
+  } catch (error) {
+    const message = messageOf(error);
+    if (/compacted/.test(message)) return { ok: false, message: `revision ${revision} has been compacted away in etcd; only later revisions can be read` };
+    if (/future revision/.test(message)) return { ok: false, message: `revision ${revision} is newer than etcd's current revision` };
+    throw error;
+  }
+  if (!kv) return { ok: false, message: revision === undefined ? `no mesh at ${key} yet (write one with protoplane apply)` : `no mesh at ${key} as of revision ${revision}` };
+  const decoded = decodeMeshRecord(kv.value.toString('utf8'));
+  if (!decoded.ok) return { ok: false, message: `${key} at revision ${kv.mod_revision} is not a mesh record: ${decoded.reason}` };
+  return { ok: true, revision: Number(kv.mod_revision), record: decoded.value };
+}
+
+/**
+ * Restores the mesh as it was at store revision `to`, with the modules it
+ * used then (still in etcd: protoplane never deletes modules), through the
+ * same checks and compare-and-swap as apply.
+ */
+export async function rollbackMesh(target: EtcdTarget, to: number, options: ApplyOptions = {}): Promise<ApplyResult & { from?: number }> {
+  try {
+    return await withClient(target, async (client, prefix) => {
+      const old = await readRecord(client, prefix, to);
+      if (!old.ok) return { ok: false, kind: 'error', message: old.message };
+      const modules = [];
+      for (const f of old.record.filters) {
+        const bytes = await client.get(moduleKey(prefix, f.sha256)).buffer();
+        if (!bytes) return { ok: false, kind: 'error', message: `the mesh of revision ${old.revision} needs module ${moduleKey(prefix, f.sha256)} (filter ${f.name}), which etcd no longer holds` };
+        const sha = createHash('sha256').update(bytes).digest('hex');
+        if (sha !== f.sha256) return { ok: false, kind: 'error', message: `${moduleKey(prefix, f.sha256)} holds bytes with sha256 ${sha}` };
+        modules.push({ manifest: { ...f.manifest, dir: moduleKey(prefix, f.sha256) }, bytes: new Uint8Array(bytes) });
+      }
+      const catalog = await FilterCatalog.fromModules(modules, MODULE_COPIES_DIR);
+      const result = await write(client, prefix, { yaml: old.record.yaml, source: old.record.source, catalog }, options);
+      return { ...result, from: old.revision };
+    });
+  } catch (error) {
+    return { ok: false, kind: 'error', message: `etcd (${target.endpoints.join(',')}): ${messageOf(error)}` };
+  }
+}
+
+/** The lines a failed apply prints (stderr). */
+export function describeFailure(result: Exclude<ApplyResult, { ok: true }>, prefix = DEFAULT_ETCD_PREFIX): string[] {
+  switch (result.kind) {
+    case 'invalid':
+      return [...result.errors.map(formatConfigError), 'refused: nothing was written to etcd'];
+    case 'conflict':
+      return [
+        `conflict: expected ${meshKey(prefix)} at revision ${result.expected}, but it is at ${result.actual === null ? 'no revision (there is no mesh)' : `revision ${result.actual}`}: someone else applied in between; nothing was written (get the live mesh with protoplane get, then apply again, or pass --expect-revision ${result.actual ?? 0})`,
+      ];
+    case 'error':
+      return [`${result.message}; nothing was written`];
+  }
+}
