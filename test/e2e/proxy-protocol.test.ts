@@ -55,7 +55,7 @@ clusters:
     assert.ok(result.ok, result.output);
   });
 
-  it('refuses proxy_protocol on a protocol filter listener and a bad version, with file:line:col', () => {
+  it('refuses a bad version and proxy_protocol on a UDP listener, with file:line:col', () => {
     const r = parseMesh(`listeners:
   - { name: m, port: 1883, protocol: mqtt, proxy_protocol: true, routes: [ { cluster: back } ] }
 clusters:
@@ -71,7 +71,7 @@ clusters:
   - { name: back, endpoints: [ 127.0.0.1:1 ] }
 `, 'mesh.yaml');
     assert.ok(!onUdp.ok && onUdp.errors.map(formatConfigError).includes(
-      'mesh.yaml:2:60: "proxy_protocol" is for http, tcp, tls and auto listeners, not coap (at listeners[0].proxy_protocol)',
+      'mesh.yaml:2:60: "proxy_protocol" is for listeners that accept TCP connections, not UDP ones (at listeners[0].proxy_protocol)',
     ), onUdp.ok ? 'accepted' : onUdp.errors.map(formatConfigError).join('\n'));
   });
 });

@@ -28,6 +28,8 @@ export async function startMeshEnv(options: {
   bootstrap?: Partial<Omit<BootstrapOptions, 'xds' | 'nodeId' | 'adminPort'>>;
   /** Listeners to wait for before returning. */
   listeners?: string[];
+  /** Extra Envoy command-line arguments (e.g. --file-flush-interval-msec). */
+  envoyArgs?: string[];
 }): Promise<MeshEnv> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'protoplane-e2e-'));
   const configPath = path.join(dir, 'mesh.yaml');
@@ -47,6 +49,7 @@ export async function startMeshEnv(options: {
       ...options.bootstrap,
     }),
     adminPort,
+    ...(options.envoyArgs ? { args: options.envoyArgs } : {}),
   }).catch(async (error: unknown) => {
     await server.close();
     throw error;

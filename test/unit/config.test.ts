@@ -766,7 +766,7 @@ describe('files', () => {
           `${bad}:2:5: listener is missing required key "port" (at listeners[0])`,
           `${bad}:2:5: listener is missing required key "protocol" (at listeners[0])`,
           `${bad}:2:5: listener is missing required key "routes" (at listeners[0])`,
-          `${bad}:3:5: unknown key "bogus" (allowed: name, address, port, protocol, routes, filter, transport, idle_timeout, tcp, detection_timeout, tls, max_connections, proxy_protocol, rate_limit) (at listeners[0].bogus)`,
+          `${bad}:3:5: unknown key "bogus" (allowed: name, address, port, protocol, routes, filter, transport, idle_timeout, tcp, detection_timeout, tls, max_connections, proxy_protocol, access_log, rate_limit) (at listeners[0].bogus)`,
         ]);
       }
     } finally {

@@ -219,16 +219,16 @@ const accessLogPath: JsonSchemaObject = {
 
 /** One access log: a path (shorthand) or { path, format }. */
 const accessLog: JsonSchemaObject = {
-  anyOf: [
-    accessLogPath,
-    {
-      title: 'access_log',
-      type: 'object',
-      additionalProperties: false,
-      required: ['path'],
-      properties: { path: accessLogPath, format: { enum: ['json', 'text'] } },
-    },
-  ],
+  if: { type: 'string' },
+  then: accessLogPath,
+  else: {
+    title: 'access_log',
+    type: 'object',
+    additionalProperties: false,
+    required: ['path'],
+    properties: { path: accessLogPath, format: { enum: ['json', 'text'] } },
+    [MESSAGE_KEYWORD]: { type: 'must be "stdout", "stderr", an absolute file path, or a map { path, format: json | text }' },
+  },
 };
 
 /** TLS from Envoy to a cluster's endpoints. */
@@ -402,8 +402,10 @@ export function buildMeshSchema(protocols: Readonly<Record<string, ProtocolSchem
       max_connections: { type: 'integer', minimum: 1, [MESSAGE_KEYWORD]: 'must be an integer >= 1' },
       proxy_protocol: { type: 'boolean' },
       access_log: {
-        anyOf: [{ $ref: '#/$defs/accessLog' }, { type: 'array', minItems: 1, items: { $ref: '#/$defs/accessLog' } }],
-        [MESSAGE_KEYWORD]: 'must be "stdout", "stderr", an absolute file path, a map { path, format: json | text }, or a list of them',
+        // if/then rather than anyOf: one error from the form the value has, not one per form
+        if: { type: 'array' },
+        then: { type: 'array', minItems: 1, items: { $ref: '#/$defs/accessLog' }, [MESSAGE_KEYWORD]: { minItems: 'access_log needs at least one log' } },
+        else: { $ref: '#/$defs/accessLog' },
       },
       rate_limit: {
         title: 'rate_limit',

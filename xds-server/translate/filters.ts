@@ -5,6 +5,7 @@
 import type { Listener } from '../model/types.ts';
 import { toAny, TYPE_PREFIX } from '../protos/index.ts';
 import type { EnvoyMessage } from '../model/resources.ts';
+import { accessLogs } from './access-log.ts';
 
 /**
  * How Envoy gets a filter's module: its bytes inline in the ECDS resource,
@@ -86,6 +87,8 @@ export function protocolListener(listener: Listener, source: EnvoyMessage): Envo
             typed_config: toAny('envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', {
               stat_prefix: listener.name,
               cluster: defaultCluster(listener),
+              // one line per connection, naming the cluster the filter picked
+              ...(listener.accessLogs ? { access_log: accessLogs(listener, 'tcp') } : {}),
             }),
           },
         ],

@@ -119,6 +119,9 @@ function httpConnectionManager(listener: Listener, source: EnvoyMessage) {
       stat_prefix: listener.name,
       codec_type: 'AUTO',
       rds: { config_source: source, route_config_name: listener.name },
+      // Envoy is the edge: the client is the connection's peer (or what a PROXY header restored),
+      // never a client-sent x-forwarded-for; that peer is appended to x-forwarded-for for upstreams.
+      ...(listener.protocol === 'grpc' ? {} : { use_remote_address: { value: true } }),
       ...(listener.accessLogs ? { access_log: accessLogs(listener, 'http') } : {}),
       http_filters: [
         ...(listener.rateLimit?.kind === 'requests' ? [httpRateLimitFilter(listener.name, listener.rateLimit.perSecond)] : []),

@@ -7,6 +7,7 @@
 import type { Listener, Route } from '../model/types.ts';
 import { toAny } from '../protos/index.ts';
 import type { EnvoyMessage } from '../model/resources.ts';
+import { accessLogs } from './access-log.ts';
 
 function routeAction(cluster: string): EnvoyMessage {
   return {
@@ -57,6 +58,8 @@ function matcher(listener: Listener): EnvoyMessage {
 
 export function udpListener(listener: Listener): EnvoyMessage {
   const config: EnvoyMessage = { stat_prefix: listener.name, matcher: matcher(listener) };
+  // one line per session, when it ends (idle_timeout after its last datagram)
+  if (listener.accessLogs) config.access_log = accessLogs(listener, 'udp');
   if (listener.idleTimeout !== undefined) {
     config.idle_timeout = { seconds: Math.floor(listener.idleTimeout / 1000), nanos: Math.round((listener.idleTimeout % 1000) * 1e6) };
   }
