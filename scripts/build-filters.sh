@@ -2,28 +2,43 @@
 # Compiles every filter folder with a manifest (filters/NAME/filter.json:
 # { "name", "protocol", "entry" }) to build/filters/NAME.wasm with the one
 # AssemblyScript config at the repo root (asconfig.json, target release).
+# --filters DIR and --out DIR build another folder laid out the same way; its
+# filters import the SDK as ../sdk, so DIR/sdk must be the SDK (a symlink to
+# this repo's filters/sdk will do).
 #
-# Incremental: a filter is rebuilt only when its folder, filters/sdk/ or
+# Incremental: a filter is rebuilt only when its folder, the SDK or
 # asconfig.json has a file newer than its .wasm. Outputs are written to a temp
 # file and renamed, so concurrent builds (parallel test processes) are safe.
 #
-# Usage: scripts/build-filters.sh [--force] [NAME...]
+# Usage: scripts/build-filters.sh [--force] [--filters DIR] [--out DIR] [NAME...]
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 force=0
 only=()
-for arg in "$@"; do
-  case "$arg" in
+sources="$repo/filters"
+out_dir="$repo/build/filters"
+while [ $# -gt 0 ]; do
+  case "$1" in
     --force) force=1 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-    *) only+=("$arg") ;;
+    --filters) sources="$(cd "${2:?--filters needs a folder}" && pwd)"; shift ;;
+    --out) out_dir="${2:?--out needs a folder}"; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) only+=("$1") ;;
   esac
+  shift
 done
+[ -d "$sources/sdk" ] || { echo "build-filters: $sources/sdk not found: the filters import the SDK as ../sdk (link it: ln -s $repo/filters/sdk $sources/sdk)" >&2; exit 1; }
 
-out_dir=build/filters
 mkdir -p "$out_dir"
-asc=node_modules/.bin/asc
+out_dir="$(cd "$out_dir" && pwd)"
+config="$repo/asconfig.json"
+asc="$repo/node_modules/.bin/asc"
+# asc names the SDK's abort/trace/seed handlers by their path from its working
+# directory, so it runs beside the sources folder: filters/sdk/abort/... in the repo.
+cd "$(dirname "$sources")"
+base="$(basename "$sources")"
+use=(--use "abort=$base/sdk/abort/abortHandler" --use "trace=$base/sdk/abort/traceHandler" --use "seed=$base/sdk/abort/seedHandler")
 # One build at a time (parallel test processes); the others then find it done.
 if command -v flock >/dev/null; then
   exec 9>"$out_dir/.lock"
@@ -48,7 +63,7 @@ manifest_field() {
 # still built; the exit status is 1 if any failed (the server leaves the
 # broken ones out, naming them, and serves the rest).
 built=0 skipped=0 found=0 failed=()
-for manifest in filters/*/filter.json; do
+for manifest in "$base"/*/filter.json; do
   # A folder removed after the glob listed it is simply gone, not an error.
   [ -e "$manifest" ] || continue
   dir="$(dirname "$manifest")"
@@ -61,12 +76,12 @@ for manifest in filters/*/filter.json; do
   [ -f "$dir/$entry" ] || { echo "build-filters: $manifest: entry $dir/$entry does not exist" >&2; failed+=("$manifest"); continue; }
   out="$out_dir/$name.wasm"
   if [ "$force" = 0 ] && [ -f "$out" ] \
-      && [ -z "$(find "$dir" filters/sdk asconfig.json -newer "$out" -type f -print -quit)" ]; then
+      && [ -z "$(find "$dir" "$base/sdk/" "$config" -newer "$out" -type f -print -quit)" ]; then
     skipped=$((skipped + 1))
     continue
   fi
   tmp="$(mktemp "$out_dir/.$name.XXXXXX")"
-  if ! "$asc" "$dir/$entry" --config asconfig.json --target release -o "$tmp" 2> "$tmp.log"; then
+  if ! "$asc" "$dir/$entry" --config "$config" --target release "${use[@]}" -o "$tmp" 2> "$tmp.log"; then
     grep -v 'Unknown user config' "$tmp.log" >&2 || true
     rm -f "$tmp" "$tmp.log"
     echo "build-filters: $name: compile failed" >&2

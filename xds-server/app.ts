@@ -8,7 +8,7 @@ import { debounce, DEFAULT_DEBOUNCE, type DebounceOptions } from './debounce.ts'
 import { ReadAhead } from './read-ahead.ts';
 import { SnapshotCache, type SnapshotSet } from './cache/index.ts';
 import { snapshotsOf } from './snapshots.ts';
-import { FilterCatalog, type CodeDelivery } from './catalog/index.ts';
+import { FilterCatalog, REPO_FILTERS, type CodeDelivery, type FilterFolders } from './catalog/index.ts';
 import { createMeshParser, formatConfigError, parseMesh, readMeshFile, type ConfigError, type MeshParser } from './config/index.ts';
 import type { Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
@@ -18,7 +18,6 @@ import { watchTlsFiles } from './tls/files.ts';
 import { readTlsFiles, tlsFilesOf, WatchedFiles } from './tls/listener-files.ts';
 import { watchConfigFile } from './config/watch.ts';
 import { etcdMeshInput, type EtcdServeOptions } from './etcd/serve.ts';
-import { FILTERS_DIR } from './wasm-host/index.ts';
 
 export interface ServeOptions {
   /** The mesh file; or, with `etcd`, none (exactly one of the two). */
@@ -54,6 +53,8 @@ export interface ServeOptions {
   wasmCode?: CodeDelivery;
   /** Also reload when files under filters/ change (a new or rebuilt filter). Default true. */
   watchFilters?: boolean;
+  /** The filters folder and its builds (default: the repo's filters/ and build/filters/). */
+  filters?: FilterFolders;
 }
 
 export interface Protoplane {
@@ -81,6 +82,7 @@ type Prepared =
 
 export async function serve(options: ServeOptions): Promise<Protoplane> {
   const { log } = options;
+  const filterFolders = options.filters ?? REPO_FILTERS;
   if ((options.configPath === undefined) === (options.etcd === undefined)) throw new Error('serve: give either a config file or etcd endpoints');
   // From etcd, the mesh and its filter modules come from there: nothing under filters/ is built or watched.
   const etcd = options.etcd ? await etcdMeshInput(options.etcd, log, options.configLimits) : undefined;
@@ -118,13 +120,13 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     let filters = latest;
     if (filtersDirty && !etcd) {
       try {
-        const loaded = await FilterCatalog.load();
+        const loaded = await FilterCatalog.load(filterFolders);
         for (const [folder, reason] of loaded.broken) {
           log.warn({ filter: folder }, `filters/${folder} is broken and left out (listeners using it are refused): ${reason}`);
         }
         filters = { catalog: loaded, parser: createMeshParser({ protocols: loaded.protocolSchemas(), yamlLimits: options.configLimits }) };
       } catch (error) {
-        return { ok: false, errors: [{ file: FILTERS_DIR, line: 1, col: 1, path: '', message: (error as Error).message }] };
+        return { ok: false, errors: [{ file: filterFolders.sources, line: 1, col: 1, path: '', message: (error as Error).message }] };
       }
     }
     // From etcd: the text, the file it was applied from, and the filters of its modules.
@@ -256,7 +258,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     filterChanges += 1;
     changes.trigger();
   };
-  const filterWatch = options.watchFilters === false || etcd ? undefined : fs.watch(FILTERS_DIR, { recursive: true }, filtersChanged);
+  const filterWatch = options.watchFilters === false || etcd ? undefined : fs.watch(filterFolders.sources, { recursive: true }, filtersChanged);
   // Node's recursive watch reports a folder that vanished while it was being
   // listed (a filter folder removed right after it was made) as an 'error'
   // event, which would end the process if nobody listened. Something changed:

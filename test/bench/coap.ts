@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import coapPacket from 'coap-packet';
-import { filterWasmPath } from '../../xds-server/wasm-host/index.ts';
+import { filterWasmPath } from '../../xds-server/catalog/index.ts';
 import { freePort, startEnvoy } from '../support/envoy.ts';
 import { mqttBootstrap } from '../mqtt/envoy-mqtt.ts';
 import { coapModule } from '../coap/host.ts';

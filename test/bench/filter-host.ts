@@ -7,7 +7,8 @@
 // - throughput: bytes/s through passthrough (reading each chunk into the VM,
 //   as a parser does) and through the contract filter, at 64 B and 16 KB chunks
 // - connections/s: newConnection + one chunk + close
-import { WasmFilterModule, loadFilter, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
+import { WasmFilterModule, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
+import { loadFilter } from '../../xds-server/catalog/index.ts';
 import { abiBasics, buildModule } from '../wasm/wasm-bytes.ts';
 
 const DURATION_MS = Number(process.env.BENCH_MS ?? 1500);

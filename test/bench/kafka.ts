@@ -20,7 +20,7 @@
 // round's ratio to plain in the same round, and Envoy's worker CPU per record.
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ensureFiltersBuilt, filterWasmPath } from '../../xds-server/wasm-host/index.ts';
+import { ensureFiltersBuilt, filterWasmPath } from '../../xds-server/catalog/index.ts';
 import { freePort, RECEIVE_BEFORE_CONNECT_YAML, startEnvoy } from '../support/envoy.ts';
 import { runKafkaTool, startKafka } from '../kafka/brokers.ts';
 

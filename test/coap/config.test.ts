@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { listFilters } from '../../xds-server/wasm-host/build.ts';
+import { listFilters } from '../../xds-server/catalog/index.ts';
 import { createMeshParser, formatConfigError } from '../../xds-server/config/index.ts';
 import { translate, type FilterRefs } from '../../xds-server/translate/index.ts';
 import { envoyValidates } from '../support/envoy-validate.ts';

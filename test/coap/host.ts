@@ -1,7 +1,8 @@
 // The coap filter in the in-process host: start a plugin, feed byte chunks,
 // read back what it forwarded, its packet log, counters and log lines.
 import { execFileSync } from 'node:child_process';
-import { filterWasmPath, WasmFilterModule, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
+import { WasmFilterModule, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
+import { filterWasmPath } from '../../xds-server/catalog/index.ts';
 import { REPO_ROOT } from '../support/envoy.ts';
 
 let module: Promise<WasmFilterModule> | undefined;

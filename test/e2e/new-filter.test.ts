@@ -16,7 +16,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { bootstrapYaml } from '../../xds-server/bootstrap.ts';
-import { ensureFiltersBuilt } from '../../xds-server/wasm-host/index.ts';
+import { ensureFiltersBuilt } from '../../xds-server/catalog/index.ts';
 import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
 import { startTcpEcho, type TcpEcho } from '../support/upstreams.ts';
 import { privateCheckout, servedFilters, serveCheckoutUntilFilter, type ServingCheckout } from '../support/checkout.ts';

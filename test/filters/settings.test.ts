@@ -14,7 +14,7 @@ import { before, describe, it } from 'node:test';
 import { createMeshParser, type ProtocolSchema } from '../../xds-server/config/index.ts';
 import { isBuiltinProtocol } from '../../xds-server/model/types.ts';
 import { filterConfiguration } from '../../xds-server/translate/index.ts';
-import { ensureFiltersBuilt, listFilters, loadFilter, type FilterManifest } from '../../xds-server/wasm-host/index.ts';
+import { ensureFiltersBuilt, listFilters, loadFilter, type FilterManifest } from '../../xds-server/catalog/index.ts';
 
 interface Examples {
   valid: unknown[];

@@ -5,7 +5,8 @@
 // packet log and the one close log line.
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { loadFilter, type FilterConnection, type WasmFilterModule, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
+import { type FilterConnection, type WasmFilterModule, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
+import { loadFilter } from '../../xds-server/catalog/index.ts';
 import { splitAt } from '../support/bytes.ts';
 import { rng } from '../support/random.ts';
 

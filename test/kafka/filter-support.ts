@@ -6,7 +6,8 @@ import path from 'node:path';
 import { readConversations, type TcpConversation } from '../../xds-server/replay/index.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { WasmFilterModule, filterWasmPath, type WasmPlugin, type FilterConnection } from '../../xds-server/wasm-host/index.ts';
+import { WasmFilterModule, type WasmPlugin, type FilterConnection } from '../../xds-server/wasm-host/index.ts';
+import { filterWasmPath } from '../../xds-server/catalog/index.ts';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { MqttClient } from 'mqtt';
-import { filterWasmPath } from '../../xds-server/wasm-host/index.ts';
+import { filterWasmPath } from '../../xds-server/catalog/index.ts';
 import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
 import { connectClient, endClient, mosquittoClient, startAedes, startMosquitto, type Broker } from './brokers.ts';
 import { E2E_CONFIG, mqttBootstrap } from './envoy-mqtt.ts';

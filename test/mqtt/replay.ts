@@ -4,7 +4,8 @@
 // `packet {...}` at debug level for every packet it parses, the SDK's
 // packet-log convention; see docs/mqtt.md). Records keep the name `dir` for
 // the log's `direction`. Reusable by a replay CLI: replayMqtt(steps, options).
-import { loadFilter, type Clock, type FilterConnection, type WasmFilterModule, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
+import { type Clock, type FilterConnection, type WasmFilterModule, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
+import { loadFilter } from '../../xds-server/catalog/index.ts';
 
 export type Dir = 'downstream' | 'upstream';
 

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ensureFiltersBuilt } from '../../xds-server/wasm-host/index.ts';
+import { ensureFiltersBuilt } from '../../xds-server/catalog/index.ts';
 import { privateCheckout, serveCheckout } from '../support/checkout.ts';
 import { freePort, waitUntil } from '../support/envoy.ts';
 import { serveForTest } from '../support/mesh-env.ts';

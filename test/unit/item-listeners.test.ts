@@ -10,7 +10,7 @@ import { createMeshParser, formatConfigError, type ItemListeners } from '../../x
 import type { Mesh } from '../../xds-server/model/types.ts';
 import { translate, type EnvoyMessage } from '../../xds-server/translate/index.ts';
 import { messageType } from '../../xds-server/protos/index.ts';
-import { listFilters } from '../../xds-server/wasm-host/index.ts';
+import { listFilters } from '../../xds-server/catalog/index.ts';
 import { envoyValidates } from '../support/envoy-validate.ts';
 import { REPO_ROOT } from '../support/envoy.ts';
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import { readConversations, replay, withPacketLog, type ReplayLine } from '../../xds-server/replay/index.ts';
-import { loadFilter } from '../../xds-server/wasm-host/index.ts';
+import { loadFilter } from '../../xds-server/catalog/index.ts';
 import { REPO_ROOT } from '../support/envoy.ts';
 
 const exec = promisify(execFile);

@@ -4,9 +4,8 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import mqttPacket from 'mqtt-packet';
-import {
-  WasmFilterError, WasmFilterModule, encodeSetEnvoyFilterState, loadFilter, type FilterConnection, type WasmPlugin,
-} from '../../xds-server/wasm-host/index.ts';
+import { WasmFilterError, WasmFilterModule, encodeSetEnvoyFilterState, type FilterConnection, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
+import { loadFilter } from '../../xds-server/catalog/index.ts';
 import { CONTRACT_CONFIG, expectContract, rewriteMarks, splitAt } from './contract.ts';
 import { abiBasics, buildModule, op } from './wasm-bytes.ts';
 import { rng } from '../support/random.ts';

@@ -10,7 +10,9 @@ import path from 'node:path';
 import type { ProtocolSchema } from '../config/index.ts';
 import { isBuiltinProtocol, type Mesh } from '../model/types.ts';
 import { filterConfiguration, type FilterRef, type FilterRefs } from '../translate/index.ts';
-import { buildFilters, FILTER_BUILD_DIR, FILTERS_DIR, filterWasmPath, listFilters, WasmFilterModule, type FilterManifest } from '../wasm-host/index.ts';
+import { WasmFilterModule } from '../wasm-host/index.ts';
+import { buildFilters, filterWasmPath, listFilters, REPO_FILTERS, type FilterFolders, type FilterManifest } from './filters-dir.ts';
+export { buildFilters, ensureFiltersBuilt, FILTER_BUILD_DIR, FILTERS_DIR, filterFolders, filterWasmPath, listFilters, loadFilter, REPO_FILTERS, REPO_ROOT, type FilterFolders, type FilterManifest } from './filters-dir.ts';
 import { DEFAULT_PREFLIGHT, preflight, type PreflightLimits, type PreflightRequest } from './preflight.ts';
 
 
@@ -46,13 +48,13 @@ export class FilterCatalog {
   static readonly EMPTY = new FilterCatalog(new Map());
 
   /** Builds what changed and loads every filter; throws with the reason (compile error, bad manifest, bad module). */
-  static async load(): Promise<FilterCatalog> {
+  static async load(folders: FilterFolders = REPO_FILTERS): Promise<FilterCatalog> {
     // A broken folder (bad filter.json, a compile error, garbage .wasm) is left
     // out and reported: a config whose listeners do not use it still loads.
     const broken = new Map<string, string>();
     let buildOutput = '';
-    await buildFilters().catch((error: Error) => (buildOutput = error.message));
-    const manifests = listFilters(FILTERS_DIR, (folder, reason) => broken.set(path.basename(folder), reason));
+    await buildFilters(folders).catch((error: Error) => (buildOutput = error.message));
+    const manifests = listFilters(folders.sources, (folder, reason) => broken.set(path.basename(folder), reason));
     // the build goes on past a broken filter and ends with "build-filters: failed: filters/X/filter.json ..."
     const failed = /build-filters: failed: (.*)/.exec(buildOutput)?.[1]?.split(' ') ?? [];
     for (const manifest of failed) {
@@ -75,14 +77,14 @@ export class FilterCatalog {
       let bytes: Uint8Array;
       let module: WasmFilterModule;
       try {
-        bytes = new Uint8Array(await readFile(filterWasmPath(manifest.name)));
+        bytes = new Uint8Array(await readFile(filterWasmPath(manifest.name, folders)));
         module = await WasmFilterModule.load(bytes, manifest.name);
       } catch (error) {
         broken.set(path.basename(manifest.dir), (error as Error).message);
         continue;
       }
       const sha256 = createHash('sha256').update(bytes).digest('hex');
-      const contentPath = path.join(FILTER_BUILD_DIR, 'by-sha256', `${manifest.name}-${sha256.slice(0, 16)}.wasm`);
+      const contentPath = path.join(folders.builds, 'by-sha256', `${manifest.name}-${sha256.slice(0, 16)}.wasm`);
       await mkdir(path.dirname(contentPath), { recursive: true });
       await writeFile(contentPath, bytes);
       entries.set(manifest.name, { manifest, bytes, sha256, module, contentPath });

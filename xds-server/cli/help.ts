@@ -43,6 +43,7 @@ export const COMMANDS: Record<string, CommandHelp> = {
       'max-stream-age-grace': 'how long streams may finish after the GOAWAY (default 30s)',
       'wasm-code': 'how Envoy gets filter modules: inline (in ECDS, hot-swaps; default), remote (fetched from the admin server, sha256-checked), local (a file path on this machine)',
       'log-format': 'pretty or json (default: pretty on a terminal, json otherwise)',
+      filters: 'the filters folder (default: the repo\'s filters/); built into build/NAME beside it; it needs the SDK as sdk/ (docs/filters.md)',
       ...SERVE_SECURITY_HELP,
     },
     examples: [
@@ -53,9 +54,9 @@ export const COMMANDS: Record<string, CommandHelp> = {
   },
   validate: {
     summary: 'check a mesh file; exit 0, or 1 with file:line:col: message lines',
-    synopsis: 'validate mesh.yaml',
+    synopsis: 'validate mesh.yaml [--filters DIR]',
     description: 'Checks YAML, structure, references and each protocol filter\'s own settings, as serve would.',
-    flags: {},
+    flags: { filters: 'the filters folder (default: the repo\'s filters/), as for serve' },
     examples: ['protoplane validate envoy-configs/mesh.example.yaml'],
   },
   apply: {

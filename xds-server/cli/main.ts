@@ -1,12 +1,11 @@
 // protoplane serve | validate | bootstrap
 import { serve } from '../app.ts';
 import { bootstrapYaml } from '../bootstrap.ts';
-import { FilterCatalog, type CodeDelivery } from '../catalog/index.ts';
+import { FilterCatalog, filterFolders, REPO_ROOT, type CodeDelivery } from '../catalog/index.ts';
 import { formatConfigError, loadMeshFile } from '../config/index.ts';
 import { parseDuration } from '../config/values.ts';
 import { DEFAULT_DEBOUNCE } from '../debounce.ts';
 import { createLogger, type LogFormat } from '../log.ts';
-import { REPO_ROOT } from '../wasm-host/build.ts';
 import { COMMANDS, commandHelp, parseCommand, plural, topLevelHelp, UsageError, type FlagSpecs } from './help.ts';
 import { scaffoldFilter } from './new-filter.ts';
 import { BOOTSTRAP_TLS_FLAGS, bootstrapTlsOptions, SERVE_SECURITY_FLAGS, securityServeOptions } from './security-flags.ts';
@@ -68,6 +67,7 @@ async function main(argv: string[]): Promise<number> {
           'max-stream-age-grace': { type: 'string' },
           'wasm-code': { type: 'string' },
           'log-format': { type: 'string' },
+          filters: { type: 'string' },
           ...ETCD_FLAGS,
           ...SERVE_SECURITY_FLAGS,
       });
@@ -90,6 +90,7 @@ async function main(argv: string[]): Promise<number> {
         maxStreamAgeMs: duration(values['max-stream-age'], 0, '--max-stream-age'),
         maxStreamAgeGraceMs: duration(values['max-stream-age-grace'], 30_000, '--max-stream-age-grace'),
         wasmCode: wasmCode(values['wasm-code']),
+        filters: values.filters === undefined ? undefined : filterFolders(values.filters),
         ...securityServeOptions(values, (message) => fail(message, 'serve')),
       });
       const stop = () => {
@@ -105,10 +106,10 @@ async function main(argv: string[]): Promise<number> {
     case 'rollback':
       return etcdCommand(command, rest);
     case 'validate': {
-      const { positionals } = flagsOf('validate', rest, {}, true);
+      const { positionals, values } = flagsOf('validate', rest, { filters: { type: 'string' } }, true);
       if (positionals.length !== 1) fail('validate: pass exactly one file', 'validate');
       // Filters under filters/ bring their protocols and schemas, and check their own settings.
-      const catalog = await FilterCatalog.load();
+      const catalog = await FilterCatalog.load(values.filters === undefined ? undefined : filterFolders(values.filters));
       const result = await loadMeshFile(positionals[0]!, { protocols: catalog.protocolSchemas() });
       const problems = result.ok ? await catalog.check(result.mesh) : [];
       if (result.ok && problems.length > 0) {

@@ -162,7 +162,7 @@ function starterTest(name: string): string {
 // runs the built module in the in-process host, as Envoy would.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadFilter } from '../../xds-server/wasm-host/index.ts';
+import { loadFilter } from '../../xds-server/catalog/index.ts';
 
 const configuration = {
   routes: [{ match: { prefix: 'hello' }, cluster: 'greeters' }, { cluster: 'others' }],
@@ -330,7 +330,7 @@ function framedStarterTest(name: string): string {
 // the same conversation split at every point.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadFilter } from '../../xds-server/wasm-host/index.ts';
+import { loadFilter } from '../../xds-server/catalog/index.ts';
 
 const configuration = {
   routes: [{ match: { key: { prefix: 'hello' } }, cluster: 'greeters' }, { cluster: 'others' }],

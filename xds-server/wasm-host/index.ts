@@ -4,4 +4,3 @@ export { WasmFilterError, GuestTrap, ProcExit } from './errors.ts';
 export * from './types.ts';
 export { WasmResult, BufferType, StreamType, PeerType, MetricType, ENVOY_FILTER_STATE_KEYS } from './abi.ts';
 export { decodeSetEnvoyFilterState, encodeSetEnvoyFilterState } from './protobuf.ts';
-export { buildFilters, ensureFiltersBuilt, FILTER_BUILD_DIR, FILTERS_DIR, filterWasmPath, listFilters, loadFilter, type FilterManifest } from './build.ts';

@@ -1,17 +1,40 @@
-// Finding and building the filters under filters/ (scripts/build-filters.sh).
+// A filters folder: its manifests (NAME/filter.json) and their builds
+// (scripts/build-filters.sh). The repo's filters/ and build/filters/ are the
+// defaults; any folder laid out the same way (with the SDK beside the filters
+// as sdk/) can be listed, built and loaded through FilterFolders.
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { ItemListeners } from '../config/schema.ts';
-import { WasmFilterModule } from './host.ts';
+import { WasmFilterModule } from '../wasm-host/index.ts';
 
 const run = promisify(execFile);
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const FILTERS_DIR = path.join(REPO_ROOT, 'filters');
 export const FILTER_BUILD_DIR = path.join(REPO_ROOT, 'build', 'filters');
+
+/** Where filter sources live and where their .wasm builds go. */
+export interface FilterFolders {
+  /** Folders with a filter.json each, and the SDK as sdk/. */
+  readonly sources: string;
+  /** NAME.wasm for each filter. */
+  readonly builds: string;
+}
+
+/**
+ * A filters folder and where its builds go: build/NAME beside it (for the
+ * repo's filters/, build/filters), outside the folder so a build does not
+ * look like an edit to whoever watches it.
+ */
+export function filterFolders(sources: string): FilterFolders {
+  const dir = path.resolve(sources);
+  return { sources: dir, builds: path.join(path.dirname(dir), 'build', path.basename(dir)) };
+}
+
+export const REPO_FILTERS: FilterFolders = filterFolders(FILTERS_DIR);
 
 export interface FilterManifest {
   name: string;
@@ -99,17 +122,18 @@ function readManifest(root: string, folder: string, out: FilterManifest[]): void
   });
 }
 
-/** Where a built filter lives: build/filters/NAME.wasm. */
-export function filterWasmPath(name: string): string {
-  return path.join(FILTER_BUILD_DIR, `${name}.wasm`);
+/** Where a built filter lives: build/filters/NAME.wasm by default. */
+export function filterWasmPath(name: string, folders: FilterFolders = REPO_FILTERS): string {
+  return path.join(folders.builds, `${name}.wasm`);
 }
 
 let building: Promise<void> | undefined;
 
 /** Builds every filter that is missing or older than its sources (not memoized: the server calls it on each reload). */
-export async function buildFilters(): Promise<void> {
+export async function buildFilters(folders: FilterFolders = REPO_FILTERS): Promise<void> {
+  const args = [path.join(REPO_ROOT, 'scripts', 'build-filters.sh'), '--filters', folders.sources, '--out', folders.builds];
   try {
-    await run('bash', [path.join(REPO_ROOT, 'scripts', 'build-filters.sh')], { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024 });
+    await run('bash', args, { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024 });
   } catch (err) {
     const e = err as { stderr?: string; stdout?: string; message: string };
     throw new Error(`building the Wasm filters failed (scripts/build-filters.sh):\n${e.stderr || e.stdout || e.message}`);
