@@ -141,7 +141,7 @@ describe('schema errors', () => {
     assert.deepEqual(errorsOf(text), [
       'mesh.yaml:1:1: unknown key "listener" (did you mean "listeners"?) (at listener)',
       'mesh.yaml:7:18: unknown key "prefx" (did you mean "prefix"?) (at listeners[0].routes[0].match.prefx)',
-      'mesh.yaml:9:9: unknown key "weight" (allowed: match, cluster, clusters, timeout, websocket) (at listeners[0].routes[0].weight)',
+      'mesh.yaml:9:9: unknown key "weight" (allowed: match, cluster, clusters, timeout, websocket, idle_timeout, max_stream_duration) (at listeners[0].routes[0].weight)',
       'mesh.yaml:13:5: unknown key "foo" (allowed: name, endpoints, lb, http2, connect_timeout, health_check, retries, tls, proxy_protocol, outlier_detection, circuit_breakers) (at clusters[0].foo)',
     ]);
   });
@@ -523,7 +523,7 @@ describe('error reporting', () => {
       'mesh.yaml:2:48: must be one of "round_robin", "least_request", "random", "ring_hash" (got "fastest") (at clusters[0].lb)',
       'mesh.yaml:3:48: must be a duration with a unit, like "3s" or "3ms" (got 3) (at clusters[1].connect_timeout)',
       'mesh.yaml:5:24: port must be an integer from 1 to 65535 (got 0) (at listeners[0].port)',
-      'mesh.yaml:5:89: unknown key "retries" (allowed: match, cluster, clusters, timeout, websocket) (at listeners[0].routes[0].retries)',
+      'mesh.yaml:5:89: unknown key "retries" (allowed: match, cluster, clusters, timeout, websocket, idle_timeout, max_stream_duration) (at listeners[0].routes[0].retries)',
       'mesh.yaml:6:5: listener is missing required key "port" (at listeners[1])',
     ]);
   });
