@@ -5,7 +5,12 @@ import { stringify } from 'yaml';
 import { ADMIN_CLUSTER, XDS_CLUSTER } from './translate/index.ts';
 
 export interface BootstrapOptions {
-  xds: string; // host:port of the xDS server
+  /**
+   * host:port of the xDS server, or of every replica: with several, the xDS
+   * cluster lists them all and Envoy reconnects to a live one on its own
+   * (docs/ha.md).
+   */
+  xds: string | readonly string[];
   nodeId: string;
   nodeCluster?: string;
   delta?: boolean;
@@ -19,6 +24,12 @@ export interface BootstrapOptions {
    * such cluster: inline and local code need no second address.
    */
   protoplaneAdmin?: string;
+  /**
+   * Report endpoint health to protoplane over HDS (its /debug/health); default
+   * true. Envoy then also runs protoplane's health checks for HDS, beside the
+   * clusters' own (docs/config.md, "Health checks").
+   */
+  hds?: boolean;
   /** mTLS to the xDS server: the CA that signed its certificate, and Envoy's own certificate and key (PEM file paths). */
   xdsTls?: { ca: string; cert: string; key: string };
 }
@@ -45,10 +56,11 @@ export function parseHostPort(value: string): { host: string; port: number } {
   return { host: match[1]!, port };
 }
 
-function staticCluster(name: string, at: { host: string; port: number }, http2: boolean): Record<string, unknown> {
+function staticCluster(name: string, at: { host: string; port: number } | readonly { host: string; port: number }[], http2: boolean): Record<string, unknown> {
+  const hosts = 'host' in at ? [at] : at;
   return {
     name,
-    type: isIP(at.host) ? 'STATIC' : 'STRICT_DNS',
+    type: hosts.every((h) => isIP(h.host)) ? 'STATIC' : 'STRICT_DNS',
     connect_timeout: '1s',
     ...(http2
       ? {
@@ -62,13 +74,39 @@ function staticCluster(name: string, at: { host: string; port: number }, http2: 
       : {}),
     load_assignment: {
       cluster_name: name,
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: at.host, port_value: at.port } } } }] }],
+      endpoints: [{ lb_endpoints: hosts.map((h) => ({ endpoint: { address: { socket_address: { address: h.host, port_value: h.port } } } })) }],
     },
   };
 }
 
+/**
+ * What the xDS cluster adds when it lists several replicas (verified on stock
+ * Envoy 1.40, test/ha/failover.test.ts): when the stream breaks, Envoy's next
+ * attempt goes to the next replica (round robin), and a replica that refused
+ * a connection is ejected at once (outlier detection on locally originated
+ * connect failures: passive, so a fleet of Envoys does not probe every
+ * replica) and left out for 30 s, so a dead replica is not tried again and
+ * again while a live one is there. Envoy's reconnect back-off (0.5 s base,
+ * jittered) stays as it is.
+ */
+const REPLICA_FAILOVER = {
+  outlier_detection: {
+    split_external_local_origin_errors: true,
+    consecutive_local_origin_failure: 1,
+    enforcing_consecutive_local_origin_failure: 100,
+    consecutive_5xx: 1000000, // gRPC stream ends are not replica failures
+    interval: '1s',
+    base_ejection_time: '30s',
+    max_ejection_percent: 100,
+  },
+};
+
 export function bootstrapConfig(options: BootstrapOptions): Record<string, unknown> {
-  const xds = parseHostPort(options.xds);
+  const addresses = typeof options.xds === 'string' ? [options.xds] : options.xds;
+  if (addresses.length === 0) throw new Error('expected at least one xDS address');
+  const replicas = addresses.map(parseHostPort);
+  // One address: exactly the cluster it always was.
+  const xds = replicas.length === 1 ? replicas[0]! : replicas;
   const adsSource = () => ({ ads: {}, resource_api_version: 'V3' });
   const apiType = options.delta ? 'DELTA_GRPC' : 'GRPC';
   const grpcServices = () => [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }];
@@ -93,9 +131,14 @@ export function bootstrapConfig(options: BootstrapOptions): Record<string, unkno
       address: { socket_address: { address: options.adminAddress ?? '127.0.0.1', port_value: options.adminPort ?? 9901 } },
     },
     dynamic_resources: dynamic,
+    ...(options.hds === false ? {} : { hds_config: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: grpcServices() } }),
     static_resources: {
       clusters: [
-        { ...staticCluster(XDS_CLUSTER, xds, true), ...(options.xdsTls ? { transport_socket: xdsTransportSocket(options.xdsTls) } : {}) },
+        {
+          ...staticCluster(XDS_CLUSTER, xds, true),
+          ...(replicas.length > 1 ? REPLICA_FAILOVER : {}),
+          ...(options.xdsTls ? { transport_socket: xdsTransportSocket(options.xdsTls) } : {}),
+        },
         ...(options.protoplaneAdmin ? [staticCluster(ADMIN_CLUSTER, parseHostPort(options.protoplaneAdmin), false)] : []),
       ],
     },

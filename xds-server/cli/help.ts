@@ -33,6 +33,9 @@ export const COMMANDS: Record<string, CommandHelp> = {
       config: 'the mesh YAML file (or --etcd)',
       etcd: 'serve the mesh applied to etcd instead of a file: its client URLs as a comma list; filter modules come from etcd too, nothing is built (docs/ha.md)',
       'etcd-prefix': 'the etcd key prefix (default /protoplane/)',
+      'replica-id': 'with --etcd: this replica\'s name in the fleet, under <prefix>replicas/ (default HOSTNAME-XDSPORT)',
+      'advertise-host': 'with --etcd: the host Envoy and `protoplane status` reach this replica by (default: --host, or the host name when that is 0.0.0.0)',
+      'replica-ttl': 'with --etcd: how long a replica that died stays registered (its etcd lease TTL; default 10s, at least 1s)',
       'xds-port': 'gRPC xDS port (default 18000)',
       'admin-port': 'admin HTTP port: status page, /metrics, /debug/* (default 18001)',
       host: 'address xDS listens on (default 127.0.0.1; 0.0.0.0 with --xds-client-ca); plaintext on another address logs a warning',
@@ -94,11 +97,27 @@ export const COMMANDS: Record<string, CommandHelp> = {
     },
     examples: ['protoplane rollback --to 41 --etcd http://127.0.0.1:2379'],
   },
+  status: {
+    summary: 'the fleet served from etcd: every replica, every connected Envoy, per type SYNCED / STALE / NACKED (like istioctl proxy-status)',
+    synopsis: 'status --etcd URL[,URL...] [--etcd-prefix P] [--json] [--admin-token-file FILE] [--timeout 3s]',
+    description:
+      'Lists the replicas registered under <prefix>replicas/ (each `serve --etcd` registers itself), then asks\n' +
+      'each one\'s admin server for its connected nodes (/debug/sync). A replica that does not answer is shown\n' +
+      'as UNREACHABLE. Versions are the first 8 characters of the content hashes (docs/ha.md).',
+    flags: {
+      etcd: 'etcd client URLs, a comma list (required)',
+      'etcd-prefix': 'the etcd key prefix (default /protoplane/)',
+      json: 'print the fleet as JSON (the same document as /fleet.json on any replica\'s admin server)',
+      'admin-token-file': 'the bearer token the replicas\' /debug/* require (serve --admin-token-file)',
+      timeout: 'how long to wait for each replica (default 3s)',
+    },
+    examples: ['protoplane status --etcd http://127.0.0.1:2379', 'protoplane status --etcd http://10.0.0.2:2379,http://10.0.0.3:2379 --json'],
+  },
   bootstrap: {
     summary: 'print an Envoy bootstrap that takes everything from protoplane',
     synopsis: 'bootstrap --node-id ID [flags]',
     flags: {
-      xds: 'host:port of protoplane\'s xDS server (default 127.0.0.1:18000)',
+      xds: 'host:port of protoplane\'s xDS server (default 127.0.0.1:18000); repeat it or give a comma list for several replicas, and Envoy fails over between them (docs/ha.md)',
       'node-id': 'the Envoy node id (required)',
       'node-cluster': 'the Envoy node cluster (default protoplane)',
       delta: 'use the Delta xDS protocol instead of SotW',
@@ -111,6 +130,7 @@ export const COMMANDS: Record<string, CommandHelp> = {
     examples: [
       'protoplane bootstrap --node-id edge-1 > bootstrap.yaml && envoy -c bootstrap.yaml',
       'protoplane bootstrap --xds 10.0.0.5:18000 --node-id edge-1 --delta --per-type',
+      'protoplane bootstrap --xds 10.0.0.5:18000,10.0.0.6:18000,10.0.0.7:18000 --node-id edge-1 --delta',
     ],
   },
   'new-filter': {

@@ -1,6 +1,8 @@
 // protoplane serve | validate | bootstrap
 import { serve } from '../app.ts';
-import { bootstrapYaml } from '../bootstrap.ts';
+import { REPLICA_FLAGS, replicaOptionsOf } from '../fleet/index.ts';
+import { statusCommand } from './status.ts';
+import { bootstrapYaml, parseHostPort } from '../bootstrap.ts';
 import { FilterCatalog, filterFolders, REPO_ROOT, type CodeDelivery } from '../catalog/index.ts';
 import { formatConfigError, loadMeshFile } from '../config/index.ts';
 import { parseDuration } from '../config/values.ts';
@@ -44,6 +46,20 @@ function logFormat(value: string | undefined): LogFormat | undefined {
   fail(`--log-format: expected pretty or json, got ${value}`, 'serve');
 }
 
+/** `--xds` given several times or as a comma list; each a host:port. */
+function xdsAddresses(values: string[] | undefined): string[] {
+  const list = (values ?? ['127.0.0.1:18000']).flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
+  if (list.length === 0) fail('--xds: expected host:port', 'bootstrap');
+  for (const address of list) {
+    try {
+      parseHostPort(address);
+    } catch (error) {
+      fail(`--xds: ${(error as Error).message}`, 'bootstrap');
+    }
+  }
+  return list;
+}
+
 function port(value: string | undefined, fallback: number, flag: string): number {
   if (value === undefined) return fallback;
   const n = Number(value);
@@ -67,8 +83,9 @@ async function main(argv: string[]): Promise<number> {
           'max-stream-age-grace': { type: 'string' },
           'wasm-code': { type: 'string' },
           'log-format': { type: 'string' },
-          filters: { type: 'string' },
           ...ETCD_FLAGS,
+          ...REPLICA_FLAGS,
+          filters: { type: 'string' },
           ...SERVE_SECURITY_FLAGS,
       });
       const etcd = etcdTargetOf(values, 'serve');
@@ -78,6 +95,7 @@ async function main(argv: string[]): Promise<number> {
       const server = await serve({
         configPath: values.config,
         etcd,
+        replica: replicaOptionsOf(values, (message) => fail(message, 'serve')),
         xdsPort: port(values['xds-port'], 18000, '--xds-port'),
         adminPort: port(values['admin-port'], 18001, '--admin-port'),
         host: values.host,
@@ -101,6 +119,8 @@ async function main(argv: string[]): Promise<number> {
       process.on('SIGTERM', stop);
       return new Promise<number>(() => {});
     }
+    case 'status':
+      return statusCommand(rest);
     case 'apply':
     case 'get':
     case 'rollback':
@@ -127,7 +147,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'bootstrap': {
       const { values } = flagsOf('bootstrap', rest, {
-          xds: { type: 'string' },
+          xds: { type: 'string', multiple: true },
           'node-id': { type: 'string' },
           'node-cluster': { type: 'string' },
           delta: { type: 'boolean' },
@@ -140,7 +160,8 @@ async function main(argv: string[]): Promise<number> {
       if (!values['node-id']) fail('bootstrap: --node-id is required', 'bootstrap');
       process.stdout.write(
         bootstrapYaml({
-          xds: values.xds ?? '127.0.0.1:18000',
+          // Repeated or comma-separated: every replica (docs/ha.md).
+          xds: xdsAddresses(values.xds),
           nodeId: values['node-id'],
           nodeCluster: values['node-cluster'],
           delta: values.delta ?? false,

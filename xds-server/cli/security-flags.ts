@@ -74,7 +74,8 @@ export const BOOTSTRAP_TLS_HELP: Record<string, string> = {
   'xds-tls-key': 'private key of --xds-tls-cert',
 };
 
-type Values = Record<string, string | boolean | undefined>;
+// A command's parsed flags (repeatable ones are arrays).
+type Values = Record<string, string | boolean | string[] | undefined>;
 
 function count(values: Values, flag: string, fail: (message: string) => never): number | undefined {
   const raw = values[flag];

@@ -218,6 +218,10 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
       state.pendingRemovals = [...new Set([...state.pendingRemovals, ...removed])];
     }
     if (state.typeUrl === TYPE.cluster) this.refreshEndpointsOf(state, updated);
+    // A client that reconnected (e.g. to another replica) already holding
+    // exactly this view is sent nothing: it is in sync, so record the version
+    // as acknowledged for /debug/nodes and `protoplane status`.
+    if (!base && state.sentVersion === undefined && updated.length === 0 && removed.length === 0) state.ackedVersion = desired.version;
     state.heldView = desired;
     state.heldOverride = undefined;
     state.forceNames.clear();
