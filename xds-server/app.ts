@@ -18,12 +18,15 @@ import { watchTlsFiles } from './tls/files.ts';
 import { readTlsFiles, tlsFilesOf, WatchedFiles } from './tls/listener-files.ts';
 import { watchConfigFile } from './config/watch.ts';
 import { etcdMeshInput, type EtcdServeOptions } from './etcd/serve.ts';
+import { fleetReader, joinFleet, type ReplicaOptions } from './fleet/index.ts';
 
 export interface ServeOptions {
   /** The mesh file; or, with `etcd`, none (exactly one of the two). */
   configPath?: string;
   /** Serve the mesh and its filter modules from etcd (docs/ha.md) instead of a file and filters/. */
   etcd?: EtcdServeOptions;
+  /** With etcd: how this replica registers itself in the fleet (docs/ha.md). */
+  replica?: ReplicaOptions;
   xdsPort: number;
   adminPort: number;
   /** Where xDS listens (default 127.0.0.1: reachable from this machine only). */
@@ -237,9 +240,22 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     configPath: configName,
     configSource: etcd?.status,
     guard: { tokenFile: options.adminTokenFile, maxConnections: options.adminMaxConnections, timeoutMs: options.adminTimeoutMs },
+    fleet: options.etcd ? fleetReader(options.etcd, options.adminTokenFile) : undefined,
   });
   await admin.listen({ port: options.adminPort, host: options.adminHost ?? '127.0.0.1' });
   const adminPort = (admin.server.address() as AddressInfo).port;
+  // Serving from etcd: say so under <prefix>replicas/ (lease-bound, so a dead replica drops out).
+  const registration = options.etcd
+    ? joinFleet({
+        etcd: options.etcd,
+        replica: options.replica,
+        xds: { host: xdsHost, port: xdsPort },
+        admin: { host: options.adminHost ?? '127.0.0.1', port: adminPort },
+        streams: () => xds.openStreams,
+        cache,
+        log,
+      })
+    : undefined;
   log.info({ xdsPort, adminPort, config: configName }, 'protoplane serving');
 
   const changes = debounce(() => void applyChanges(), options.debounce ?? DEFAULT_DEBOUNCE);
@@ -276,6 +292,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     filters: () => catalog,
     reload,
     async close() {
+      await registration?.close();
       changes.cancel();
       stopWatching();
       await etcd?.close();

@@ -9,6 +9,8 @@ import { decodeMessage, TYPE_PREFIX } from '../protos/index.ts';
 import { shortType, type StreamInfo } from '../server/index.ts';
 import { isCompact, registerStatusPage, sendJson } from './status-page.ts';
 import { adminServerOptions, guardAdmin, pageOf, type AdminGuardOptions } from './guard.ts';
+import { statusView } from './status.ts';
+import type { FleetView } from '../fleet/view.ts';
 
 export interface AdminOptions {
   cache: SnapshotCache;
@@ -24,6 +26,8 @@ export interface AdminOptions {
   configSource?: () => EtcdSourceStatus;
   /** Connection cap, timeouts and the /debug/* token (docs/security.md). */
   guard?: Omit<AdminGuardOptions, 'metrics'>;
+  /** Serving from etcd: the whole fleet's sync view for /fleet.json (docs/ha.md). */
+  fleet?: () => Promise<FleetView>;
 }
 
 export function nodesView(streams: readonly StreamInfo[]): unknown {
@@ -113,6 +117,19 @@ export function buildAdmin(options: AdminOptions): FastifyInstance {
   app.get('/debug/nodes', async (request, reply) => {
     const { items, page } = pageOf(options.streams(), request.query);
     return sendJson(reply, { ...(nodesView(items) as object), page }, isCompact(request.query));
+  });
+  // Every node connected here, not paged: what `protoplane status` and /fleet.json gather from each replica.
+  app.get('/debug/sync', async (request, reply) => {
+    const view = statusView(options, Date.now(), Infinity);
+    return sendJson(reply, { version: view.config.version, nodes: view.nodes }, isCompact(request.query));
+  });
+  app.get('/fleet.json', async (request, reply) => {
+    if (!options.fleet) return reply.code(404).send({ error: 'no fleet: this server does not run with --etcd' });
+    try {
+      return sendJson(reply, await options.fleet(), isCompact(request.query));
+    } catch (error) {
+      return reply.code(503).send({ error: `cannot read the fleet from etcd: ${(error as Error).message}` });
+    }
   });
   app.get('/debug/filters', async () => ({
     filters: [...options.filters().entries.values()].map((e) => ({
