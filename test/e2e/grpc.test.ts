@@ -6,7 +6,8 @@
 // details and trailing metadata reach the client unchanged; a unary call over
 // its route `timeout` is failed by Envoy, while a stream twice as long lives
 // on a route declared for streams (`max_stream_duration`), and the same stream
-// is cut on a route that only has the request `timeout`.
+// is cut on a route that only has the request `timeout`. A `protocol: auto`
+// port serves the same calls (gRPC is h2c, which http_inspector detects).
 //
 // The messages are JSON rather than protobuf (gRPC does not care what the
 // length-prefixed message bytes are): no .proto to compile, same HTTP/2
@@ -161,7 +162,7 @@ describe('gRPC through stock Envoy (h2c and TLS upstreams)', () => {
   let dir: string;
   let h2cServer: { port: number; close(): void };
   let tlsServer: { port: number; close(): void };
-  const clients: Record<'h2c' | 'tls', EchoClientType> = {} as Record<'h2c' | 'tls', EchoClientType>;
+  const clients: Record<'h2c' | 'tls' | 'auto', EchoClientType> = {} as Record<'h2c' | 'tls' | 'auto', EchoClientType>;
   let edgeCertPem: string;
 
   before(async () => {
@@ -176,7 +177,7 @@ describe('gRPC through stock Envoy (h2c and TLS upstreams)', () => {
       'tls-server',
       grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(upstream.certPem), private_key: Buffer.from(upstream.keyPem) }], false),
     );
-    const [plainPort, securePort] = [await freePort(), await freePort()];
+    const [plainPort, securePort, autoPort] = [await freePort(), await freePort(), await freePort()];
     // Same routes on both listeners, to a cluster of the listener's kind.
     const routes = (cluster: string) => `
       - match: { path: /test.Echo/Unary }
@@ -196,7 +197,7 @@ describe('gRPC through stock Envoy (h2c and TLS upstreams)', () => {
         max_stream_duration: 0s          # streams: no limit but the client's deadline`;
     env = await startMeshEnv({
       nodeId: 'grpc',
-      listeners: ['grpc-plain', 'grpc-secure'],
+      listeners: ['grpc-plain', 'grpc-secure', 'grpc-auto'],
       yaml: `listeners:
   - name: grpc-plain
     port: ${plainPort}
@@ -208,6 +209,11 @@ describe('gRPC through stock Envoy (h2c and TLS upstreams)', () => {
     tls:
       certificates: [ { cert: ${dir}/edge.crt, key: ${dir}/edge.key } ]
     routes:${routes('echo-tls')}
+  - name: grpc-auto                # gRPC is h2c: http_inspector sends it to the HTTP routes
+    port: ${autoPort}
+    protocol: auto
+    routes:${routes('echo-h2c')}
+    tcp: { cluster: echo-h2c }
 clusters:
   - name: echo-h2c
     endpoints: [ 127.0.0.1:${h2cServer.port} ]
@@ -219,6 +225,7 @@ clusters:
 `,
     });
     clients.h2c = new EchoClient(`127.0.0.1:${plainPort}`, grpc.credentials.createInsecure());
+    clients.auto = new EchoClient(`127.0.0.1:${autoPort}`, grpc.credentials.createInsecure());
     clients.tls = new EchoClient(`127.0.0.1:${securePort}`, grpc.credentials.createSsl(Buffer.from(edgeCertPem)), {
       'grpc.ssl_target_name_override': 'edge.example.com',
       'grpc.default_authority': 'edge.example.com',
@@ -228,6 +235,7 @@ clusters:
   after(async () => {
     clients.h2c?.close();
     clients.tls?.close();
+    clients.auto?.close();
     await env?.close();
     h2cServer?.close();
     tlsServer?.close();
@@ -262,6 +270,24 @@ clusters:
       assert.deepEqual(r.replies, messages.map((m) => ({ ...m, server })));
     });
   }
+
+  it('a method no route matches gets UNIMPLEMENTED from Envoy (its 404 as gRPC)', async () => {
+    const err = await new Promise<grpc.ServiceError>((resolve) => {
+      clients.h2c.makeUnaryRequest('/other.Service/Method', json.serialize, json.deserialize, {}, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (e) =>
+        resolve(e as grpc.ServiceError),
+      );
+    });
+    assert.equal(statusName(err.code), 'UNIMPLEMENTED', err.message);
+  });
+
+  it('auto: a protocol-detection port takes gRPC (h2c) to the HTTP routes, unary and bidi', async () => {
+    assert.deepEqual(await unary(clients.auto, { text: 'detected' }), { text: 'detected', server: 'h2c-server', viaEnvoy: true });
+    const r = await chat(clients.auto, [{ text: 'a' }, { text: 'b' }]);
+    assert.equal(statusName(r.status.code), 'OK', r.status.details);
+    assert.deepEqual(r.replies.map((m) => m.text), ['a', 'b']);
+    // The HTTP chain served it, not the tcp fallback.
+    assert.ok((await env.envoy.stat('http.grpc-auto.downstream_rq_total'))! >= 2);
+  });
 
   // Timeouts: once (over h2c); the route semantics do not depend on the transport.
   it('a unary call over its route timeout (500ms) is failed by Envoy; one under it succeeds', async () => {
