@@ -234,6 +234,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     cache,
     metrics,
     streams: () => xds.openStreams,
+    health: () => xds.health.view(),
     lastConfigError: () => lastErrors,
     filters: () => catalog,
     ready: () => cache.snapshot !== undefined,

@@ -9,6 +9,7 @@ import { createMeshParser, formatConfigError } from '../../xds-server/config/ind
 import type { Mesh } from '../../xds-server/model/types.ts';
 import type { EnvoyMessage } from '../../xds-server/model/resources.ts';
 import { translate } from '../../xds-server/translate/index.ts';
+import { healthCheckSpecifier } from '../../xds-server/translate/resilience.ts';
 import { envoyValidates } from '../support/envoy-validate.ts';
 
 const parse = createMeshParser({ protocols: { mqtt: {} } });
@@ -190,5 +191,23 @@ describe('resilience options: translation', () => {
   it('is accepted by stock Envoy (envoy --mode validate)', async () => {
     const r = await envoyValidates(translate(meshOf(MESH), 'ads', filters));
     assert.ok(r.ok, r.output);
+  });
+});
+
+describe('HDS: what protoplane asks Envoy to check and report', () => {
+  it('lists every EDS cluster with a health check, its endpoints and checks; reports at the shortest interval', () => {
+    const withTls = MESH.replace('  - name: binary\n', '  - name: binary\n    tls: { sni: b.example.com }\n');
+    const r = translate(meshOf(withTls), 'ads', filters);
+    const spec = healthCheckSpecifier(r.clusters, r.endpoints);
+    const checks = spec['cluster_health_checks'] as EnvoyMessage[];
+    // binary speaks TLS to its endpoints: left out (HDS checks run in clear)
+    assert.deepEqual(checks.map((c) => c['cluster_name']), ['api', 'redis']);
+    assert.deepEqual(checks[0]!['locality_endpoints'], [{
+      locality: {},
+      endpoints: [18080, 18081].map((port) => ({ address: { socket_address: { address: '127.0.0.1', port_value: port } } })),
+    }]);
+    assert.deepEqual(checks[0]!['health_checks'], cluster('api')['health_checks']);
+    assert.deepEqual(spec['interval'], { seconds: 0, nanos: 500_000_000 });
+    assert.deepEqual(healthCheckSpecifier([], []), { cluster_health_checks: [], interval: { seconds: 10, nanos: 0 } });
   });
 });

@@ -16,6 +16,8 @@ export interface AdminOptions {
   cache: SnapshotCache;
   metrics: Metrics;
   streams: () => readonly StreamInfo[];
+  /** Per node, per health-checked cluster: each endpoint's health as that Envoy reported it over HDS (server/hds.ts). */
+  health?: () => unknown;
   /** The last config load problem, shown while the previous good config keeps being served. */
   lastConfigError: () => string[] | undefined;
   ready: () => boolean;
@@ -120,6 +122,10 @@ export function buildAdmin(options: AdminOptions): FastifyInstance {
   });
   // Every node connected here, not paged: what `protoplane status` and /fleet.json gather from each replica.
   app.get('/debug/sync', async (request, reply) => {
+  app.get('/debug/health', async (request, reply) => {
+    if (!options.health) return reply.code(404).send({ error: 'no health view on this server' });
+    return sendJson(reply, options.health(), isCompact(request.query));
+  });
     const view = statusView(options, Date.now(), Infinity);
     return sendJson(reply, { version: view.config.version, nodes: view.nodes }, isCompact(request.query));
   });

@@ -15,6 +15,7 @@ import { DEFAULT_LIMITS, Refused, type RefusalReason, type XdsLimits } from './l
 import { FanOutScheduler, type FanOutOptions } from './scheduler.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
 import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest } from './wire.ts';
+import { HDS_METHOD, HealthDiscovery } from './hds.ts';
 
 export { shortType } from './protocol.ts';
 export { DEFAULT_LIMITS, LIMIT_FLAGS, type XdsLimits } from './limits.ts';
@@ -74,6 +75,8 @@ type AnyStream = XdsStream<BaseTypeState> & { onRequest(request: never): void };
 
 export class XdsServer {
   private readonly server: GrpcServer;
+  /** HDS: per-endpoint health as each Envoy reports it (for /debug/health). */
+  readonly health: HealthDiscovery;
   private readonly streams = new Set<SotwStream | DeltaStream>();
   private readonly ctx: StreamContext;
   private nextStreamId = 1;
@@ -105,6 +108,8 @@ export class XdsServer {
       requireProvenNodeId: options.tls?.ca !== undefined,
       fanOut: new FanOutScheduler({ slowStreamMs: limits.slowStreamMs, drainTimeoutMs: limits.drainTimeoutMs, ...options.fanOut }),
     };
+    this.health = new HealthDiscovery(options.cache, options.log, this.ctx.requireProvenNodeId);
+    this.server.addMethod(HDS_METHOD, this.health.handle);
     for (const service of SERVICES) {
       this.server.addMethod(`/${service.name}/${service.sotw}`, (call) =>
         this.serve(call, decodeDiscoveryRequest, (id, sink) => new SotwStream(id, this.ctx, sink, service.types, service.ads ? 'ads' : 'sotw')),
@@ -131,11 +136,13 @@ export class XdsServer {
 
   /** Stops listening and ends every open stream (UNAVAILABLE); resolves once every connection has closed. */
   async close(): Promise<void> {
+    this.health.close();
     await this.server.close();
   }
 
   /** Stops listening and destroys every connection at once. */
   forceClose(): void {
+    this.health.close();
     this.server.forceClose();
   }
 
