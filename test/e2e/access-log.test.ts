@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import mqttPacket from 'mqtt-packet';
 import { startAedes, type Broker } from '../mqtt/brokers.ts';
@@ -60,7 +61,7 @@ describe('access logs and PROXY protocol source addresses on stock Envoy', () =>
   let udpEcho: { port: number; close(): Promise<void> };
   let dir: string;
   let yaml: string;
-  const ports = { web: 0, webPp: 0, raw: 0, mqtt: 0, udp: 0 };
+  const ports = { web: 0, webPp: 0, raw: 0, sni: 0, mqtt: 0, udp: 0 };
   const log = (name: string) => path.join(dir, `${name}.log`);
   /** JSON lines Envoy wrote to its stdout (the test's Envoy log file gets stdout and stderr). */
   const stdoutLines = (): LogLine[] =>
@@ -93,6 +94,11 @@ describe('access logs and PROXY protocol source addresses on stock Envoy', () =>
     proxy_protocol: true
     access_log: [ ${log('raw')} ]
     routes: [ { cluster: echo } ]
+  - name: sni
+    port: ${ports.sni}
+    protocol: tls
+    access_log: ${log('sni')}
+    routes: [ { match: { sni: a.example.com }, cluster: echo } ]
   - name: mqtt
     port: ${ports.mqtt}
     protocol: mqtt
@@ -117,7 +123,7 @@ clusters:
       nodeId: 'access-log',
       // Envoy writes file and stdout logs in batches, every 10 s by default
       envoyArgs: ['--file-flush-interval-msec', '200'],
-      listeners: ['web', 'web-pp', 'raw', 'mqtt', 'coap-udp'],
+      listeners: ['web', 'web-pp', 'raw', 'sni', 'mqtt', 'coap-udp'],
       yaml,
     });
   });
@@ -197,6 +203,23 @@ clusters:
     assert.equal(first['method'], undefined); // HTTP fields are not in TCP lines
     const second = await waitForLine(() => readJsonLines(log('raw')), (l) => l['downstream_remote_address'] === '203.0.113.8:40003', 'the v2 connection logged');
     assert.equal(second['bytes_received'], 6);
+  });
+
+  it('logs connections Envoy drops before a filter chain: a bad PROXY header, an unrouted SNI (NR)', async () => {
+    const refused = await tcpExchange(ports.raw, 'HELLO NOT A PROXY HEADER\r\n', { done: () => false }).then(String, (e: Error) => e.message);
+    assert.doesNotMatch(refused, /echo:/);
+    const dropped = await waitForLine(() => readJsonLines(log('raw')), (l) => l['upstream_cluster'] === null, 'the refused connection logged');
+    assert.equal(dropped['bytes_received'], 0);
+    assert.match(String(dropped['downstream_remote_address']), /^127\.0\.0\.1:\d+$/); // no header, so the peer's
+    await new Promise<void>((resolve) => {
+      const socket = tls.connect({ port: ports.sni, host: '127.0.0.1', servername: 'b.example.com', rejectUnauthorized: false });
+      socket.on('error', () => resolve());
+      socket.on('close', () => resolve());
+    });
+    const unrouted = await waitForLine(() => readJsonLines(log('sni')), (l) => l['requested_server_name'] === 'b.example.com', 'the unrouted SNI logged');
+    assert.equal(unrouted['response_flags'], 'NR');
+    assert.equal(unrouted['listener'], 'sni');
+    assert.equal(unrouted['upstream_host'], null);
   });
 
   it('an MQTT connection: the access line (stdout) names the cluster the filter picked, the filter sees the PROXY source', async () => {

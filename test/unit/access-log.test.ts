@@ -149,6 +149,10 @@ describe('access_log: translation', () => {
     assert.deepEqual(jsonKeys(logs[0]!.config), Object.keys({ ...ACCESS_LOG_FIELDS.tcp, listener: '' }).sort());
     assert.ok(!jsonKeys(logs[0]!.config).includes('method'));
     assert.deepEqual(logs[1]!.config, { path: `${DIR}/raw.log` });
+    // the listener's own log: connections dropped before a filter chain (bad PROXY header, no SNI match)
+    const own = (listener(resources, 'raw')['access_log'] as EnvoyMessage[]).map((a) => a['name']);
+    assert.deepEqual(own, ['envoy.access_loggers.stderr', 'envoy.access_loggers.file']);
+    assert.equal(listener(resources, 'co')['access_log'], undefined, 'udp_proxy logs sessions itself');
   });
 
   it('tls passthrough: every SNI chain and the default chain log; auto: HTTP lines from the HTTP chain, TCP lines from the fallback', () => {

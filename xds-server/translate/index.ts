@@ -91,6 +91,8 @@ export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads', filters: Filt
   for (const l of resources.listeners) {
     const model = models.find((m) => m.name === l['name']);
     if (model?.proxyProtocol) l['listener_filters'] = [proxyProtocolListenerFilter(), ...((l['listener_filters'] as EnvoyMessage[] | undefined) ?? [])];
+    // Connections Envoy drops before any filter chain takes them (no SNI match, a bad PROXY header) get a TCP line too.
+    if (model?.accessLogs && model.transport !== 'udp') l['access_log'] = accessLogs(model, 'tcp');
   }
   // Connection limits (connections/s, max_connections) run first in every filter chain.
   const limitsOf = new Map(mesh.listeners.flatMap((m) => [m, ...(m.generated ?? [])]).map((m) => [m.name, m]));
