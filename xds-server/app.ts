@@ -240,7 +240,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     ready: () => cache.snapshot !== undefined,
     configPath: configName,
     configSource: etcd?.status,
-    guard: { tokenFile: options.adminTokenFile, maxConnections: options.adminMaxConnections, timeoutMs: options.adminTimeoutMs },
+    guard: { tokenFile: options.adminTokenFile, maxConnections: options.adminMaxConnections, timeoutMs: options.adminTimeoutMs, log },
     fleet: options.etcd ? fleetReader(options.etcd, options.adminTokenFile) : undefined,
   });
   await admin.listen({ port: options.adminPort, host: options.adminHost ?? '127.0.0.1' });

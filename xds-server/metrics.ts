@@ -50,7 +50,7 @@ export class Metrics {
   });
   readonly adminRefused = new Counter({
     name: 'protoplane_admin_refused_total',
-    help: 'Admin requests and connections refused: too_many_connections (closed at accept), timeout, unauthorized (/debug/* without the token)',
+    help: 'Admin requests and connections refused: too_many_connections (closed at accept), request_timeout (headers or request not whole in time: 408), timeout (idle mid-request), bad_request (malformed HTTP), unauthorized (no valid admin token)',
     labelNames: ['reason'],
     registers: [this.registry],
   });

@@ -8,7 +8,7 @@ import type { EtcdSourceStatus } from '../etcd/source.ts';
 import { decodeMessage, TYPE_PREFIX } from '../protos/index.ts';
 import { shortType, type StreamInfo } from '../server/index.ts';
 import { isCompact, registerStatusPage, sendJson } from './status-page.ts';
-import { adminServerOptions, guardAdmin, pageOf, type AdminGuardOptions } from './guard.ts';
+import { adminServerOptions, guardAdmin, pageOf, RefusalLog, type AdminGuardOptions } from './guard.ts';
 import { statusView } from './status.ts';
 import type { FleetView } from '../fleet/view.ts';
 
@@ -26,7 +26,7 @@ export interface AdminOptions {
   configPath?: string;
   /** Serving from etcd: whether it is reachable and what was read (on /readyz). */
   configSource?: () => EtcdSourceStatus;
-  /** Connection cap, timeouts and the /debug/* token (docs/security.md). */
+  /** Connection cap, timeouts, the admin token and where refusals are logged (docs/security.md). */
   guard?: Omit<AdminGuardOptions, 'metrics'>;
   /** Serving from etcd: the whole fleet's sync view for /fleet.json (docs/ha.md). */
   fleet?: () => Promise<FleetView>;
@@ -93,8 +93,10 @@ export function configDump(streams: readonly StreamInfo[], nodeId: string): unkn
 }
 
 export function buildAdmin(options: AdminOptions): FastifyInstance {
-  const app = Fastify({ logger: false, ...adminServerOptions(options.guard ?? {}) });
-  guardAdmin(app, { ...options.guard, metrics: options.metrics });
+  const guard = { ...options.guard, metrics: options.metrics };
+  const refusals = new RefusalLog(guard.log, guard.logIntervalMs);
+  const app = Fastify({ logger: false, ...adminServerOptions(guard, refusals) });
+  guardAdmin(app, guard, refusals);
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     const ready = options.ready();
