@@ -9,7 +9,12 @@ import { createMeshParser, formatConfigError } from '../../xds-server/config/ind
 import type { Mesh } from '../../xds-server/model/types.ts';
 import type { EnvoyMessage } from '../../xds-server/model/resources.ts';
 import { translate } from '../../xds-server/translate/index.ts';
-import { healthCheckSpecifier } from '../../xds-server/translate/resilience.ts';
+import { HealthDiscovery, healthCheckSpecifier } from '../../xds-server/server/hds.ts';
+import { SnapshotCache } from '../../xds-server/cache/index.ts';
+import { snapshotsOf } from '../../xds-server/snapshots.ts';
+import { silentLogger } from '../../xds-server/log.ts';
+import { encodeMessage, decodeMessage } from '../../xds-server/protos/index.ts';
+import type { BidiCall } from '../../xds-server/server/grpc.ts';
 import { envoyValidates } from '../support/envoy-validate.ts';
 
 const parse = createMeshParser({ protocols: { mqtt: {} } });
@@ -209,5 +214,82 @@ describe('HDS: what protoplane asks Envoy to check and report', () => {
     assert.deepEqual(checks[0]!['health_checks'], cluster('api')['health_checks']);
     assert.deepEqual(spec['interval'], { seconds: 0, nanos: 500_000_000 });
     assert.deepEqual(healthCheckSpecifier([], []), { cluster_health_checks: [], interval: { seconds: 10, nanos: 0 } });
+  });
+});
+
+/**
+ * A recorded gRPC call standing in for Envoy's HDS stream, for the stream's
+ * edge cases (undecodable bytes, unasked clusters, an unproven node id);
+ * test/e2e/health-checks.test.ts runs the same service against stock Envoy.
+ */
+function recordedCall(peerNames?: string[]) {
+  const written: Array<Record<string, unknown>> = [];
+  const ended: Array<{ code?: number; message?: string }> = [];
+  const call: BidiCall = {
+    path: '/envoy.service.health.v3.HealthDiscoveryService/StreamHealthCheck',
+    connection: 1,
+    peerNames,
+    write: (m) => { written.push(decodeMessage('envoy.service.health.v3.HealthCheckSpecifier', m)); return true; },
+    onDrain: () => undefined,
+    end: (code, message) => { ended.push({ code, message }); },
+    abort: () => undefined,
+  };
+  return { call, written, ended };
+}
+
+const hdsMessage = (m: Record<string, unknown>) => Buffer.from(encodeMessage('envoy.service.health.v3.HealthCheckRequestOrEndpointHealthResponse', m));
+const hello = (id: string) => hdsMessage({ health_check_request: { node: { id, cluster: 'c' }, capability: { health_check_protocols: ['HTTP', 'TCP'] } } });
+const at = (port: number) => ({ address: { socket_address: { address: '127.0.0.1', port_value: port } } });
+
+describe('HDS stream', () => {
+  it('answers a node with the specifier, keeps only asked-for reports, and resends on a config change', () => {
+    const cache = new SnapshotCache();
+    cache.set(snapshotsOf(meshOf(MESH), filters));
+    const hds = new HealthDiscovery(cache, silentLogger());
+    const { call, written } = recordedCall();
+    const stream = hds.handle(call);
+    stream.onMessage(hello('envoy-1'));
+    assert.deepEqual((written[0]!['cluster_health_checks'] as Array<Record<string, unknown>>).map((c) => c['cluster_name']), ['api', 'redis', 'binary']);
+    stream.onMessage(hdsMessage({
+      endpoint_health_response: {
+        cluster_endpoints_health: [
+          { cluster_name: 'api', locality_endpoints_health: [{ locality: {}, endpoints_health: [
+            { endpoint: at(18080), health_status: 'HEALTHY' }, { endpoint: at(18081), health_status: 'UNHEALTHY' }, { endpoint: at(9), health_status: 'HEALTHY' },
+          ] }] },
+          { cluster_name: 'not-asked', locality_endpoints_health: [{ locality: {}, endpoints_health: [{ endpoint: at(1), health_status: 'HEALTHY' }] }] },
+        ],
+      },
+    }));
+    const node = hds.view().nodes[0]!;
+    assert.equal(node.id, 'envoy-1');
+    assert.deepEqual(node.clusters['api'], [{ address: '127.0.0.1:18080', health: 'HEALTHY' }, { address: '127.0.0.1:18081', health: 'UNHEALTHY' }]);
+    assert.deepEqual(node.clusters['redis'], [{ address: '127.0.0.1:16379', health: 'UNKNOWN' }]);
+    assert.equal(node.clusters['not-asked'], undefined);
+    // a config without the api cluster's check: a new specifier, and the view follows
+    cache.set(snapshotsOf(meshOf(MESH.replace(/    health_check:\n      interval: 2s[\s\S]*?expected_statuses: \[ 200, "204-299" \] }\n/, '')), filters));
+    assert.equal(written.length, 2);
+    assert.deepEqual(Object.keys(hds.view().nodes[0]!.clusters), ['redis', 'binary']);
+    stream.onClose('test over');
+    assert.deepEqual(hds.view().nodes, []);
+    hds.close();
+  });
+
+  it('ends a stream that sends bytes that are not HDS, or claims a node id its certificate does not prove', () => {
+    const cache = new SnapshotCache();
+    cache.set(snapshotsOf(meshOf(MESH), filters));
+    const open = new HealthDiscovery(cache, silentLogger());
+    const junk = recordedCall();
+    open.handle(junk.call).onMessage(Buffer.from([0xff, 0xff, 0xff]));
+    assert.equal(junk.ended[0]?.code, 13);
+    const strict = new HealthDiscovery(cache, silentLogger(), true);
+    const liar = recordedCall(['DNS:envoy-2']);
+    strict.handle(liar.call).onMessage(hello('envoy-1'));
+    assert.equal(liar.ended[0]?.code, 7);
+    assert.equal(liar.written.length, 0);
+    const honest = recordedCall(['DNS:envoy-1']);
+    strict.handle(honest.call).onMessage(hello('envoy-1'));
+    assert.equal(honest.written.length, 1);
+    open.close();
+    strict.close();
   });
 });

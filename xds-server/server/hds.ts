@@ -3,10 +3,11 @@
 // with `hds_config` opens StreamHealthCheck and introduces itself; protoplane
 // answers with a HealthCheckSpecifier (every EDS cluster with a
 // `health_check`, its endpoints and the same checks, derived from the served
-// snapshot by translate/resilience.ts) and sends it again whenever the config
-// changes it. Envoy then runs those checks and reports every endpoint's
-// health at the specifier's interval; the last report per node is what
-// `/debug/health` shows.
+// snapshot's translated clusters and endpoints: the server reads the cache,
+// never the mesh) and sends it again whenever the config changes it. Envoy
+// then runs those checks and reports every endpoint's health at the
+// specifier's interval; the last report per node is what `/debug/health`
+// shows.
 //
 // Why HDS: Envoy's own active health checks (the cluster's `health_checks`)
 // decide where traffic goes, but their results stay inside Envoy (admin
@@ -19,7 +20,6 @@ import type { Logger } from 'pino';
 import type { Snapshot, SnapshotCache } from '../cache/index.ts';
 import { TYPE } from '../model/resources.ts';
 import { decodeMessage, encodeMessage } from '../protos/index.ts';
-import { healthCheckSpecifier } from '../translate/resilience.ts';
 import { Status, type BidiCall, type BidiHandlers } from './grpc.ts';
 import { provesNodeId } from './stream.ts';
 
@@ -55,6 +55,43 @@ interface HdsStream {
 }
 
 type Json = Record<string, unknown>;
+type EnvoyMessage = Json;
+
+function duration(ms: number): { seconds: number; nanos: number } {
+  return { seconds: Math.floor(ms / 1000), nanos: Math.round((ms % 1000) * 1e6) };
+}
+
+// ── HDS: what protoplane asks each Envoy to health-check and report ─────────
+
+/** How often Envoy reports when no cluster is checked (it still keeps the stream). */
+const HDS_IDLE_REPORT_MS = 10_000;
+
+/**
+ * The HealthCheckSpecifier protoplane sends over HDS, derived purely from the
+ * translated clusters and endpoint assignments: every EDS cluster with health
+ * checks, its endpoints, the same checks, in clear. Clusters Envoy reaches
+ * over TLS or with a PROXY header are left out (their checks would need the
+ * cluster's transport socket, not verified over HDS), and so are DNS clusters
+ * (HDS takes addresses, not names). Envoy reports every endpoint's health at
+ * the shortest check interval.
+ */
+export function healthCheckSpecifier(clusters: readonly EnvoyMessage[], assignments: readonly EnvoyMessage[]): EnvoyMessage {
+  const byName = new Map(assignments.map((a) => [a['cluster_name'] as string, a]));
+  const checks: EnvoyMessage[] = [];
+  let shortest = Infinity;
+  for (const c of clusters) {
+    const healthChecks = c['health_checks'] as EnvoyMessage[] | undefined;
+    const assignment = byName.get(c['name'] as string);
+    if (!healthChecks || c['type'] !== 'EDS' || c['transport_socket'] !== undefined || !assignment) continue;
+    const endpoints = (assignment['endpoints'] as EnvoyMessage[]).flatMap((l) => (l['lb_endpoints'] as EnvoyMessage[]).map((e) => ({ address: (e['endpoint'] as EnvoyMessage)['address'] })));
+    checks.push({ cluster_name: c['name'], health_checks: healthChecks, locality_endpoints: [{ locality: {}, endpoints }] });
+    for (const h of healthChecks) {
+      const i = h['interval'] as { seconds: number; nanos: number };
+      shortest = Math.min(shortest, i.seconds * 1000 + i.nanos / 1e6);
+    }
+  }
+  return { cluster_health_checks: checks, interval: duration(Number.isFinite(shortest) ? shortest : HDS_IDLE_REPORT_MS) };
+}
 
 function addressOf(endpoint: unknown): string | undefined {
   const socket = ((endpoint as Json | undefined)?.['address'] as Json | undefined)?.['socket_address'] as Json | undefined;

@@ -116,34 +116,3 @@ export function withConnectionLimits(resource: EnvoyMessage, listener: Listener)
   return out;
 }
 
-// ── HDS: what protoplane asks each Envoy to health-check and report ─────────
-
-/** How often Envoy reports when no cluster is checked (it still keeps the stream). */
-const HDS_IDLE_REPORT_MS = 10_000;
-
-/**
- * The HealthCheckSpecifier protoplane sends over HDS, derived purely from the
- * translated clusters and endpoint assignments: every EDS cluster with health
- * checks, its endpoints, the same checks, in clear. Clusters Envoy reaches
- * over TLS or with a PROXY header are left out (their checks would need the
- * cluster's transport socket, not verified over HDS), and so are DNS clusters
- * (HDS takes addresses, not names). Envoy reports every endpoint's health at
- * the shortest check interval.
- */
-export function healthCheckSpecifier(clusters: readonly EnvoyMessage[], assignments: readonly EnvoyMessage[]): EnvoyMessage {
-  const byName = new Map(assignments.map((a) => [a['cluster_name'] as string, a]));
-  const checks: EnvoyMessage[] = [];
-  let shortest = Infinity;
-  for (const c of clusters) {
-    const healthChecks = c['health_checks'] as EnvoyMessage[] | undefined;
-    const assignment = byName.get(c['name'] as string);
-    if (!healthChecks || c['type'] !== 'EDS' || c['transport_socket'] !== undefined || !assignment) continue;
-    const endpoints = (assignment['endpoints'] as EnvoyMessage[]).flatMap((l) => (l['lb_endpoints'] as EnvoyMessage[]).map((e) => ({ address: (e['endpoint'] as EnvoyMessage)['address'] })));
-    checks.push({ cluster_name: c['name'], health_checks: healthChecks, locality_endpoints: [{ locality: {}, endpoints }] });
-    for (const h of healthChecks) {
-      const i = h['interval'] as { seconds: number; nanos: number };
-      shortest = Math.min(shortest, i.seconds * 1000 + i.nanos / 1e6);
-    }
-  }
-  return { cluster_health_checks: checks, interval: duration(Number.isFinite(shortest) ? shortest : HDS_IDLE_REPORT_MS) };
-}
