@@ -86,7 +86,7 @@ describe('access logs and PROXY protocol source addresses on stock Envoy', () =>
     port: ${ports.webPp}
     protocol: http
     proxy_protocol: true
-    access_log: { path: ${log('web-pp')}, format: json }
+    access_log: [ { path: ${log('web-pp')}, format: json }, { path: ${log('web-pp-text')}, format: text } ]
     routes: [ { match: { prefix: / }, cluster: web } ]
   - name: raw
     port: ${ports.raw}
@@ -180,6 +180,11 @@ clusters:
     const line = await waitForLine(() => readJsonLines(log('web-pp')), (l) => l['path'] === '/pp', 'the PROXY request logged');
     assert.equal(line['downstream_remote_address'], '203.0.113.7:40001');
     assert.equal(line['x_forwarded_for'], '203.0.113.7'); // what the upstream is told
+    // format: text is Envoy's default line: [time] "METHOD PATH PROTOCOL" CODE FLAGS RECEIVED SENT ...
+    let text = '';
+    await waitUntil(() => (text = fs.existsSync(log('web-pp-text')) ? fs.readFileSync(log('web-pp-text'), 'utf8') : '') !== '', 10_000, 'the text line');
+    assert.equal(readJsonLines(log('web-pp')).length, 1, 'one line per request');
+    assert.match(text, /^\[\d{4}-\d\d-\d\dT[\d:.]+Z\] "GET \/pp HTTP\/1\.1" 200 - 0 3 \d+ \d+ "203\.0\.113\.7" "-" "[0-9a-f-]{36}" "pp\.example" "127\.0\.0\.1:\d+"\n$/);
     assert.equal(line['authority'], 'pp.example');
     assert.equal(line['listener'], 'web-pp');
   });
@@ -205,12 +210,7 @@ clusters:
     assert.equal(second['bytes_received'], 6);
   });
 
-  it('logs connections Envoy drops before a filter chain: a bad PROXY header, an unrouted SNI (NR)', async () => {
-    const refused = await tcpExchange(ports.raw, 'HELLO NOT A PROXY HEADER\r\n', { done: () => false }).then(String, (e: Error) => e.message);
-    assert.doesNotMatch(refused, /echo:/);
-    const dropped = await waitForLine(() => readJsonLines(log('raw')), (l) => l['upstream_cluster'] === null, 'the refused connection logged');
-    assert.equal(dropped['bytes_received'], 0);
-    assert.match(String(dropped['downstream_remote_address']), /^127\.0\.0\.1:\d+$/); // no header, so the peer's
+  it('logs a connection no filter chain takes (an unrouted SNI: NR), one line per connection, none for a bad PROXY header (counted)', async () => {
     await new Promise<void>((resolve) => {
       const socket = tls.connect({ port: ports.sni, host: '127.0.0.1', servername: 'b.example.com', rejectUnauthorized: false });
       socket.on('error', () => resolve());
@@ -220,6 +220,14 @@ clusters:
     assert.equal(unrouted['response_flags'], 'NR');
     assert.equal(unrouted['listener'], 'sni');
     assert.equal(unrouted['upstream_host'], null);
+    // the two PROXY connections of the tcp test: tcp_proxy's lines only (the listener's own log keeps NR only)
+    assert.equal(readJsonLines(log('raw')).length, 2, JSON.stringify(readJsonLines(log('raw'))));
+    assert.equal(readJsonLines(log('sni')).length, 1);
+    // no valid PROXY header: closed without a line, counted by the proxy_protocol filter's stats
+    const refused = await tcpExchange(ports.raw, 'HELLO NOT A PROXY HEADER\r\n', { done: () => false }).then(String, (e: Error) => e.message);
+    assert.doesNotMatch(refused, /echo:/);
+    const rejected = async () => [...(await env.envoy.stats())].filter(([k]) => /^proxy_proto\..*(error|not_found_disallowed)$/.test(k)).reduce((n, [, v]) => n + v, 0);
+    await waitUntil(async () => (await rejected()) >= 1, 5000, 'a proxy_proto rejection counted');
   });
 
   it('an MQTT connection: the access line (stdout) names the cluster the filter picked, the filter sees the PROXY source', async () => {

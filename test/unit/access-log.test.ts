@@ -149,9 +149,10 @@ describe('access_log: translation', () => {
     assert.deepEqual(jsonKeys(logs[0]!.config), Object.keys({ ...ACCESS_LOG_FIELDS.tcp, listener: '' }).sort());
     assert.ok(!jsonKeys(logs[0]!.config).includes('method'));
     assert.deepEqual(logs[1]!.config, { path: `${DIR}/raw.log` });
-    // the listener's own log: connections dropped before a filter chain (bad PROXY header, no SNI match)
-    const own = (listener(resources, 'raw')['access_log'] as EnvoyMessage[]).map((a) => a['name']);
-    assert.deepEqual(own, ['envoy.access_loggers.stderr', 'envoy.access_loggers.file']);
+    // the listener's own log (Envoy writes it for every connection): kept for unrouted connections only
+    const own = listener(resources, 'raw')['access_log'] as EnvoyMessage[];
+    assert.deepEqual(own.map((a) => a['name']), ['envoy.access_loggers.stderr', 'envoy.access_loggers.file']);
+    for (const a of own) assert.deepEqual(a['filter'], { response_flag_filter: { flags: ['NR'] } });
     assert.equal(listener(resources, 'co')['access_log'], undefined, 'udp_proxy logs sessions itself');
   });
 

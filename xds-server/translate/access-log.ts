@@ -95,3 +95,13 @@ function accessLog(listener: Listener, kind: AccessLogKind, log: AccessLog): Env
 export function accessLogs(listener: Listener, kind: AccessLogKind): EnvoyMessage[] {
   return (listener.accessLogs ?? []).map((log) => accessLog(listener, kind, log));
 }
+
+/**
+ * The Listener's own `access_log`: Envoy 1.40 writes it for every connection
+ * when it closes (connection-level fields only), which would double the
+ * tcp_proxy and HTTP lines; so only connections no filter chain took
+ * (response flag NR: a tls client whose SNI no route names) are kept.
+ */
+export function unroutedConnectionLogs(listener: Listener): EnvoyMessage[] {
+  return accessLogs(listener, 'tcp').map((log) => ({ ...log, filter: { response_flag_filter: { flags: ['NR'] } } }));
+}

@@ -6,7 +6,7 @@ import { toAny } from '../protos/index.ts';
 import { protocolListener, wasmExtensionConfig, type FilterRef } from './filters.ts';
 import { udpListener } from './udp.ts';
 import { circuitBreakers, healthCheck, outlierDetection, withConnectionLimits } from './resilience.ts';
-import { accessLogs } from './access-log.ts';
+import { accessLogs, unroutedConnectionLogs } from './access-log.ts';
 import { downstreamTlsSocket, tlsSecrets, upstreamTlsSecrets, upstreamTlsSocket, type TlsFileContents } from './tls.ts';
 import type { EnvoyMessage, Resources, XdsFlavour } from '../model/resources.ts';
 
@@ -91,8 +91,8 @@ export function translate(mesh: Mesh, flavour: XdsFlavour = 'ads', filters: Filt
   for (const l of resources.listeners) {
     const model = models.find((m) => m.name === l['name']);
     if (model?.proxyProtocol) l['listener_filters'] = [proxyProtocolListenerFilter(), ...((l['listener_filters'] as EnvoyMessage[] | undefined) ?? [])];
-    // Connections Envoy drops before any filter chain takes them (no SNI match, a bad PROXY header) get a TCP line too.
-    if (model?.accessLogs && model.transport !== 'udp') l['access_log'] = accessLogs(model, 'tcp');
+    // A connection no filter chain takes (a tls client with an unrouted SNI) gets a TCP line too.
+    if (model?.accessLogs && model.transport !== 'udp') l['access_log'] = unroutedConnectionLogs(model);
   }
   // Connection limits (connections/s, max_connections) run first in every filter chain.
   const limitsOf = new Map(mesh.listeners.flatMap((m) => [m, ...(m.generated ?? [])]).map((m) => [m.name, m]));
