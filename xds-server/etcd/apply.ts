@@ -34,6 +34,11 @@ export interface ApplyOptions {
   expectRevision?: number;
 }
 
+export interface ApplyFileOptions extends ApplyOptions {
+  /** The filters to check with and store (default: filters/, built if needed, as validate does). */
+  catalog?: FilterCatalog;
+}
+
 /** Mesh text with the filters to check it with: from filters/ (apply) or from etcd (rollback). */
 interface Candidate {
   yaml: string;
@@ -112,10 +117,10 @@ async function withClient<T>(target: EtcdTarget, fn: (client: Etcd3, prefix: str
 }
 
 /** Validates a mesh file with the filters under filters/ (built if needed) and writes it with their modules. */
-export async function applyMeshFile(file: string, target: EtcdTarget, options: ApplyOptions = {}): Promise<ApplyResult> {
+export async function applyMeshFile(file: string, target: EtcdTarget, options: ApplyFileOptions = {}): Promise<ApplyResult> {
   const read = await readMeshFile(file);
   if (!read.ok) return { ok: false, kind: 'invalid', errors: read.errors };
-  const catalog = await FilterCatalog.load();
+  const catalog = options.catalog ?? (await FilterCatalog.load());
   // Stored absolute: errors on replicas name it, and relative paths in it (TLS files) resolve as here.
   const source = path.resolve(file);
   try {
