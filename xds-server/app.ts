@@ -90,10 +90,6 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   const etcd = options.etcd ? await etcdMeshInput(options.etcd, log, options.configLimits) : undefined;
   const configName = etcd?.name ?? options.configPath!;
   const filterFolders = options.filters ?? REPO_FILTERS;
-  if ((options.configPath === undefined) === (options.etcd === undefined)) throw new Error('serve: give either a config file or etcd endpoints');
-  // From etcd, the mesh and its filter modules come from there: nothing under filters/ is built or watched.
-  const etcd = options.etcd ? await etcdMeshInput(options.etcd, log, options.configLimits) : undefined;
-  const configName = etcd?.name ?? options.configPath!;
   const cache = new SnapshotCache();
   const metrics = new Metrics({ processMetrics: options.processMetrics });
   let lastErrors: string[] | undefined;

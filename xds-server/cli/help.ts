@@ -113,41 +113,6 @@ export const COMMANDS: Record<string, CommandHelp> = {
     },
     examples: ['protoplane status --etcd http://127.0.0.1:2379', 'protoplane status --etcd http://10.0.0.2:2379,http://10.0.0.3:2379 --json'],
   },
-  apply: {
-    summary: 'check a mesh file as validate does, then write it and its filter modules to etcd in one compare-and-swap',
-    synopsis: 'apply mesh.yaml --etcd URL[,URL...] [--etcd-prefix P] [--expect-revision N]',
-    description:
-      'Refused config: file:line:col errors, exit 1, etcd untouched. The write is one transaction that\n' +
-      'succeeds only if the mesh is still at the revision read (or --expect-revision): otherwise a conflict\n' +
-      'error names both revisions, exit 1, etcd untouched. Prints the new revision (docs/ha.md).',
-    flags: {
-      etcd: 'etcd client URLs, a comma list (required)',
-      'etcd-prefix': 'the etcd key prefix (default /protoplane/)',
-      'expect-revision': 'write only if the live mesh is at this revision (0: only if there is none yet); default: the revision read just before writing',
-    },
-    examples: ['protoplane apply mesh.yaml --etcd http://127.0.0.1:2379', 'protoplane apply mesh.yaml --etcd http://127.0.0.1:2379 --expect-revision 42'],
-  },
-  get: {
-    summary: 'print the mesh live in etcd (YAML on stdout, exactly as applied; its revision on stderr)',
-    synopsis: 'get --etcd URL[,URL...] [--etcd-prefix P] [--revision N]',
-    flags: {
-      etcd: 'etcd client URLs, a comma list (required)',
-      'etcd-prefix': 'the etcd key prefix (default /protoplane/)',
-      revision: 'print the mesh as it was at this etcd revision (until etcd compacts it away)',
-    },
-    examples: ['protoplane get --etcd http://127.0.0.1:2379 > live.yaml'],
-  },
-  rollback: {
-    summary: 'restore the mesh (and its filter modules) of an earlier etcd revision, through the same checks and compare-and-swap as apply',
-    synopsis: 'rollback --to N --etcd URL[,URL...] [--etcd-prefix P] [--expect-revision N]',
-    flags: {
-      etcd: 'etcd client URLs, a comma list (required)',
-      'etcd-prefix': 'the etcd key prefix (default /protoplane/)',
-      to: 'the etcd revision whose mesh to restore (as printed by apply and get; required)',
-      'expect-revision': 'write only if the live mesh is at this revision (default: the revision read just before writing)',
-    },
-    examples: ['protoplane rollback --to 41 --etcd http://127.0.0.1:2379'],
-  },
   bootstrap: {
     summary: 'print an Envoy bootstrap that takes everything from protoplane',
     synopsis: 'bootstrap --node-id ID [flags]',
