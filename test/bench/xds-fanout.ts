@@ -3,7 +3,12 @@
 // side by side under the same load from the same run.
 //
 //   node --import tsx test/bench/xds-fanout.ts [--n 1000,10000] [--modes delta,sotw]
-//        [--clusters 1000] [--servers protoplane,gcp] [--concurrency 500] [--json FILE]
+//        [--clusters 1000] [--servers protoplane,gcp,fleet] [--concurrency 500] [--json FILE]
+//
+// --servers fleet: three protoplane replicas serving from a three-member etcd
+// (the HA set-up of docs/ha.md), one loadgen spreading its N streams over
+// them, the change written with `apply`; run it beside `protoplane` (one
+// replica, file mode) to compare in the same run.
 //
 // Per row: start the server; wait until it is idle; read its CPU time and RSS;
 // start loadgen (test/bench/peers, Go; one HTTP/2 connection and one ADS
@@ -27,6 +32,7 @@ import {
   MARKER_TIMEOUT_S,
   PEERS_DIR,
   ROOT,
+  startFleet,
   startGcp,
   startProtoplane,
   type Server,
@@ -65,6 +71,8 @@ interface Options {
   http2Windows: 'envoy' | 'grpc-go';
   /** Each stream's first request carries a node the size of stock Envoy 1.40's (~61 KB), or only id, cluster and user agent. */
   envoyNode: boolean;
+  /** --empty-filters: protoplane serves (and fleet applies) with a filters folder holding no filter (only the SDK link). */
+  filtersDir?: string;
 }
 
 interface CaseResult {
@@ -133,14 +141,15 @@ function parseOptions(): Options {
       'http2-windows': { type: 'string', default: 'envoy' },
       'envoy-node': { type: 'string', default: 'true' },
       quiet: { type: 'boolean', default: false },
+      'empty-filters': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     console.log(
       'node --import tsx test/bench/xds-fanout.ts [--n 1000,10000] [--modes delta,sotw] [--clusters 1000]\n' +
-        '  [--servers protoplane,gcp] [--concurrency 500] [--ready-timeout 600] [--change-timeout 120] [--json FILE] [--quiet]\n' +
-        '  [--protoplane-node-args="--cpu-prof --cpu-prof-dir=DIR"] [--http2-windows envoy|grpc-go] [--envoy-node true|false]',
+        '  [--servers protoplane,gcp,fleet] [--concurrency 500] [--ready-timeout 600] [--change-timeout 120] [--json FILE] [--quiet]\n' +
+        '  [--protoplane-node-args="--cpu-prof --cpu-prof-dir=DIR"] [--http2-windows envoy|grpc-go] [--envoy-node true|false] [--empty-filters]',
     );
     process.exit(0);
   }
@@ -148,7 +157,7 @@ function parseOptions(): Options {
   const modes = list(values.modes!) as Mode[];
   const servers = list(values.servers!).map((s) => (s === 'go-control-plane' ? 'gcp' : s)) as ServerName[];
   for (const m of modes) if (m !== 'delta' && m !== 'sotw') throw new Error(`--modes: unknown mode ${m}`);
-  for (const s of servers) if (s !== 'protoplane' && s !== 'gcp') throw new Error(`--servers: unknown server ${s}`);
+  for (const s of servers) if (s !== 'protoplane' && s !== 'gcp' && s !== 'fleet') throw new Error(`--servers: unknown server ${s}`);
   const clusters = Number(values.clusters);
   if (!(clusters > Number(CHANGED_CLUSTER.slice(1)))) throw new Error(`--clusters must be more than ${CHANGED_CLUSTER.slice(1)}`);
   return {
@@ -164,10 +173,23 @@ function parseOptions(): Options {
     protoplaneNodeArgs: values['protoplane-node-args']!.split(' ').filter(Boolean),
     http2Windows: values['http2-windows'] === 'grpc-go' ? 'grpc-go' : 'envoy',
     envoyNode: values['envoy-node'] !== 'false',
+    filtersDir: values['empty-filters'] ? emptyFiltersDir() : undefined,
   };
 }
 
 const progress = (line: string) => process.stderr.write(`${line}\n`);
+
+/**
+ * The bench mesh uses no filter; with --empty-filters neither does the
+ * server's filters folder, so that edits to filters/ during a run (another
+ * checkout's work, a build) rebuild nothing inside the measured phases.
+ */
+function emptyFiltersDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xds-fanout-filters-'));
+  fs.symlinkSync(path.join(ROOT, 'filters', 'sdk'), path.join(dir, 'sdk'));
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 async function runCase(opts: Options, server: ServerName, mode: Mode, n: number, workDir: string): Promise<CaseResult> {
   const serverLog = { lines: 0, samples: [] as string[] };
@@ -182,11 +204,16 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
     }
     if (serverLog.samples.length < 5 && !serverLog.samples.includes(text)) serverLog.samples.push(text.slice(0, 300));
   };
-  const base = { mode, n, server, label: server === 'gcp' ? 'go-control-plane' : 'protoplane', serverLog };
+  const base = { mode, n, server, label: server === 'gcp' ? 'go-control-plane' : server === 'fleet' ? 'protoplane×3/etcd' : 'protoplane', serverLog };
   let srv: Server | undefined;
   let loadgen: Child | undefined;
   try {
-    srv = server === 'protoplane' ? await startProtoplane(workDir, opts.clusters, onServerLog, opts.protoplaneNodeArgs) : await startGcp(opts.clusters, onServerLog, opts.changeTimeoutS * 1000);
+    srv =
+      server === 'protoplane'
+        ? await startProtoplane(workDir, opts.clusters, onServerLog, opts.protoplaneNodeArgs, opts.filtersDir)
+        : server === 'fleet'
+          ? await startFleet(workDir, opts.clusters, onServerLog, 3, opts.filtersDir)
+          : await startGcp(opts.clusters, onServerLog, opts.changeTimeoutS * 1000);
     const pid = srv.child.pid;
     await sleep(500);
     await waitQuiet(pid, { timeoutMs: 15_000 });
@@ -200,7 +227,7 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
 
     loadgen = new Child('loadgen', loadgenBinary(), [
       '--addr',
-      `127.0.0.1:${srv.xdsPort}`,
+      srv.xdsAddresses?.join(',') ?? `127.0.0.1:${srv.xdsPort}`,
       '--n',
       String(n),
       '--mode',
@@ -403,6 +430,8 @@ function printTable(opts: Options, results: CaseResult[]): void {
     'connect: loadgen start → every stream has received and ACKed the full CDS + EDS (connects staggered: --concurrency at once).',
     'p50/p99/max: trigger → the stream has sent its ACK of the CDS response carrying the change, over all N streams.',
     '  trigger = protoplane: the mesh file write (so the ~100 ms watch debounce and the reload are included, nothing subtracted);',
+    '  protoplane×3/etcd: the start of `apply` of the changed mesh (its checks, the etcd compare-and-swap, each replica\'s watch and reload);',
+    '  the N streams are spread round robin over the three replicas; cpu, mem and srv p99 are the first replica\'s (a third of the streams).',
     '  go-control-plane: the POST /change that calls SetSnapshot.',
     'first: trigger → the first stream read the change (≈ debounce + reload + whatever the server does before its first byte leaves).',
     "srv p99: the bucket of protoplane's own protoplane_xds_push_latency_seconds{type=\"Cluster\"} holding the p99 over the change:",
@@ -439,6 +468,11 @@ function printTable(opts: Options, results: CaseResult[]): void {
       parts.push(`child processes cpu ${seconds(r.childCpuConnectTicks!, CLK_TCK)} connect / ${seconds(r.childCpuChangeTicks!, CLK_TCK)} change`);
     }
     if (r.server === 'gcp') parts.push(`POST /change returned after ${ms(r.triggerMs ?? NaN)} ${r.triggerReply ?? ''}`.trim());
+    if (r.server === 'fleet') {
+      // apply's checks load (and, in a checkout whose filters changed, build) every filter first: time from its write too.
+      const sinceWrite = (v: number) => ms(v - (r.triggerMs ?? NaN));
+      parts.push(`apply returned after ${ms(r.triggerMs ?? NaN)} (${r.triggerReply ?? ''}); from its return: first ${sinceWrite(r.recv!.min)}, p50 ${sinceWrite(r.ack!.p50)}, p99 ${sinceWrite(r.ack!.p99)}`);
+    }
     if (r.serverPush) {
       parts.push(`srv push n=${r.serverPush.count} p50 in ${bucketText(r.serverPush.p50)}`);
       parts.push(`event-loop max ${ms(r.eventLoopMaxMs!.connect)} connect / ${ms(r.eventLoopMaxMs!.change)} change`);

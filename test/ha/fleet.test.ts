@@ -133,6 +133,7 @@ describe('a fleet of three replicas on a three-member etcd, stock Envoy on delta
   it('protoplane status and /fleet.json show every replica and the node on its replica, in sync per type', async () => {
     const on = await onlyReplicaOf();
     const table = await status();
+    process.stdout.write(table.replace(/^/gm, '# '));
     for (const r of replicas) assert.match(table, new RegExp(`^${r.id}\\s+${r.xds}\\s+${r.admin}\\s+${r.id === on.id ? 1 : 0}\\s+\\w{8}\\s+ok$`, 'm'), table);
     assert.match(table, /^NODE\s+CLUSTER\s+REPLICA\s+TRANSPORT\s+CDS\s+LDS\s+EDS\s+RDS$/m, table);
     assert.match(table, new RegExp(`^${NODE}\\s+edge\\s+${on.id}\\s+Delta ADS\\s+SYNCED \\w{8}\\s+SYNCED \\w{8}\\s+SYNCED \\w{8}\\s+SYNCED \\w{8}$`, 'm'), table);

@@ -12,6 +12,8 @@ import type { ReplicaRecord } from './view.ts';
 
 export const REPLICAS_DIR = 'replicas/';
 
+const WRITE_DEADLINE_MS = 3000;
+
 export function replicaKey(prefix: string, id: string): string {
   return `${prefix}${REPLICAS_DIR}${id}`;
 }
@@ -61,7 +63,7 @@ export function registerReplica(options: RegistrationOptions): Registration {
   let lease: Lease | undefined;
   let closed = false;
   let failing = false;
-  let writing: Promise<void> = Promise.resolve();
+  let writing: Promise<void> | undefined;
 
   const newLease = (): Lease => {
     const next = client.lease(ttl);
@@ -83,7 +85,8 @@ export function registerReplica(options: RegistrationOptions): Registration {
     if (value === written && lease) return;
     try {
       lease ??= newLease();
-      await lease.put(key).value(value);
+      // Bounded, so that a write into an outage fails (and is retried by the next tick) instead of hanging.
+      await lease.put(key).value(value).options({ deadline: Date.now() + WRITE_DEADLINE_MS });
       written = value;
       if (failing) log.info({ key }, 'replica registered in etcd again');
       failing = false;
@@ -95,8 +98,11 @@ export function registerReplica(options: RegistrationOptions): Registration {
       lease = undefined;
     }
   };
+  // One write at a time; a tick that finds one in flight skips.
   const tick = () => {
-    writing = writing.then(write);
+    writing ??= write().finally(() => {
+      writing = undefined;
+    });
   };
   tick();
   const timer = setInterval(tick, options.refreshMs ?? 2000);
@@ -108,8 +114,8 @@ export function registerReplica(options: RegistrationOptions): Registration {
       closed = true;
       clearInterval(timer);
       await writing;
-      // Gone at once on a clean stop, not only after the TTL.
-      await lease?.revoke().catch(() => {});
+      // Gone at once on a clean stop, not only after the TTL (unless etcd is away: then the TTL does it).
+      await lease?.revoke({ deadline: Date.now() + WRITE_DEADLINE_MS }).catch(() => {});
       client.close();
     },
   };

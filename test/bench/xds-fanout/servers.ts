@@ -5,6 +5,9 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Child, freePort } from './proc.ts';
 import { ROOT, peerBinary } from '../go-peers.ts';
+import { applyMeshFile } from '../../../xds-server/etcd/apply.ts';
+import { FilterCatalog, filterFolders } from '../../../xds-server/catalog/index.ts';
+import { startEtcd } from '../../support/etcd.ts';
 
 export { ROOT, PEERS_DIR, BIN_DIR, buildPeers } from '../go-peers.ts';
 
@@ -13,13 +16,16 @@ export const CHANGED_CLUSTER = 'c0500';
 export const MARKER_TIMEOUT_S = 7;
 export const ENDPOINT_BASE_PORT = 20000;
 
-export type ServerName = 'protoplane' | 'gcp';
+/** fleet: three protoplane replicas serving from a three-member etcd, the change written with `apply`. */
+export type ServerName = 'protoplane' | 'gcp' | 'fleet';
 
 export interface Server {
   readonly name: ServerName;
   readonly label: string;
   readonly child: Child;
   readonly xdsPort: number;
+  /** Every xDS address when there are several (a fleet): loadgen spreads its streams over them. */
+  readonly xdsAddresses?: string[];
   /** Makes the change (protoplane: file write; gcp: control call); resolves with what the server said, if anything. */
   trigger(): Promise<string | void>;
   /**
@@ -95,12 +101,14 @@ export async function startProtoplane(
   clusters: number,
   log: (line: string) => void,
   nodeArgs: string[] = [],
+  filtersDir?: string,
 ): Promise<Server> {
   const configPath = path.join(workDir, 'mesh.yaml');
   fs.writeFileSync(configPath, benchMesh(clusters, false));
   const xdsPort = await freePort();
   const adminPort = await freePort();
   const serveArgs = ['serve', '--config', configPath, '--xds-port', String(xdsPort), '--admin-port', String(adminPort), '--host', '127.0.0.1'];
+  if (filtersDir) serveArgs.push('--filters', filtersDir);
   const [command, args] =
     nodeArgs.length === 0
       ? [path.join(ROOT, 'bin/protoplane'), serveArgs]
@@ -197,6 +205,67 @@ export async function startGcp(clusters: number, log: (line: string) => void, ch
     },
     stop: () => child.stop(),
   };
+}
+
+/**
+ * The fleet: a three-member etcd on loopback (test/support/etcd.ts), the
+ * bench mesh written with `apply` (applyMeshFile, what the command runs), and
+ * `replicas` × `bin/protoplane serve --etcd`. The trigger is the `apply` of
+ * the changed mesh (its checks, the compare-and-swap, the watch, the
+ * replicas' reloads all count). CPU, memory and metrics are the first
+ * replica's (it holds 1/replicas of the streams).
+ */
+export async function startFleet(workDir: string, clusters: number, log: (line: string) => void, replicas = 3, filtersDir?: string): Promise<Server> {
+  const etcd = await startEtcd({ members: 3 });
+  const children: Child[] = [];
+  try {
+    const configPath = path.join(workDir, 'fleet-mesh.yaml');
+    const apply = async (changed: boolean): Promise<string> => {
+      fs.writeFileSync(configPath, benchMesh(clusters, changed));
+      // As `apply --filters DIR` would: its checks load (and build) that folder's filters.
+      const catalog = filtersDir ? await FilterCatalog.load(filterFolders(filtersDir)) : undefined;
+      const result = await applyMeshFile(configPath, { endpoints: etcd.endpoints }, { catalog });
+      if (!result.ok) throw new Error(`apply failed: ${JSON.stringify(result).slice(0, 500)}`);
+      return `applied at etcd revision ${result.revision}`;
+    };
+    await apply(false);
+    const admins: number[] = [];
+    const addresses: string[] = [];
+    for (let i = 1; i <= replicas; i++) {
+      const xdsPort = await freePort();
+      const adminPort = await freePort();
+      const args = ['serve', '--etcd', etcd.endpointList, '--replica-id', `f${i}`, '--xds-port', String(xdsPort), '--admin-port', String(adminPort), '--host', '127.0.0.1'];
+      const child = new Child(`protoplane-f${i}`, path.join(ROOT, 'bin/protoplane'), args, { env: { ...process.env, PROTOPLANE_LOG_LEVEL: 'warn' }, cwd: ROOT });
+      child.onLine = (line) => log(line);
+      children.push(child);
+      admins.push(adminPort);
+      addresses.push(`127.0.0.1:${xdsPort}`);
+    }
+    await Promise.all(children.map((child, i) => waitHttp(`http://127.0.0.1:${admins[i]}/readyz`, child, 60_000)));
+    const admin = `http://127.0.0.1:${admins[0]}`;
+    return {
+      name: 'fleet',
+      label: `protoplane×${replicas}/etcd`,
+      child: children[0]!,
+      xdsPort: Number(addresses[0]!.split(':')[1]),
+      xdsAddresses: addresses,
+      trigger: () => apply(true),
+      metrics: () => httpOk(`${admin}/metrics`),
+      async heap() {
+        const text = await httpOk(`${admin}/metrics`);
+        const line = text?.split('\n').find((l) => l.startsWith('nodejs_heap_size_used_bytes '));
+        return line ? { bytes: Number(line.split(' ')[1]) } : undefined;
+      },
+      async stop() {
+        await Promise.all(children.map((c) => c.stop()));
+        await etcd.close();
+      },
+    };
+  } catch (error) {
+    await Promise.all(children.map((c) => c.stop()));
+    await etcd.close();
+    throw error;
+  }
 }
 
 export const gcpBinary = () => peerBinary('gcp-server');

@@ -397,7 +397,7 @@ func windowOptions(windows string) []grpc.DialOption {
 
 func main() {
 	cfg := &config{}
-	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:18000", "ADS server host:port")
+	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:18000", "ADS server host:port; a comma list spreads the streams over several servers (stream i dials the (i mod n)th)")
 	flag.IntVar(&cfg.n, "n", 1000, "simulated Envoys")
 	flag.StringVar(&cfg.mode, "mode", "sotw", "sotw | delta")
 	flag.IntVar(&cfg.clusters, "clusters", 1000, "clusters to expect before a stream counts as ready")
@@ -581,7 +581,8 @@ func (b *bench) session(i int, node *corev3.Node, onReady func()) error {
 		grpc.WithIdleTimeout(0),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.ForceCodecV2(rawCodec{})),
 	}, windowOptions(b.cfg.windows)...)
-	conn, err := grpc.NewClient("passthrough:///"+b.cfg.addr, options...)
+	addrs := strings.Split(b.cfg.addr, ",")
+	conn, err := grpc.NewClient("passthrough:///"+addrs[i%len(addrs)], options...)
 	if err != nil {
 		return err
 	}
