@@ -14,6 +14,7 @@
 // framing, headers and trailers.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http2 from 'node:http2';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -162,8 +163,16 @@ describe('gRPC through stock Envoy (h2c and TLS upstreams)', () => {
   let dir: string;
   let h2cServer: { port: number; close(): void };
   let tlsServer: { port: number; close(): void };
+  // Plain HTTP/2, holds every stream: unlike a gRPC server it ignores grpc-timeout.
+  const hold = http2.createServer();
+  const held: http2.ServerHttp2Stream[] = [];
+  hold.on('stream', (stream) => {
+    stream.on('error', () => {}); // Envoy resets it when the deadline passes
+    held.push(stream);
+  });
   const clients: Record<'h2c' | 'tls' | 'auto', EchoClientType> = {} as Record<'h2c' | 'tls' | 'auto', EchoClientType>;
   let edgeCertPem: string;
+  let plainPort: number;
 
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'protoplane-grpc-'));
@@ -173,11 +182,14 @@ describe('gRPC through stock Envoy (h2c and TLS upstreams)', () => {
     fs.writeFileSync(path.join(dir, 'edge.crt'), edge.certPem);
     fs.writeFileSync(path.join(dir, 'edge.key'), edge.keyPem);
     h2cServer = await startGrpcServer('h2c-server', grpc.ServerCredentials.createInsecure());
+    await new Promise<void>((resolve) => hold.listen(0, '127.0.0.1', resolve));
+    const holdPort = (hold.address() as { port: number }).port;
     tlsServer = await startGrpcServer(
       'tls-server',
       grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(upstream.certPem), private_key: Buffer.from(upstream.keyPem) }], false),
     );
-    const [plainPort, securePort, autoPort] = [await freePort(), await freePort(), await freePort()];
+    let securePort: number, autoPort: number;
+    [plainPort, securePort, autoPort] = [await freePort(), await freePort(), await freePort()];
     // Same routes on both listeners, to a cluster of the listener's kind.
     const routes = (cluster: string) => `
       - match: { path: /test.Echo/Unary }
@@ -202,7 +214,10 @@ describe('gRPC through stock Envoy (h2c and TLS upstreams)', () => {
   - name: grpc-plain
     port: ${plainPort}
     protocol: http
-    routes:${routes('echo-h2c')}
+    routes:
+      - match: { prefix: /test.Hold/ }   # an upstream that never answers nor reads grpc-timeout
+        cluster: hold
+        max_stream_duration: 0s${routes('echo-h2c')}
   - name: grpc-secure
     port: ${securePort}
     protocol: http
@@ -215,6 +230,7 @@ describe('gRPC through stock Envoy (h2c and TLS upstreams)', () => {
     routes:${routes('echo-h2c')}
     tcp: { cluster: echo-h2c }
 clusters:
+  - { name: hold, endpoints: [ 127.0.0.1:${holdPort} ], http2: true }
   - name: echo-h2c
     endpoints: [ 127.0.0.1:${h2cServer.port} ]
     http2: true
@@ -239,6 +255,8 @@ clusters:
     await env?.close();
     h2cServer?.close();
     tlsServer?.close();
+    for (const s of held) s.destroy();
+    hold.close();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -327,6 +345,40 @@ clusters:
     const r = await chat(clients.h2c, [{ ticks: 10, everyMs: 100 }], { metadata });
     assert.notEqual(statusName(r.status.code), 'OK');
     assert.ok(r.replies.length >= 1 && r.replies.length < 10, `got ${r.replies.length} ticks before the cap`);
+  });
+
+  it('on a max_stream_duration route, Envoy enforces the client deadline (grpc-timeout) itself', async () => {
+    // A raw HTTP/2 client sends grpc-timeout but never enforces it, and the upstream ignores it:
+    // only Envoy can end the call. (A gRPC server enforces the header too, racing Envoy.)
+    const session = http2.connect(`http://127.0.0.1:${plainPort}`);
+    try {
+      const started = Date.now();
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': '/test.Hold/Forever',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        'grpc-timeout': '300m',
+      });
+      const body = json.serialize({ text: 'are you there?' });
+      const frame = Buffer.alloc(5 + body.length);
+      frame.writeUInt32BE(body.length, 1);
+      body.copy(frame, 5);
+      stream.end(frame);
+      const headers: http2.IncomingHttpHeaders[] = [];
+      stream.on('response', (h) => headers.push(h));
+      stream.on('trailers', (h) => headers.push(h));
+      stream.resume();
+      await new Promise<void>((resolve) => stream.on('close', () => resolve()));
+      const took = Date.now() - started;
+      // The route itself has no limit (0s) and the upstream never answers: the cut is the header's.
+      assert.ok(took >= 250 && took < 1500, `ended after ${took}ms`);
+      const status = Object.assign({}, ...headers) as http2.IncomingHttpHeaders;
+      assert.equal(status['grpc-status'], String(grpc.status.DEADLINE_EXCEEDED));
+      assert.equal(status['grpc-message'], 'downstream duration timeout');
+    } finally {
+      session.close();
+    }
   });
 
   it('a conversation longer than the request timeout is not cut: it counts from the request end (half-close)', async () => {
