@@ -1,5 +1,6 @@
 // protoplane apply | get | rollback (the mesh in etcd, docs/ha.md), and the
 // --etcd / --etcd-prefix flags they share with serve.
+import { filterFolders } from '../catalog/index.ts';
 import { applyMeshFile, describeFailure, getMesh, rollbackMesh, type ApplyResult, type EtcdTarget } from '../etcd/apply.ts';
 import { checkPrefix, DEFAULT_ETCD_PREFIX, meshKey, parseEtcdEndpoints } from '../etcd/store.ts';
 import { commandHelp, parseCommand, UsageError, type FlagSpecs } from './help.ts';
@@ -63,11 +64,12 @@ function report(result: ApplyResult, target: EtcdTarget, what: string): number {
 export async function etcdCommand(command: 'apply' | 'get' | 'rollback', args: string[]): Promise<number> {
   switch (command) {
     case 'apply': {
-      const { values, positionals } = parse('apply', args, { ...ETCD_FLAGS, 'expect-revision': { type: 'string' } });
+      const { values, positionals } = parse('apply', args, { ...ETCD_FLAGS, 'expect-revision': { type: 'string' }, filters: { type: 'string' } });
       if (positionals.length !== 1) throw new UsageError('apply: pass exactly one mesh file', 'apply');
       const target = requireTarget(values, 'apply');
       const expectRevision = revisionFlag(values['expect-revision'], '--expect-revision', 'apply');
-      return report(await applyMeshFile(positionals[0]!, target, { expectRevision }), target, 'applied');
+      const filters = values.filters === undefined ? undefined : filterFolders(values.filters);
+      return report(await applyMeshFile(positionals[0]!, target, { expectRevision, filters }), target, 'applied');
     }
     case 'get': {
       const { values, positionals } = parse('get', args, { ...ETCD_FLAGS, revision: { type: 'string' } });

@@ -73,6 +73,7 @@ export const COMMANDS: Record<string, CommandHelp> = {
       etcd: 'etcd client URLs, a comma list (required)',
       'etcd-prefix': 'the etcd key prefix (default /protoplane/)',
       'expect-revision': 'write only if the live mesh is at this revision (0: only if there is none yet); default: the revision read just before writing',
+      filters: 'the filters folder (default: the repo\'s filters/), as for validate',
     },
     examples: ['protoplane apply mesh.yaml --etcd http://127.0.0.1:2379', 'protoplane apply mesh.yaml --etcd http://127.0.0.1:2379 --expect-revision 42'],
   },

@@ -6,12 +6,12 @@
 // config or a lost race leaves etcd untouched.
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { FilterCatalog } from '../catalog/index.ts';
+import { FilterCatalog, type FilterFolders } from '../catalog/index.ts';
 import { createMeshParser, formatConfigError, readMeshFile, type ConfigError } from '../config/index.ts';
 import { isBuiltinProtocol } from '../model/types.ts';
 import type { Etcd3 } from 'etcd3';
 import { MODULE_COPIES_DIR } from './serve.ts';
-import { connectEtcd, DEFAULT_ETCD_PREFIX, decodeMeshRecord, encodeMeshRecord, meshKey, moduleKey, type MeshRecord, type StoredFilter } from './store.ts';
+import { connectEtcd, DEFAULT_ETCD_PREFIX, decodeMeshRecord, encodeMeshRecord, meshKey, moduleKey, type MeshRecord, type StoredFilter, type StoredManifest } from './store.ts';
 
 export interface EtcdTarget {
   endpoints: readonly string[];
@@ -35,7 +35,9 @@ export interface ApplyOptions {
 }
 
 export interface ApplyFileOptions extends ApplyOptions {
-  /** The filters to check with and store (default: filters/, built if needed, as validate does). */
+  /** The filters folder to build, check with and store from (default: the repo's filters/), as validate does. */
+  filters?: FilterFolders;
+  /** Or filters already loaded (tests load them once). */
   catalog?: FilterCatalog;
 }
 
@@ -62,7 +64,8 @@ async function check(candidate: Candidate): Promise<{ ok: true; filters: StoredF
     const entry = catalog.byProtocol(protocol);
     if (!entry) return { ok: false, errors: [result.error(['listeners'], `no filter serves protocol "${protocol}"`)] };
     const { dir: _dir, ...manifest } = entry.manifest;
-    filters.push({ name: entry.manifest.name, protocol, sha256: entry.sha256, manifest });
+    // As stored (JSON drops absent fields), so that a record read back compares equal.
+    filters.push({ name: entry.manifest.name, protocol, sha256: entry.sha256, manifest: JSON.parse(JSON.stringify(manifest)) as StoredManifest });
   }
   filters.sort((a, b) => a.name.localeCompare(b.name));
   return { ok: true, filters };
@@ -78,8 +81,8 @@ async function write(client: Etcd3, prefix: string, candidate: Candidate, option
   const current = (await client.get(key).exec()).kvs[0];
   const actual = current ? Number(current.mod_revision) : 0;
   const expected = options.expectRevision ?? actual;
-  if (expected !== actual) return { ok: false, kind: 'conflict', expected, actual: current ? actual : null };
-  if (current && current.value.toString('utf8') === value) {
+  // (An expected revision that is already stale is left to the transaction's compare: one place decides.)
+  if (expected === actual && current && current.value.toString('utf8') === value) {
     return { ok: true, revision: actual, previous: actual, unchanged: true, filters: checked.filters, modulesWritten: 0 };
   }
   const bytesOf = new Map([...candidate.catalog.entries.values()].map((e) => [e.sha256, e.bytes]));
@@ -116,11 +119,11 @@ async function withClient<T>(target: EtcdTarget, fn: (client: Etcd3, prefix: str
   }
 }
 
-/** Validates a mesh file with the filters under filters/ (built if needed) and writes it with their modules. */
+/** Validates a mesh file with the filters (built if needed) and writes it with the modules it uses. */
 export async function applyMeshFile(file: string, target: EtcdTarget, options: ApplyFileOptions = {}): Promise<ApplyResult> {
   const read = await readMeshFile(file);
   if (!read.ok) return { ok: false, kind: 'invalid', errors: read.errors };
-  const catalog = options.catalog ?? (await FilterCatalog.load());
+  const catalog = options.catalog ?? (await FilterCatalog.load(options.filters));
   // Stored absolute: errors on replicas name it, and relative paths in it (TLS files) resolve as here.
   const source = path.resolve(file);
   try {
