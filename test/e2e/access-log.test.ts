@@ -61,7 +61,7 @@ describe('access logs and PROXY protocol source addresses on stock Envoy', () =>
   let udpEcho: { port: number; close(): Promise<void> };
   let dir: string;
   let yaml: string;
-  const ports = { web: 0, webPp: 0, raw: 0, sni: 0, mqtt: 0, udp: 0 };
+  const ports = { web: 0, webPp: 0, raw: 0, sni: 0, auto: 0, mqtt: 0, udp: 0 };
   const log = (name: string) => path.join(dir, `${name}.log`);
   /** JSON lines Envoy wrote to its stdout (the test's Envoy log file gets stdout and stderr). */
   const stdoutLines = (): LogLine[] =>
@@ -99,6 +99,13 @@ describe('access logs and PROXY protocol source addresses on stock Envoy', () =>
     protocol: tls
     access_log: ${log('sni')}
     routes: [ { match: { sni: a.example.com }, cluster: echo } ]
+  - name: any
+    port: ${ports.auto}
+    protocol: auto
+    detection_timeout: 300ms
+    access_log: ${log('any')}
+    routes: [ { match: { prefix: / }, cluster: web } ]
+    tcp: { cluster: echo }
   - name: mqtt
     port: ${ports.mqtt}
     protocol: mqtt
@@ -123,7 +130,7 @@ clusters:
       nodeId: 'access-log',
       // Envoy writes file and stdout logs in batches, every 10 s by default
       envoyArgs: ['--file-flush-interval-msec', '200'],
-      listeners: ['web', 'web-pp', 'raw', 'sni', 'mqtt', 'coap-udp'],
+      listeners: ['web', 'web-pp', 'raw', 'sni', 'any', 'mqtt', 'coap-udp'],
       yaml,
     });
   });
@@ -228,6 +235,18 @@ clusters:
     assert.doesNotMatch(refused, /echo:/);
     const rejected = async () => [...(await env.envoy.stats())].filter(([k]) => /^proxy_proto\..*(error|not_found_disallowed)$/.test(k)).reduce((n, [, v]) => n + v, 0);
     await waitUntil(async () => (await rejected()) >= 1, 5000, 'a proxy_proto rejection counted');
+  });
+
+  it('protocol: auto — an HTTP line for a request, a TCP line for an opaque connection', async () => {
+    assert.equal((await httpGet(ports.auto, '/auto')).status, 200);
+    const reply = await tcpExchange(ports.auto, '\x00\x01opaque\n', { done: (b) => b.toString().endsWith('opaque\n') });
+    assert.equal(reply.toString(), 'echo:\x00\x01opaque\n');
+    const http = await waitForLine(() => readJsonLines(log('any')), (l) => l['path'] === '/auto', 'the HTTP line');
+    assert.equal(http['upstream_cluster'], 'web');
+    const tcp = await waitForLine(() => readJsonLines(log('any')), (l) => l['upstream_cluster'] === 'echo', 'the TCP line');
+    assert.equal(tcp['bytes_received'], 9);
+    assert.equal(tcp['method'], undefined);
+    assert.equal(readJsonLines(log('any')).length, 2);
   });
 
   it('an MQTT connection: the access line (stdout) names the cluster the filter picked, the filter sees the PROXY source', async () => {
