@@ -14,9 +14,12 @@ import { LogLevel } from "../sdk/types";
 import { Codec, Frame, FramedRoot, PACKET_LOG_PREFIX, StreamError, Verdict } from "../sdk/stream";
 import {
   CODE_CSM, CODE_FORBIDDEN, CODE_PING, CODE_PONG, CoapMessage, FRAME_BAD, FRAME_NEED_MORE,
-  ParseError, SCAN_BLOCK1, SCAN_BLOCK2, SCAN_OBSERVE, SCAN_UNKNOWN_CRITICAL, buildResponse, codeString, parseErrorName, parseTcpHead, parseUdp,
-  scanCode, scanFlags, scanObserve, scanTcpMessage, tcpFrame, tcpFrameLength, tcpHeadLength, writePath,
+  ParseError, buildResponse, codeString, parseErrorName, parseTcpHead, parseUdp, tcpFrame, tcpFrameLength, tcpHeadLength, writePath,
 } from "./parser";
+import {
+  T_BLOCK1, T_BLOCK2, T_OBSERVE_DEREGISTER, T_OBSERVE_NOTIFY, T_OBSERVE_REGISTER, T_UNKNOWN_CRITICAL,
+  codeTally, flagTally, resetTallies, runCount, scanRun, setRun, touchedCode, touchedCodes,
+} from "./fastscan";
 import { Policy, readPolicy } from "./policy";
 import { describeMessage } from "./describe";
 
@@ -171,11 +174,11 @@ class CoapCodec extends Codec {
 
   /**
    * The fast path (no packet log): a run of messages that need no verdict of
-   * their own (the engine calls this after routing). It parses and counts
-   * each as onFrame would, and stops at the first one that might need more:
-   * signaling (CSM limits, the Pongs refusals take the place of), anything
-   * malformed or over a limit (the general path closes), a head not whole
-   * before `end`, and every client message while a policy is on.
+   * their own (the engine calls this after routing), scanned by fastscan.ts
+   * and counted as onFrame would count them. It stops at the first one that
+   * might need more: signaling (CSM limits, the Pongs refusals take the
+   * place of), anything malformed or over a limit (the general path closes),
+   * a head not whole before `end`, and every client message while a policy is on.
    */
   forwardRun(frame: Frame, end: usize): usize {
     const root = this.root;
@@ -185,23 +188,35 @@ class CoapCodec extends Codec {
     const peer = fromClient ? this.serverMax : this.clientMax;
     if (peer >= 0 && peer < limit) limit = peer;
     if (limit > 65536) limit = 65536; // the engine runs only frames under its large-frame size
+    setRun(limit, root.maxOptions, fromClient ? root.maxTokenLength : 8);
+    const stop = scanRun(frame.ptr, end);
+    frame.runCount = runCount();
+    if (frame.runCount > 0) this.flushTallies();
+    return stop;
+  }
+
+  /** Adds what scanRun tallied to the counters (once per run, not per message). */
+  private flushTallies(): void {
+    const root = this.root;
     const c = this.conn.counters;
-    const maxToken = fromClient ? root.maxTokenLength : 8;
-    let p = frame.ptr;
-    let runs: u32 = 0;
-    while (p < end) {
-      const total = scanTcpMessage(p, end - p, limit, root.maxOptions, maxToken);
-      if (total < 0) break;
-      const flags = scanFlags;
-      if ((flags & SCAN_UNKNOWN_CRITICAL) != 0) c.add(root.cUnknownCritical, 1);
-      if ((flags & SCAN_BLOCK1) != 0) c.add(root.cBlock1, 1);
-      if ((flags & SCAN_BLOCK2) != 0) c.add(root.cBlock2, 1);
-      this.tally(scanCode, (flags & SCAN_OBSERVE) != 0 ? <i64>scanObserve : -1);
-      p += <usize>total;
-      runs++;
+    const codes = touchedCodes();
+    for (let i: u32 = 0; i < codes; i++) {
+      const code = touchedCode(i);
+      this.tallyCode(code, <i64>codeTally(code));
     }
-    frame.runCount = runs;
-    return p;
+    let n = flagTally(T_UNKNOWN_CRITICAL);
+    if (n > 0) c.add(root.cUnknownCritical, n);
+    n = flagTally(T_BLOCK1);
+    if (n > 0) c.add(root.cBlock1, n);
+    n = flagTally(T_BLOCK2);
+    if (n > 0) c.add(root.cBlock2, n);
+    n = flagTally(T_OBSERVE_REGISTER);
+    if (n > 0) c.add(root.cObserveRegister, n);
+    n = flagTally(T_OBSERVE_DEREGISTER);
+    if (n > 0) c.add(root.cObserveDeregister, n);
+    n = flagTally(T_OBSERVE_NOTIFY);
+    if (n > 0) c.add(root.cObserveNotify, n);
+    resetTallies();
   }
 
   onOpen(): void {
@@ -269,23 +284,32 @@ class CoapCodec extends Codec {
 
   /** Counts a non-signaling message by its code and Observe value (-1: none); Empty messages count as `empty`. */
   private tally(code: u8, observe: i64): void {
+    this.tallyCode(code, 1);
+    if (observe < 0 || code == 0) return;
     const root = this.root;
     const c = this.conn.counters;
-    if (code == 0) { c.add(root.cEmpty, 1); return; }
     if (code < 32) {
-      c.add(root.cRequests[code <= 7 ? code : 0], 1);
       if (observe == 0) c.add(root.cObserveRegister, 1);
       else if (observe == 1) c.add(root.cObserveDeregister, 1);
       return;
     }
     const cls = code >> 5;
+    if (cls >= 2 && cls <= 5) c.add(root.cObserveNotify, 1);
+  }
+
+  /** Counts `n` non-signaling messages of `code` (requests by method, responses by class and code, Empty). */
+  private tallyCode(code: u8, n: i64): void {
+    const root = this.root;
+    const c = this.conn.counters;
+    if (code == 0) { c.add(root.cEmpty, n); return; }
+    if (code < 32) { c.add(root.cRequests[code <= 7 ? code : 0], n); return; }
+    const cls = code >> 5;
     if (cls >= 2 && cls <= 5) {
-      c.add(root.cResponseClass[cls - 2], 1);
-      c.add(unchecked(root.codeCounter[code]), 1);
-      if (observe >= 0) c.add(root.cObserveNotify, 1);
+      c.add(root.cResponseClass[cls - 2], n);
+      c.add(unchecked(root.codeCounter[code]), n);
       return;
     }
-    c.add(root.cSignals[SIGNALS.length], 1); // reserved classes 1, 3, 6
+    c.add(root.cSignals[SIGNALS.length], n); // reserved classes 1, 6 (7 is signaling, counted by signal())
   }
 
   private signal(frame: Frame): Verdict {

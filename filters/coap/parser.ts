@@ -108,7 +108,7 @@ export const SIG_BLOCK_WISE_TRANSFER: u32 = 4; // CSM
 export const MAX_SEGMENTS: i32 = 256;
 
 /** Length bounds of the options this parser knows, as min << 16 | max; 0 = unknown. */
-function optionBounds(number: u32): u32 {
+export function optionBounds(number: u32): u32 {
   switch (number) {
     case OPT_IF_MATCH: return 8;
     case OPT_URI_HOST: return (1 << 16) | 255;

@@ -3,6 +3,7 @@
 // host. Built with filters/coap/probe.asconfig.json.
 import { CoapMessage, FRAME_BAD, FRAME_NEED_MORE, ParseError, Transport, buildResponse, parseErrorName, parseTcp, parseTcpHead, parseUdp, tcpFrameLength, tcpHeadLength } from "./parser";
 import { describeMessage } from "./describe";
+import { resetTallies, runCount, scanRun, setRun } from "./fastscan";
 
 const BUFFER = heap.alloc(1 << 20);
 const message = new CoapMessage();
@@ -75,3 +76,15 @@ export function forbiddenFor(transport: i32, len: u32): string {
 }
 
 export function lastErrorCode(): i32 { return lastError; }
+
+/** The fast path's scan (fastscan.ts) over `len` bytes of TCP frames, `rounds` times; returns messages passed (benchmarks). */
+export function fastScanRounds(len: u32, rounds: u32): i64 {
+  let frames: i64 = 0;
+  setRun(65536, 64, 8);
+  for (let r: u32 = 0; r < rounds; r++) {
+    scanRun(BUFFER, BUFFER + len);
+    frames += <i64>runCount();
+    resetTallies();
+  }
+  return frames;
+}

@@ -6,13 +6,66 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { coapModule } from './host.ts';
-import { FUZZ_CONFIG, fuzzCases } from './fuzz-core.ts';
+import { FUZZ_CONFIG, fuzzCases, type FuzzCase } from './fuzz-core.ts';
 import { signalingFrames, tcpBytes } from './packets.ts';
+import { rng } from '../support/random.ts';
 
 async function pair(configuration: object) {
   const mod = await coapModule();
   const start = (log: boolean) => mod.instantiate({ name: 'coap', record: false, logLevel: 'critical', configuration: { ...configuration, log_packets: log } });
   return { general: await start(true), fast: await start(false) };
+}
+
+/**
+ * Runs of look-alike messages (same length bytes and option headers, other
+ * tokens, values and codes: what fastscan.ts checks with vector compares
+ * instead of an option walk), broken by messages that differ in one header
+ * byte (an option's delta or length, the token length, a payload marker, a
+ * signaling code, an Observe option), then randomly mutated, in chunks of up
+ * to 16 KB so the look-alike loop runs over hundreds of messages.
+ */
+function lookAlikeCases(count: number, seed: number): FuzzCase[] {
+  const r = rng(seed);
+  const codes = ['PUT', 'POST', 'GET', 'DELETE'] as const;
+  const cases: FuzzCase[] = [];
+  for (let n = 0; n < count; n++) {
+    const parts: Buffer[] = [signalingFrames()[0]!.bytes];
+    for (let i = 0; i < 600; i++) {
+      const odd = r() < 0.04;
+      const variant = odd ? Math.floor(r() * 8) : -1;
+      const digit = String.fromCharCode(0x30 + (i % 10));
+      // variants 0..3 keep the message's length and first 16 bytes and differ in an option
+      // header or the payload marker after them: only the second vector compare sees them
+      const last = variant === 0 ? [{ name: 'Content-Format' as const, value: Buffer.alloc(0) }] // header 0x10, marker a byte earlier
+        : variant === 1 ? [{ name: 13, value: Buffer.from([0]) }] // an unknown critical option
+        : variant === 2 ? [{ name: 'Block1' as const, value: Buffer.from([0x1e]) }] // counted
+        : variant === 3 ? [{ name: 'Size1' as const, value: Buffer.alloc(0) }] // extended delta
+        : [{ name: 'Content-Format' as const, value: Buffer.from([0]) }];
+      const payload = variant === 0 ? 41 : variant === 2 ? 39 : variant === 3 ? 40 : variant === 4 ? 0 : 40;
+      parts.push(tcpBytes({
+        code: variant === 5 ? codes[Math.floor(r() * 4)]! : i % 11 === 0 ? 'POST' : 'PUT',
+        token: Buffer.from([i & 255, 7, 2, 3].slice(0, variant === 6 ? 3 : 4)),
+        options: [
+          ...(variant === 7 ? [{ name: 'Observe' as const, value: Buffer.from([0]) }] : []),
+          { name: 'Uri-Path', value: Buffer.from('sensors') },
+          { name: 'Uri-Path', value: Buffer.from(digit) },
+          ...last,
+        ],
+        payload: Buffer.alloc(payload, 0x41 + (i % 20)),
+      }));
+      if (odd && r() < 0.1) parts.push(signalingFrames()[1]!.bytes);
+    }
+    const stream = Buffer.concat(parts);
+    for (let k = Math.floor(r() * 4); k > 0; k--) stream[Math.floor(r() * stream.length)] = Math.floor(r() * 256);
+    const steps: FuzzCase['steps'] = [];
+    for (let at = 0; at < stream.length; ) {
+      const size = 1 + Math.floor(r() * (r() < 0.5 ? 16384 : 700));
+      steps.push({ down: true, bytes: stream.subarray(at, at + size) });
+      at += size;
+    }
+    cases.push({ steps });
+  }
+  return cases;
 }
 
 describe('coap fast path', () => {
@@ -23,7 +76,7 @@ describe('coap fast path', () => {
         code: i % 7 === 0 ? 'DELETE' : 'PUT', token: Buffer.from([i & 255]), payload: Buffer.alloc(i % 90, 0x61),
         options: [{ name: 'Uri-Path', value: Buffer.from(i % 5 === 0 ? 'admin' : 'sensors') }, ...(i % 3 === 0 ? [{ name: 'Block1' as const, value: Buffer.from([0x1e]) }] : [])],
       }))]);
-      const cases = [...fuzzCases('tcp', 5000, 11)];
+      const cases = [...lookAlikeCases(40, 5), ...fuzzCases('tcp', 5000, 11)];
       cases.unshift({ steps: Array.from({ length: Math.ceil(clean.length / 61) }, (_, k) => ({ down: true, bytes: clean.subarray(k * 61, (k + 1) * 61) })) });
       for (const [n, c] of cases.entries()) {
         const a = general.newConnection();

@@ -325,6 +325,9 @@ export class FramedConnection {
 
   /** Runs the codec's fast path over the current window from `from`; returns where it stopped. */
   private forwardRun(d: DirectionState, from: usize): usize {
+    // a callback's first frame: load the window here (the general path would
+    // load the same one), else that frame alone takes the slow path each time
+    if (from < this.winStart || from >= this.winEnd) this.view(from, min(this.len - from, this.codec.headWindow));
     const winStart = this.winStart;
     const winEnd = this.winEnd;
     if (from < winStart || from >= winEnd) return from;
