@@ -122,12 +122,12 @@ export function buildAdmin(options: AdminOptions): FastifyInstance {
     const { items, page } = pageOf(options.streams(), request.query);
     return sendJson(reply, { ...(nodesView(items) as object), page }, isCompact(request.query));
   });
-  // Every node connected here, not paged: what `protoplane status` and /fleet.json gather from each replica.
-  app.get('/debug/sync', async (request, reply) => {
   app.get('/debug/health', async (request, reply) => {
     if (!options.health) return reply.code(404).send({ error: 'no health view on this server' });
     return sendJson(reply, options.health(), isCompact(request.query));
   });
+  // Every node connected here, not paged: what `protoplane status` and /fleet.json gather from each replica.
+  app.get('/debug/sync', async (request, reply) => {
     const view = statusView(options, Date.now(), Infinity);
     return sendJson(reply, { version: view.config.version, nodes: view.nodes }, isCompact(request.query));
   });
