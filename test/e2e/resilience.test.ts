@@ -3,9 +3,11 @@
 // - outlier_detection: of two endpoints one answers 503; after
 //   consecutive_5xx of them Envoy ejects it (admin /clusters shows
 //   failed_outlier_check) and every later request goes to the healthy one;
+//   with consecutive_gateway_failure: 2, two 502s in a row are enough (before
+//   Envoy's default consecutive_5xx of 5), because naming it enforces it;
 // - circuit_breakers: 5 concurrent requests to a slow upstream with
-//   max_connections 1, max_pending_requests 1 (max_requests 2): one is served,
-//   one waits and is served, the 3 others get Envoy's 503 overflow
+//   max_connections 1, max_pending_requests 1 (max_requests 2), the connection
+//   open: one is served, one waits and is served, the 3 others get Envoy's 503 overflow
 //   (x-envoy-overloaded, upstream_rq_pending_overflow);
 // - max_connections on a tcp listener: the 3rd connection is closed while 2
 //   are open, and served again once one closed;
@@ -73,26 +75,34 @@ describe('resilience and limits on stock Envoy', () => {
   let env: MeshEnv;
   let good: Upstream;
   let bad: Upstream;
+  let gateway: Upstream;
+  let good2: Upstream;
   let slow: Upstream;
   let echo: TcpEcho;
   let broker: Broker;
-  const ports = { od: 0, cb: 0, cap: 0, mqtt: 0 };
+  const ports = { od: 0, gw: 0, cb: 0, cap: 0, mqtt: 0 };
 
   before(async () => {
     good = await upstream('good', 200);
     bad = await upstream('bad', 503);
+    gateway = await upstream('gateway', 502);
+    good2 = await upstream('good', 200);
     slow = await upstream('slow', 200, 700);
     echo = await startTcpEcho();
     broker = await startAedes('broker');
     for (const k of Object.keys(ports) as Array<keyof typeof ports>) ports[k] = await freePort();
     env = await startMeshEnv({
       nodeId: 'resilience',
-      listeners: ['od', 'cb', 'cap', 'mqtt'],
+      listeners: ['od', 'gw', 'cb', 'cap', 'mqtt'],
       yaml: `listeners:
   - name: od
     port: ${ports.od}
     protocol: http
     routes: [ { match: { prefix: / }, cluster: pair } ]
+  - name: gw
+    port: ${ports.gw}
+    protocol: http
+    routes: [ { match: { prefix: / }, cluster: gwpair } ]
   - name: cb
     port: ${ports.cb}
     protocol: http
@@ -111,6 +121,9 @@ clusters:
   - name: pair
     endpoints: [ 127.0.0.1:${good.port}, 127.0.0.1:${bad.port} ]
     outlier_detection: { consecutive_5xx: 3, interval: 1s, base_ejection_time: 60s, max_ejection_percent: 50 }
+  - name: gwpair
+    endpoints: [ 127.0.0.1:${good2.port}, 127.0.0.1:${gateway.port} ]
+    outlier_detection: { consecutive_gateway_failure: 2, base_ejection_time: 60s, max_ejection_percent: 50 }
   - name: slow
     endpoints: [ 127.0.0.1:${slow.port} ]
     circuit_breakers: { max_connections: 1, max_pending_requests: 1, max_requests: 2 }
@@ -124,6 +137,8 @@ clusters:
     await env?.close();
     await good?.close();
     await bad?.close();
+    await gateway?.close();
+    await good2?.close();
     await slow?.close();
     await echo?.close();
     await broker?.close();
@@ -141,7 +156,18 @@ clusters:
     assert.equal(await env.envoy.stat('cluster.pair.outlier_detection.ejections_enforced_consecutive_5xx'), 1);
   });
 
+  it('outlier_detection with consecutive_gateway_failure ejects after two 502s', async () => {
+    const bodies: string[] = [];
+    for (let i = 0; i < 10; i++) bodies.push((await httpGet(ports.gw, `/g${i}`)).body);
+    assert.equal(gateway.hits, 2, bodies.join(','));
+    assert.deepEqual(bodies.slice(-5), Array(5).fill('good'));
+    assert.equal(await env.envoy.stat('cluster.gwpair.outlier_detection.ejections_enforced_consecutive_gateway_failure'), 1);
+  });
+
   it('circuit_breakers: requests over the limits get 503 overflow at once, the rest are served', async () => {
+    // One request alone first, so the one connection allowed is open and idle:
+    // otherwise the first request of the burst waits for it as a pending request.
+    assert.equal((await httpGet(ports.cb, '/warm')).status, 200);
     const started = Date.now();
     const results = await Promise.all(Array.from({ length: 5 }, (_, i) => httpGet(ports.cb, `/c${i}`, {}, { timeoutMs: 5000 })));
     const served = results.filter((r) => r.status === 200);
@@ -149,7 +175,7 @@ clusters:
     assert.equal(served.length, 2, results.map((r) => r.status).join(','));
     assert.equal(overflowed.length, 3, results.map((r) => r.status).join(','));
     for (const r of overflowed) assert.equal(r.headers['x-envoy-overloaded'], 'true');
-    assert.equal(slow.hits, 2);
+    assert.equal(slow.hits, 3);
     assert.equal(await env.envoy.stat('cluster.slow.upstream_rq_pending_overflow'), 3);
     // the served two ran one after the other on the one connection allowed
     assert.ok(Date.now() - started >= 1300, `took ${Date.now() - started} ms`);
