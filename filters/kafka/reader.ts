@@ -38,6 +38,13 @@ export class Reader {
     if (this.has(n)) this.pos += n;
   }
 
+  /** `n` elements of `width` bytes each. */
+  skipEach(n: i32, width: i32): void {
+    if (!this.ok) return;
+    if (n > (this.end - this.pos) / width) { this.fail(); return; }
+    this.pos += n * width;
+  }
+
   i8(): i8 {
     if (!this.has(1)) return 0;
     const v = load<i8>(this.base + <usize>this.pos);

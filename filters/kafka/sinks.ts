@@ -163,6 +163,7 @@ export class ResponseSink extends Sink {
   private brokerPool: BrokerRef[] = [];
   private broker: BrokerRef | null = null;
   tagged: TaggedRef[] = [];
+  private taggedPool: TaggedRef[] = [];
   private openTag: i32 = -1;
   /** Per broker: the innermost tagged field it sits in (-1 none). */
   brokerTag: i32[] = [];
@@ -205,7 +206,10 @@ export class ResponseSink extends Sink {
       this.brokers.length = 0;
     }
     this.broker = null;
-    if (this.tagged.length > 0) this.tagged.length = 0;
+    if (this.tagged.length > 0) {
+      for (let i = 0; i < this.tagged.length; i++) this.taggedPool.push(this.tagged[i]);
+      this.tagged.length = 0;
+    }
     this.openTag = -1;
     if (this.brokerTag.length > 0) this.brokerTag.length = 0;
     if (this.errorCodes.length > 0) this.errorCodes.length = 0;
@@ -254,7 +258,8 @@ export class ResponseSink extends Sink {
       }
       case EV_BROKER_BEGIN: { this.broker = null; break; }
       case EV_TAGGED_BEGIN: {
-        const t = new TaggedRef();
+        const t = this.taggedPool.length > 0 ? this.taggedPool.pop() : new TaggedRef();
+        t.closed = false;
         t.sizeAt = <i32>value;
         t.dataAt = pos;
         t.size = len;

@@ -275,7 +275,18 @@ class Emitter {
   depth = 1;
   tmp = 0;
   events = new Set<string>();
-  line(s: string): void { this.lines.push('  '.repeat(this.depth) + s); }
+  line(s: string): void {
+    const indent = '  '.repeat(this.depth);
+    // runs of fixed-width fields are one skip
+    const skip = /^r\.skip\((\d+)\);$/.exec(s);
+    const last = this.lines.length > 0 ? this.lines[this.lines.length - 1]! : '';
+    const prev = last.startsWith(indent) ? /^r\.skip\((\d+)\);$/.exec(last.slice(indent.length)) : null;
+    if (skip && prev && last.length === indent.length + prev[0].length && last[indent.length] === 'r') {
+      this.lines[this.lines.length - 1] = `${indent}r.skip(${Number(prev[1]) + Number(skip[1])});`;
+      return;
+    }
+    this.lines.push(indent + s);
+  }
 }
 
 function fieldCode(e: Emitter, f: Field, prefix: string, interests: Record<string, string>, isResponse: boolean, structs: Map<string, Field[]>, v: number, flexible: boolean): void {
@@ -291,7 +302,9 @@ function fieldCode(e: Emitter, f: Field, prefix: string, interests: Record<strin
   // events only for fields that were read whole (r.ok): a sink never sees a span past the frame
   const scalar = (t: string, evName: string | undefined): void => {
     const int = (width: number, read: string): void => {
-      if (evName) e.line(`{ const at = r.pos; const v = <i64>r.${read}(); if (r.ok) s.on(EV_${evName}, at, ${width}, v); }`);
+      // error codes are mostly 0, which no sink wants: no call for them
+      const want = evName === 'ERROR_CODE' ? 'r.ok && v != 0' : 'r.ok';
+      if (evName) e.line(`{ const at = r.pos; const v = <i64>r.${read}(); if (${want}) s.on(EV_${evName}, at, ${width}, v); }`);
       else e.line(`r.skip(${width});`);
     };
     switch (t) {
@@ -340,6 +353,12 @@ function fieldCode(e: Emitter, f: Field, prefix: string, interests: Record<strin
     e.events.add(`${ev}_COUNT`);
   } else {
     e.line(`const ${n} = r.count(${flexArg});`);
+  }
+  // an array of fixed-width scalars nobody listens to: one skip
+  const widths: Record<string, number> = { int8: 1, bool: 1, int16: 2, uint16: 2, int32: 4, uint32: 4, int64: 8, float64: 8, uuid: 16 };
+  if (!sub && !ev && widths[base] !== undefined) {
+    e.line(`r.skipEach(${n}, ${widths[base]});`);
+    return;
   }
   e.line(`for (let ${i}: i32 = 0; ${i} < ${n} && r.ok; ${i}++) {`);
   e.depth++;

@@ -1,6 +1,8 @@
 // Benchmark: the kafka filter's parse rate in the in-process host vs
 // kafkajs's own protocol decoders on the same bytes. Prints numbers; asserts nothing.
 //   node --import tsx test/bench/kafka-host.ts
+//   BENCH_BASELINE=old-kafka.wasm ...   also runs another build of the filter (e.g. an
+//                                      earlier commit's) in the same rounds, for before/after
 //
 // The bytes: the request/response pairs kafkajs 2.2.4 exchanged with a real
 // Kafka 4.2.0 broker (test/kafka/fixtures/kafkajs-4.2.pcapng: ApiVersions v2,
@@ -12,7 +14,9 @@
 // (everything but Fetch responses, which it frames and skips); kafkajs
 // decodes the response bodies alone (it has no request decoders), which is
 // what a client does with them. Both rates count responses.
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { WasmFilterModule, type WasmPlugin } from '../../xds-server/wasm-host/index.ts';
 import { fixture, frames, kafkaPlugin, streams } from '../kafka/filter-support.ts';
 
 const require = createRequire(import.meta.url);
@@ -77,8 +81,13 @@ function kafkajsDecoder(key: number, version: number): Decode {
 /** A case the bench runs in rounds: each call runs for `ms` and returns [responses, response bytes, CPU seconds]. */
 type Runner = (ms: number) => Promise<[number, number, number]>;
 
-async function filterRunner(settings: object, ps: Pair[]): Promise<Runner> {
-  const plugin = await kafkaPlugin(settings, 'info', false); // the host records nothing (as in Envoy)
+const BASELINE = process.env.BENCH_BASELINE;
+
+async function filterRunner(settings: object, ps: Pair[], wasm?: string): Promise<Runner> {
+  // the host records nothing (as in Envoy)
+  const plugin: WasmPlugin = wasm
+    ? await (await WasmFilterModule.load(readFileSync(wasm), 'kafka')).instantiate({ configuration: settings, logLevel: 'info', defaultCluster: 'kafka-all', record: false })
+    : await kafkaPlugin(settings, 'info', false);
   const conn = plugin.newConnection();
   // correlation ids may repeat across rounds: only the order of a connection's in-flight requests matters
   const batches = Array.from({ length: 16 }, (_, i) => batch(ps, PAIRS_PER_CHUNK, 1 + i * PAIRS_PER_CHUNK));
@@ -124,16 +133,21 @@ const ps = pairs();
 const byKey = new Map<string, number>();
 for (const p of ps) byKey.set(`${p.key}v${p.version}`, (byKey.get(`${p.key}v${p.version}`) ?? 0) + 1);
 console.log(`kafka host bench (node ${process.version}, ${DURATION_MS} ms per case in rounds): ${ps.length} request/response pairs from kafkajs-4.2 (${[...byKey].map(([k, n]) => `${k}×${n}`).join(' ')})\n`);
+const FULL = {
+  advertise: 'envoy.example',
+  brokers: [{ id: 1, port: 19101, cluster: 'k1' }, { id: 2, port: 19102, cluster: 'k2' }],
+  acl: { default: 'allow', produce: [{ topic: { prefix: 'secret.' }, action: 'deny' }] },
+  topic_metrics: ['orders.'],
+};
 const runners: [string, Runner][] = [
   ['kafkajs 2.2.4 response decoders (await decode(body))', kafkajsRunner(ps)],
   ['kafka filter, no settings (frames, walks, counts)', await filterRunner({}, ps)],
-  ['kafka filter, rewriting + ACL + topic metrics', await filterRunner({
-    advertise: 'envoy.example',
-    brokers: [{ id: 1, port: 19101, cluster: 'k1' }, { id: 2, port: 19102, cluster: 'k2' }],
-    acl: { default: 'allow', produce: [{ topic: { prefix: 'secret.' }, action: 'deny' }] },
-    topic_metrics: ['orders.'],
-  }, ps)],
+  ['kafka filter, rewriting + ACL + topic metrics', await filterRunner(FULL, ps)],
 ];
+if (BASELINE) {
+  runners.push(['baseline build, no settings', await filterRunner({}, ps, BASELINE)]);
+  runners.push(['baseline build, rewriting + ACL + topic metrics', await filterRunner(FULL, ps, BASELINE)]);
+}
 // warm-up, then ROUNDS rounds that run the cases one after another, so each round compares them under the same machine load
 for (const [, run] of runners) await run(300);
 const ROUNDS = 7;
@@ -151,3 +165,4 @@ for (let c = 0; c < runners.length; c++) {
 }
 const ratio = (c: number) => median(rates[c]!.map((x, r) => x / rates[0]![r]!));
 console.log(`\nfilter / kafkajs (median of per-round ratios): ${ratio(1).toFixed(1)}× without settings, ${ratio(2).toFixed(1)}× with rewriting, ACL and metrics (goal ≥ 5×)`);
+if (BASELINE) console.log(`baseline (${BASELINE}) / kafkajs: ${ratio(3).toFixed(1)}× without settings, ${ratio(4).toFixed(1)}× with rewriting, ACL and metrics`);

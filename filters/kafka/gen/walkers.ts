@@ -253,7 +253,7 @@ function walkProduceResponse_0(r: Reader, s: Sink): bool {
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -273,7 +273,7 @@ function walkProduceResponse_1(r: Reader, s: Sink): bool {
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -294,9 +294,8 @@ function walkProduceResponse_2(r: Reader, s: Sink): bool {
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(16);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -316,10 +315,8 @@ function walkProduceResponse_3(r: Reader, s: Sink): bool {
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
-      r.skip(8);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(24);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -339,10 +336,8 @@ function walkProduceResponse_4(r: Reader, s: Sink): bool {
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
-      r.skip(8);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(24);
       const n5 = r.count(false);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
         r.skip(4);
@@ -368,10 +363,8 @@ function walkProduceResponse_5(r: Reader, s: Sink): bool {
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
-      r.skip(8);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(24);
       const n5 = r.count(true);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
         r.skip(4);
@@ -401,10 +394,8 @@ function walkProduceResponse_6(r: Reader, s: Sink): bool {
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
-      r.skip(8);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(24);
       const n5 = r.count(true);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
         r.skip(4);
@@ -458,10 +449,8 @@ function walkProduceResponse_7(r: Reader, s: Sink): bool {
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
-      r.skip(8);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(24);
       const n5 = r.count(true);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
         r.skip(4);
@@ -518,9 +507,7 @@ export function walkProduceResponse(r: Reader, v: i16, s: Sink): bool {
 
 // FetchRequest v0-2
 function walkFetchRequest_0(r: Reader, s: Sink): bool {
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
+  r.skip(12);
   const a2 = r.pos;
   const n0 = r.count(false);
   if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
@@ -534,8 +521,7 @@ function walkFetchRequest_0(r: Reader, s: Sink): bool {
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
-      r.skip(8);
-      r.skip(4);
+      r.skip(12);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -545,10 +531,7 @@ function walkFetchRequest_0(r: Reader, s: Sink): bool {
 
 // FetchRequest v3
 function walkFetchRequest_1(r: Reader, s: Sink): bool {
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
+  r.skip(16);
   const a2 = r.pos;
   const n0 = r.count(false);
   if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
@@ -562,8 +545,7 @@ function walkFetchRequest_1(r: Reader, s: Sink): bool {
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
-      r.skip(8);
-      r.skip(4);
+      r.skip(12);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -573,11 +555,7 @@ function walkFetchRequest_1(r: Reader, s: Sink): bool {
 
 // FetchRequest v4
 function walkFetchRequest_2(r: Reader, s: Sink): bool {
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(1);
+  r.skip(17);
   const a2 = r.pos;
   const n0 = r.count(false);
   if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
@@ -591,8 +569,7 @@ function walkFetchRequest_2(r: Reader, s: Sink): bool {
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
-      r.skip(8);
-      r.skip(4);
+      r.skip(12);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -602,11 +579,7 @@ function walkFetchRequest_2(r: Reader, s: Sink): bool {
 
 // FetchRequest v5-6
 function walkFetchRequest_3(r: Reader, s: Sink): bool {
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(1);
+  r.skip(17);
   const a2 = r.pos;
   const n0 = r.count(false);
   if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
@@ -620,9 +593,7 @@ function walkFetchRequest_3(r: Reader, s: Sink): bool {
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
-      r.skip(8);
-      r.skip(8);
-      r.skip(4);
+      r.skip(20);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -632,13 +603,7 @@ function walkFetchRequest_3(r: Reader, s: Sink): bool {
 
 // FetchRequest v7-8
 function walkFetchRequest_4(r: Reader, s: Sink): bool {
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(1);
-  r.skip(4);
-  r.skip(4);
+  r.skip(25);
   const a2 = r.pos;
   const n0 = r.count(false);
   if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
@@ -652,9 +617,7 @@ function walkFetchRequest_4(r: Reader, s: Sink): bool {
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
-      r.skip(8);
-      r.skip(8);
-      r.skip(4);
+      r.skip(20);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -663,22 +626,14 @@ function walkFetchRequest_4(r: Reader, s: Sink): bool {
   for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
     r.str(false);
     const n8 = r.count(false);
-    for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-      r.skip(4);
-    }
+    r.skipEach(n8, 4);
   }
   return r.ok;
 }
 
 // FetchRequest v9-10
 function walkFetchRequest_5(r: Reader, s: Sink): bool {
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(1);
-  r.skip(4);
-  r.skip(4);
+  r.skip(25);
   const a2 = r.pos;
   const n0 = r.count(false);
   if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
@@ -692,10 +647,7 @@ function walkFetchRequest_5(r: Reader, s: Sink): bool {
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
-      r.skip(4);
-      r.skip(8);
-      r.skip(8);
-      r.skip(4);
+      r.skip(24);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -704,22 +656,14 @@ function walkFetchRequest_5(r: Reader, s: Sink): bool {
   for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
     r.str(false);
     const n8 = r.count(false);
-    for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-      r.skip(4);
-    }
+    r.skipEach(n8, 4);
   }
   return r.ok;
 }
 
 // FetchRequest v11
 function walkFetchRequest_6(r: Reader, s: Sink): bool {
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(1);
-  r.skip(4);
-  r.skip(4);
+  r.skip(25);
   const a2 = r.pos;
   const n0 = r.count(false);
   if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
@@ -733,10 +677,7 @@ function walkFetchRequest_6(r: Reader, s: Sink): bool {
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
-      r.skip(4);
-      r.skip(8);
-      r.skip(8);
-      r.skip(4);
+      r.skip(24);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -745,9 +686,7 @@ function walkFetchRequest_6(r: Reader, s: Sink): bool {
   for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
     r.str(false);
     const n8 = r.count(false);
-    for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-      r.skip(4);
-    }
+    r.skipEach(n8, 4);
   }
   r.str(false);
   return r.ok;
@@ -755,13 +694,7 @@ function walkFetchRequest_6(r: Reader, s: Sink): bool {
 
 // FetchRequest v12
 function walkFetchRequest_7(r: Reader, s: Sink): bool {
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(1);
-  r.skip(4);
-  r.skip(4);
+  r.skip(25);
   const a2 = r.pos;
   const n0 = r.count(true);
   if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
@@ -775,11 +708,7 @@ function walkFetchRequest_7(r: Reader, s: Sink): bool {
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
-      r.skip(4);
-      r.skip(8);
-      r.skip(4);
-      r.skip(8);
-      r.skip(4);
+      r.skip(28);
       r.skipTags();
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
@@ -790,9 +719,7 @@ function walkFetchRequest_7(r: Reader, s: Sink): bool {
   for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
     r.str(true);
     const n8 = r.count(true);
-    for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-      r.skip(4);
-    }
+    r.skipEach(n8, 4);
     r.skipTags();
   }
   r.str(true);
@@ -802,13 +729,7 @@ function walkFetchRequest_7(r: Reader, s: Sink): bool {
 
 // FetchRequest v13-14
 function walkFetchRequest_8(r: Reader, s: Sink): bool {
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(1);
-  r.skip(4);
-  r.skip(4);
+  r.skip(25);
   const a2 = r.pos;
   const n0 = r.count(true);
   if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
@@ -822,11 +743,7 @@ function walkFetchRequest_8(r: Reader, s: Sink): bool {
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
-      r.skip(4);
-      r.skip(8);
-      r.skip(4);
-      r.skip(8);
-      r.skip(4);
+      r.skip(28);
       r.skipTags();
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
@@ -837,9 +754,7 @@ function walkFetchRequest_8(r: Reader, s: Sink): bool {
   for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
     r.skip(16);
     const n8 = r.count(true);
-    for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-      r.skip(4);
-    }
+    r.skipEach(n8, 4);
     r.skipTags();
   }
   r.str(true);
@@ -849,12 +764,7 @@ function walkFetchRequest_8(r: Reader, s: Sink): bool {
 
 // FetchRequest v15-18
 function walkFetchRequest_9(r: Reader, s: Sink): bool {
-  r.skip(4);
-  r.skip(4);
-  r.skip(4);
-  r.skip(1);
-  r.skip(4);
-  r.skip(4);
+  r.skip(21);
   const a2 = r.pos;
   const n0 = r.count(true);
   if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
@@ -868,11 +778,7 @@ function walkFetchRequest_9(r: Reader, s: Sink): bool {
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
-      r.skip(4);
-      r.skip(8);
-      r.skip(4);
-      r.skip(8);
-      r.skip(4);
+      r.skip(28);
       r.skipTags();
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
@@ -883,9 +789,7 @@ function walkFetchRequest_9(r: Reader, s: Sink): bool {
   for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
     r.skip(16);
     const n8 = r.count(true);
-    for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-      r.skip(4);
-    }
+    r.skipEach(n8, 4);
     r.skipTags();
   }
   r.str(true);
@@ -920,7 +824,7 @@ function walkFetchResponse_0(r: Reader, s: Sink): bool {
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.bytes(false);
       if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
@@ -943,7 +847,7 @@ function walkFetchResponse_1(r: Reader, s: Sink): bool {
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.bytes(false);
       if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
@@ -966,13 +870,11 @@ function walkFetchResponse_2(r: Reader, s: Sink): bool {
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(16);
       const n5 = r.count(false);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
-        r.skip(8);
-        r.skip(8);
+        r.skip(16);
       }
       r.bytes(false);
       if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
@@ -995,14 +897,11 @@ function walkFetchResponse_3(r: Reader, s: Sink): bool {
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
-      r.skip(8);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(24);
       const n5 = r.count(false);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
-        r.skip(8);
-        r.skip(8);
+        r.skip(16);
       }
       r.bytes(false);
       if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
@@ -1015,7 +914,7 @@ function walkFetchResponse_3(r: Reader, s: Sink): bool {
 // FetchResponse v7-10
 function walkFetchResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
@@ -1027,14 +926,11 @@ function walkFetchResponse_4(r: Reader, s: Sink): bool {
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
-      r.skip(8);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(24);
       const n5 = r.count(false);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
-        r.skip(8);
-        r.skip(8);
+        r.skip(16);
       }
       r.bytes(false);
       if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
@@ -1047,7 +943,7 @@ function walkFetchResponse_4(r: Reader, s: Sink): bool {
 // FetchResponse v11
 function walkFetchResponse_5(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
@@ -1059,14 +955,11 @@ function walkFetchResponse_5(r: Reader, s: Sink): bool {
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
-      r.skip(8);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(24);
       const n5 = r.count(false);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
-        r.skip(8);
-        r.skip(8);
+        r.skip(16);
       }
       r.skip(4);
       r.bytes(false);
@@ -1080,7 +973,7 @@ function walkFetchResponse_5(r: Reader, s: Sink): bool {
 // FetchResponse v12
 function walkFetchResponse_6(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
@@ -1092,14 +985,11 @@ function walkFetchResponse_6(r: Reader, s: Sink): bool {
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
-      r.skip(8);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(24);
       const n5 = r.count(true);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
-        r.skip(8);
-        r.skip(8);
+        r.skip(16);
         r.skipTags();
       }
       r.skip(4);
@@ -1117,7 +1007,7 @@ function walkFetchResponse_6(r: Reader, s: Sink): bool {
 // FetchResponse v13-15
 function walkFetchResponse_7(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
@@ -1129,14 +1019,11 @@ function walkFetchResponse_7(r: Reader, s: Sink): bool {
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
-      r.skip(8);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(24);
       const n5 = r.count(true);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
-        r.skip(8);
-        r.skip(8);
+        r.skip(16);
         r.skipTags();
       }
       r.skip(4);
@@ -1154,7 +1041,7 @@ function walkFetchResponse_7(r: Reader, s: Sink): bool {
 // FetchResponse v16-18
 function walkFetchResponse_8(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
@@ -1166,14 +1053,11 @@ function walkFetchResponse_8(r: Reader, s: Sink): bool {
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
-      r.skip(8);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(24);
       const n5 = r.count(true);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
-        r.skip(8);
-        r.skip(8);
+        r.skip(16);
         r.skipTags();
       }
       r.skip(4);
@@ -1242,8 +1126,7 @@ function walkListOffsetsRequest_0(r: Reader, s: Sink): bool {
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
-      r.skip(8);
-      r.skip(4);
+      r.skip(12);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -1277,8 +1160,7 @@ function walkListOffsetsRequest_1(r: Reader, s: Sink): bool {
 
 // ListOffsetsRequest v2-3
 function walkListOffsetsRequest_2(r: Reader, s: Sink): bool {
-  r.skip(4);
-  r.skip(1);
+  r.skip(5);
   const a2 = r.pos;
   const n0 = r.count(false);
   if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
@@ -1302,8 +1184,7 @@ function walkListOffsetsRequest_2(r: Reader, s: Sink): bool {
 
 // ListOffsetsRequest v4-5
 function walkListOffsetsRequest_3(r: Reader, s: Sink): bool {
-  r.skip(4);
-  r.skip(1);
+  r.skip(5);
   const a2 = r.pos;
   const n0 = r.count(false);
   if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
@@ -1317,8 +1198,7 @@ function walkListOffsetsRequest_3(r: Reader, s: Sink): bool {
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
-      r.skip(4);
-      r.skip(8);
+      r.skip(12);
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
@@ -1328,8 +1208,7 @@ function walkListOffsetsRequest_3(r: Reader, s: Sink): bool {
 
 // ListOffsetsRequest v6-9
 function walkListOffsetsRequest_4(r: Reader, s: Sink): bool {
-  r.skip(4);
-  r.skip(1);
+  r.skip(5);
   const a2 = r.pos;
   const n0 = r.count(true);
   if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
@@ -1343,8 +1222,7 @@ function walkListOffsetsRequest_4(r: Reader, s: Sink): bool {
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
-      r.skip(4);
-      r.skip(8);
+      r.skip(12);
       r.skipTags();
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
@@ -1357,8 +1235,7 @@ function walkListOffsetsRequest_4(r: Reader, s: Sink): bool {
 
 // ListOffsetsRequest v10-11
 function walkListOffsetsRequest_5(r: Reader, s: Sink): bool {
-  r.skip(4);
-  r.skip(1);
+  r.skip(5);
   const a2 = r.pos;
   const n0 = r.count(true);
   if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
@@ -1372,8 +1249,7 @@ function walkListOffsetsRequest_5(r: Reader, s: Sink): bool {
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
       { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
-      r.skip(4);
-      r.skip(8);
+      r.skip(12);
       r.skipTags();
       s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
@@ -1408,11 +1284,9 @@ function walkListOffsetsResponse_0(r: Reader, s: Sink): bool {
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       const n5 = r.count(false);
-      for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
-        r.skip(8);
-      }
+      r.skipEach(n5, 8);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -1431,9 +1305,8 @@ function walkListOffsetsResponse_1(r: Reader, s: Sink): bool {
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(16);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -1453,9 +1326,8 @@ function walkListOffsetsResponse_2(r: Reader, s: Sink): bool {
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(16);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -1475,10 +1347,8 @@ function walkListOffsetsResponse_3(r: Reader, s: Sink): bool {
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
-      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(20);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
@@ -1498,10 +1368,8 @@ function walkListOffsetsResponse_4(r: Reader, s: Sink): bool {
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(8);
-      r.skip(8);
-      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(20);
       r.skipTags();
     }
     r.skipTags();
@@ -1549,9 +1417,7 @@ function walkMetadataRequest_2(r: Reader, s: Sink): bool {
     r.str(false);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
   }
-  r.skip(1);
-  r.skip(1);
-  r.skip(1);
+  r.skip(3);
   return r.ok;
 }
 
@@ -1563,9 +1429,7 @@ function walkMetadataRequest_3(r: Reader, s: Sink): bool {
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skipTags();
   }
-  r.skip(1);
-  r.skip(1);
-  r.skip(1);
+  r.skip(3);
   r.skipTags();
   return r.ok;
 }
@@ -1580,9 +1444,7 @@ function walkMetadataRequest_4(r: Reader, s: Sink): bool {
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skipTags();
   }
-  r.skip(1);
-  r.skip(1);
-  r.skip(1);
+  r.skip(3);
   r.skipTags();
   return r.ok;
 }
@@ -1597,8 +1459,7 @@ function walkMetadataRequest_5(r: Reader, s: Sink): bool {
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skipTags();
   }
-  r.skip(1);
-  r.skip(1);
+  r.skip(2);
   r.skipTags();
   return r.ok;
 }
@@ -1632,22 +1493,17 @@ function walkMetadataResponse_0(r: Reader, s: Sink): bool {
   if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(4);
-      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(8);
       const n8 = r.count(false);
-      for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-        r.skip(4);
-      }
+      r.skipEach(n8, 4);
       const n10 = r.count(false);
-      for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
-        r.skip(4);
-      }
+      r.skipEach(n10, 4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
@@ -1674,23 +1530,18 @@ function walkMetadataResponse_1(r: Reader, s: Sink): bool {
   if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(4);
-      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(8);
       const n8 = r.count(false);
-      for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-        r.skip(4);
-      }
+      r.skipEach(n8, 4);
       const n10 = r.count(false);
-      for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
-        r.skip(4);
-      }
+      r.skipEach(n10, 4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
@@ -1718,23 +1569,18 @@ function walkMetadataResponse_2(r: Reader, s: Sink): bool {
   if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(4);
-      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(8);
       const n8 = r.count(false);
-      for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-        r.skip(4);
-      }
+      r.skipEach(n8, 4);
       const n10 = r.count(false);
-      for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
-        r.skip(4);
-      }
+      r.skipEach(n10, 4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
@@ -1763,23 +1609,18 @@ function walkMetadataResponse_3(r: Reader, s: Sink): bool {
   if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(4);
-      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(8);
       const n8 = r.count(false);
-      for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-        r.skip(4);
-      }
+      r.skipEach(n8, 4);
       const n10 = r.count(false);
-      for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
-        r.skip(4);
-      }
+      r.skipEach(n10, 4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
@@ -1808,27 +1649,20 @@ function walkMetadataResponse_4(r: Reader, s: Sink): bool {
   if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(4);
-      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(8);
       const n8 = r.count(false);
-      for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-        r.skip(4);
-      }
+      r.skipEach(n8, 4);
       const n10 = r.count(false);
-      for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
-        r.skip(4);
-      }
+      r.skipEach(n10, 4);
       const n12 = r.count(false);
-      for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
-        r.skip(4);
-      }
+      r.skipEach(n12, 4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
@@ -1857,28 +1691,20 @@ function walkMetadataResponse_5(r: Reader, s: Sink): bool {
   if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(4);
-      r.skip(4);
-      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(12);
       const n8 = r.count(false);
-      for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-        r.skip(4);
-      }
+      r.skipEach(n8, 4);
       const n10 = r.count(false);
-      for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
-        r.skip(4);
-      }
+      r.skipEach(n10, 4);
       const n12 = r.count(false);
-      for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
-        r.skip(4);
-      }
+      r.skipEach(n12, 4);
     }
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
@@ -1907,28 +1733,20 @@ function walkMetadataResponse_6(r: Reader, s: Sink): bool {
   if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(4);
-      r.skip(4);
-      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(12);
       const n8 = r.count(false);
-      for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-        r.skip(4);
-      }
+      r.skipEach(n8, 4);
       const n10 = r.count(false);
-      for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
-        r.skip(4);
-      }
+      r.skipEach(n10, 4);
       const n12 = r.count(false);
-      for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
-        r.skip(4);
-      }
+      r.skipEach(n12, 4);
     }
     r.skip(4);
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
@@ -1960,28 +1778,20 @@ function walkMetadataResponse_7(r: Reader, s: Sink): bool {
   if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(true);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(4);
-      r.skip(4);
-      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(12);
       const n8 = r.count(true);
-      for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-        r.skip(4);
-      }
+      r.skipEach(n8, 4);
       const n10 = r.count(true);
-      for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
-        r.skip(4);
-      }
+      r.skipEach(n10, 4);
       const n12 = r.count(true);
-      for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
-        r.skip(4);
-      }
+      r.skipEach(n12, 4);
       r.skipTags();
     }
     r.skip(4);
@@ -2016,7 +1826,7 @@ function walkMetadataResponse_8(r: Reader, s: Sink): bool {
   if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(16);
@@ -2024,22 +1834,14 @@ function walkMetadataResponse_8(r: Reader, s: Sink): bool {
     r.skip(1);
     const n6 = r.count(true);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(4);
-      r.skip(4);
-      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(12);
       const n8 = r.count(true);
-      for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-        r.skip(4);
-      }
+      r.skipEach(n8, 4);
       const n10 = r.count(true);
-      for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
-        r.skip(4);
-      }
+      r.skipEach(n10, 4);
       const n12 = r.count(true);
-      for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
-        r.skip(4);
-      }
+      r.skipEach(n12, 4);
       r.skipTags();
     }
     r.skip(4);
@@ -2074,7 +1876,7 @@ function walkMetadataResponse_9(r: Reader, s: Sink): bool {
   if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(16);
@@ -2082,22 +1884,14 @@ function walkMetadataResponse_9(r: Reader, s: Sink): bool {
     r.skip(1);
     const n6 = r.count(true);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(4);
-      r.skip(4);
-      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(12);
       const n8 = r.count(true);
-      for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-        r.skip(4);
-      }
+      r.skipEach(n8, 4);
       const n10 = r.count(true);
-      for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
-        r.skip(4);
-      }
+      r.skipEach(n10, 4);
       const n12 = r.count(true);
-      for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
-        r.skip(4);
-      }
+      r.skipEach(n12, 4);
       r.skipTags();
     }
     r.skip(4);
@@ -2131,7 +1925,7 @@ function walkMetadataResponse_10(r: Reader, s: Sink): bool {
   if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
     s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(16);
@@ -2139,29 +1933,21 @@ function walkMetadataResponse_10(r: Reader, s: Sink): bool {
     r.skip(1);
     const n6 = r.count(true);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-      r.skip(4);
-      r.skip(4);
-      r.skip(4);
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      r.skip(12);
       const n8 = r.count(true);
-      for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-        r.skip(4);
-      }
+      r.skipEach(n8, 4);
       const n10 = r.count(true);
-      for (let i11: i32 = 0; i11 < n10 && r.ok; i11++) {
-        r.skip(4);
-      }
+      r.skipEach(n10, 4);
       const n12 = r.count(true);
-      for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
-        r.skip(4);
-      }
+      r.skipEach(n12, 4);
       r.skipTags();
     }
     r.skip(4);
     r.skipTags();
     s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skipTags();
   return r.ok;
 }
@@ -2192,8 +1978,7 @@ function walkOffsetCommitRequest_0(r: Reader, s: Sink): bool {
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
+      r.skip(12);
       r.str(false);
     }
   }
@@ -2212,9 +1997,7 @@ function walkOffsetCommitRequest_1(r: Reader, s: Sink): bool {
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
-      r.skip(8);
+      r.skip(20);
       r.str(false);
     }
   }
@@ -2234,8 +2017,7 @@ function walkOffsetCommitRequest_2(r: Reader, s: Sink): bool {
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
+      r.skip(12);
       r.str(false);
     }
   }
@@ -2254,8 +2036,7 @@ function walkOffsetCommitRequest_3(r: Reader, s: Sink): bool {
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
+      r.skip(12);
       r.str(false);
     }
   }
@@ -2274,9 +2055,7 @@ function walkOffsetCommitRequest_4(r: Reader, s: Sink): bool {
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
-      r.skip(4);
+      r.skip(16);
       r.str(false);
     }
   }
@@ -2296,9 +2075,7 @@ function walkOffsetCommitRequest_5(r: Reader, s: Sink): bool {
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
-      r.skip(4);
+      r.skip(16);
       r.str(false);
     }
   }
@@ -2318,9 +2095,7 @@ function walkOffsetCommitRequest_6(r: Reader, s: Sink): bool {
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
-      r.skip(4);
+      r.skip(16);
       r.str(true);
       r.skipTags();
     }
@@ -2342,9 +2117,7 @@ function walkOffsetCommitRequest_7(r: Reader, s: Sink): bool {
     r.skip(16);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
-      r.skip(4);
+      r.skip(16);
       r.str(true);
       r.skipTags();
     }
@@ -2375,7 +2148,7 @@ function walkOffsetCommitResponse_0(r: Reader, s: Sink): bool {
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
   return r.ok;
@@ -2390,7 +2163,7 @@ function walkOffsetCommitResponse_1(r: Reader, s: Sink): bool {
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
   return r.ok;
@@ -2405,7 +2178,7 @@ function walkOffsetCommitResponse_2(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skipTags();
     }
     r.skipTags();
@@ -2423,7 +2196,7 @@ function walkOffsetCommitResponse_3(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skipTags();
     }
     r.skipTags();
@@ -2450,9 +2223,7 @@ function walkOffsetFetchRequest_0(r: Reader, s: Sink): bool {
     r.str(false);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-    }
+    r.skipEach(n2, 4);
   }
   return r.ok;
 }
@@ -2466,9 +2237,7 @@ function walkOffsetFetchRequest_1(r: Reader, s: Sink): bool {
     r.str(true);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(true);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-    }
+    r.skipEach(n2, 4);
     r.skipTags();
   }
   r.skipTags();
@@ -2484,9 +2253,7 @@ function walkOffsetFetchRequest_2(r: Reader, s: Sink): bool {
     r.str(true);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(true);
-    for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-    }
+    r.skipEach(n2, 4);
     r.skipTags();
   }
   r.skip(1);
@@ -2505,9 +2272,7 @@ function walkOffsetFetchRequest_3(r: Reader, s: Sink): bool {
       r.str(true);
       if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
       const n4 = r.count(true);
-      for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
-        r.skip(4);
-      }
+      r.skipEach(n4, 4);
       r.skipTags();
     }
     r.skipTags();
@@ -2530,9 +2295,7 @@ function walkOffsetFetchRequest_4(r: Reader, s: Sink): bool {
       r.str(true);
       if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
       const n4 = r.count(true);
-      for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
-        r.skip(4);
-      }
+      r.skipEach(n4, 4);
       r.skipTags();
     }
     r.skipTags();
@@ -2554,9 +2317,7 @@ function walkOffsetFetchRequest_5(r: Reader, s: Sink): bool {
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(16);
       const n4 = r.count(true);
-      for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
-        r.skip(4);
-      }
+      r.skipEach(n4, 4);
       r.skipTags();
     }
     r.skipTags();
@@ -2584,10 +2345,9 @@ function walkOffsetFetchResponse_0(r: Reader, s: Sink): bool {
     r.str(false);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
+      r.skip(12);
       r.str(false);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
   return r.ok;
@@ -2600,13 +2360,12 @@ function walkOffsetFetchResponse_1(r: Reader, s: Sink): bool {
     r.str(false);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
+      r.skip(12);
       r.str(false);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
@@ -2618,13 +2377,12 @@ function walkOffsetFetchResponse_2(r: Reader, s: Sink): bool {
     r.str(false);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
+      r.skip(12);
       r.str(false);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
@@ -2636,14 +2394,12 @@ function walkOffsetFetchResponse_3(r: Reader, s: Sink): bool {
     r.str(false);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
-      r.skip(4);
+      r.skip(16);
       r.str(false);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
@@ -2655,16 +2411,14 @@ function walkOffsetFetchResponse_4(r: Reader, s: Sink): bool {
     r.str(true);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
-      r.skip(4);
+      r.skip(16);
       r.str(true);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skipTags();
     }
     r.skipTags();
   }
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skipTags();
   return r.ok;
 }
@@ -2680,16 +2434,14 @@ function walkOffsetFetchResponse_5(r: Reader, s: Sink): bool {
       r.str(true);
       const n4 = r.count(true);
       for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
-        r.skip(4);
-        r.skip(8);
-        r.skip(4);
+        r.skip(16);
         r.str(true);
-        { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+        { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
         r.skipTags();
       }
       r.skipTags();
     }
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.skipTags();
   }
   r.skipTags();
@@ -2707,16 +2459,14 @@ function walkOffsetFetchResponse_6(r: Reader, s: Sink): bool {
       r.skip(16);
       const n4 = r.count(true);
       for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
-        r.skip(4);
-        r.skip(8);
-        r.skip(4);
+        r.skip(16);
         r.str(true);
-        { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+        { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
         r.skipTags();
       }
       r.skipTags();
     }
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.skipTags();
   }
   r.skipTags();
@@ -2782,7 +2532,7 @@ export function walkFindCoordinatorRequest(r: Reader, v: i16, s: Sink): bool {
 
 // FindCoordinatorResponse v0
 function walkFindCoordinatorResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
   r.str(false);
   if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
@@ -2793,7 +2543,7 @@ function walkFindCoordinatorResponse_0(r: Reader, s: Sink): bool {
 // FindCoordinatorResponse v1-2
 function walkFindCoordinatorResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(false);
   { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
   r.str(false);
@@ -2805,7 +2555,7 @@ function walkFindCoordinatorResponse_1(r: Reader, s: Sink): bool {
 // FindCoordinatorResponse v3
 function walkFindCoordinatorResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
   r.str(true);
@@ -2828,7 +2578,7 @@ function walkFindCoordinatorResponse_3(r: Reader, s: Sink): bool {
     r.str(true);
     if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
     { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.skipTags();
     s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
@@ -2866,8 +2616,7 @@ function walkJoinGroupRequest_0(r: Reader, s: Sink): bool {
 function walkJoinGroupRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
   if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
-  r.skip(4);
-  r.skip(4);
+  r.skip(8);
   r.str(false);
   r.str(false);
   if (r.ok) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
@@ -2883,8 +2632,7 @@ function walkJoinGroupRequest_1(r: Reader, s: Sink): bool {
 function walkJoinGroupRequest_2(r: Reader, s: Sink): bool {
   r.str(false);
   if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
-  r.skip(4);
-  r.skip(4);
+  r.skip(8);
   r.str(false);
   r.str(false);
   r.str(false);
@@ -2901,8 +2649,7 @@ function walkJoinGroupRequest_2(r: Reader, s: Sink): bool {
 function walkJoinGroupRequest_3(r: Reader, s: Sink): bool {
   r.str(true);
   if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
-  r.skip(4);
-  r.skip(4);
+  r.skip(8);
   r.str(true);
   r.str(true);
   r.str(true);
@@ -2921,8 +2668,7 @@ function walkJoinGroupRequest_3(r: Reader, s: Sink): bool {
 function walkJoinGroupRequest_4(r: Reader, s: Sink): bool {
   r.str(true);
   if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
-  r.skip(4);
-  r.skip(4);
+  r.skip(8);
   r.str(true);
   r.str(true);
   r.str(true);
@@ -2950,7 +2696,7 @@ export function walkJoinGroupRequest(r: Reader, v: i16, s: Sink): bool {
 
 // JoinGroupResponse v0-1
 function walkJoinGroupResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(false);
   r.str(false);
@@ -2966,7 +2712,7 @@ function walkJoinGroupResponse_0(r: Reader, s: Sink): bool {
 // JoinGroupResponse v2-4
 function walkJoinGroupResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(false);
   r.str(false);
@@ -2982,7 +2728,7 @@ function walkJoinGroupResponse_1(r: Reader, s: Sink): bool {
 // JoinGroupResponse v5
 function walkJoinGroupResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(false);
   r.str(false);
@@ -2999,7 +2745,7 @@ function walkJoinGroupResponse_2(r: Reader, s: Sink): bool {
 // JoinGroupResponse v6
 function walkJoinGroupResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -3018,7 +2764,7 @@ function walkJoinGroupResponse_3(r: Reader, s: Sink): bool {
 // JoinGroupResponse v7-8
 function walkJoinGroupResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -3038,7 +2784,7 @@ function walkJoinGroupResponse_4(r: Reader, s: Sink): bool {
 // JoinGroupResponse v9
 function walkJoinGroupResponse_5(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -3107,21 +2853,21 @@ export function walkHeartbeatRequest(r: Reader, v: i16, s: Sink): bool {
 
 // HeartbeatResponse v0
 function walkHeartbeatResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
 // HeartbeatResponse v1-3
 function walkHeartbeatResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
 // HeartbeatResponse v4
 function walkHeartbeatResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skipTags();
   return r.ok;
 }
@@ -3194,26 +2940,26 @@ export function walkLeaveGroupRequest(r: Reader, v: i16, s: Sink): bool {
 
 // LeaveGroupResponse v0
 function walkLeaveGroupResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
 // LeaveGroupResponse v1-2
 function walkLeaveGroupResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
 // LeaveGroupResponse v3
 function walkLeaveGroupResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
     r.str(false);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   }
   return r.ok;
 }
@@ -3221,12 +2967,12 @@ function walkLeaveGroupResponse_2(r: Reader, s: Sink): bool {
 // LeaveGroupResponse v4-5
 function walkLeaveGroupResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
     r.str(true);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.skipTags();
   }
   r.skipTags();
@@ -3318,7 +3064,7 @@ export function walkSyncGroupRequest(r: Reader, v: i16, s: Sink): bool {
 
 // SyncGroupResponse v0
 function walkSyncGroupResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.bytes(false);
   return r.ok;
 }
@@ -3326,7 +3072,7 @@ function walkSyncGroupResponse_0(r: Reader, s: Sink): bool {
 // SyncGroupResponse v1-3
 function walkSyncGroupResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.bytes(false);
   return r.ok;
 }
@@ -3334,7 +3080,7 @@ function walkSyncGroupResponse_1(r: Reader, s: Sink): bool {
 // SyncGroupResponse v4
 function walkSyncGroupResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.bytes(true);
   r.skipTags();
   return r.ok;
@@ -3343,7 +3089,7 @@ function walkSyncGroupResponse_2(r: Reader, s: Sink): bool {
 // SyncGroupResponse v5
 function walkSyncGroupResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.str(true);
   r.bytes(true);
@@ -3405,7 +3151,7 @@ export function walkDescribeGroupsRequest(r: Reader, v: i16, s: Sink): bool {
 function walkDescribeGroupsResponse_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     r.str(false);
     r.str(false);
@@ -3427,7 +3173,7 @@ function walkDescribeGroupsResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     r.str(false);
     r.str(false);
@@ -3449,7 +3195,7 @@ function walkDescribeGroupsResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     r.str(false);
     r.str(false);
@@ -3472,7 +3218,7 @@ function walkDescribeGroupsResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     r.str(false);
     r.str(false);
@@ -3496,7 +3242,7 @@ function walkDescribeGroupsResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.str(true);
     r.str(true);
@@ -3523,7 +3269,7 @@ function walkDescribeGroupsResponse_5(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.str(true);
     r.str(true);
@@ -3559,7 +3305,7 @@ export function walkDescribeGroupsResponse(r: Reader, v: i16, s: Sink): bool {
 
 // ListGroupsResponse v0
 function walkListGroupsResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -3571,7 +3317,7 @@ function walkListGroupsResponse_0(r: Reader, s: Sink): bool {
 // ListGroupsResponse v1-2
 function walkListGroupsResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -3583,7 +3329,7 @@ function walkListGroupsResponse_1(r: Reader, s: Sink): bool {
 // ListGroupsResponse v3
 function walkListGroupsResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -3597,7 +3343,7 @@ function walkListGroupsResponse_2(r: Reader, s: Sink): bool {
 // ListGroupsResponse v4
 function walkListGroupsResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -3612,7 +3358,7 @@ function walkListGroupsResponse_3(r: Reader, s: Sink): bool {
 // ListGroupsResponse v5
 function walkListGroupsResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -3650,7 +3396,7 @@ export function walkSaslHandshakeRequest(r: Reader, v: i16, s: Sink): bool {
 
 // SaslHandshakeResponse v0-1
 function walkSaslHandshakeResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -3688,7 +3434,7 @@ export function walkApiVersionsRequest(r: Reader, v: i16, s: Sink): bool {
 
 // ApiVersionsResponse v0
 function walkApiVersionsResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const a2 = r.pos;
   const n0 = r.count(false);
   if (r.ok) s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
@@ -3704,7 +3450,7 @@ function walkApiVersionsResponse_0(r: Reader, s: Sink): bool {
 
 // ApiVersionsResponse v1-2
 function walkApiVersionsResponse_1(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const a2 = r.pos;
   const n0 = r.count(false);
   if (r.ok) s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
@@ -3721,7 +3467,7 @@ function walkApiVersionsResponse_1(r: Reader, s: Sink): bool {
 
 // ApiVersionsResponse v3-4
 function walkApiVersionsResponse_2(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const a2 = r.pos;
   const n0 = r.count(true);
   if (r.ok) s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
@@ -3751,7 +3497,7 @@ function walkCreateTopicsResponse_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   }
   return r.ok;
 }
@@ -3761,7 +3507,7 @@ function walkCreateTopicsResponse_1(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
   }
   return r.ok;
@@ -3773,7 +3519,7 @@ function walkCreateTopicsResponse_2(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
   }
   return r.ok;
@@ -3785,17 +3531,14 @@ function walkCreateTopicsResponse_3(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
-    r.skip(4);
-    r.skip(2);
+    r.skip(6);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.str(true);
       r.str(true);
-      r.skip(1);
-      r.skip(1);
-      r.skip(1);
+      r.skip(3);
       r.skipTags();
     }
     r.skipTags();
@@ -3811,17 +3554,14 @@ function walkCreateTopicsResponse_4(r: Reader, s: Sink): bool {
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
     r.skip(16);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
-    r.skip(4);
-    r.skip(2);
+    r.skip(6);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.str(true);
       r.str(true);
-      r.skip(1);
-      r.skip(1);
-      r.skip(1);
+      r.skip(3);
       r.skipTags();
     }
     r.skipTags();
@@ -3845,7 +3585,7 @@ function walkDeleteTopicsResponse_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   }
   return r.ok;
 }
@@ -3856,7 +3596,7 @@ function walkDeleteTopicsResponse_1(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   }
   return r.ok;
 }
@@ -3867,7 +3607,7 @@ function walkDeleteTopicsResponse_2(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.skipTags();
   }
   r.skipTags();
@@ -3880,7 +3620,7 @@ function walkDeleteTopicsResponse_3(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.skipTags();
   }
@@ -3895,7 +3635,7 @@ function walkDeleteTopicsResponse_4(r: Reader, s: Sink): bool {
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
     r.skip(16);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.skipTags();
   }
@@ -3916,18 +3656,16 @@ export function walkDeleteTopicsResponse(r: Reader, v: i16, s: Sink): bool {
 // InitProducerIdResponse v0-1
 function walkInitProducerIdResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-  r.skip(8);
-  r.skip(2);
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  r.skip(10);
   return r.ok;
 }
 
 // InitProducerIdResponse v2-5
 function walkInitProducerIdResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-  r.skip(8);
-  r.skip(2);
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  r.skip(10);
   r.skipTags();
   return r.ok;
 }
@@ -3935,11 +3673,8 @@ function walkInitProducerIdResponse_1(r: Reader, s: Sink): bool {
 // InitProducerIdResponse v6
 function walkInitProducerIdResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
-  r.skip(8);
-  r.skip(2);
-  r.skip(8);
-  r.skip(2);
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  r.skip(20);
   r.skipTags();
   return r.ok;
 }
@@ -3956,8 +3691,7 @@ export function walkInitProducerIdResponse(r: Reader, v: i16, s: Sink): bool {
 function walkAddOffsetsToTxnRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
   if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
-  r.skip(8);
-  r.skip(2);
+  r.skip(10);
   r.str(false);
   if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   return r.ok;
@@ -3967,8 +3701,7 @@ function walkAddOffsetsToTxnRequest_0(r: Reader, s: Sink): bool {
 function walkAddOffsetsToTxnRequest_1(r: Reader, s: Sink): bool {
   r.str(true);
   if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
-  r.skip(8);
-  r.skip(2);
+  r.skip(10);
   r.str(true);
   if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skipTags();
@@ -3985,14 +3718,14 @@ export function walkAddOffsetsToTxnRequest(r: Reader, v: i16, s: Sink): bool {
 // AddOffsetsToTxnResponse v0-2
 function walkAddOffsetsToTxnResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
 // AddOffsetsToTxnResponse v3-4
 function walkAddOffsetsToTxnResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skipTags();
   return r.ok;
 }
@@ -4010,16 +3743,14 @@ function walkTxnOffsetCommitRequest_0(r: Reader, s: Sink): bool {
   if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   r.str(false);
   if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
-  r.skip(8);
-  r.skip(2);
+  r.skip(10);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
+      r.skip(12);
       r.str(false);
     }
   }
@@ -4032,17 +3763,14 @@ function walkTxnOffsetCommitRequest_1(r: Reader, s: Sink): bool {
   if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   r.str(false);
   if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
-  r.skip(8);
-  r.skip(2);
+  r.skip(10);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
-      r.skip(4);
+      r.skip(16);
       r.str(false);
     }
   }
@@ -4055,9 +3783,7 @@ function walkTxnOffsetCommitRequest_2(r: Reader, s: Sink): bool {
   if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   r.str(true);
   if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
-  r.skip(8);
-  r.skip(2);
-  r.skip(4);
+  r.skip(14);
   r.str(true);
   r.str(true);
   const n0 = r.count(true);
@@ -4066,9 +3792,7 @@ function walkTxnOffsetCommitRequest_2(r: Reader, s: Sink): bool {
     if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-      r.skip(4);
-      r.skip(8);
-      r.skip(4);
+      r.skip(16);
       r.str(true);
       r.skipTags();
     }
@@ -4095,7 +3819,7 @@ function walkTxnOffsetCommitResponse_0(r: Reader, s: Sink): bool {
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
   return r.ok;
@@ -4110,7 +3834,7 @@ function walkTxnOffsetCommitResponse_1(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skipTags();
     }
     r.skipTags();
@@ -4150,7 +3874,7 @@ export function walkSaslAuthenticateRequest(r: Reader, v: i16, s: Sink): bool {
 
 // SaslAuthenticateResponse v0
 function walkSaslAuthenticateResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(false);
   r.bytes(false);
   return r.ok;
@@ -4158,7 +3882,7 @@ function walkSaslAuthenticateResponse_0(r: Reader, s: Sink): bool {
 
 // SaslAuthenticateResponse v1
 function walkSaslAuthenticateResponse_1(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(false);
   r.bytes(false);
   r.skip(8);
@@ -4167,7 +3891,7 @@ function walkSaslAuthenticateResponse_1(r: Reader, s: Sink): bool {
 
 // SaslAuthenticateResponse v2
 function walkSaslAuthenticateResponse_2(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.bytes(true);
   r.skip(8);
@@ -4217,7 +3941,7 @@ function walkDeleteGroupsResponse_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   }
   return r.ok;
 }
@@ -4228,7 +3952,7 @@ function walkDeleteGroupsResponse_1(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.skipTags();
   }
   r.skipTags();
@@ -4266,7 +3990,7 @@ export function walkOffsetDeleteRequest(r: Reader, v: i16, s: Sink): bool {
 
 // OffsetDeleteResponse v0
 function walkOffsetDeleteResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
@@ -4274,7 +3998,7 @@ function walkOffsetDeleteResponse_0(r: Reader, s: Sink): bool {
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
   return r.ok;
@@ -4289,7 +4013,7 @@ export function walkOffsetDeleteResponse(r: Reader, v: i16, s: Sink): bool {
 // DescribeClusterResponse v0
 function walkDescribeClusterResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.str(true);
   r.skip(4);
@@ -4314,7 +4038,7 @@ function walkDescribeClusterResponse_0(r: Reader, s: Sink): bool {
 // DescribeClusterResponse v1
 function walkDescribeClusterResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.skip(1);
   r.str(true);
@@ -4340,7 +4064,7 @@ function walkDescribeClusterResponse_1(r: Reader, s: Sink): bool {
 // DescribeClusterResponse v2
 function walkDescribeClusterResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.skip(1);
   r.str(true);
@@ -4390,9 +4114,7 @@ function walkConsumerGroupHeartbeatRequest_0(r: Reader, s: Sink): bool {
   for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
     r.skip(16);
     const n4 = r.count(true);
-    for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
-      r.skip(4);
-    }
+    r.skipEach(n4, 4);
     r.skipTags();
   }
   r.skipTags();
@@ -4418,9 +4140,7 @@ function walkConsumerGroupHeartbeatRequest_1(r: Reader, s: Sink): bool {
   for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
     r.skip(16);
     const n4 = r.count(true);
-    for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
-      r.skip(4);
-    }
+    r.skipEach(n4, 4);
     r.skipTags();
   }
   r.skipTags();
@@ -4437,19 +4157,16 @@ export function walkConsumerGroupHeartbeatRequest(r: Reader, v: i16, s: Sink): b
 // ConsumerGroupHeartbeatResponse v0-1
 function walkConsumerGroupHeartbeatResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.str(true);
-  r.skip(4);
-  r.skip(4);
+  r.skip(8);
   if (r.i8() >= 0) {
     const n0 = r.count(true);
     for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
       r.skip(16);
       const n2 = r.count(true);
-      for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
-        r.skip(4);
-      }
+      r.skipEach(n2, 4);
       r.skipTags();
     }
     r.skipTags();
@@ -4487,12 +4204,11 @@ function walkConsumerGroupDescribeResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.str(true);
     r.str(true);
-    r.skip(4);
-    r.skip(4);
+    r.skip(8);
     r.str(true);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
@@ -4512,9 +4228,7 @@ function walkConsumerGroupDescribeResponse_0(r: Reader, s: Sink): bool {
         r.skip(16);
         r.str(true);
         const n8 = r.count(true);
-        for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-          r.skip(4);
-        }
+        r.skipEach(n8, 4);
         r.skipTags();
       }
       r.skipTags();
@@ -4523,9 +4237,7 @@ function walkConsumerGroupDescribeResponse_0(r: Reader, s: Sink): bool {
         r.skip(16);
         r.str(true);
         const n12 = r.count(true);
-        for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
-          r.skip(4);
-        }
+        r.skipEach(n12, 4);
         r.skipTags();
       }
       r.skipTags();
@@ -4543,12 +4255,11 @@ function walkConsumerGroupDescribeResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.str(true);
     r.str(true);
-    r.skip(4);
-    r.skip(4);
+    r.skip(8);
     r.str(true);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
@@ -4568,9 +4279,7 @@ function walkConsumerGroupDescribeResponse_1(r: Reader, s: Sink): bool {
         r.skip(16);
         r.str(true);
         const n8 = r.count(true);
-        for (let i9: i32 = 0; i9 < n8 && r.ok; i9++) {
-          r.skip(4);
-        }
+        r.skipEach(n8, 4);
         r.skipTags();
       }
       r.skipTags();
@@ -4579,9 +4288,7 @@ function walkConsumerGroupDescribeResponse_1(r: Reader, s: Sink): bool {
         r.skip(16);
         r.str(true);
         const n12 = r.count(true);
-        for (let i13: i32 = 0; i13 < n12 && r.ok; i13++) {
-          r.skip(4);
-        }
+        r.skipEach(n12, 4);
         r.skipTags();
       }
       r.skipTags();
@@ -4605,7 +4312,7 @@ export function walkConsumerGroupDescribeResponse(r: Reader, v: i16, s: Sink): b
 // ShareFetchResponse v0
 function walkShareFetchResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
@@ -4613,19 +4320,16 @@ function walkShareFetchResponse_0(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.str(true);
       r.skip(2);
       r.str(true);
-      r.skip(4);
-      r.skip(4);
+      r.skip(8);
       r.skipTags();
       r.bytes(true);
       const n4 = r.count(true);
       for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
-        r.skip(8);
-        r.skip(8);
-        r.skip(2);
+        r.skip(18);
         r.skipTags();
       }
       r.skipTags();
@@ -4652,7 +4356,7 @@ function walkShareFetchResponse_0(r: Reader, s: Sink): bool {
 // ShareFetchResponse v1-2
 function walkShareFetchResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.skip(4);
   const n0 = r.count(true);
@@ -4661,19 +4365,16 @@ function walkShareFetchResponse_1(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.str(true);
       r.skip(2);
       r.str(true);
-      r.skip(4);
-      r.skip(4);
+      r.skip(8);
       r.skipTags();
       r.bytes(true);
       const n4 = r.count(true);
       for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
-        r.skip(8);
-        r.skip(8);
-        r.skip(2);
+        r.skip(18);
         r.skipTags();
       }
       r.skipTags();
@@ -4707,7 +4408,7 @@ export function walkShareFetchResponse(r: Reader, v: i16, s: Sink): bool {
 // ShareAcknowledgeResponse v0-1
 function walkShareAcknowledgeResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
@@ -4715,10 +4416,9 @@ function walkShareAcknowledgeResponse_0(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.str(true);
-      r.skip(4);
-      r.skip(4);
+      r.skip(8);
       r.skipTags();
       r.skipTags();
     }
@@ -4744,7 +4444,7 @@ function walkShareAcknowledgeResponse_0(r: Reader, s: Sink): bool {
 // ShareAcknowledgeResponse v2
 function walkShareAcknowledgeResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.skip(4);
   const n0 = r.count(true);
@@ -4753,10 +4453,9 @@ function walkShareAcknowledgeResponse_1(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.str(true);
-      r.skip(4);
-      r.skip(4);
+      r.skip(8);
       r.skipTags();
       r.skipTags();
     }
