@@ -77,14 +77,18 @@ async function tsharkMessages(file: string, port: number): Promise<Msg[]> {
   return out;
 }
 
+/** The lines `protoplane replay --filter coap FILE` prints (no flags: one per CoAP message). */
+async function replayLines(file: string): Promise<Array<Record<string, unknown> & { conn: number }>> {
+  const { stdout } = await run(path.join(REPO_ROOT, 'bin/protoplane'), ['replay', '--filter', 'coap', file], { maxBuffer: 256 << 20, cwd: REPO_ROOT });
+  return stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown> & { conn: number });
+}
+
 /** What `protoplane replay --filter coap FILE` prints, reduced the same way. */
 async function replayMessages(file: string): Promise<Msg[]> {
-  const { stdout } = await run(path.join(REPO_ROOT, 'bin/protoplane'), ['replay', '--filter', 'coap', file], { maxBuffer: 256 << 20, cwd: REPO_ROOT });
   const out: Msg[] = [];
   const clients = new Map<number, string>();
-  for (const line of stdout.split('\n').filter(Boolean)) {
+  for (const rec of await replayLines(file)) {
     // The issue's shape: transport, code, token, type, message_id, uri_path, ... at the top level.
-    const rec = JSON.parse(line) as Record<string, unknown> & { conn: number };
     if (rec['event'] !== undefined || rec['transport'] === undefined) continue;
     const p = rec;
     const m: Msg = { key: '', code: String(p['code']), token: String(p['token']) };
@@ -165,5 +169,47 @@ describe('coap replay agrees with tshark on captures of libcoap and npm coap', {
     const b = byStream(ours);
     assert.equal(b.length, a.length, 'streams');
     for (let i = 0; i < a.length; i++) assert.equal(b[i], a[i], `stream ${i}`);
+  });
+
+  it('prints the fields docs/coap.md documents: type and message_id on UDP only, none undocumented', async () => {
+    const lines = await replayLines(capture);
+    const always = ['conn', 'direction', 'transport', 'code', 'token', 'options', 'payload_bytes'];
+    const optional = ['method', 'signal', 'uri_path', 'uri_host', 'uri_port', 'uri_query', 'observe', 'block1', 'block2', 'content_format', 'accept',
+      'max_age', 'size1', 'size2', 'etag', 'max_message_size', 'block_wise_transfer', 'unknown_critical_option'];
+    const seen = { tcp: new Set<string>(), udp: new Set<string>() };
+    for (const rec of lines) {
+      const where = JSON.stringify(rec);
+      for (const k of always) assert.ok(k in rec, `${k} in ${where}`);
+      const transport = rec['transport'];
+      assert.ok(transport === 'tcp' || transport === 'udp', where);
+      if (transport === 'udp') {
+        assert.ok(TYPES.includes(String(rec['type'])), `type on UDP: ${where}`);
+        assert.ok(Number.isInteger(rec['message_id']) && Number(rec['message_id']) >= 0 && Number(rec['message_id']) <= 0xffff, `message_id on UDP: ${where}`);
+      } else {
+        // RFC 8323 has no message type and no message id: the record has neither (docs/coap.md)
+        assert.ok(!('type' in rec) && !('message_id' in rec), `no type or message_id on TCP: ${where}`);
+      }
+      for (const k of Object.keys(rec)) {
+        assert.ok(always.includes(k) || optional.includes(k) || (transport === 'udp' && (k === 'type' || k === 'message_id')), `documented field ${k}: ${where}`);
+        seen[transport].add(k);
+      }
+      assert.match(String(rec['code']), /^[0-7]\.\d\d$/, where);
+      assert.match(String(rec['token']), /^([0-9a-f]{2}){0,8}$/, where);
+      assert.ok(rec['direction'] === 'downstream' || rec['direction'] === 'upstream', where);
+      const cls = Number(String(rec['code']).split('.')[0]);
+      const request = cls === 0 && rec['code'] !== '0.00';
+      assert.equal('method' in rec && 'uri_path' in rec, request, `method and uri_path exactly on requests: ${where}`);
+      if (request) assert.match(String(rec['uri_path']), /^\//, where);
+      assert.equal('signal' in rec, cls === 7, `signal exactly on signaling: ${where}`);
+      for (const k of ['block1', 'block2'] as const) {
+        if (k in rec) assert.deepEqual(Object.keys(rec[k] as object).sort(), ['more', 'num', 'size'], where);
+      }
+    }
+    // libcoap's TCP session opens with CSMs both ways; both transports carry Observe and both Block options
+    assert.ok(lines.some((r) => r['transport'] === 'tcp' && r['signal'] === 'csm' && r['direction'] === 'downstream') &&
+      lines.some((r) => r['transport'] === 'tcp' && r['signal'] === 'csm' && r['direction'] === 'upstream'), 'CSMs on TCP');
+    for (const t of ['tcp', 'udp'] as const) {
+      for (const k of ['observe', 'block1', 'block2', 'uri_path', 'method']) assert.ok(seen[t].has(k), `${k} seen on ${t}`);
+    }
   });
 });
