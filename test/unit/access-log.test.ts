@@ -82,12 +82,13 @@ describe('access_log: config', () => {
   it('accepts stdout, stderr, an absolute path, { path, format } and lists; JSON by default, /dev/stdout is stdout', () => {
     const mesh = meshOf(ALL);
     const logs = Object.fromEntries(mesh.listeners.map((l) => [l.name, l.accessLogs]));
-    assert.deepEqual(logs['web'], [{ to: `${DIR}/web.json`, format: 'json' }]);
-    assert.deepEqual(logs['raw'], [{ to: 'stderr', format: 'json' }, { to: `${DIR}/raw.log`, format: 'text' }]);
-    assert.deepEqual(logs['any'], [{ to: 'stdout', format: 'json' }]);
+    assert.deepEqual(logs['web'], [{ kind: 'file', path: `${DIR}/web.json`, format: 'json' }]);
+    assert.deepEqual(logs['raw'], [{ kind: 'stderr', format: 'json' }, { kind: 'file', path: `${DIR}/raw.log`, format: 'text' }]);
+    assert.deepEqual(logs['any'], [{ kind: 'stdout', format: 'json' }]);
+    assert.deepEqual(logs['sni'], [{ kind: 'stdout', format: 'json' }]);
     // a filter's spawned listeners (Kafka brokers) log and read PROXY headers like their parent
     const broker = mesh.listeners.find((l) => l.name === 'kf')!.generated![0]!;
-    assert.deepEqual(broker.accessLogs, [{ to: 'stdout', format: 'json' }]);
+    assert.deepEqual(broker.accessLogs, [{ kind: 'stdout', format: 'json' }]);
     assert.equal(broker.proxyProtocol, true);
     assert.equal(meshOf(oneListener('{ name: t, port: 1, protocol: tcp, routes: [ { cluster: back } ] }')).listeners[0]!.accessLogs, undefined);
   });

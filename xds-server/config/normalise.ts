@@ -106,8 +106,9 @@ function tlsOf(t: RawTls, baseDir: string): DownstreamTls {
 function accessLogsOf(raw: RawAccessLog | RawAccessLog[]): AccessLog[] {
   return (Array.isArray(raw) ? raw : [raw]).map((entry) => {
     const { path: to, format = DEFAULTS.accessLogFormat } = typeof entry === 'string' ? { path: entry } : entry;
-    const stream = to === '/dev/stdout' ? 'stdout' : to === '/dev/stderr' ? 'stderr' : to;
-    return { to: stream, format };
+    if (to === 'stdout' || to === '/dev/stdout') return { kind: 'stdout', format };
+    if (to === 'stderr' || to === '/dev/stderr') return { kind: 'stderr', format };
+    return { kind: 'file', path: to, format };
   });
 }
 

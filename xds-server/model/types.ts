@@ -119,12 +119,13 @@ export interface Listener {
   generated?: ReadonlyArray<Listener>;
 }
 
-/** An access log: Envoy's stdout or stderr, or a file (absolute path on Envoy's machine). */
-export interface AccessLog {
-  to: 'stdout' | 'stderr' | string;
-  /** json: protoplane's JSON fields (docs/config.md); text: Envoy's default format line. */
-  format: 'json' | 'text';
-}
+/** json: protoplane's JSON fields (docs/config.md "Access logs"); text: Envoy's default format line. */
+export type AccessLogFormat = 'json' | 'text';
+
+/** An access log: Envoy's stdout or stderr, or a file (an absolute path on Envoy's machine). */
+export type AccessLog =
+  | { kind: 'stdout' | 'stderr'; format: AccessLogFormat }
+  | { kind: 'file'; path: string; format: AccessLogFormat };
 
 /** Absolute paths of one certificate chain and its key (PEM). */
 export interface TlsCertificate {

@@ -78,16 +78,16 @@ function logFormat(listener: Listener, kind: AccessLogKind, log: AccessLog): Env
 function accessLog(listener: Listener, kind: AccessLogKind, log: AccessLog): EnvoyMessage {
   const format = logFormat(listener, kind, log);
   const withFormat = format === undefined ? {} : { log_format: format };
-  if (log.to === 'stdout' || log.to === 'stderr') {
-    const type = log.to === 'stdout' ? 'StdoutAccessLog' : 'StderrAccessLog';
+  if (log.kind === 'file') {
     return {
-      name: `envoy.access_loggers.${log.to}`,
-      typed_config: toAny(`envoy.extensions.access_loggers.stream.v3.${type}`, withFormat),
+      name: 'envoy.access_loggers.file',
+      typed_config: toAny('envoy.extensions.access_loggers.file.v3.FileAccessLog', { path: log.path, ...withFormat }),
     };
   }
+  const type = log.kind === 'stdout' ? 'StdoutAccessLog' : 'StderrAccessLog';
   return {
-    name: 'envoy.access_loggers.file',
-    typed_config: toAny('envoy.extensions.access_loggers.file.v3.FileAccessLog', { path: log.to, ...withFormat }),
+    name: `envoy.access_loggers.${log.kind}`,
+    typed_config: toAny(`envoy.extensions.access_loggers.stream.v3.${type}`, withFormat),
   };
 }
 
