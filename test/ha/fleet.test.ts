@@ -17,7 +17,9 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { bootstrapYaml } from '../../xds-server/bootstrap.ts';
 import { applyMeshFile } from '../../xds-server/etcd/apply.ts';
-import type { FleetView } from '../../xds-server/fleet/view.ts';
+import { FilterCatalog } from '../../xds-server/catalog/index.ts';
+import { DEFAULT_ETCD_PREFIX } from '../../xds-server/etcd/store.ts';
+import { collectFleet, fleetTable, type FleetView } from '../../xds-server/fleet/index.ts';
 import { startEtcd, type EtcdCluster } from '../support/etcd.ts';
 import { freePort, REPO_ROOT, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
 import { requestLoop } from '../support/traffic.ts';
@@ -54,11 +56,13 @@ describe('a fleet of three replicas on a three-member etcd, stock Envoy on delta
   let red: HttpUpstream;
   const replicas: Replica[] = [];
   let envoy: EnvoyHandle;
+  /** apply's filters, loaded (and built if needed) once. */
+  let catalog: FilterCatalog;
 
   const apply = async (to: HttpUpstream) => {
     const file = path.join(dir, `mesh-${to.name}.yaml`);
     fs.writeFileSync(file, meshYaml(webPort, to));
-    const result = await applyMeshFile(file, { endpoints: etcd.endpoints });
+    const result = await applyMeshFile(file, { endpoints: etcd.endpoints }, { catalog });
     assert.ok(result.ok, `apply: ${JSON.stringify(result)}`);
   };
   const live = () => replicas.filter((r) => r.running);
@@ -94,6 +98,7 @@ describe('a fleet of three replicas on a three-member etcd, stock Envoy on delta
     [blue, green, red] = await Promise.all([startHttpUpstream('blue'), startHttpUpstream('green'), startHttpUpstream('red')]);
     webPort = await freePort();
     etcd = await startEtcd({ members: 3 });
+    catalog = await FilterCatalog.load();
     await apply(blue);
     // From etcd nothing is built, so the three start side by side.
     replicas.push(
@@ -138,6 +143,7 @@ describe('a fleet of three replicas on a three-member etcd, stock Envoy on delta
     assert.match(table, /^NODE\s+CLUSTER\s+REPLICA\s+TRANSPORT\s+CDS\s+LDS\s+EDS\s+RDS$/m, table);
     assert.match(table, new RegExp(`^${NODE}\\s+edge\\s+${on.id}\\s+Delta ADS\\s+SYNCED \\w{8}\\s+SYNCED \\w{8}\\s+SYNCED \\w{8}\\s+SYNCED \\w{8}$`, 'm'), table);
     const json = JSON.parse(await status('--json')) as FleetView;
+    assert.equal(table, fleetTable(json), 'the table is the JSON view, printed');
     // Any replica's admin answers for the whole fleet.
     const other = replicas.find((r) => r !== on)!;
     const fleet = await other.json<FleetView>('/fleet.json');
@@ -182,7 +188,7 @@ describe('a fleet of three replicas on a three-member etcd, stock Envoy on delta
     // The dead replica's key goes with its lease (TTL 2 s); status lists the two live ones.
     let view: FleetView | undefined;
     await waitUntil(async () => {
-      view = JSON.parse(await status('--json')) as FleetView;
+      view = await collectFleet({ etcd: etcd.endpoints, prefix: DEFAULT_ETCD_PREFIX });
       return view.replicas.length === 2;
     }, 20_000, () => `the killed replica to drop out of the fleet (${view?.replicas.map((r) => r.id).join(', ')})`);
     assert.deepEqual(view!.nodes.map((n) => [n.id, n.replica, n.in_sync]), [[NODE, second.id, true]]);

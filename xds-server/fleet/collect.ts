@@ -51,7 +51,10 @@ export async function collectFleet(options: CollectOptions): Promise<FleetView> 
   const own = !(options.etcd instanceof Etcd3);
   const client = options.etcd instanceof Etcd3 ? options.etcd : new Etcd3({ hosts: [...options.etcd], dialTimeout: 2000 });
   try {
-    const records = await listReplicas(client, options.prefix);
+    const records = await listReplicas(client, options.prefix).catch((error: unknown) => {
+      const where = options.etcd instanceof Etcd3 ? 'etcd' : `etcd ${options.etcd.join(',')}`;
+      throw new Error(`cannot read ${options.prefix}${REPLICAS_DIR} from ${where}: ${error instanceof Error ? error.message : String(error)}`);
+    });
     const bearer = token(options.adminTokenFile);
     const replies = new Map<string, SyncReply | Error>();
     await Promise.all(
