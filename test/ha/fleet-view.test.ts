@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { NodeStatus } from '../../xds-server/admin/status.ts';
+import { replicaOptionsOf } from '../../xds-server/fleet/index.ts';
 import { fleetTable, fleetView, parseReplicaRecord, typeCell, type ReplicaRecord, type SyncReply } from '../../xds-server/fleet/view.ts';
 
 function record(id: string, version: string | null = 'aaaaaaaa11112222'): ReplicaRecord {
@@ -57,5 +58,19 @@ describe('fleet view', () => {
     assert.equal(parseReplicaRecord('not json'), undefined);
     assert.equal(parseReplicaRecord('{"id":"r1"}'), undefined);
     assert.deepEqual(parseReplicaRecord(JSON.stringify(record('r1'))), record('r1'));
+  });
+
+  it("serve's replica flags: parsed, checked, and only with --etcd", () => {
+    const fail = (message: string): never => {
+      throw new Error(message);
+    };
+    const etcd = 'http://127.0.0.1:2379';
+    assert.deepEqual(replicaOptionsOf({ etcd, 'replica-id': 'r-1.a', 'advertise-host': 'cp-1', 'replica-ttl': '3s' }, fail), { id: 'r-1.a', advertiseHost: 'cp-1', ttlSeconds: 3 });
+    assert.deepEqual(replicaOptionsOf({ etcd }, fail), { id: undefined, advertiseHost: undefined, ttlSeconds: undefined });
+    assert.deepEqual(replicaOptionsOf({ config: 'mesh.yaml' }, fail), { id: undefined, advertiseHost: undefined, ttlSeconds: undefined });
+    assert.throws(() => replicaOptionsOf({ config: 'mesh.yaml', 'replica-id': 'r1' }, fail), /--replica-id: only with --etcd/);
+    assert.throws(() => replicaOptionsOf({ etcd, 'replica-id': 'a/b' }, fail), /--replica-id: letters, digits/);
+    assert.throws(() => replicaOptionsOf({ etcd, 'replica-ttl': '500ms' }, fail), /at least 1s/);
+    assert.throws(() => replicaOptionsOf({ etcd, 'replica-ttl': 'soon' }, fail), /--replica-ttl/);
   });
 });

@@ -29,7 +29,10 @@ export const REPLICA_FLAGS = {
   'replica-ttl': { type: 'string' },
 } as const;
 
+/** The replica flags of `serve`; they mean something only with --etcd (a usage error otherwise). */
 export function replicaOptionsOf(values: Record<string, unknown>, fail: (message: string) => never): ReplicaOptions {
+  const given = Object.keys(REPLICA_FLAGS).filter((flag) => values[flag] !== undefined);
+  if (given.length > 0 && values.etcd === undefined) fail(`${given.map((f) => `--${f}`).join(', ')}: only with --etcd (a replica registers itself in etcd)`);
   const id = values['replica-id'] as string | undefined;
   if (id !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._:-]*$/.test(id)) fail(`--replica-id: letters, digits and . _ : - only, got "${id}"`);
   const ttl = values['replica-ttl'] as string | undefined;
