@@ -379,6 +379,20 @@ const SCENARIOS: Scenario[] = [
     },
   },
   {
+    name: 'reconnect (to another replica) holding exactly what is served: nothing at all is sent',
+    applies: (t) => t.variant === 'delta',
+    async run({ install, connect }) {
+      install(mesh([cluster('a'), cluster('b')]));
+      const first = connect();
+      first.subscribe(TYPE.cluster, []);
+      const held = (await first.next(TYPE.cluster)).raw as ReceivedDeltaResponse;
+      first.close();
+      const again = connect();
+      again.subscribe(TYPE.cluster, [], { initialVersions: Object.fromEntries(held.resources.map((r) => [r.name, r.version])) });
+      await again.silence();
+    },
+  },
+  {
     name: 'wildcard plus an explicit name: unsubscribing the name re-sends it (the wildcard still covers it)',
     applies: (t) => t.variant === 'delta',
     async run({ install, connect }) {
