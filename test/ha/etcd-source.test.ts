@@ -181,6 +181,23 @@ describe('serve --etcd, one etcd member', () => {
       await server.close();
     }
   });
+  test('started while etcd is down: not ready (saying why) until etcd answers, then serving', async () => {
+    await etcd.stopAll();
+    const { log, lines } = capturingLogger();
+    const server = await serveFromEtcd(etcd.endpoints, log);
+    try {
+      const down = await readyz(server);
+      assert.equal(down.status, 503);
+      assert.equal(down.body.degraded, true);
+      assert.match((down.body.config_errors as string[]).join('\n'), /cannot read \/protoplane\/mesh from etcd/);
+      assert.equal(lines.filter((l) => l.msg.startsWith('etcd unreachable; no mesh read yet')).length, 1);
+      await etcd.startAll();
+      await waitUntil(async () => (await readyz(server)).status === 200, 10_000, 'the replica to read the mesh once etcd is up');
+      assert.equal((await readyz(server)).body.degraded, false);
+    } finally {
+      await server.close();
+    }
+  });
 });
 
 describe('serve --etcd, three etcd members', () => {

@@ -100,13 +100,20 @@ export async function watchEtcdMesh(options: EtcdSourceOptions): Promise<EtcdMes
 
   /** One read of the mesh and its modules at one store revision. Throws only when etcd cannot be reached. */
   const read = async (): Promise<EtcdRead> => {
+    // Keys only first: a probe that finds nothing new does not move the whole mesh over the wire.
+    const head = await client.kv.range({ key: Buffer.from(key), keys_only: true });
+    const headKv = head.kvs[0];
+    if (latest?.ok && headKv && Number(headKv.mod_revision) === latest.mesh.revision) {
+      storeRevision = Number(head.header.revision);
+      return latest; // nothing new; modules already held
+    }
     const res = await client.get(key).exec();
     const store = Number(res.header.revision);
     storeRevision = store;
     const kv = res.kvs[0];
     if (!kv) return { ok: false, revision: null, reason: `etcd has no mesh at ${key} yet (write one with protoplane apply)` };
     const revision = Number(kv.mod_revision);
-    if (latest?.ok && latest.mesh.revision === revision) return latest; // nothing new; modules already held
+    if (latest?.ok && latest.mesh.revision === revision) return latest;
     const decoded = decodeMeshRecord(kv.value.toString('utf8'));
     if (!decoded.ok) return { ok: false, revision, reason: `${key} at revision ${revision} is not a mesh record: ${decoded.reason}` };
     const modules = new Map<string, Uint8Array>();
