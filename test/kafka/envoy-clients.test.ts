@@ -199,6 +199,33 @@ describe('Kafka clients through stock Envoy with the kafka filter, to a two-brok
     assert.deepEqual(await directOffsets(cluster, open), [2, 2]);
   });
 
+  it('a produce over limits.max_request_bytes: MESSAGE_TOO_LARGE from the filter, the connection stays usable, nothing reaches the broker', async () => {
+    const topic = unique('orders.oversize');
+    await cluster.createTopic(topic);
+    const kafka = new KafkaJs({ clientId: 'e2e-oversize', brokers: [boot], logLevel: logLevel.NOTHING, retry: { retries: 0 } });
+    const producer = kafka.producer({ retry: { retries: 0 } });
+    await producer.connect();
+    await producer.send({ topic, messages: [{ partition: 0, value: 'before' }, { partition: 1, value: 'before' }] });
+    const opened = await brokerListenerConnections(mesh);
+    // 400 KB, over the mesh's 256 KiB limit and under the brokers' own message.max.bytes (1 MiB): only the filter refuses it
+    await assert.rejects(
+      producer.send({ topic, messages: [{ partition: 0, value: Buffer.alloc(400_000, 'x') }] }),
+      (err: Error & { type?: string }) => {
+        assert.equal(err.type, 'MESSAGE_TOO_LARGE', `${err.name}: ${err.message}`);
+        return true;
+      },
+    );
+    await producer.send({ topic, messages: [{ partition: 0, value: 'after' }, { partition: 1, value: 'after' }] });
+    assert.deepEqual(await brokerListenerConnections(mesh), opened, 'the refusal and the next send used the same connections');
+    await producer.disconnect();
+    // kcat: librdkafka's words for the same answer
+    const r = await kcat(['-P', '-b', boot, '-t', topic, '-p', '1', '-X', 'message.timeout.ms=5000'], { input: `${'y'.repeat(300_000)}\n` });
+    assert.match(r.stderr, /Message size too large/i, r.stderr);
+    assert.deepEqual(await directOffsets(cluster, topic), [2, 2], 'nothing oversize reached a broker');
+    const stats = await mesh.env.envoy.stats();
+    assert.ok((stats.get('wasmcustom.kafka.refused.request_too_large') ?? 0) >= 2);
+  });
+
   it("Envoy's /stats has the filter's per-API counters (after the tests above)", async () => {
     const stats = await mesh.env.envoy.stats();
     const filterStats = [...stats].filter(([name, value]) => name.startsWith('wasmcustom.kafka.') && value > 0);

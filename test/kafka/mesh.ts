@@ -23,6 +23,7 @@ export const DEFAULT_POLICY = `      acl:
         produce:
           - { topic: { prefix: "secret." }, action: deny }
       topic_metrics: [ "orders." ]
+      limits: { max_request_bytes: 262144 }
 `;
 
 /** `brokerIds`: the brokers listed in `filter.brokers` (default: all of the cluster's). */
