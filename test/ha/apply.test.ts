@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { FilterCatalog } from '../../xds-server/catalog/index.ts';
 import { applyMeshFile, getMesh } from '../../xds-server/etcd/apply.ts';
-import { DEFAULT_ETCD_PREFIX, meshKey } from '../../xds-server/etcd/store.ts';
+import { checkPrefix, decodeMeshRecord, DEFAULT_ETCD_PREFIX, encodeMeshRecord, meshKey, parseEtcdEndpoints } from '../../xds-server/etcd/store.ts';
 import { startEtcd, type EtcdCluster } from '../support/etcd.ts';
 import { REPO_ROOT } from '../support/envoy.ts';
 
@@ -169,5 +169,25 @@ clusters:
     const badUrl = await cli(['get', '--etcd', 'http://127.0.0.1']);
     assert.equal(badUrl.code, 2);
     assert.match(badUrl.stderr, /give the port/);
+  });
+});
+
+describe('the stored record and the flags (pure)', () => {
+  test('a mesh record round-trips; anything else is refused with the reason', () => {
+    const record = { yaml: 'listeners: []\n', source: '/srv/mesh.yaml', filters: [{ name: 'mqtt', protocol: 'mqtt', sha256: 'a'.repeat(64), manifest: { name: 'mqtt', protocol: 'mqtt', entry: 'index.ts' } }] };
+    assert.deepEqual(decodeMeshRecord(encodeMeshRecord(record)), { ok: true, value: record });
+    assert.equal(encodeMeshRecord(record), encodeMeshRecord(structuredClone(record)), 'the same record, the same bytes');
+    assert.match((decodeMeshRecord('listeners: []') as { reason: string }).reason, /not JSON/);
+    assert.match((decodeMeshRecord('{"format":2}') as { reason: string }).reason, /unknown format 2/);
+    const badSha = encodeMeshRecord({ ...record, filters: [{ ...record.filters[0]!, sha256: 'xyz' }] });
+    assert.match((decodeMeshRecord(badSha) as { reason: string }).reason, /filters\[0\] must have .*sha256/);
+  });
+
+  test('--etcd takes a comma list of URLs with ports; --etcd-prefix starts and ends with /', () => {
+    assert.deepEqual(parseEtcdEndpoints(['http://a:2379, 10.0.0.2:2379', 'https://c:2379']), { ok: true, value: ['http://a:2379', 'http://10.0.0.2:2379', 'https://c:2379'] });
+    assert.equal(parseEtcdEndpoints(['']).ok, false);
+    assert.match((parseEtcdEndpoints(['ftp://a:1']) as { reason: string }).reason, /only http/);
+    assert.deepEqual(checkPrefix('/fleet-a/'), { ok: true, value: '/fleet-a/' });
+    assert.equal(checkPrefix('fleet').ok, false);
   });
 });

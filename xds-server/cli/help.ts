@@ -64,7 +64,7 @@ export const COMMANDS: Record<string, CommandHelp> = {
   },
   apply: {
     summary: 'check a mesh file as validate does, then write it and its filter modules to etcd in one compare-and-swap',
-    synopsis: 'apply mesh.yaml --etcd URL[,URL...] [--etcd-prefix P] [--expect-revision N]',
+    synopsis: 'apply mesh.yaml --etcd URL[,URL...] [--etcd-prefix P] [--expect-revision N] [--filters DIR]',
     description:
       'Refused config: file:line:col errors, exit 1, etcd untouched. The write is one transaction that\n' +
       'succeeds only if the mesh is still at the revision read (or --expect-revision): otherwise a conflict\n' +

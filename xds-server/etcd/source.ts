@@ -237,7 +237,8 @@ export async function watchEtcdMesh(options: EtcdSourceOptions): Promise<EtcdMes
     async close() {
       closed = true;
       clearInterval(probe);
-      await watcher?.cancel().catch(() => {});
+      // A cancel waits for etcd's answer; a member that is going away may never give it.
+      await Promise.race([watcher?.cancel().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
       await running;
       client.close();
     },
