@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -116,6 +117,8 @@ function byStream(msgs: Msg[]): string[] {
     const stream = `${proto} ${who}`;
     if (!firstSeen.has(stream)) { firstSeen.set(stream, firstSeen.size); order.push(stream); }
   }
+  // TCP streams first, then UDP flows, each in order of first appearance (replay prints them so)
+  order.sort((a, b) => (a.startsWith('tcp') === b.startsWith('tcp') ? firstSeen.get(a)! - firstSeen.get(b)! : a.startsWith('tcp') ? -1 : 1));
   return order.map((stream) => msgs.filter((m) => m.key.startsWith(stream + ' '))
     .map((m) => canonical({ ...m, key: m.key.split(' ')[2]! })).join('\n'));
 }
@@ -135,6 +138,20 @@ describe('coap replay agrees with tshark on captures of libcoap and npm coap', {
     try {
       await waitUntil(() => err.includes('Capturing on') || dumpcap.exitCode !== null, 10_000, 'dumpcap started');
       assert.equal(dumpcap.exitCode, null, `dumpcap: ${err}`);
+      // dumpcap says "Capturing on" a little before packets reach the file; a
+      // first connection whose SYN is missed would be read the wrong way
+      // round (the replay takes the first sender for the client). So CoAP
+      // pings (Empty CON, answered RST) go out until one is in the file.
+      const probe = dgram.createSocket('udp4');
+      try {
+        const ping = Buffer.from([0x40, 0x00, 0x12, 0x34]);
+        await waitUntil(() => {
+          probe.send(ping, server.port, '127.0.0.1');
+          return fs.existsSync(capture) && fs.readFileSync(capture).includes(ping);
+        }, 10_000, 'the capture is live');
+      } finally {
+        probe.close();
+      }
       const big = path.join(dir, 'big.txt');
       fs.writeFileSync(big, crypto.randomBytes(1500).toString('base64')); // 2000 bytes
       for (const uri of [`coap+tcp://127.0.0.1:${server.port}`, `coap://127.0.0.1:${server.port}`]) {
