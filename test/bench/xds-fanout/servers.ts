@@ -118,7 +118,11 @@ export async function startProtoplane(
         ];
   const child = new Child('protoplane', command, args, { env: { ...process.env, PROTOPLANE_LOG_LEVEL: 'warn' }, cwd: ROOT });
   child.onLine = (line) => log(line);
-  await waitHttp(`http://127.0.0.1:${adminPort}/readyz`, child, 60_000);
+  // A server that never gets ready is stopped here: nobody else holds it (a live child would keep the bench from exiting).
+  await waitHttp(`http://127.0.0.1:${adminPort}/readyz`, child, 60_000).catch(async (error: unknown) => {
+    await child.stop();
+    throw error;
+  });
   return {
     name: 'protoplane',
     label: 'protoplane',
