@@ -17,7 +17,7 @@ import type { YamlLimits } from './config/source.ts';
 import { watchTlsFiles } from './tls/files.ts';
 import { readTlsFiles, tlsFilesOf, WatchedFiles } from './tls/listener-files.ts';
 import { watchConfigFile } from './config/watch.ts';
-import { etcdMeshInput, type EtcdServeOptions } from './etcd/serve.ts';
+import { etcdMeshInput, registerEtcdMetrics, type EtcdServeOptions } from './etcd/serve.ts';
 import { fleetReader, joinFleet, type ReplicaOptions } from './fleet/index.ts';
 
 export interface ServeOptions {
@@ -92,6 +92,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   const filterFolders = options.filters ?? REPO_FILTERS;
   const cache = new SnapshotCache();
   const metrics = new Metrics({ processMetrics: options.processMetrics });
+  if (etcd) registerEtcdMetrics(metrics.registry, etcd);
   let lastErrors: string[] | undefined;
   // `latest`: the filters as last built (their schemas parse the config);
   // `catalog`: the filters of the config being served (their bytes are served).

@@ -103,6 +103,10 @@ async function readyz(server: Protoplane): Promise<{ status: number; body: Recor
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
+async function metricsOf(server: Protoplane): Promise<string> {
+  return (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+}
+
 const sourceOf = (body: Record<string, unknown>) => body.config_source as { connected: boolean; revision: number | null; error: string | null };
 
 describe('serve --etcd, one etcd member', () => {
@@ -236,6 +240,7 @@ describe('serve --etcd, three etcd members', () => {
       assert.equal(down.body.snapshot, v2);
       assert.equal(sourceOf(down.body).connected, false);
       assert.ok(sourceOf(down.body).error, 'the reason is given');
+      assert.match(await metricsOf(server), /^protoplane_etcd_connected 0$/m);
       const refused = await applyMeshFile(file, target);
       assert.equal(refused.ok, false);
       assert.equal(!refused.ok && refused.kind, 'error');
@@ -251,6 +256,9 @@ describe('serve --etcd, three etcd members', () => {
       const up = await readyz(server);
       assert.equal(up.body.degraded, false);
       assert.equal(sourceOf(up.body).revision, last.revision);
+      const metrics = await metricsOf(server);
+      assert.match(metrics, /^protoplane_etcd_connected 1$/m);
+      assert.match(metrics, new RegExp(`^protoplane_etcd_mesh_revision ${last.ok ? last.revision : -1}$`, 'm'));
       const outage = lines.slice(lossLogged);
       assert.equal(outage.filter((l) => l.msg.startsWith('etcd unreachable')).length, 1, 'one line on loss');
       assert.equal(outage.filter((l) => l.msg.startsWith('etcd reachable again')).length, 1, 'one line on recovery');

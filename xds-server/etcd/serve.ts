@@ -5,6 +5,7 @@
 // same YAML gives the same snapshot versions as from a file.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Gauge, type Registry } from 'prom-client';
 import { FilterCatalog } from '../catalog/index.ts';
 import { createMeshParser, type ConfigError, type MeshParser } from '../config/index.ts';
 import type { YamlLimits } from '../config/source.ts';
@@ -96,4 +97,24 @@ export async function etcdMeshInput(options: EtcdServeOptions, log: Logger, yaml
       await source.close();
     },
   };
+}
+
+/** protoplane_etcd_connected (1/0) and protoplane_etcd_mesh_revision, read from the source at each scrape. */
+export function registerEtcdMetrics(registry: Registry, input: Pick<EtcdMeshInput, 'status'>): void {
+  new Gauge({
+    name: 'protoplane_etcd_connected',
+    help: '1 while etcd answers reads, 0 while the last good config is served without it (docs/ha.md)',
+    registers: [registry],
+    collect() {
+      this.set(input.status().connected ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'protoplane_etcd_mesh_revision',
+    help: 'etcd mod revision of the mesh last read (0: none yet)',
+    registers: [registry],
+    collect() {
+      this.set(input.status().revision ?? 0);
+    },
+  });
 }

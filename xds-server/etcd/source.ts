@@ -88,7 +88,13 @@ export async function watchEtcdMesh(options: EtcdSourceOptions): Promise<EtcdMes
   const readModule = async (sha256: string, atRevision: number): Promise<Uint8Array | undefined> => {
     const cached = moduleCache.get(sha256);
     if (cached) return cached;
-    const res = await client.get(moduleKey(prefix, sha256)).revision(atRevision).exec();
+    const get = (revision?: number) => {
+      const builder = client.get(moduleKey(prefix, sha256));
+      if (revision !== undefined) builder.revision(revision);
+      return builder.exec();
+    };
+    // Compacted in the instant since the mesh was read: modules never change, the newest state is as good.
+    const res = await get(atRevision).catch((error: unknown) => (/compacted/.test(errorText(error)) ? get() : Promise.reject(error)));
     const value = res.kvs[0]?.value;
     if (!value) return undefined;
     const bytes = new Uint8Array(value);
