@@ -14,7 +14,11 @@ import {
   TopicRef, defaultRefusal, fetchRefusal, placeholderRequest, produceRefusal, refusedCount, writeFetchTopics, writeProduceTopics,
 } from "./encode";
 import { API_NAME } from "./gen/apis";
-import { hasRequestWalker, hasResponseWalker, walkRequest, walkResponse } from "./gen/walkers";
+import {
+  EV_AUTH_BYTES, EV_BROKER_BEGIN, EV_BROKER_COUNT, EV_BROKER_END, EV_ERROR_CODE, EV_HOST, EV_MECHANISM, EV_NODE_ID, EV_PORT, EV_RECORDS,
+  EV_TAGGED_BEGIN, EV_TAGGED_END, EV_TOPIC_BEGIN, EV_TOPIC_COUNT, EV_TOPIC_END, EV_TOPIC_ID, EV_TOPIC_NAME,
+  hasRequestWalker, hasResponseWalker, walkRequest, walkResponse,
+} from "./gen/walkers";
 import { Reader } from "./reader";
 import { BrokerRef, RequestSink, ResponseSink } from "./sinks";
 import { Stats } from "./stats";
@@ -207,6 +211,19 @@ class Segments extends StreamSink {
     if (batch) { this.batches++; this.records += records; }
   }
 }
+
+// The walker events a frame needs (the sinks' masks): every event for the
+// packet log; otherwise only what policy, counters and rewriting use, so a
+// walk reports nothing else (each report is a call).
+@inline function bit(ev: i32): u64 { return (<u64>1) << <u64>ev; }
+const ALL_EVENTS: u64 = <u64>-1;
+/** Requests other than Produce/Fetch: the SASL fields (their topics and group ids only feed the packet log). */
+const SASL_EVENTS: u64 = bit(EV_MECHANISM) | bit(EV_AUTH_BYTES);
+/** Responses: broker addresses and the tagged fields around them (for rewriting). */
+const BROKER_EVENTS: u64 = bit(EV_BROKER_BEGIN) | bit(EV_BROKER_END) | bit(EV_BROKER_COUNT) | bit(EV_NODE_ID) | bit(EV_HOST) | bit(EV_PORT) |
+  bit(EV_TAGGED_BEGIN) | bit(EV_TAGGED_END);
+/** Responses: topics (Metadata's id → name, a partly refused Produce/Fetch's merge, a held Fetch's records). */
+const TOPIC_EVENTS: u64 = bit(EV_TOPIC_BEGIN) | bit(EV_TOPIC_END) | bit(EV_TOPIC_COUNT) | bit(EV_TOPIC_NAME) | bit(EV_TOPIC_ID) | bit(EV_RECORDS);
 
 /** The first rule that matches decides; none: the default. */
 function aclAllows(rules: AclRule[], defaultAllow: bool, topicPtr: usize, topicLen: i32, haveTopic: bool, clientPtr: usize, clientLen: i32, userPtr: usize, userLen: i32): bool {
@@ -640,6 +657,7 @@ export class KafkaCodec extends Codec {
 
     const s = this.req;
     s.reset(p);
+    s.mask = frame.logging || h.key == API_PRODUCE || h.key == API_FETCH ? ALL_EVENTS : SASL_EVENTS;
     const r = this.reader;
     r.reset(p, h.bodyAt, size + 4);
     // the body must end where the frame does: a length that lies (or bytes smuggled after the body) closes
@@ -912,6 +930,11 @@ export class KafkaCodec extends Codec {
     const s = this.resp;
     s.reset();
     s.base = p;
+    const c = this.config;
+    let mask = bit(EV_ERROR_CODE);
+    if (c.rewrites) mask |= BROKER_EVENTS;
+    if (e.merge != null || (e.key == API_METADATA && c.needsTopicNames)) mask |= TOPIC_EVENTS;
+    s.mask = frame.logging ? ALL_EVENTS : mask;
     const r = this.reader;
     r.reset(p, this.bodyAt, len);
     let version = e.version;
@@ -1061,7 +1084,7 @@ export class KafkaCodec extends Codec {
     const r = this.reader;
     r.reset(p, at, len);
     const code = r.i16();
-    if (code != 0) this.resp.errorCodes.push(code);
+    if (code != 0) { this.resp.errorCodes.push(code); this.resp.touched = true; }
     const n = r.count(flex);
     let pos = r.pos;
     for (let i = 0; i < n; i++) {

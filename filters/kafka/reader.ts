@@ -140,5 +140,7 @@ export class Reader {
  * value (an integer's value; a string's length-prefix offset; an element's index).
  */
 export abstract class Sink {
+  /** The events the walk reports (bit EV_x); the others cost no call. */
+  mask: u64 = <u64>-1;
   abstract on(event: i32, pos: i32, len: i32, value: i64): void;
 }

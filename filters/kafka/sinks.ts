@@ -192,8 +192,19 @@ export class ResponseSink extends Sink {
   private apiKey: i32 = -1;
   private apiMinVersion: i32 = 0;
 
+  /** Whether anything was reported since the last reset (most responses report nothing: no error, nothing to rewrite). */
+  touched: bool = false;
+
   reset(): void {
     this.fetchOpen = false;
+    this.broker = null;
+    this.openTag = -1;
+    this.topicCountAt = -1;
+    this.topicId = -1;
+    this.topicName.len = -1;
+    this.apiKey = -1;
+    if (!this.touched) return;
+    this.touched = false;
     if (this.fetchTopics.length > 0) {
       this.fetchTopics.length = 0;
       this.fetchTopicIds.length = 0;
@@ -236,6 +247,7 @@ export class ResponseSink extends Sink {
   }
 
   on(event: i32, pos: i32, len: i32, value: i64): void {
+    this.touched = true;
     switch (event) {
       case EV_ERROR_CODE: { if (value != 0) this.errorCodes.push(<i32>value); break; }
       case EV_NODE_ID: { this.current().nodeId = <i32>value; break; }

@@ -446,7 +446,7 @@ function walkerCode(e: Emitter, fn: string, m: Message, old: Message | undefined
     out.push(`  if (${versionTest(vs)}) return ${name}(r, s);`);
     helpers.push(`// ${m.name} v${compact(vs)}`);
     helpers.push(`function ${name}(r: Reader, s: Sink): bool {`);
-    helpers.push(...code);
+    helpers.push(...code.map(gateEvents));
     helpers.push('  return r.ok;');
     helpers.push('}');
     helpers.push('');
@@ -455,6 +455,21 @@ function walkerCode(e: Emitter, fn: string, m: Message, old: Message | undefined
   out.push('}');
   out.push('');
   return [...helpers, ...out];
+}
+
+/**
+ * Each report asks the sink's mask first (a bit per event): a sink that does
+ * not need an event this time (the packet log is off, nothing is rewritten)
+ * costs no call for it.
+ */
+function gateEvents(line: string): string {
+  const wants = (ev: string): string => `(s.mask & (<u64>1 << <u64>${ev})) != 0`;
+  const guarded = /^(\s*)(.*)if \(([^()]*(?:\([^()]*\)[^()]*)*)\) s\.on\((EV_[A-Z_]+), /.exec(line);
+  if (guarded) return line.replace(`if (${guarded[3]}) s.on(${guarded[4]}, `, `if (${guarded[3]} && ${wants(guarded[4]!)}) s.on(${guarded[4]}, `);
+  const bare = /^(\s*)s\.on\((EV_[A-Z_]+), (.*)$/.exec(line);
+  if (bare) return `${bare[1]}if (${wants(bare[2]!)}) s.on(${bare[2]}, ${bare[3]}`;
+  if (line.includes('s.on(')) throw new Error(`ungated event report: ${line}`);
+  return line;
 }
 
 function compact(vs: number[]): string {

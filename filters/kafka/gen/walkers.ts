@@ -118,26 +118,26 @@ export function walkResponse(key: i16, v: i16, r: Reader, s: Sink): bool {
 
 // ProduceRequest v0-2
 function walkProduceRequest_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ACKS, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_ACKS)) != 0) s.on(EV_ACKS, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.bytes(false);
-      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_RECORDS)) != 0) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -145,27 +145,27 @@ function walkProduceRequest_0(r: Reader, s: Sink): bool {
 // ProduceRequest v3-8
 function walkProduceRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ACKS, at, 2, v); }
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TRANSACTIONAL_ID)) != 0) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_ACKS)) != 0) s.on(EV_ACKS, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.bytes(false);
-      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_RECORDS)) != 0) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -173,29 +173,29 @@ function walkProduceRequest_1(r: Reader, s: Sink): bool {
 // ProduceRequest v9-12
 function walkProduceRequest_2(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ACKS, at, 2, v); }
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TRANSACTIONAL_ID)) != 0) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_ACKS)) != 0) s.on(EV_ACKS, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(true);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.bytes(true);
-      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_RECORDS)) != 0) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
       r.skipTags();
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skipTags();
   return r.ok;
@@ -204,29 +204,29 @@ function walkProduceRequest_2(r: Reader, s: Sink): bool {
 // ProduceRequest v13
 function walkProduceRequest_3(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_ACKS, at, 2, v); }
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TRANSACTIONAL_ID)) != 0) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_ACKS)) != 0) s.on(EV_ACKS, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.skip(16);
-    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_ID)) != 0) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     const a5 = r.pos;
     const n3 = r.count(true);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.bytes(true);
-      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_RECORDS)) != 0) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
       r.skipTags();
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skipTags();
   return r.ok;
@@ -245,18 +245,18 @@ export function walkProduceRequest(r: Reader, v: i16, s: Sink): bool {
 function walkProduceResponse_0(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -265,18 +265,18 @@ function walkProduceResponse_0(r: Reader, s: Sink): bool {
 function walkProduceResponse_1(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
   return r.ok;
@@ -286,18 +286,18 @@ function walkProduceResponse_1(r: Reader, s: Sink): bool {
 function walkProduceResponse_2(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(16);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
   return r.ok;
@@ -307,18 +307,18 @@ function walkProduceResponse_2(r: Reader, s: Sink): bool {
 function walkProduceResponse_3(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(24);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
   return r.ok;
@@ -328,15 +328,15 @@ function walkProduceResponse_3(r: Reader, s: Sink): bool {
 function walkProduceResponse_4(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(24);
       const n5 = r.count(false);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
@@ -345,7 +345,7 @@ function walkProduceResponse_4(r: Reader, s: Sink): bool {
       }
       r.str(false);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
   return r.ok;
@@ -355,15 +355,15 @@ function walkProduceResponse_4(r: Reader, s: Sink): bool {
 function walkProduceResponse_5(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(24);
       const n5 = r.count(true);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
@@ -375,7 +375,7 @@ function walkProduceResponse_5(r: Reader, s: Sink): bool {
       r.skipTags();
     }
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
   r.skipTags();
@@ -386,15 +386,15 @@ function walkProduceResponse_5(r: Reader, s: Sink): bool {
 function walkProduceResponse_6(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(24);
       const n5 = r.count(true);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
@@ -406,33 +406,33 @@ function walkProduceResponse_6(r: Reader, s: Sink): bool {
       r.skipTags();
     }
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
   const t7 = r.uvarint();
   for (let k8: u32 = 0; k8 < t7 && r.ok; k8++) {
     const tag = r.uvarint(); const size = r.uvarint(); const end = r.pos + <i32>size;
     if (size > <u32>(r.end - r.pos)) { r.fail(); break; }
-    s.on(EV_TAGGED_BEGIN, r.pos, <i32>size, <i64>r.sizeAt);
+    if ((s.mask & (<u64>1 << <u64>EV_TAGGED_BEGIN)) != 0) s.on(EV_TAGGED_BEGIN, r.pos, <i32>size, <i64>r.sizeAt);
     if (tag == 0) {
       const outer = r.end; r.end = end;
       const a11 = r.pos;
       const n9 = r.count(true);
-      if (r.ok) s.on(EV_BROKER_COUNT, a11, r.pos - a11, <i64>n9);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a11, r.pos - a11, <i64>n9);
       for (let i10: i32 = 0; i10 < n9 && r.ok; i10++) {
-        s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i10);
-        { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+        if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i10);
+        { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
         r.str(true);
-        if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-        { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+        if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+        { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
         r.str(true);
         r.skipTags();
-        s.on(EV_BROKER_END, r.pos, 0, <i64>i10);
+        if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i10);
       }
       if (r.pos != end) r.fail(); r.end = outer;
     }
     r.pos = end;
-    s.on(EV_TAGGED_END, r.pos, 0, 0);
+    if ((s.mask & (<u64>1 << <u64>EV_TAGGED_END)) != 0) s.on(EV_TAGGED_END, r.pos, 0, 0);
   }
   return r.ok;
 }
@@ -441,15 +441,15 @@ function walkProduceResponse_6(r: Reader, s: Sink): bool {
 function walkProduceResponse_7(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.skip(16);
-    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_ID)) != 0) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(24);
       const n5 = r.count(true);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
@@ -461,33 +461,33 @@ function walkProduceResponse_7(r: Reader, s: Sink): bool {
       r.skipTags();
     }
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
   const t7 = r.uvarint();
   for (let k8: u32 = 0; k8 < t7 && r.ok; k8++) {
     const tag = r.uvarint(); const size = r.uvarint(); const end = r.pos + <i32>size;
     if (size > <u32>(r.end - r.pos)) { r.fail(); break; }
-    s.on(EV_TAGGED_BEGIN, r.pos, <i32>size, <i64>r.sizeAt);
+    if ((s.mask & (<u64>1 << <u64>EV_TAGGED_BEGIN)) != 0) s.on(EV_TAGGED_BEGIN, r.pos, <i32>size, <i64>r.sizeAt);
     if (tag == 0) {
       const outer = r.end; r.end = end;
       const a11 = r.pos;
       const n9 = r.count(true);
-      if (r.ok) s.on(EV_BROKER_COUNT, a11, r.pos - a11, <i64>n9);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a11, r.pos - a11, <i64>n9);
       for (let i10: i32 = 0; i10 < n9 && r.ok; i10++) {
-        s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i10);
-        { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+        if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i10);
+        { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
         r.str(true);
-        if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-        { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+        if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+        { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
         r.str(true);
         r.skipTags();
-        s.on(EV_BROKER_END, r.pos, 0, <i64>i10);
+        if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i10);
       }
       if (r.pos != end) r.fail(); r.end = outer;
     }
     r.pos = end;
-    s.on(EV_TAGGED_END, r.pos, 0, 0);
+    if ((s.mask & (<u64>1 << <u64>EV_TAGGED_END)) != 0) s.on(EV_TAGGED_END, r.pos, 0, 0);
   }
   return r.ok;
 }
@@ -510,21 +510,21 @@ function walkFetchRequest_0(r: Reader, s: Sink): bool {
   r.skip(12);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(12);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -534,21 +534,21 @@ function walkFetchRequest_1(r: Reader, s: Sink): bool {
   r.skip(16);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(12);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -558,21 +558,21 @@ function walkFetchRequest_2(r: Reader, s: Sink): bool {
   r.skip(17);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(12);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -582,21 +582,21 @@ function walkFetchRequest_3(r: Reader, s: Sink): bool {
   r.skip(17);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(20);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -606,21 +606,21 @@ function walkFetchRequest_4(r: Reader, s: Sink): bool {
   r.skip(25);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(20);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   const n6 = r.count(false);
   for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
@@ -636,21 +636,21 @@ function walkFetchRequest_5(r: Reader, s: Sink): bool {
   r.skip(25);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(24);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   const n6 = r.count(false);
   for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
@@ -666,21 +666,21 @@ function walkFetchRequest_6(r: Reader, s: Sink): bool {
   r.skip(25);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(24);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   const n6 = r.count(false);
   for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
@@ -697,23 +697,23 @@ function walkFetchRequest_7(r: Reader, s: Sink): bool {
   r.skip(25);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(true);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(28);
       r.skipTags();
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   const n6 = r.count(true);
   for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
@@ -732,23 +732,23 @@ function walkFetchRequest_8(r: Reader, s: Sink): bool {
   r.skip(25);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.skip(16);
-    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_ID)) != 0) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     const a5 = r.pos;
     const n3 = r.count(true);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(28);
       r.skipTags();
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   const n6 = r.count(true);
   for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
@@ -767,23 +767,23 @@ function walkFetchRequest_9(r: Reader, s: Sink): bool {
   r.skip(21);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.skip(16);
-    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_ID)) != 0) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     const a5 = r.pos;
     const n3 = r.count(true);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(28);
       r.skipTags();
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   const n6 = r.count(true);
   for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
@@ -816,20 +816,20 @@ export function walkFetchRequest(r: Reader, v: i16, s: Sink): bool {
 function walkFetchResponse_0(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.bytes(false);
-      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_RECORDS)) != 0) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -839,20 +839,20 @@ function walkFetchResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       r.bytes(false);
-      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_RECORDS)) != 0) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -862,24 +862,24 @@ function walkFetchResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(16);
       const n5 = r.count(false);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
         r.skip(16);
       }
       r.bytes(false);
-      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_RECORDS)) != 0) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -889,24 +889,24 @@ function walkFetchResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(24);
       const n5 = r.count(false);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
         r.skip(16);
       }
       r.bytes(false);
-      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_RECORDS)) != 0) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -914,28 +914,28 @@ function walkFetchResponse_3(r: Reader, s: Sink): bool {
 // FetchResponse v7-10
 function walkFetchResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(24);
       const n5 = r.count(false);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
         r.skip(16);
       }
       r.bytes(false);
-      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_RECORDS)) != 0) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -943,19 +943,19 @@ function walkFetchResponse_4(r: Reader, s: Sink): bool {
 // FetchResponse v11
 function walkFetchResponse_5(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(24);
       const n5 = r.count(false);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
@@ -963,9 +963,9 @@ function walkFetchResponse_5(r: Reader, s: Sink): bool {
       }
       r.skip(4);
       r.bytes(false);
-      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_RECORDS)) != 0) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -973,19 +973,19 @@ function walkFetchResponse_5(r: Reader, s: Sink): bool {
 // FetchResponse v12
 function walkFetchResponse_6(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(24);
       const n5 = r.count(true);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
@@ -994,11 +994,11 @@ function walkFetchResponse_6(r: Reader, s: Sink): bool {
       }
       r.skip(4);
       r.bytes(true);
-      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_RECORDS)) != 0) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
       r.skipTags();
     }
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skipTags();
   return r.ok;
@@ -1007,19 +1007,19 @@ function walkFetchResponse_6(r: Reader, s: Sink): bool {
 // FetchResponse v13-15
 function walkFetchResponse_7(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.skip(16);
-    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_ID)) != 0) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(24);
       const n5 = r.count(true);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
@@ -1028,11 +1028,11 @@ function walkFetchResponse_7(r: Reader, s: Sink): bool {
       }
       r.skip(4);
       r.bytes(true);
-      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_RECORDS)) != 0) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
       r.skipTags();
     }
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skipTags();
   return r.ok;
@@ -1041,19 +1041,19 @@ function walkFetchResponse_7(r: Reader, s: Sink): bool {
 // FetchResponse v16-18
 function walkFetchResponse_8(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.skip(16);
-    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_ID)) != 0) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(24);
       const n5 = r.count(true);
       for (let i6: i32 = 0; i6 < n5 && r.ok; i6++) {
@@ -1062,36 +1062,36 @@ function walkFetchResponse_8(r: Reader, s: Sink): bool {
       }
       r.skip(4);
       r.bytes(true);
-      if (r.ok) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_RECORDS)) != 0) s.on(EV_RECORDS, r.at, r.len, <i64>r.prefixAt);
       r.skipTags();
     }
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   const t7 = r.uvarint();
   for (let k8: u32 = 0; k8 < t7 && r.ok; k8++) {
     const tag = r.uvarint(); const size = r.uvarint(); const end = r.pos + <i32>size;
     if (size > <u32>(r.end - r.pos)) { r.fail(); break; }
-    s.on(EV_TAGGED_BEGIN, r.pos, <i32>size, <i64>r.sizeAt);
+    if ((s.mask & (<u64>1 << <u64>EV_TAGGED_BEGIN)) != 0) s.on(EV_TAGGED_BEGIN, r.pos, <i32>size, <i64>r.sizeAt);
     if (tag == 0) {
       const outer = r.end; r.end = end;
       const a11 = r.pos;
       const n9 = r.count(true);
-      if (r.ok) s.on(EV_BROKER_COUNT, a11, r.pos - a11, <i64>n9);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a11, r.pos - a11, <i64>n9);
       for (let i10: i32 = 0; i10 < n9 && r.ok; i10++) {
-        s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i10);
-        { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+        if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i10);
+        { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
         r.str(true);
-        if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-        { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+        if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+        { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
         r.str(true);
         r.skipTags();
-        s.on(EV_BROKER_END, r.pos, 0, <i64>i10);
+        if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i10);
       }
       if (r.pos != end) r.fail(); r.end = outer;
     }
     r.pos = end;
-    s.on(EV_TAGGED_END, r.pos, 0, 0);
+    if ((s.mask & (<u64>1 << <u64>EV_TAGGED_END)) != 0) s.on(EV_TAGGED_END, r.pos, 0, 0);
   }
   return r.ok;
 }
@@ -1115,21 +1115,21 @@ function walkListOffsetsRequest_0(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(12);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -1139,21 +1139,21 @@ function walkListOffsetsRequest_1(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(8);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -1163,21 +1163,21 @@ function walkListOffsetsRequest_2(r: Reader, s: Sink): bool {
   r.skip(5);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(8);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -1187,21 +1187,21 @@ function walkListOffsetsRequest_3(r: Reader, s: Sink): bool {
   r.skip(5);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(false);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(12);
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -1211,23 +1211,23 @@ function walkListOffsetsRequest_4(r: Reader, s: Sink): bool {
   r.skip(5);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(true);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(12);
       r.skipTags();
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skipTags();
   return r.ok;
@@ -1238,23 +1238,23 @@ function walkListOffsetsRequest_5(r: Reader, s: Sink): bool {
   r.skip(5);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const a5 = r.pos;
     const n3 = r.count(true);
-    if (r.ok) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_COUNT)) != 0) s.on(EV_PARTITION_COUNT, a5, r.pos - a5, <i64>n3);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-      s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
-      { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PARTITION_INDEX, at, 4, v); }
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_BEGIN)) != 0) s.on(EV_PARTITION_BEGIN, r.pos, 0, <i64>i4);
+      { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PARTITION_INDEX)) != 0) s.on(EV_PARTITION_INDEX, at, 4, v); }
       r.skip(12);
       r.skipTags();
-      s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
+      if ((s.mask & (<u64>1 << <u64>EV_PARTITION_END)) != 0) s.on(EV_PARTITION_END, r.pos, 0, <i64>i4);
     }
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
   r.skipTags();
@@ -1276,19 +1276,19 @@ export function walkListOffsetsRequest(r: Reader, v: i16, s: Sink): bool {
 function walkListOffsetsResponse_0(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       const n5 = r.count(false);
       r.skipEach(n5, 8);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -1297,18 +1297,18 @@ function walkListOffsetsResponse_0(r: Reader, s: Sink): bool {
 function walkListOffsetsResponse_1(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(16);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -1318,18 +1318,18 @@ function walkListOffsetsResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(16);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -1339,18 +1339,18 @@ function walkListOffsetsResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(false);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(20);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
@@ -1360,20 +1360,20 @@ function walkListOffsetsResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n3 = r.count(true);
     for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(20);
       r.skipTags();
     }
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i1);
   }
   r.skipTags();
   return r.ok;
@@ -1394,7 +1394,7 @@ function walkMetadataRequest_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
   }
   return r.ok;
 }
@@ -1404,7 +1404,7 @@ function walkMetadataRequest_1(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
   }
   r.skip(1);
   return r.ok;
@@ -1415,7 +1415,7 @@ function walkMetadataRequest_2(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
   }
   r.skip(3);
   return r.ok;
@@ -1426,7 +1426,7 @@ function walkMetadataRequest_3(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skipTags();
   }
   r.skip(3);
@@ -1439,9 +1439,9 @@ function walkMetadataRequest_4(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.skip(16);
-    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_ID)) != 0) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skipTags();
   }
   r.skip(3);
@@ -1454,9 +1454,9 @@ function walkMetadataRequest_5(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.skip(16);
-    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_ID)) != 0) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skipTags();
   }
   r.skip(2);
@@ -1479,33 +1479,33 @@ export function walkMetadataRequest(r: Reader, v: i16, s: Sink): bool {
 function walkMetadataResponse_0(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(false);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   const a5 = r.pos;
   const n3 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       const n8 = r.count(false);
       r.skipEach(n8, 4);
       const n10 = r.count(false);
       r.skipEach(n10, 4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   return r.ok;
 }
@@ -1514,36 +1514,36 @@ function walkMetadataResponse_0(r: Reader, s: Sink): bool {
 function walkMetadataResponse_1(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(false);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(false);
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       const n8 = r.count(false);
       r.skipEach(n8, 4);
       const n10 = r.count(false);
       r.skipEach(n10, 4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   return r.ok;
 }
@@ -1552,37 +1552,37 @@ function walkMetadataResponse_1(r: Reader, s: Sink): bool {
 function walkMetadataResponse_2(r: Reader, s: Sink): bool {
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(false);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(false);
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.str(false);
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       const n8 = r.count(false);
       r.skipEach(n8, 4);
       const n10 = r.count(false);
       r.skipEach(n10, 4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   return r.ok;
 }
@@ -1592,37 +1592,37 @@ function walkMetadataResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(false);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(false);
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.str(false);
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       const n8 = r.count(false);
       r.skipEach(n8, 4);
       const n10 = r.count(false);
       r.skipEach(n10, 4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   return r.ok;
 }
@@ -1632,30 +1632,30 @@ function walkMetadataResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(false);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(false);
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.str(false);
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(8);
       const n8 = r.count(false);
       r.skipEach(n8, 4);
@@ -1664,7 +1664,7 @@ function walkMetadataResponse_4(r: Reader, s: Sink): bool {
       const n12 = r.count(false);
       r.skipEach(n12, 4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   return r.ok;
 }
@@ -1674,30 +1674,30 @@ function walkMetadataResponse_5(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(false);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(false);
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.str(false);
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(12);
       const n8 = r.count(false);
       r.skipEach(n8, 4);
@@ -1706,7 +1706,7 @@ function walkMetadataResponse_5(r: Reader, s: Sink): bool {
       const n12 = r.count(false);
       r.skipEach(n12, 4);
     }
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   return r.ok;
 }
@@ -1716,30 +1716,30 @@ function walkMetadataResponse_6(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(false);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(false);
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.str(false);
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(false);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(false);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(12);
       const n8 = r.count(false);
       r.skipEach(n8, 4);
@@ -1749,7 +1749,7 @@ function walkMetadataResponse_6(r: Reader, s: Sink): bool {
       r.skipEach(n12, 4);
     }
     r.skip(4);
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   r.skip(4);
   return r.ok;
@@ -1760,31 +1760,31 @@ function walkMetadataResponse_7(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.str(true);
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(1);
     const n6 = r.count(true);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(12);
       const n8 = r.count(true);
       r.skipEach(n8, 4);
@@ -1796,7 +1796,7 @@ function walkMetadataResponse_7(r: Reader, s: Sink): bool {
     }
     r.skip(4);
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   r.skip(4);
   r.skipTags();
@@ -1808,33 +1808,33 @@ function walkMetadataResponse_8(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.str(true);
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(16);
-    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_ID)) != 0) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     r.skip(1);
     const n6 = r.count(true);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(12);
       const n8 = r.count(true);
       r.skipEach(n8, 4);
@@ -1846,7 +1846,7 @@ function walkMetadataResponse_8(r: Reader, s: Sink): bool {
     }
     r.skip(4);
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   r.skip(4);
   r.skipTags();
@@ -1858,33 +1858,33 @@ function walkMetadataResponse_9(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.str(true);
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(16);
-    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_ID)) != 0) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     r.skip(1);
     const n6 = r.count(true);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(12);
       const n8 = r.count(true);
       r.skipEach(n8, 4);
@@ -1896,7 +1896,7 @@ function walkMetadataResponse_9(r: Reader, s: Sink): bool {
     }
     r.skip(4);
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
   r.skipTags();
   return r.ok;
@@ -1907,33 +1907,33 @@ function walkMetadataResponse_10(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.str(true);
   r.skip(4);
   const a5 = r.pos;
   const n3 = r.count(true);
-  if (r.ok) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_COUNT)) != 0) s.on(EV_TOPIC_COUNT, a5, r.pos - a5, <i64>n3);
   for (let i4: i32 = 0; i4 < n3 && r.ok; i4++) {
-    s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_BEGIN)) != 0) s.on(EV_TOPIC_BEGIN, r.pos, 0, <i64>i4);
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     r.skip(16);
-    if (r.ok) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_ID)) != 0) s.on(EV_TOPIC_ID, r.pos - 16, 16, 0);
     r.skip(1);
     const n6 = r.count(true);
     for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skip(12);
       const n8 = r.count(true);
       r.skipEach(n8, 4);
@@ -1945,9 +1945,9 @@ function walkMetadataResponse_10(r: Reader, s: Sink): bool {
     }
     r.skip(4);
     r.skipTags();
-    s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
+    if ((s.mask & (<u64>1 << <u64>EV_TOPIC_END)) != 0) s.on(EV_TOPIC_END, r.pos, 0, <i64>i4);
   }
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skipTags();
   return r.ok;
 }
@@ -1971,11 +1971,11 @@ export function walkMetadataResponse(r: Reader, v: i16, s: Sink): bool {
 // OffsetCommitRequest v0
 function walkOffsetCommitRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(12);
@@ -1988,13 +1988,13 @@ function walkOffsetCommitRequest_0(r: Reader, s: Sink): bool {
 // OffsetCommitRequest v1
 function walkOffsetCommitRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(20);
@@ -2007,14 +2007,14 @@ function walkOffsetCommitRequest_1(r: Reader, s: Sink): bool {
 // OffsetCommitRequest v2-4
 function walkOffsetCommitRequest_2(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   r.skip(8);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(12);
@@ -2027,13 +2027,13 @@ function walkOffsetCommitRequest_2(r: Reader, s: Sink): bool {
 // OffsetCommitRequest v5
 function walkOffsetCommitRequest_3(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(12);
@@ -2046,13 +2046,13 @@ function walkOffsetCommitRequest_3(r: Reader, s: Sink): bool {
 // OffsetCommitRequest v6
 function walkOffsetCommitRequest_4(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(16);
@@ -2065,14 +2065,14 @@ function walkOffsetCommitRequest_4(r: Reader, s: Sink): bool {
 // OffsetCommitRequest v7
 function walkOffsetCommitRequest_5(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   r.str(false);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(16);
@@ -2085,14 +2085,14 @@ function walkOffsetCommitRequest_5(r: Reader, s: Sink): bool {
 // OffsetCommitRequest v8-9
 function walkOffsetCommitRequest_6(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(true);
   r.str(true);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(16);
@@ -2108,7 +2108,7 @@ function walkOffsetCommitRequest_6(r: Reader, s: Sink): bool {
 // OffsetCommitRequest v10
 function walkOffsetCommitRequest_7(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -2148,7 +2148,7 @@ function walkOffsetCommitResponse_0(r: Reader, s: Sink): bool {
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
   return r.ok;
@@ -2163,7 +2163,7 @@ function walkOffsetCommitResponse_1(r: Reader, s: Sink): bool {
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
   return r.ok;
@@ -2178,7 +2178,7 @@ function walkOffsetCommitResponse_2(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skipTags();
     }
     r.skipTags();
@@ -2196,7 +2196,7 @@ function walkOffsetCommitResponse_3(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skipTags();
     }
     r.skipTags();
@@ -2217,11 +2217,11 @@ export function walkOffsetCommitResponse(r: Reader, v: i16, s: Sink): bool {
 // OffsetFetchRequest v0-5
 function walkOffsetFetchRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     r.skipEach(n2, 4);
   }
@@ -2231,11 +2231,11 @@ function walkOffsetFetchRequest_0(r: Reader, s: Sink): bool {
 // OffsetFetchRequest v6
 function walkOffsetFetchRequest_1(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(true);
     r.skipEach(n2, 4);
     r.skipTags();
@@ -2247,11 +2247,11 @@ function walkOffsetFetchRequest_1(r: Reader, s: Sink): bool {
 // OffsetFetchRequest v7
 function walkOffsetFetchRequest_2(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(true);
     r.skipEach(n2, 4);
     r.skipTags();
@@ -2266,11 +2266,11 @@ function walkOffsetFetchRequest_3(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.str(true);
-      if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
       const n4 = r.count(true);
       r.skipEach(n4, 4);
       r.skipTags();
@@ -2287,13 +2287,13 @@ function walkOffsetFetchRequest_4(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
     r.str(true);
     r.skip(4);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.str(true);
-      if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+      if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
       const n4 = r.count(true);
       r.skipEach(n4, 4);
       r.skipTags();
@@ -2310,7 +2310,7 @@ function walkOffsetFetchRequest_5(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
     r.str(true);
     r.skip(4);
     const n2 = r.count(true);
@@ -2347,7 +2347,7 @@ function walkOffsetFetchResponse_0(r: Reader, s: Sink): bool {
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(12);
       r.str(false);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
   return r.ok;
@@ -2362,10 +2362,10 @@ function walkOffsetFetchResponse_1(r: Reader, s: Sink): bool {
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(12);
       r.str(false);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
@@ -2379,10 +2379,10 @@ function walkOffsetFetchResponse_2(r: Reader, s: Sink): bool {
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(12);
       r.str(false);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
@@ -2396,10 +2396,10 @@ function walkOffsetFetchResponse_3(r: Reader, s: Sink): bool {
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(16);
       r.str(false);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
@@ -2413,12 +2413,12 @@ function walkOffsetFetchResponse_4(r: Reader, s: Sink): bool {
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(16);
       r.str(true);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skipTags();
     }
     r.skipTags();
   }
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skipTags();
   return r.ok;
 }
@@ -2436,12 +2436,12 @@ function walkOffsetFetchResponse_5(r: Reader, s: Sink): bool {
       for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
         r.skip(16);
         r.str(true);
-        { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+        { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
         r.skipTags();
       }
       r.skipTags();
     }
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.skipTags();
   }
   r.skipTags();
@@ -2461,12 +2461,12 @@ function walkOffsetFetchResponse_6(r: Reader, s: Sink): bool {
       for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
         r.skip(16);
         r.str(true);
-        { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+        { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
         r.skipTags();
       }
       r.skipTags();
     }
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.skipTags();
   }
   r.skipTags();
@@ -2488,34 +2488,34 @@ export function walkOffsetFetchResponse(r: Reader, v: i16, s: Sink): bool {
 // FindCoordinatorRequest v0
 function walkFindCoordinatorRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   return r.ok;
 }
 
 // FindCoordinatorRequest v1-2
 function walkFindCoordinatorRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
-  { const at = r.pos; const v = <i64>r.i8(); if (r.ok) s.on(EV_KEY_TYPE, at, 1, v); }
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i8(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_KEY_TYPE)) != 0) s.on(EV_KEY_TYPE, at, 1, v); }
   return r.ok;
 }
 
 // FindCoordinatorRequest v3
 function walkFindCoordinatorRequest_2(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
-  { const at = r.pos; const v = <i64>r.i8(); if (r.ok) s.on(EV_KEY_TYPE, at, 1, v); }
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i8(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_KEY_TYPE)) != 0) s.on(EV_KEY_TYPE, at, 1, v); }
   r.skipTags();
   return r.ok;
 }
 
 // FindCoordinatorRequest v4-6
 function walkFindCoordinatorRequest_3(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i8(); if (r.ok) s.on(EV_KEY_TYPE, at, 1, v); }
+  { const at = r.pos; const v = <i64>r.i8(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_KEY_TYPE)) != 0) s.on(EV_KEY_TYPE, at, 1, v); }
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   }
   r.skipTags();
   return r.ok;
@@ -2532,35 +2532,35 @@ export function walkFindCoordinatorRequest(r: Reader, v: i16, s: Sink): bool {
 
 // FindCoordinatorResponse v0
 function walkFindCoordinatorResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
-  { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
   r.str(false);
-  if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-  { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
   return r.ok;
 }
 
 // FindCoordinatorResponse v1-2
 function walkFindCoordinatorResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(false);
-  { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+  { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
   r.str(false);
-  if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-  { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
   return r.ok;
 }
 
 // FindCoordinatorResponse v3
 function walkFindCoordinatorResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
-  { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+  { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
   r.str(true);
-  if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-  { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+  { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
   r.skipTags();
   return r.ok;
 }
@@ -2570,18 +2570,18 @@ function walkFindCoordinatorResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
     r.str(true);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.skipTags();
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.skipTags();
   return r.ok;
@@ -2599,11 +2599,11 @@ export function walkFindCoordinatorResponse(r: Reader, v: i16, s: Sink): bool {
 // JoinGroupRequest v0
 function walkJoinGroupRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   r.str(false);
-  if (r.ok) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_PROTOCOL_TYPE)) != 0) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -2615,11 +2615,11 @@ function walkJoinGroupRequest_0(r: Reader, s: Sink): bool {
 // JoinGroupRequest v1-4
 function walkJoinGroupRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(8);
   r.str(false);
   r.str(false);
-  if (r.ok) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_PROTOCOL_TYPE)) != 0) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -2631,12 +2631,12 @@ function walkJoinGroupRequest_1(r: Reader, s: Sink): bool {
 // JoinGroupRequest v5
 function walkJoinGroupRequest_2(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(8);
   r.str(false);
   r.str(false);
   r.str(false);
-  if (r.ok) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_PROTOCOL_TYPE)) != 0) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -2648,12 +2648,12 @@ function walkJoinGroupRequest_2(r: Reader, s: Sink): bool {
 // JoinGroupRequest v6-7
 function walkJoinGroupRequest_3(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(8);
   r.str(true);
   r.str(true);
   r.str(true);
-  if (r.ok) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_PROTOCOL_TYPE)) != 0) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -2667,12 +2667,12 @@ function walkJoinGroupRequest_3(r: Reader, s: Sink): bool {
 // JoinGroupRequest v8-9
 function walkJoinGroupRequest_4(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(8);
   r.str(true);
   r.str(true);
   r.str(true);
-  if (r.ok) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_PROTOCOL_TYPE)) != 0) s.on(EV_PROTOCOL_TYPE, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -2696,7 +2696,7 @@ export function walkJoinGroupRequest(r: Reader, v: i16, s: Sink): bool {
 
 // JoinGroupResponse v0-1
 function walkJoinGroupResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(false);
   r.str(false);
@@ -2712,7 +2712,7 @@ function walkJoinGroupResponse_0(r: Reader, s: Sink): bool {
 // JoinGroupResponse v2-4
 function walkJoinGroupResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(false);
   r.str(false);
@@ -2728,7 +2728,7 @@ function walkJoinGroupResponse_1(r: Reader, s: Sink): bool {
 // JoinGroupResponse v5
 function walkJoinGroupResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(false);
   r.str(false);
@@ -2745,7 +2745,7 @@ function walkJoinGroupResponse_2(r: Reader, s: Sink): bool {
 // JoinGroupResponse v6
 function walkJoinGroupResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -2764,7 +2764,7 @@ function walkJoinGroupResponse_3(r: Reader, s: Sink): bool {
 // JoinGroupResponse v7-8
 function walkJoinGroupResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -2784,7 +2784,7 @@ function walkJoinGroupResponse_4(r: Reader, s: Sink): bool {
 // JoinGroupResponse v9
 function walkJoinGroupResponse_5(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -2816,7 +2816,7 @@ export function walkJoinGroupResponse(r: Reader, v: i16, s: Sink): bool {
 // HeartbeatRequest v0-2
 function walkHeartbeatRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   return r.ok;
@@ -2825,7 +2825,7 @@ function walkHeartbeatRequest_0(r: Reader, s: Sink): bool {
 // HeartbeatRequest v3
 function walkHeartbeatRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   r.str(false);
@@ -2835,7 +2835,7 @@ function walkHeartbeatRequest_1(r: Reader, s: Sink): bool {
 // HeartbeatRequest v4
 function walkHeartbeatRequest_2(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -2853,21 +2853,21 @@ export function walkHeartbeatRequest(r: Reader, v: i16, s: Sink): bool {
 
 // HeartbeatResponse v0
 function walkHeartbeatResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
 // HeartbeatResponse v1-3
 function walkHeartbeatResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
 // HeartbeatResponse v4
 function walkHeartbeatResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skipTags();
   return r.ok;
 }
@@ -2883,7 +2883,7 @@ export function walkHeartbeatResponse(r: Reader, v: i16, s: Sink): bool {
 // LeaveGroupRequest v0-2
 function walkLeaveGroupRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.str(false);
   return r.ok;
 }
@@ -2891,7 +2891,7 @@ function walkLeaveGroupRequest_0(r: Reader, s: Sink): bool {
 // LeaveGroupRequest v3
 function walkLeaveGroupRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -2903,7 +2903,7 @@ function walkLeaveGroupRequest_1(r: Reader, s: Sink): bool {
 // LeaveGroupRequest v4
 function walkLeaveGroupRequest_2(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -2917,7 +2917,7 @@ function walkLeaveGroupRequest_2(r: Reader, s: Sink): bool {
 // LeaveGroupRequest v5
 function walkLeaveGroupRequest_3(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -2940,26 +2940,26 @@ export function walkLeaveGroupRequest(r: Reader, v: i16, s: Sink): bool {
 
 // LeaveGroupResponse v0
 function walkLeaveGroupResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
 // LeaveGroupResponse v1-2
 function walkLeaveGroupResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
 // LeaveGroupResponse v3
 function walkLeaveGroupResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
     r.str(false);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   }
   return r.ok;
 }
@@ -2967,12 +2967,12 @@ function walkLeaveGroupResponse_2(r: Reader, s: Sink): bool {
 // LeaveGroupResponse v4-5
 function walkLeaveGroupResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
     r.str(true);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.skipTags();
   }
   r.skipTags();
@@ -2991,7 +2991,7 @@ export function walkLeaveGroupResponse(r: Reader, v: i16, s: Sink): bool {
 // SyncGroupRequest v0-2
 function walkSyncGroupRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   const n0 = r.count(false);
@@ -3005,7 +3005,7 @@ function walkSyncGroupRequest_0(r: Reader, s: Sink): bool {
 // SyncGroupRequest v3
 function walkSyncGroupRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(false);
   r.str(false);
@@ -3020,7 +3020,7 @@ function walkSyncGroupRequest_1(r: Reader, s: Sink): bool {
 // SyncGroupRequest v4
 function walkSyncGroupRequest_2(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -3037,7 +3037,7 @@ function walkSyncGroupRequest_2(r: Reader, s: Sink): bool {
 // SyncGroupRequest v5
 function walkSyncGroupRequest_3(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(4);
   r.str(true);
   r.str(true);
@@ -3064,7 +3064,7 @@ export function walkSyncGroupRequest(r: Reader, v: i16, s: Sink): bool {
 
 // SyncGroupResponse v0
 function walkSyncGroupResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.bytes(false);
   return r.ok;
 }
@@ -3072,7 +3072,7 @@ function walkSyncGroupResponse_0(r: Reader, s: Sink): bool {
 // SyncGroupResponse v1-3
 function walkSyncGroupResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.bytes(false);
   return r.ok;
 }
@@ -3080,7 +3080,7 @@ function walkSyncGroupResponse_1(r: Reader, s: Sink): bool {
 // SyncGroupResponse v4
 function walkSyncGroupResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.bytes(true);
   r.skipTags();
   return r.ok;
@@ -3089,7 +3089,7 @@ function walkSyncGroupResponse_2(r: Reader, s: Sink): bool {
 // SyncGroupResponse v5
 function walkSyncGroupResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.str(true);
   r.bytes(true);
@@ -3111,7 +3111,7 @@ function walkDescribeGroupsRequest_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   }
   return r.ok;
 }
@@ -3121,7 +3121,7 @@ function walkDescribeGroupsRequest_1(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   }
   r.skip(1);
   return r.ok;
@@ -3132,7 +3132,7 @@ function walkDescribeGroupsRequest_2(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   }
   r.skip(1);
   r.skipTags();
@@ -3151,7 +3151,7 @@ export function walkDescribeGroupsRequest(r: Reader, v: i16, s: Sink): bool {
 function walkDescribeGroupsResponse_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     r.str(false);
     r.str(false);
@@ -3173,7 +3173,7 @@ function walkDescribeGroupsResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     r.str(false);
     r.str(false);
@@ -3195,7 +3195,7 @@ function walkDescribeGroupsResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     r.str(false);
     r.str(false);
@@ -3218,7 +3218,7 @@ function walkDescribeGroupsResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
     r.str(false);
     r.str(false);
@@ -3242,7 +3242,7 @@ function walkDescribeGroupsResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.str(true);
     r.str(true);
@@ -3269,7 +3269,7 @@ function walkDescribeGroupsResponse_5(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.str(true);
     r.str(true);
@@ -3305,7 +3305,7 @@ export function walkDescribeGroupsResponse(r: Reader, v: i16, s: Sink): bool {
 
 // ListGroupsResponse v0
 function walkListGroupsResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -3317,7 +3317,7 @@ function walkListGroupsResponse_0(r: Reader, s: Sink): bool {
 // ListGroupsResponse v1-2
 function walkListGroupsResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -3329,7 +3329,7 @@ function walkListGroupsResponse_1(r: Reader, s: Sink): bool {
 // ListGroupsResponse v3
 function walkListGroupsResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -3343,7 +3343,7 @@ function walkListGroupsResponse_2(r: Reader, s: Sink): bool {
 // ListGroupsResponse v4
 function walkListGroupsResponse_3(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -3358,7 +3358,7 @@ function walkListGroupsResponse_3(r: Reader, s: Sink): bool {
 // ListGroupsResponse v5
 function walkListGroupsResponse_4(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
@@ -3384,7 +3384,7 @@ export function walkListGroupsResponse(r: Reader, v: i16, s: Sink): bool {
 // SaslHandshakeRequest v0-1
 function walkSaslHandshakeRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_MECHANISM, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_MECHANISM)) != 0) s.on(EV_MECHANISM, r.at, r.len, <i64>r.prefixAt);
   return r.ok;
 }
 
@@ -3396,7 +3396,7 @@ export function walkSaslHandshakeRequest(r: Reader, v: i16, s: Sink): bool {
 
 // SaslHandshakeResponse v0-1
 function walkSaslHandshakeResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
@@ -3418,9 +3418,9 @@ function walkApiVersionsRequest_0(r: Reader, s: Sink): bool {
 // ApiVersionsRequest v3-4
 function walkApiVersionsRequest_1(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_SOFTWARE_NAME, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_SOFTWARE_NAME)) != 0) s.on(EV_SOFTWARE_NAME, r.at, r.len, <i64>r.prefixAt);
   r.str(true);
-  if (r.ok) s.on(EV_SOFTWARE_VERSION, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_SOFTWARE_VERSION)) != 0) s.on(EV_SOFTWARE_VERSION, r.at, r.len, <i64>r.prefixAt);
   r.skipTags();
   return r.ok;
 }
@@ -3434,32 +3434,32 @@ export function walkApiVersionsRequest(r: Reader, v: i16, s: Sink): bool {
 
 // ApiVersionsResponse v0
 function walkApiVersionsResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_API_COUNT)) != 0) s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_API_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_API_KEY, at, 2, v); }
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_MIN_VERSION, at, 2, v); }
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_MAX_VERSION, at, 2, v); }
-    s.on(EV_API_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_API_BEGIN)) != 0) s.on(EV_API_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_API_KEY)) != 0) s.on(EV_API_KEY, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_MIN_VERSION)) != 0) s.on(EV_MIN_VERSION, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_MAX_VERSION)) != 0) s.on(EV_MAX_VERSION, at, 2, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_API_END)) != 0) s.on(EV_API_END, r.pos, 0, <i64>i1);
   }
   return r.ok;
 }
 
 // ApiVersionsResponse v1-2
 function walkApiVersionsResponse_1(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const a2 = r.pos;
   const n0 = r.count(false);
-  if (r.ok) s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_API_COUNT)) != 0) s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_API_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_API_KEY, at, 2, v); }
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_MIN_VERSION, at, 2, v); }
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_MAX_VERSION, at, 2, v); }
-    s.on(EV_API_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_API_BEGIN)) != 0) s.on(EV_API_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_API_KEY)) != 0) s.on(EV_API_KEY, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_MIN_VERSION)) != 0) s.on(EV_MIN_VERSION, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_MAX_VERSION)) != 0) s.on(EV_MAX_VERSION, at, 2, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_API_END)) != 0) s.on(EV_API_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
   return r.ok;
@@ -3467,17 +3467,17 @@ function walkApiVersionsResponse_1(r: Reader, s: Sink): bool {
 
 // ApiVersionsResponse v3-4
 function walkApiVersionsResponse_2(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_API_COUNT)) != 0) s.on(EV_API_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_API_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_API_KEY, at, 2, v); }
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_MIN_VERSION, at, 2, v); }
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok) s.on(EV_MAX_VERSION, at, 2, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_API_BEGIN)) != 0) s.on(EV_API_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_API_KEY)) != 0) s.on(EV_API_KEY, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_MIN_VERSION)) != 0) s.on(EV_MIN_VERSION, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_MAX_VERSION)) != 0) s.on(EV_MAX_VERSION, at, 2, v); }
     r.skipTags();
-    s.on(EV_API_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_API_END)) != 0) s.on(EV_API_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
   r.skipTags();
@@ -3497,7 +3497,7 @@ function walkCreateTopicsResponse_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   }
   return r.ok;
 }
@@ -3507,7 +3507,7 @@ function walkCreateTopicsResponse_1(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
   }
   return r.ok;
@@ -3519,7 +3519,7 @@ function walkCreateTopicsResponse_2(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(false);
   }
   return r.ok;
@@ -3531,7 +3531,7 @@ function walkCreateTopicsResponse_3(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.skip(6);
     const n2 = r.count(true);
@@ -3554,7 +3554,7 @@ function walkCreateTopicsResponse_4(r: Reader, s: Sink): bool {
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
     r.skip(16);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.skip(6);
     const n2 = r.count(true);
@@ -3585,7 +3585,7 @@ function walkDeleteTopicsResponse_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   }
   return r.ok;
 }
@@ -3596,7 +3596,7 @@ function walkDeleteTopicsResponse_1(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   }
   return r.ok;
 }
@@ -3607,7 +3607,7 @@ function walkDeleteTopicsResponse_2(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.skipTags();
   }
   r.skipTags();
@@ -3620,7 +3620,7 @@ function walkDeleteTopicsResponse_3(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.skipTags();
   }
@@ -3635,7 +3635,7 @@ function walkDeleteTopicsResponse_4(r: Reader, s: Sink): bool {
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
     r.skip(16);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.skipTags();
   }
@@ -3656,7 +3656,7 @@ export function walkDeleteTopicsResponse(r: Reader, v: i16, s: Sink): bool {
 // InitProducerIdResponse v0-1
 function walkInitProducerIdResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(10);
   return r.ok;
 }
@@ -3664,7 +3664,7 @@ function walkInitProducerIdResponse_0(r: Reader, s: Sink): bool {
 // InitProducerIdResponse v2-5
 function walkInitProducerIdResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(10);
   r.skipTags();
   return r.ok;
@@ -3673,7 +3673,7 @@ function walkInitProducerIdResponse_1(r: Reader, s: Sink): bool {
 // InitProducerIdResponse v6
 function walkInitProducerIdResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(20);
   r.skipTags();
   return r.ok;
@@ -3690,20 +3690,20 @@ export function walkInitProducerIdResponse(r: Reader, v: i16, s: Sink): bool {
 // AddOffsetsToTxnRequest v0-2
 function walkAddOffsetsToTxnRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TRANSACTIONAL_ID)) != 0) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(10);
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   return r.ok;
 }
 
 // AddOffsetsToTxnRequest v3-4
 function walkAddOffsetsToTxnRequest_1(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TRANSACTIONAL_ID)) != 0) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(10);
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skipTags();
   return r.ok;
 }
@@ -3718,14 +3718,14 @@ export function walkAddOffsetsToTxnRequest(r: Reader, v: i16, s: Sink): bool {
 // AddOffsetsToTxnResponse v0-2
 function walkAddOffsetsToTxnResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   return r.ok;
 }
 
 // AddOffsetsToTxnResponse v3-4
 function walkAddOffsetsToTxnResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skipTags();
   return r.ok;
 }
@@ -3740,14 +3740,14 @@ export function walkAddOffsetsToTxnResponse(r: Reader, v: i16, s: Sink): bool {
 // TxnOffsetCommitRequest v0-1
 function walkTxnOffsetCommitRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TRANSACTIONAL_ID)) != 0) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(10);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(12);
@@ -3760,14 +3760,14 @@ function walkTxnOffsetCommitRequest_0(r: Reader, s: Sink): bool {
 // TxnOffsetCommitRequest v2
 function walkTxnOffsetCommitRequest_1(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TRANSACTIONAL_ID)) != 0) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(10);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(16);
@@ -3780,16 +3780,16 @@ function walkTxnOffsetCommitRequest_1(r: Reader, s: Sink): bool {
 // TxnOffsetCommitRequest v3-5
 function walkTxnOffsetCommitRequest_2(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_TRANSACTIONAL_ID)) != 0) s.on(EV_TRANSACTIONAL_ID, r.at, r.len, <i64>r.prefixAt);
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.skip(14);
   r.str(true);
   r.str(true);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(16);
@@ -3819,7 +3819,7 @@ function walkTxnOffsetCommitResponse_0(r: Reader, s: Sink): bool {
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
   return r.ok;
@@ -3834,7 +3834,7 @@ function walkTxnOffsetCommitResponse_1(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.skipTags();
     }
     r.skipTags();
@@ -3853,14 +3853,14 @@ export function walkTxnOffsetCommitResponse(r: Reader, v: i16, s: Sink): bool {
 // SaslAuthenticateRequest v0-1
 function walkSaslAuthenticateRequest_0(r: Reader, s: Sink): bool {
   r.bytes(false);
-  if (r.ok) s.on(EV_AUTH_BYTES, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_AUTH_BYTES)) != 0) s.on(EV_AUTH_BYTES, r.at, r.len, <i64>r.prefixAt);
   return r.ok;
 }
 
 // SaslAuthenticateRequest v2
 function walkSaslAuthenticateRequest_1(r: Reader, s: Sink): bool {
   r.bytes(true);
-  if (r.ok) s.on(EV_AUTH_BYTES, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_AUTH_BYTES)) != 0) s.on(EV_AUTH_BYTES, r.at, r.len, <i64>r.prefixAt);
   r.skipTags();
   return r.ok;
 }
@@ -3874,7 +3874,7 @@ export function walkSaslAuthenticateRequest(r: Reader, v: i16, s: Sink): bool {
 
 // SaslAuthenticateResponse v0
 function walkSaslAuthenticateResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(false);
   r.bytes(false);
   return r.ok;
@@ -3882,7 +3882,7 @@ function walkSaslAuthenticateResponse_0(r: Reader, s: Sink): bool {
 
 // SaslAuthenticateResponse v1
 function walkSaslAuthenticateResponse_1(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(false);
   r.bytes(false);
   r.skip(8);
@@ -3891,7 +3891,7 @@ function walkSaslAuthenticateResponse_1(r: Reader, s: Sink): bool {
 
 // SaslAuthenticateResponse v2
 function walkSaslAuthenticateResponse_2(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.bytes(true);
   r.skip(8);
@@ -3912,7 +3912,7 @@ function walkDeleteGroupsRequest_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   }
   return r.ok;
 }
@@ -3922,7 +3922,7 @@ function walkDeleteGroupsRequest_1(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   }
   r.skipTags();
   return r.ok;
@@ -3941,7 +3941,7 @@ function walkDeleteGroupsResponse_0(r: Reader, s: Sink): bool {
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   }
   return r.ok;
 }
@@ -3952,7 +3952,7 @@ function walkDeleteGroupsResponse_1(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.skipTags();
   }
   r.skipTags();
@@ -3969,11 +3969,11 @@ export function walkDeleteGroupsResponse(r: Reader, v: i16, s: Sink): bool {
 // OffsetDeleteRequest v0
 function walkOffsetDeleteRequest_0(r: Reader, s: Sink): bool {
   r.str(false);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(false);
-    if (r.ok) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_TOPIC_NAME)) != 0) s.on(EV_TOPIC_NAME, r.at, r.len, <i64>r.prefixAt);
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
@@ -3990,7 +3990,7 @@ export function walkOffsetDeleteRequest(r: Reader, v: i16, s: Sink): bool {
 
 // OffsetDeleteResponse v0
 function walkOffsetDeleteResponse_0(r: Reader, s: Sink): bool {
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.skip(4);
   const n0 = r.count(false);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
@@ -3998,7 +3998,7 @@ function walkOffsetDeleteResponse_0(r: Reader, s: Sink): bool {
     const n2 = r.count(false);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     }
   }
   return r.ok;
@@ -4013,22 +4013,22 @@ export function walkOffsetDeleteResponse(r: Reader, v: i16, s: Sink): bool {
 // DescribeClusterResponse v0
 function walkDescribeClusterResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.str(true);
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
   r.skipTags();
@@ -4038,23 +4038,23 @@ function walkDescribeClusterResponse_0(r: Reader, s: Sink): bool {
 // DescribeClusterResponse v1
 function walkDescribeClusterResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.skip(1);
   r.str(true);
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
   r.skipTags();
@@ -4064,24 +4064,24 @@ function walkDescribeClusterResponse_1(r: Reader, s: Sink): bool {
 // DescribeClusterResponse v2
 function walkDescribeClusterResponse_2(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.skip(1);
   r.str(true);
   r.skip(4);
   const a2 = r.pos;
   const n0 = r.count(true);
-  if (r.ok) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a2, r.pos - a2, <i64>n0);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i1);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skip(1);
     r.skipTags();
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i1);
   }
   r.skip(4);
   r.skipTags();
@@ -4099,7 +4099,7 @@ export function walkDescribeClusterResponse(r: Reader, v: i16, s: Sink): bool {
 // ConsumerGroupHeartbeatRequest v0
 function walkConsumerGroupHeartbeatRequest_0(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.str(true);
   r.skip(4);
   r.str(true);
@@ -4124,7 +4124,7 @@ function walkConsumerGroupHeartbeatRequest_0(r: Reader, s: Sink): bool {
 // ConsumerGroupHeartbeatRequest v1
 function walkConsumerGroupHeartbeatRequest_1(r: Reader, s: Sink): bool {
   r.str(true);
-  if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   r.str(true);
   r.skip(4);
   r.str(true);
@@ -4157,7 +4157,7 @@ export function walkConsumerGroupHeartbeatRequest(r: Reader, v: i16, s: Sink): b
 // ConsumerGroupHeartbeatResponse v0-1
 function walkConsumerGroupHeartbeatResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.str(true);
   r.skip(8);
@@ -4186,7 +4186,7 @@ function walkConsumerGroupDescribeRequest_0(r: Reader, s: Sink): bool {
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
     r.str(true);
-    if (r.ok) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_GROUP_ID)) != 0) s.on(EV_GROUP_ID, r.at, r.len, <i64>r.prefixAt);
   }
   r.skip(1);
   r.skipTags();
@@ -4204,7 +4204,7 @@ function walkConsumerGroupDescribeResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.str(true);
     r.str(true);
@@ -4255,7 +4255,7 @@ function walkConsumerGroupDescribeResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
-    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+    { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
     r.str(true);
     r.str(true);
     r.str(true);
@@ -4312,7 +4312,7 @@ export function walkConsumerGroupDescribeResponse(r: Reader, v: i16, s: Sink): b
 // ShareFetchResponse v0
 function walkShareFetchResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
@@ -4320,7 +4320,7 @@ function walkShareFetchResponse_0(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.str(true);
       r.skip(2);
       r.str(true);
@@ -4338,16 +4338,16 @@ function walkShareFetchResponse_0(r: Reader, s: Sink): bool {
   }
   const a8 = r.pos;
   const n6 = r.count(true);
-  if (r.ok) s.on(EV_BROKER_COUNT, a8, r.pos - a8, <i64>n6);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a8, r.pos - a8, <i64>n6);
   for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i7);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i7);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i7);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i7);
   }
   r.skipTags();
   return r.ok;
@@ -4356,7 +4356,7 @@ function walkShareFetchResponse_0(r: Reader, s: Sink): bool {
 // ShareFetchResponse v1-2
 function walkShareFetchResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.skip(4);
   const n0 = r.count(true);
@@ -4365,7 +4365,7 @@ function walkShareFetchResponse_1(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.str(true);
       r.skip(2);
       r.str(true);
@@ -4383,16 +4383,16 @@ function walkShareFetchResponse_1(r: Reader, s: Sink): bool {
   }
   const a8 = r.pos;
   const n6 = r.count(true);
-  if (r.ok) s.on(EV_BROKER_COUNT, a8, r.pos - a8, <i64>n6);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a8, r.pos - a8, <i64>n6);
   for (let i7: i32 = 0; i7 < n6 && r.ok; i7++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i7);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i7);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i7);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i7);
   }
   r.skipTags();
   return r.ok;
@@ -4408,7 +4408,7 @@ export function walkShareFetchResponse(r: Reader, v: i16, s: Sink): bool {
 // ShareAcknowledgeResponse v0-1
 function walkShareAcknowledgeResponse_0(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   const n0 = r.count(true);
   for (let i1: i32 = 0; i1 < n0 && r.ok; i1++) {
@@ -4416,7 +4416,7 @@ function walkShareAcknowledgeResponse_0(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.str(true);
       r.skip(8);
       r.skipTags();
@@ -4426,16 +4426,16 @@ function walkShareAcknowledgeResponse_0(r: Reader, s: Sink): bool {
   }
   const a6 = r.pos;
   const n4 = r.count(true);
-  if (r.ok) s.on(EV_BROKER_COUNT, a6, r.pos - a6, <i64>n4);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a6, r.pos - a6, <i64>n4);
   for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i5);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i5);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i5);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i5);
   }
   r.skipTags();
   return r.ok;
@@ -4444,7 +4444,7 @@ function walkShareAcknowledgeResponse_0(r: Reader, s: Sink): bool {
 // ShareAcknowledgeResponse v2
 function walkShareAcknowledgeResponse_1(r: Reader, s: Sink): bool {
   r.skip(4);
-  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+  { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
   r.str(true);
   r.skip(4);
   const n0 = r.count(true);
@@ -4453,7 +4453,7 @@ function walkShareAcknowledgeResponse_1(r: Reader, s: Sink): bool {
     const n2 = r.count(true);
     for (let i3: i32 = 0; i3 < n2 && r.ok; i3++) {
       r.skip(4);
-      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0) s.on(EV_ERROR_CODE, at, 2, v); }
+      { const at = r.pos; const v = <i64>r.i16(); if (r.ok && v != 0 && (s.mask & (<u64>1 << <u64>EV_ERROR_CODE)) != 0) s.on(EV_ERROR_CODE, at, 2, v); }
       r.str(true);
       r.skip(8);
       r.skipTags();
@@ -4463,16 +4463,16 @@ function walkShareAcknowledgeResponse_1(r: Reader, s: Sink): bool {
   }
   const a6 = r.pos;
   const n4 = r.count(true);
-  if (r.ok) s.on(EV_BROKER_COUNT, a6, r.pos - a6, <i64>n4);
+  if (r.ok && (s.mask & (<u64>1 << <u64>EV_BROKER_COUNT)) != 0) s.on(EV_BROKER_COUNT, a6, r.pos - a6, <i64>n4);
   for (let i5: i32 = 0; i5 < n4 && r.ok; i5++) {
-    s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i5);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_NODE_ID, at, 4, v); }
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_BEGIN)) != 0) s.on(EV_BROKER_BEGIN, r.pos, 0, <i64>i5);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_NODE_ID)) != 0) s.on(EV_NODE_ID, at, 4, v); }
     r.str(true);
-    if (r.ok) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
-    { const at = r.pos; const v = <i64>r.i32(); if (r.ok) s.on(EV_PORT, at, 4, v); }
+    if (r.ok && (s.mask & (<u64>1 << <u64>EV_HOST)) != 0) s.on(EV_HOST, r.at, r.len, <i64>r.prefixAt);
+    { const at = r.pos; const v = <i64>r.i32(); if (r.ok && (s.mask & (<u64>1 << <u64>EV_PORT)) != 0) s.on(EV_PORT, at, 4, v); }
     r.str(true);
     r.skipTags();
-    s.on(EV_BROKER_END, r.pos, 0, <i64>i5);
+    if ((s.mask & (<u64>1 << <u64>EV_BROKER_END)) != 0) s.on(EV_BROKER_END, r.pos, 0, <i64>i5);
   }
   r.skipTags();
   return r.ok;
