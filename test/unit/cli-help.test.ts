@@ -2,27 +2,14 @@
 // name the command's flags, one YAML syntax error where the mistake is, and
 // counts in words that agree with them.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
 import { COMMANDS, plural } from '../../xds-server/cli/help.ts';
-import { REPO_ROOT } from '../support/envoy.ts';
+import { protoplane } from '../support/cli.ts';
 
-const exec = promisify(execFile);
-const cli = path.join(REPO_ROOT, 'bin/protoplane');
 
-async function protoplane(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(cli, args, { cwd: REPO_ROOT });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'protoplane-cli-help-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -9,19 +9,10 @@ import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { envoyBinary, REPO_ROOT } from '../support/envoy.ts';
+import { protoplane } from '../support/cli.ts';
 
 const exec = promisify(execFile);
-const cli = path.join(REPO_ROOT, 'bin/protoplane');
 
-async function protoplane(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(cli, args, { cwd: REPO_ROOT });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe('protoplane CLI', () => {
   it('validate: exit 0 on the shipped examples', async () => {

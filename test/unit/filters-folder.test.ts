@@ -2,16 +2,13 @@
 // manifests are listed, its filters built into build/NAME beside it, and only
 // its filters bring protocols; a folder without the SDK is refused by name.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import { FilterCatalog, filterFolders, REPO_ROOT } from '../../xds-server/catalog/index.ts';
+import { protoplane } from '../support/cli.ts';
 
-const exec = promisify(execFile);
-const cli = path.join(REPO_ROOT, 'bin/protoplane');
 
 /** A folder with a copy of the toy filter renamed "blinky", and the SDK linked beside it. */
 function externalFolder(withSdk = true): string {
@@ -25,15 +22,6 @@ function externalFolder(withSdk = true): string {
   return sources;
 }
 
-async function protoplane(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(cli, args, { cwd: REPO_ROOT });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe('filters folder outside the repo', () => {
   it('is built beside itself and only its filters bring protocols', async () => {
