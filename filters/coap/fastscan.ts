@@ -93,7 +93,11 @@ export function scanRun(p: usize, end: usize): usize {
       // next bytes are read. Any difference ends the run.
       const stride = frameEnd - p;
       const codeAt = codeOffset(p);
-      const shaped = recordShape(p, frameEnd);
+      // only when the next message has the same length bytes: recording a
+      // shape costs more than a message's walk, and lengths that vary never run
+      const lengthMask: u32 = codeAt == 1 ? 0xff : codeAt == 2 ? 0xffff : 0xffffff;
+      const alike = frameEnd + 4 <= end && ((load<u32>(p) ^ load<u32>(frameEnd)) & lengthMask) == 0;
+      const shaped = alike && recordShape(p, frameEnd);
       p = frameEnd;
       if (!shaped) continue;
       const m0 = v128.load(SHAPE);
