@@ -933,7 +933,8 @@ export class KafkaCodec extends Codec {
     const c = this.config;
     let mask = bit(EV_ERROR_CODE);
     if (c.rewrites) mask |= BROKER_EVENTS;
-    if (e.merge != null || (e.key == API_METADATA && c.needsTopicNames)) mask |= TOPIC_EVENTS;
+    // Metadata names topic ids from v10 on: learnt only when policy or metrics need topic names
+    if (e.merge != null || (e.key == API_METADATA && e.version >= 10 && c.needsTopicNames)) mask |= TOPIC_EVENTS;
     s.mask = frame.logging ? ALL_EVENTS : mask;
     const r = this.reader;
     r.reset(p, this.bodyAt, len);
@@ -1208,7 +1209,6 @@ class Edits {
   /** The tagged field (index in the response sink) each edit sits in, -1 none. */
   tags: i32[] = [];
   arena: Writer = new Writer();
-  private out: Writer = new Writer();
   private deltas: i32[] = [];
   private order: i32[] = [];
 
@@ -1278,21 +1278,50 @@ class Edits {
       while (j >= 0 && this.ats[order[j]] > this.ats[k]) { order[j + 1] = order[j]; j--; }
       order[j + 1] = k;
     }
-    const w = this.out;
-    w.reset();
-    w.i32(0);
+    // the new frame is written straight into a buffer of its final size
+    let total = len;
+    for (let i = 0; i < n; i++) total += this.lens[i] - (this.ends[i] - this.ats[i]);
+    const frame = frameBuffer(total);
+    let q = changetype<usize>(frame);
+    store<u32>(q, bswap<u32>(<u32>(total - 4)));
+    q += 4;
     let at = 4;
     const arena = changetype<usize>(this.arena.buf);
     for (let i = 0; i < n; i++) {
       const e = order[i];
-      w.bytes(p + <usize>at, this.ats[e] - at);
-      w.bytes(arena + <usize>this.froms[e], this.lens[e]);
+      const keep = this.ats[e] - at;
+      if (keep > 0) { memory.copy(q, p + <usize>at, <usize>keep); q += <usize>keep; }
+      const l = this.lens[e];
+      if (l > 0) { memory.copy(q, arena + <usize>this.froms[e], <usize>l); q += <usize>l; }
       at = this.ends[e];
     }
-    w.bytes(p + <usize>at, len - at);
-    w.patchSize(0);
-    return w.take();
+    if (len > at) memory.copy(q, p + <usize>at, <usize>(len - at));
+    return frame;
   }
+}
+
+/**
+ * Buffers for rewritten frames, reused by size: the layer copies a
+ * replacement into its output as soon as onFrame returns, and the same
+ * responses (Metadata, ApiVersions) come back rewritten to the same size,
+ * so a rewrite usually allocates nothing.
+ */
+const FRAME_BUFFERS: i32 = 8;
+const frameBuffers: StaticArray<ArrayBuffer | null> = new StaticArray<ArrayBuffer | null>(FRAME_BUFFERS);
+let frameBufferNext: i32 = 0;
+
+function frameBuffer(size: i32): ArrayBuffer {
+  for (let i = 0; i < FRAME_BUFFERS; i++) {
+    const b = unchecked(frameBuffers[i]);
+    if (b != null && b.byteLength == size) return b;
+  }
+  const b = new ArrayBuffer(size);
+  // large frames are not kept (a rewritten multi-megabyte Fetch would pin its memory)
+  if (size <= 65536) {
+    unchecked(frameBuffers[frameBufferNext] = b);
+    frameBufferNext = (frameBufferNext + 1) % FRAME_BUFFERS;
+  }
+  return b;
 }
 
 export { InFlight };
