@@ -12,6 +12,7 @@ import { FilterCatalog, REPO_FILTERS, type CodeDelivery, type FilterFolders } fr
 import { createMeshParser, formatConfigError, parseMesh, readMeshFile, type ConfigError, type MeshParser } from './config/index.ts';
 import type { Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
+import type { PreflightLimits } from './catalog/preflight.ts';
 import { XdsServer, type XdsLimits } from './server/index.ts';
 import type { YamlLimits } from './config/source.ts';
 import { watchTlsFiles } from './tls/files.ts';
@@ -42,6 +43,8 @@ export interface ServeOptions {
   xdsTls?: { certFile: string; keyFile: string; clientCaFile?: string };
   /** What one xDS client may cost (docs/security.md). */
   xdsLimits?: Partial<XdsLimits>;
+  /** Time and memory limits of the filter pre-flight (default DEFAULT_PREFLIGHT: 2 s, 64 MiB heap, 256 MiB module memory). */
+  preflight?: PreflightLimits;
   /** Bounds on the mesh file (size, YAML aliases). */
   configLimits?: Partial<YamlLimits>;
   log: Logger;
@@ -144,7 +147,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
       return { ok: false, errors: [...result.errors, ...broken], filters };
     }
     // A filter that fails to load or refuses its settings never reaches Envoy.
-    const problems = await filters.catalog.check(result.mesh);
+    const problems = await filters.catalog.check(result.mesh, options.preflight);
     if (problems.length > 0) {
       return { ok: false, errors: problems.map((p) => result.error(['listeners', p.listener, 'protocol'], p.message)), filters };
     }

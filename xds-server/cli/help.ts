@@ -3,7 +3,7 @@
 // flags. The flags themselves stay declared where each command parses them
 // (main.ts); the help lists whatever a command declares, with the words below.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { BOOTSTRAP_TLS_HELP, SERVE_SECURITY_HELP } from './security-flags.ts';
+import { BOOTSTRAP_TLS_HELP, PREFLIGHT_HELP, SERVE_SECURITY_HELP } from './security-flags.ts';
 
 export type FlagSpec = NonNullable<ParseArgsConfig['options']>[string];
 export type FlagSpecs = Record<string, FlagSpec>;
@@ -59,7 +59,7 @@ export const COMMANDS: Record<string, CommandHelp> = {
     summary: 'check a mesh file; exit 0, or 1 with file:line:col: message lines',
     synopsis: 'validate mesh.yaml [--filters DIR]',
     description: 'Checks YAML, structure, references and each protocol filter\'s own settings, as serve would.',
-    flags: { filters: 'the filters folder (default: the repo\'s filters/), as for serve' },
+    flags: { filters: 'the filters folder (default: the repo\'s filters/), as for serve', ...PREFLIGHT_HELP },
     examples: ['protoplane validate envoy-configs/mesh.example.yaml'],
   },
   apply: {

@@ -10,7 +10,7 @@ import { DEFAULT_DEBOUNCE } from '../debounce.ts';
 import { createLogger, type LogFormat } from '../log.ts';
 import { COMMANDS, commandHelp, parseCommand, plural, topLevelHelp, UsageError, type FlagSpecs } from './help.ts';
 import { scaffoldFilter } from './new-filter.ts';
-import { BOOTSTRAP_TLS_FLAGS, bootstrapTlsOptions, SERVE_SECURITY_FLAGS, securityServeOptions } from './security-flags.ts';
+import { BOOTSTRAP_TLS_FLAGS, bootstrapTlsOptions, PREFLIGHT_FLAGS, preflightOptions, SERVE_SECURITY_FLAGS, securityServeOptions } from './security-flags.ts';
 import { replayCommand } from './replay.ts';
 import { ETCD_FLAGS, etcdCommand, etcdTargetOf } from './etcd.ts';
 
@@ -126,12 +126,12 @@ async function main(argv: string[]): Promise<number> {
     case 'rollback':
       return etcdCommand(command, rest);
     case 'validate': {
-      const { positionals, values } = flagsOf('validate', rest, { filters: { type: 'string' } }, true);
+      const { positionals, values } = flagsOf('validate', rest, { filters: { type: 'string' }, ...PREFLIGHT_FLAGS }, true);
       if (positionals.length !== 1) fail('validate: pass exactly one file', 'validate');
       // Filters under filters/ bring their protocols and schemas, and check their own settings.
       const catalog = await FilterCatalog.load(values.filters === undefined ? undefined : filterFolders(values.filters));
       const result = await loadMeshFile(positionals[0]!, { protocols: catalog.protocolSchemas() });
-      const problems = result.ok ? await catalog.check(result.mesh) : [];
+      const problems = result.ok ? await catalog.check(result.mesh, preflightOptions(values, (message) => fail(message, 'validate'))) : [];
       if (result.ok && problems.length > 0) {
         for (const p of problems) process.stderr.write(`${formatConfigError(result.error(['listeners', p.listener, 'protocol'], p.message))}\n`);
         return 1;

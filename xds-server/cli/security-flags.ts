@@ -2,6 +2,7 @@
 // listen, TLS, the admin token, and every limit. Declared here (with their
 // help words) so main.ts and help.ts only spread them in.
 import type { ServeOptions } from '../app.ts';
+import { DEFAULT_PREFLIGHT, type PreflightLimits } from '../catalog/preflight.ts';
 import type { YamlLimits } from '../config/source.ts';
 import { parseDuration } from '../config/values.ts';
 import { DEFAULT_LIMITS, LIMIT_FLAGS, type XdsLimits } from '../server/limits.ts';
@@ -18,6 +19,24 @@ const CONFIG_LIMIT_FLAGS: Record<keyof YamlLimits, string> = {
   maxExpandedNodes: 'config-max-nodes',
 };
 
+const ms = (n: number) => (n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
+
+/** Below this a worker thread cannot even load the Wasm host. */
+const MIN_PREFLIGHT_HEAP_MB = 16;
+
+/**
+ * The filter pre-flight's limits (serve and validate): a filter started with
+ * a listener's configuration must finish configuring within the timeout, on
+ * a worker thread with this JS heap, its module's linear memory capped.
+ */
+export const PREFLIGHT_FLAGS: Record<string, StringFlag> = { 'preflight-timeout': string, 'preflight-heap-mb': string, 'preflight-memory-mb': string };
+
+export const PREFLIGHT_HELP: Record<string, string> = {
+  'preflight-timeout': `longest a filter may take to configure in the pre-flight before its listener is refused (default ${ms(DEFAULT_PREFLIGHT.timeoutMs)})`,
+  'preflight-heap-mb': `JS heap of the pre-flight worker thread, in MiB, at least ${MIN_PREFLIGHT_HEAP_MB} (default ${DEFAULT_PREFLIGHT.maxHeapMb})`,
+  'preflight-memory-mb': `most linear memory a filter module may grow to in the pre-flight, in MiB (default ${DEFAULT_PREFLIGHT.maxMemoryMb})`,
+};
+
 export const SERVE_SECURITY_FLAGS: Record<string, StringFlag> = {
   'admin-host': string,
   'admin-token-file': string,
@@ -28,9 +47,8 @@ export const SERVE_SECURITY_FLAGS: Record<string, StringFlag> = {
   'xds-client-ca': string,
   ...Object.fromEntries(Object.values(LIMIT_FLAGS).map((flag) => [flag, string])),
   ...Object.fromEntries(Object.values(CONFIG_LIMIT_FLAGS).map((flag) => [flag, string])),
+  ...PREFLIGHT_FLAGS,
 };
-
-const ms = (n: number) => (n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
 
 export const SERVE_SECURITY_HELP: Record<string, string> = {
   'admin-host': 'address the admin server listens on (default 127.0.0.1)',
@@ -52,6 +70,7 @@ export const SERVE_SECURITY_HELP: Record<string, string> = {
   [CONFIG_LIMIT_FLAGS.maxBytes]: 'largest mesh file in bytes (default 16777216)',
   [CONFIG_LIMIT_FLAGS.maxAliases]: 'most YAML aliases in the mesh file (default 10000)',
   [CONFIG_LIMIT_FLAGS.maxExpandedNodes]: 'most YAML values once aliases are expanded (default 2000000)',
+  ...PREFLIGHT_HELP,
 };
 
 export const BOOTSTRAP_TLS_FLAGS = {
@@ -93,6 +112,21 @@ function duration(values: Values, flag: string, fail: (message: string) => never
   return parsed.value;
 }
 
+/** The pre-flight limits: the flags given, the defaults for the rest. */
+export function preflightOptions(values: Values, fail: (message: string) => never): PreflightLimits {
+  const heap = count(values, 'preflight-heap-mb', fail);
+  if (heap !== undefined && heap < MIN_PREFLIGHT_HEAP_MB) fail(`--preflight-heap-mb: at least ${MIN_PREFLIGHT_HEAP_MB}, got ${heap}`);
+  const memory = count(values, 'preflight-memory-mb', fail);
+  if (memory !== undefined && memory > 4096) fail(`--preflight-memory-mb: a module's memory is at most 4096 MiB, got ${memory}`);
+  const timeout = duration(values, 'preflight-timeout', fail);
+  if (timeout === 0) fail('--preflight-timeout: must be more than 0');
+  return {
+    timeoutMs: timeout ?? DEFAULT_PREFLIGHT.timeoutMs,
+    maxHeapMb: heap ?? DEFAULT_PREFLIGHT.maxHeapMb,
+    maxMemoryMb: memory ?? DEFAULT_PREFLIGHT.maxMemoryMb,
+  };
+}
+
 /** The ServeOptions these flags set (only those given). */
 export function securityServeOptions(values: Values, fail: (message: string) => never): Partial<ServeOptions> {
   const xdsLimits: Partial<XdsLimits> = {};
@@ -118,5 +152,6 @@ export function securityServeOptions(values: Values, fail: (message: string) => 
     xdsTls: cert && key ? { certFile: cert, keyFile: key, clientCaFile: clientCa } : undefined,
     xdsLimits,
     configLimits,
+    preflight: preflightOptions(values, fail),
   };
 }
