@@ -14,7 +14,7 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { bootstrapYaml } from '../../xds-server/bootstrap.ts';
 import type { Protoplane } from '../../xds-server/app.ts';
-import { TYPE } from '../../xds-server/translate/index.ts';
+import { TYPE, XDS_CLUSTER } from '../../xds-server/translate/index.ts';
 import { freePort, startEnvoy, type EnvoyHandle } from '../support/envoy.ts';
 import { serveForTest } from '../support/mesh-env.ts';
 import { ADS, RawConnection, sotwRequest } from './raw-xds.ts';
@@ -76,6 +76,8 @@ describe('xDS over mTLS', () => {
 
   it('stock Envoy 1.40 gets its config over mTLS', async () => {
     await envoy.waitForListener('edge', 20_000);
+    // over TLS indeed (not a plaintext fallback): Envoy's xDS cluster did a handshake
+    assert.ok(((await envoy.stat(`cluster.${XDS_CLUSTER}.ssl.handshake`)) ?? 0) >= 1, 'Envoy reached xDS without a TLS handshake');
   });
 
   it('refuses a plaintext client', async () => {
@@ -97,6 +99,8 @@ describe('xDS over mTLS', () => {
       setTimeout(() => resolve(new Error('no answer')), 3000).unref();
     });
     assert.ok(error, 'a client without a certificate got a response');
+    // refused for the missing certificate (TLS alert 116), not because the server does not speak TLS
+    assert.equal((error as Error & { code?: string }).code, 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED', error.message);
   });
 
   it('refuses a client whose certificate names another node (PERMISSION_DENIED, counted), while Envoy keeps receiving changes', async () => {
