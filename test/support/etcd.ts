@@ -10,6 +10,14 @@ import { freePort, GiveUp, waitUntil } from './envoy.ts';
 
 const INSTALL_HINT = 'run test/support/install-peers.sh etcd';
 
+// Members still running when the test process ends (a crash, a missing close()) are killed with it.
+const running = new Set<ChildProcess>();
+const dataDirs = new Set<string>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+  for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 function findOnPath(name: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
     const file = path.join(dir, name);
@@ -108,6 +116,7 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdCluste
   const readyTimeout = opts.readyTimeoutMs ?? 10_000;
   const bin = etcdBinary();
   const root = mkdtempSync(path.join(os.tmpdir(), 'protoplane-etcd-'));
+  dataDirs.add(root);
   const members: MemberState[] = [];
   for (let i = 0; i < count; i++) {
     const name = `m${i}`;
@@ -152,8 +161,10 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdCluste
     closeSync(log);
     m.child = child;
     m.running = true;
+    running.add(child);
     m.exited = new Promise<void>((resolve) => {
       child.once('exit', () => {
+        running.delete(child);
         m.running = false;
         m.child = undefined;
         resolve();
@@ -260,6 +271,7 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdCluste
       closed = true;
       await Promise.all(members.map((m) => stop(m, 'SIGKILL')));
       rmSync(root, { recursive: true, force: true });
+      dataDirs.delete(root);
     },
   };
 

@@ -85,7 +85,8 @@ export async function watchEtcdMesh(options: EtcdSourceOptions): Promise<EtcdMes
   let lastError: string | null = null;
   let closed = false;
 
-  const readModule = async (sha256: string, atRevision: number): Promise<Uint8Array | undefined> => {
+  /** The module's bytes, or why they cannot be served (missing, or not what their key names). */
+  const readModule = async (sha256: string, atRevision: number): Promise<Uint8Array | string> => {
     const cached = moduleCache.get(sha256);
     if (cached) return cached;
     const get = (revision?: number) => {
@@ -96,10 +97,10 @@ export async function watchEtcdMesh(options: EtcdSourceOptions): Promise<EtcdMes
     // Compacted in the instant since the mesh was read: modules never change, the newest state is as good.
     const res = await get(atRevision).catch((error: unknown) => (/compacted/.test(errorText(error)) ? get() : Promise.reject(error)));
     const value = res.kvs[0]?.value;
-    if (!value) return undefined;
+    if (!value) return 'which etcd does not hold';
     const bytes = new Uint8Array(value);
     const actual = createHash('sha256').update(bytes).digest('hex');
-    if (actual !== sha256) throw new Error(`module ${moduleKey(prefix, sha256)} holds bytes with sha256 ${actual}`);
+    if (actual !== sha256) return `whose bytes have sha256 ${actual}`;
     moduleCache.set(sha256, bytes);
     return bytes;
   };
@@ -126,8 +127,8 @@ export async function watchEtcdMesh(options: EtcdSourceOptions): Promise<EtcdMes
     for (const filter of decoded.value.filters) {
       // At the store revision of the mesh read: the modules apply wrote with it, never a later state.
       const bytes = await readModule(filter.sha256, store);
-      if (!bytes) {
-        return { ok: false, revision, reason: `mesh revision ${revision} names module ${moduleKey(prefix, filter.sha256)} (filter ${filter.name}), which etcd does not hold; refusing to serve it` };
+      if (typeof bytes === 'string') {
+        return { ok: false, revision, reason: `mesh revision ${revision} names module ${moduleKey(prefix, filter.sha256)} (filter ${filter.name}), ${bytes}; refusing to serve it` };
       }
       modules.set(filter.sha256, bytes);
     }
