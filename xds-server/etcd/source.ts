@@ -209,13 +209,15 @@ export async function watchEtcdMesh(options: EtcdSourceOptions): Promise<EtcdMes
       // A reconnect (etcd3 resumes the watch after the last revision it saw): read in case anything was missed.
       w.on('connected', () => void refresh());
       // A broken stream: read now, so that an outage is seen (and logged) at once rather than at the next probe.
-      w.on('disconnected', () => void refresh());
+      // After close(), a watcher still attached (its cancel did not finish) would make etcd3 reconnect forever
+      // on the closed client: etcd3 is idle when it says 'disconnected', so cancelling now detaches it for good.
+      w.on('disconnected', () => void (closed ? w.cancel().catch(() => {}) : refresh()));
       w.on('error', (error: Error) => {
         // e.g. the start revision was compacted: read the newest mesh and watch again from there.
         log.warn({ err: errorText(error) }, 'etcd watch ended; reading the mesh and watching again');
         watcher = undefined;
         void w.cancel().catch(() => {});
-        void refresh().then(() => setTimeout(() => void startWatch(), 200));
+        void refresh().then(() => setTimeout(() => void startWatch(), 200).unref());
       });
     } catch (error) {
       // create() waits for a connection; it fails only when the client closes. Try again later.
@@ -244,8 +246,8 @@ export async function watchEtcdMesh(options: EtcdSourceOptions): Promise<EtcdMes
     async close() {
       closed = true;
       clearInterval(probe);
-      // A cancel waits for etcd's answer; a member that is going away may never give it.
-      await Promise.race([watcher?.cancel().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+      // A cancel waits for etcd's answer; a member that is going away may never give it (see 'disconnected' above).
+      await Promise.race([watcher?.cancel().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
       await running;
       client.close();
     },
