@@ -193,39 +193,30 @@ export async function watchEtcdMesh(options: EtcdSourceOptions): Promise<EtcdMes
 
   // The watch starts after the first read, at the revision that read saw.
   let watcher: Watcher | undefined;
-  const startWatch = async (): Promise<void> => {
+  const startWatch = (): void => {
     if (closed) return;
     const builder = client.watch().key(key);
     if (storeRevision !== null) builder.startRevision(String(storeRevision + 1));
-    try {
-      const w = await builder.create();
-      if (closed) {
-        await w.cancel();
-        return;
-      }
-      watcher = w;
-      w.on('put', () => void refresh());
-      w.on('delete', () => void refresh());
-      // A reconnect (etcd3 resumes the watch after the last revision it saw): read in case anything was missed.
-      w.on('connected', () => void refresh());
-      // A broken stream: read now, so that an outage is seen (and logged) at once rather than at the next probe.
-      // After close(), a watcher still attached (its cancel did not finish) would make etcd3 reconnect forever
-      // on the closed client: etcd3 is idle when it says 'disconnected', so cancelling now detaches it for good.
-      w.on('disconnected', () => void (closed ? w.cancel().catch(() => {}) : refresh()));
-      w.on('error', (error: Error) => {
-        // e.g. the start revision was compacted: read the newest mesh and watch again from there.
-        log.warn({ err: errorText(error) }, 'etcd watch ended; reading the mesh and watching again');
-        watcher = undefined;
-        void w.cancel().catch(() => {});
-        void refresh().then(() => setTimeout(() => void startWatch(), 200).unref());
-      });
-    } catch (error) {
-      // create() waits for a connection; it fails only when the client closes. Try again later.
-      if (!closed) setTimeout(() => void startWatch(), 1000).unref();
-      log.debug({ err: errorText(error) }, 'cannot start the etcd watch yet');
-    }
+    // watcher(), not create(): the handlers are on before it attaches, so close() can always detach it.
+    const w = builder.watcher();
+    watcher = w;
+    w.on('put', () => void refresh());
+    w.on('delete', () => void refresh());
+    // (Re)connected (etcd3 resumes the watch after the last revision it saw): read in case anything was missed.
+    w.on('connected', () => void refresh());
+    // A broken stream: read now, so that an outage is seen (and logged) at once rather than at the next probe.
+    // After close(), a watcher still attached (its cancel did not finish) would make etcd3 reconnect forever
+    // on the closed client: etcd3 is idle when it says 'disconnected', so cancelling now detaches it for good.
+    w.on('disconnected', () => void (closed ? w.cancel().catch(() => {}) : refresh()));
+    w.on('error', (error: Error) => {
+      // e.g. the start revision was compacted: read the newest mesh and watch again from there.
+      log.warn({ err: errorText(error) }, 'etcd watch ended; reading the mesh and watching again');
+      if (watcher === w) watcher = undefined;
+      void w.cancel().catch(() => {});
+      void refresh().then(() => setTimeout(startWatch, 200).unref());
+    });
   };
-  void startWatch();
+  startWatch();
   const probe = setInterval(() => void refresh(), options.probeMs ?? 2000);
   probe.unref();
 
