@@ -10,7 +10,7 @@
 // rollback needs the old ones); docs/ha.md says how to prune them by hand.
 import { ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry, circuitBreaker, type IBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError } from 'etcd3';
-import type { ItemListeners } from '../config/index.ts';
+import type { FilterManifest } from '../catalog/filters-dir.ts';
 
 export const DEFAULT_ETCD_PREFIX = '/protoplane/';
 
@@ -27,15 +27,7 @@ export function moduleKey(prefix: string, sha256: string): string {
 }
 
 /** A filter's manifest (filters/NAME/filter.json, as the catalog reads it) minus the folder it was built from. */
-export interface StoredManifest {
-  name: string;
-  protocol: string;
-  entry: string;
-  description?: string;
-  settings?: Record<string, unknown>;
-  match?: Record<string, unknown>;
-  itemListeners?: ItemListeners;
-}
+export type StoredManifest = Omit<FilterManifest, 'dir'>;
 
 export interface StoredFilter {
   name: string;
