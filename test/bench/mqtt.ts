@@ -27,6 +27,7 @@ import { freePort, startEnvoy } from '../support/envoy.ts';
 import { mqttBootstrap } from '../mqtt/envoy-mqtt.ts';
 import { mqttModule } from '../mqtt/replay.ts';
 import { buildPeers, peerBinary } from './go-peers.ts';
+import { EnvoyWorker } from './envoy-worker.ts';
 
 const DURATION_MS = Number(process.env.BENCH_MS ?? 1500);
 const ENVOY_MS = Number(process.env.BENCH_ENVOY_MS ?? 2000);
@@ -157,19 +158,6 @@ class Blaster {
   }
 }
 
-/** CPU seconds one thread has used, in user space and in all (Linux /proc; utime, stime in ticks of 1/100 s). */
-function threadCpuSeconds(pid: number, tid: string): { user: number; total: number } {
-  const fields = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return { user: Number(fields[11]) / 100, total: (Number(fields[11]) + Number(fields[12])) / 100 };
-}
-
-/** Envoy's one worker thread (wrk:worker_0). */
-function workerThread(pid: number): string {
-  const tid = fs.readdirSync(`/proc/${pid}/task`).find((t) => fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim() === 'wrk:worker_0');
-  if (tid === undefined) throw new Error(`Envoy ${pid} has no wrk:worker_0 thread`);
-  return tid;
-}
-
 interface EnvoyRate { mbPerSec: number; workerBusy: number; mbPerWorkerSec: number }
 
 async function envoyBench(): Promise<void> {
@@ -206,7 +194,7 @@ async function envoyBench(): Promise<void> {
   });
   try {
     await envoy.waitForListener('plain');
-    const worker = workerThread(envoy.pid);
+    const worker = EnvoyWorker.of(envoy.pid);
     const prefixFile = path.join(dir, 'connect.bin');
     fs.writeFileSync(prefixFile, mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'bench', clean: true, keepalive: 30 }));
     const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -233,14 +221,12 @@ async function envoyBench(): Promise<void> {
       for (let round = 0; round < rounds; round++) {
         const mbPerSec: Record<string, number> = {};
         for (const [label, port] of [...cases.slice(round % cases.length), ...cases.slice(0, round % cases.length)]) {
-          const cpuBefore = threadCpuSeconds(envoy.pid, worker);
-          const { bytes, seconds } = await blaster.run(port, prefixFile, streamFile, ENVOY_MS);
-          const cpuAfter = threadCpuSeconds(envoy.pid, worker);
-          const cpu = cpuAfter.total - cpuBefore.total;
+          const { result: { bytes, seconds }, cpuNs: cpuNsUsed, userSeconds } = await worker.measure(() => blaster.run(port, prefixFile, streamFile, ENVOY_MS));
+          const cpu = cpuNsUsed / 1e9;
           const rate = { mbPerSec: bytes / seconds / 1e6, workerBusy: cpu / seconds, mbPerWorkerSec: cpu > 0 ? bytes / cpu / 1e6 : 0 };
           if (rate.mbPerSec > (best[label]?.mbPerSec ?? 0)) best[label] = rate;
           mbPerSec[label] = rate.mbPerSec;
-          const user = ((cpuAfter.user - cpuBefore.user) * 1e9) / (bytes / packetBytes);
+          const user = (userSeconds * 1e9) / (bytes / packetBytes);
           userNs[label] = Math.min(userNs[label] ?? Infinity, user);
           (cpuNs[label] ??= []).push((cpu * 1e9) / (bytes / packetBytes));
           await new Promise((r) => setTimeout(r, 200));
