@@ -15,7 +15,7 @@ import {
 } from "./encode";
 import { API_NAME } from "./gen/apis";
 import {
-  EV_AUTH_BYTES, EV_BROKER_BEGIN, EV_BROKER_COUNT, EV_BROKER_END, EV_ERROR_CODE, EV_HOST, EV_MECHANISM, EV_NODE_ID, EV_PORT, EV_RECORDS,
+  EV_AUTH_BYTES, EV_BROKER_BEGIN, EV_ERROR_CODE, EV_HOST, EV_MECHANISM, EV_NODE_ID, EV_PORT, EV_RECORDS,
   EV_TAGGED_BEGIN, EV_TAGGED_END, EV_TOPIC_BEGIN, EV_TOPIC_COUNT, EV_TOPIC_END, EV_TOPIC_ID, EV_TOPIC_NAME,
   hasRequestWalker, hasResponseWalker, walkRequest, walkResponse,
 } from "./gen/walkers";
@@ -219,9 +219,8 @@ class Segments extends StreamSink {
 const ALL_EVENTS: u64 = <u64>-1;
 /** Requests other than Produce/Fetch: the SASL fields (their topics and group ids only feed the packet log). */
 const SASL_EVENTS: u64 = bit(EV_MECHANISM) | bit(EV_AUTH_BYTES);
-/** Responses: broker addresses and the tagged fields around them (for rewriting). */
-const BROKER_EVENTS: u64 = bit(EV_BROKER_BEGIN) | bit(EV_BROKER_END) | bit(EV_BROKER_COUNT) | bit(EV_NODE_ID) | bit(EV_HOST) | bit(EV_PORT) |
-  bit(EV_TAGGED_BEGIN) | bit(EV_TAGGED_END);
+/** Responses: broker addresses and the tagged fields around them (for rewriting; a broker's end and the brokers' count are not needed). */
+const BROKER_EVENTS: u64 = bit(EV_BROKER_BEGIN) | bit(EV_NODE_ID) | bit(EV_HOST) | bit(EV_PORT) | bit(EV_TAGGED_BEGIN) | bit(EV_TAGGED_END);
 /** Responses: topics (Metadata's id → name, a partly refused Produce/Fetch's merge, a held Fetch's records). */
 const TOPIC_EVENTS: u64 = bit(EV_TOPIC_BEGIN) | bit(EV_TOPIC_END) | bit(EV_TOPIC_COUNT) | bit(EV_TOPIC_NAME) | bit(EV_TOPIC_ID) | bit(EV_RECORDS);
 
@@ -1016,17 +1015,25 @@ export class KafkaCodec extends Codec {
       const b = unchecked(s.brokers[i]);
       // FindCoordinator with an error names node -1 at "" : nothing to rewrite
       if (b.nodeId < 0) continue;
-      const port = c.brokerPort(b.nodeId);
-      if (port < 0) {
+      const listener = c.broker(b.nodeId);
+      if (listener == null) {
         this.stats.unknownBroker();
         this.conn.note = "broker " + b.nodeId.toString() + " is not in the filter's brokers";
         this.unknownBroker(b, p);
         continue;
       }
-      edits.begin(b.hostPrefixAt, b.hostAt + max(b.hostLen, 0), s.brokerTag[i]).str(c.advertiseBytes.dataStart, c.advertiseBytes.length, flexible);
-      edits.done();
-      edits.begin(b.portAt, b.portAt + 4, s.brokerTag[i]).i32(port);
-      edits.done();
+      const tag = unchecked(s.brokerTag[i]);
+      const hostEnd = b.hostAt + max(b.hostLen, 0);
+      if (b.portAt == hostEnd) {
+        // host and port side by side (every shape Kafka has): one edit with the listener's address bytes
+        const address = flexible ? listener.compactAddress : listener.address;
+        edits.add(b.hostPrefixAt, b.portAt + 4, address.dataStart, address.length, tag);
+      } else {
+        edits.begin(b.hostPrefixAt, hostEnd, tag).str(c.advertiseBytes.dataStart, c.advertiseBytes.length, flexible);
+        edits.done();
+        edits.begin(b.portAt, b.portAt + 4, tag).i32(listener.port);
+        edits.done();
+      }
       this.stats.rewritten();
     }
   }
@@ -1195,92 +1202,118 @@ export class KafkaCodec extends Codec {
 }
 
 /**
- * Byte-range replacements inside one frame, applied in order; tagged fields
- * around them get their sizes rewritten. Replacement bytes go into one arena
- * and the new frame is built in one reused writer: a rewrite allocates only
- * the frame it hands to the layer.
+ * Byte-range replacements inside one frame, applied in position order;
+ * tagged fields around them get their sizes rewritten. Replacement bytes go
+ * into one arena and the new frame is built in one reused buffer, so a
+ * rewrite allocates nothing once the buffers have grown. Each edit is
+ * EDIT_FIELDS ints in one array (no object or array per edit).
  */
-class Edits {
-  ats: i32[] = [];
-  ends: i32[] = [];
-  /** Replacement bytes: [from, from + len) of the arena. */
-  froms: i32[] = [];
-  lens: i32[] = [];
-  /** The tagged field (index in the response sink) each edit sits in, -1 none. */
-  tags: i32[] = [];
-  arena: Writer = new Writer();
-  private deltas: i32[] = [];
-  private order: i32[] = [];
+const EDIT_AT: i32 = 0;
+const EDIT_END: i32 = 1;
+/** Where its bytes start in the arena, and how many. */
+const EDIT_FROM: i32 = 2;
+const EDIT_LEN: i32 = 3;
+/** The tagged field (index in the response sink) it sits in, -1 none. */
+const EDIT_TAG: i32 = 4;
+const EDIT_FIELDS: i32 = 5;
 
-  get count(): i32 { return this.ats.length; }
+class Edits {
+  private e: StaticArray<i32> = new StaticArray<i32>(16 * EDIT_FIELDS);
+  count: i32 = 0;
+  readonly arena: Writer = new Writer();
+  private deltas: StaticArray<i32> = new StaticArray<i32>(0);
+  private order: StaticArray<i32> = new StaticArray<i32>(16);
 
   reset(): void {
-    if (this.ats.length == 0) return;
-    this.ats.length = 0;
-    this.ends.length = 0;
-    this.froms.length = 0;
-    this.lens.length = 0;
-    this.tags.length = 0;
+    this.count = 0;
     this.arena.reset();
   }
 
-  /** Starts an edit of [at, end): write its bytes to `arena`, then call done(). */
+  @inline private get(i: i32, field: i32): i32 { return unchecked(this.e[i * EDIT_FIELDS + field]); }
+
+  /** Starts an edit of [at, end): write its bytes to the returned arena, then call done(). */
   begin(at: i32, end: i32, tag: i32): Writer {
-    this.ats.push(at);
-    this.ends.push(end);
-    this.froms.push(this.arena.len);
-    this.tags.push(tag);
+    const i = this.count * EDIT_FIELDS;
+    if (i + EDIT_FIELDS > this.e.length) {
+      const grown = new StaticArray<i32>(this.e.length * 2);
+      memory.copy(changetype<usize>(grown), changetype<usize>(this.e), <usize>i << 2);
+      this.e = grown;
+    }
+    const e = this.e;
+    unchecked(e[i + EDIT_AT] = at);
+    unchecked(e[i + EDIT_END] = end);
+    unchecked(e[i + EDIT_FROM] = this.arena.len);
+    unchecked(e[i + EDIT_LEN] = 0);
+    unchecked(e[i + EDIT_TAG] = tag);
+    this.count++;
     return this.arena;
   }
 
   done(): void {
-    this.lens.push(this.arena.len - this.froms[this.froms.length - 1]);
+    const i = (this.count - 1) * EDIT_FIELDS;
+    unchecked(this.e[i + EDIT_LEN] = this.arena.len - unchecked(this.e[i + EDIT_FROM]));
   }
 
-  add(at: i32, end: i32, b: ArrayBuffer, tag: i32): void {
-    this.begin(at, end, tag).bytes(changetype<usize>(b), b.byteLength);
+  /** [at, end) becomes the `len` bytes at `ptr`. */
+  add(at: i32, end: i32, ptr: usize, len: i32, tag: i32): void {
+    this.begin(at, end, tag).bytes(ptr, len);
     this.done();
   }
 
-  /** The frame with every edit applied and a new size prefix. */
-  apply(p: usize, len: i32, s: ResponseSink): ArrayBuffer {
-    // tagged fields whose content changes size get a new size varint (innermost first: their deltas add up outwards)
+  /** Size changes inside tagged fields: their size varints are rewritten (innermost first, so deltas add up outwards). */
+  private resizeTagged(s: ResponseSink): void {
     const nt = s.tagged.length;
+    if (this.deltas.length < nt) this.deltas = new StaticArray<i32>(nt * 2);
     const deltas = this.deltas;
-    deltas.length = nt;
-    for (let t = 0; t < nt; t++) deltas[t] = 0;
-    const n0 = this.ats.length;
+    for (let t = 0; t < nt; t++) unchecked(deltas[t] = 0);
+    const n0 = this.count;
+    let any = false;
     for (let i = 0; i < n0; i++) {
-      let t = this.tags[i];
-      const d = this.lens[i] - (this.ends[i] - this.ats[i]);
-      while (t >= 0) { deltas[t] += d; t = s.tagged[t].parent; }
+      let t = this.get(i, EDIT_TAG);
+      const d = this.get(i, EDIT_LEN) - (this.get(i, EDIT_END) - this.get(i, EDIT_AT));
+      if (d == 0) continue;
+      any = true;
+      while (t >= 0) { unchecked(deltas[t] += d); t = s.tagged[t].parent; }
     }
+    if (!any) return;
     for (let t = nt - 1; t >= 0; t--) {
-      if (deltas[t] == 0) continue;
+      const delta = unchecked(deltas[t]);
+      if (delta == 0) continue;
       const tr = s.tagged[t];
       const w = this.begin(tr.sizeAt, tr.dataAt, -1);
       const before = w.len;
-      w.uvarint(<u32>(tr.size + deltas[t]));
+      w.uvarint(<u32>(tr.size + delta));
       this.done();
       const grow = (w.len - before) - uvarintSize(<u32>tr.size);
       // the size varint itself may change width: the enclosing fields grow with it
       let parent = tr.parent;
-      while (parent >= 0 && grow != 0) { deltas[parent] += grow; parent = s.tagged[parent].parent; }
+      while (parent >= 0 && grow != 0) { unchecked(deltas[parent] += grow); parent = s.tagged[parent].parent; }
     }
-    // in position order (few edits: insertion sort)
-    const n = this.ats.length;
+  }
+
+  /** The frame with every edit applied and a new size prefix (in a reused buffer: see frameBuffer). */
+  apply(p: usize, len: i32, s: ResponseSink): ArrayBuffer {
+    if (s.tagged.length > 0) this.resizeTagged(s);
+    const n = this.count;
+    // in position order: usually already (edits are made front to back); else an insertion sort (few edits)
+    if (this.order.length < n) this.order = new StaticArray<i32>(n * 2);
     const order = this.order;
-    order.length = n;
-    for (let i = 0; i < n; i++) order[i] = i;
-    for (let i = 1; i < n; i++) {
-      const k = order[i];
-      let j = i - 1;
-      while (j >= 0 && this.ats[order[j]] > this.ats[k]) { order[j + 1] = order[j]; j--; }
-      order[j + 1] = k;
+    let sorted = true;
+    for (let i = 0; i < n; i++) {
+      unchecked(order[i] = i);
+      if (i > 0 && this.get(i, EDIT_AT) < this.get(i - 1, EDIT_AT)) sorted = false;
+    }
+    if (!sorted) {
+      for (let i = 1; i < n; i++) {
+        const k = unchecked(order[i]);
+        let j = i - 1;
+        while (j >= 0 && this.get(unchecked(order[j]), EDIT_AT) > this.get(k, EDIT_AT)) { unchecked(order[j + 1] = order[j]); j--; }
+        unchecked(order[j + 1] = k);
+      }
     }
     // the new frame is written straight into a buffer of its final size
     let total = len;
-    for (let i = 0; i < n; i++) total += this.lens[i] - (this.ends[i] - this.ats[i]);
+    for (let i = 0; i < n; i++) total += this.get(i, EDIT_LEN) - (this.get(i, EDIT_END) - this.get(i, EDIT_AT));
     const frame = frameBuffer(total);
     let q = changetype<usize>(frame);
     store<u32>(q, bswap<u32>(<u32>(total - 4)));
@@ -1288,12 +1321,12 @@ class Edits {
     let at = 4;
     const arena = changetype<usize>(this.arena.buf);
     for (let i = 0; i < n; i++) {
-      const e = order[i];
-      const keep = this.ats[e] - at;
+      const e = unchecked(order[i]);
+      const keep = this.get(e, EDIT_AT) - at;
       if (keep > 0) { memory.copy(q, p + <usize>at, <usize>keep); q += <usize>keep; }
-      const l = this.lens[e];
-      if (l > 0) { memory.copy(q, arena + <usize>this.froms[e], <usize>l); q += <usize>l; }
-      at = this.ends[e];
+      const l = this.get(e, EDIT_LEN);
+      if (l > 0) { memory.copy(q, arena + <usize>this.get(e, EDIT_FROM), <usize>l); q += <usize>l; }
+      at = this.get(e, EDIT_END);
     }
     if (len > at) memory.copy(q, p + <usize>at, <usize>(len - at));
     return frame;

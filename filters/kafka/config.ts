@@ -18,6 +18,28 @@ export class Broker {
   id: i32 = 0;
   port: i32 = 0;
   cluster: string = "";
+  /**
+   * What a rewritten address of this broker is, ready to copy: the advertise
+   * host as a Kafka string, then the port (int32), in the classic (int16
+   * length) and the compact (flexible versions: uvarint length + 1) forms.
+   * Every broker shape Kafka has puts the port right after the host.
+   */
+  address: Uint8Array = new Uint8Array(0);
+  compactAddress: Uint8Array = new Uint8Array(0);
+}
+
+/** A host string then an int32 port, in the classic or compact string form. */
+function encodeAddress(host: Uint8Array, port: i32, compact: bool): Uint8Array {
+  const n = host.length;
+  // 255 bytes at most (the settings say so): a compact length takes 1 or 2 bytes
+  const prefix = compact ? (n + 1 < 0x80 ? 1 : 2) : 2;
+  const out = new Uint8Array(prefix + n + 4);
+  if (!compact) { out[0] = <u8>(n >> 8); out[1] = <u8>n; }
+  else if (prefix == 1) out[0] = <u8>(n + 1);
+  else { out[0] = <u8>(((n + 1) & 0x7f) | 0x80); out[1] = <u8>((n + 1) >> 7); }
+  memory.copy(out.dataStart + <usize>prefix, host.dataStart, <usize>n);
+  store<u32>(out.dataStart + <usize>(prefix + n), bswap<u32>(<u32>port));
+  return out;
 }
 
 /** Route match attributes (the route table's attribute indexes). */
@@ -51,11 +73,11 @@ export class Config {
   /** Broker addresses are rewritten (brokers is not empty). Set by readConfig. */
   rewrites: bool = false;
 
-  /** The Envoy port fronting broker `id`, or -1 when no listener fronts it. */
-  brokerPort(id: i32): i32 {
+  /** The Envoy listener fronting broker `id`, or null when none does. */
+  broker(id: i32): Broker | null {
     const b = this.brokers;
-    for (let i = 0; i < b.length; i++) if (unchecked(b[i]).id == id) return unchecked(b[i]).port;
-    return -1;
+    for (let i = 0; i < b.length; i++) if (unchecked(b[i]).id == id) return unchecked(b[i]);
+    return null;
   }
 }
 
@@ -170,5 +192,10 @@ export function readConfig(s: Settings): Config | null {
   c.routes = s.routes("routes", ROUTE_ATTRIBUTES);
   c.needsTopicNames = c.produceRules.length > 0 || c.fetchRules.length > 0 || c.topicMetrics.length > 0 || !c.aclDefaultAllow;
   c.rewrites = c.brokers.length > 0;
+  for (let i = 0; i < c.brokers.length; i++) {
+    const b = c.brokers[i];
+    b.address = encodeAddress(c.advertiseBytes, b.port, false);
+    b.compactAddress = encodeAddress(c.advertiseBytes, b.port, true);
+  }
   return s.ok() ? c : null;
 }
