@@ -120,10 +120,59 @@ interface CaseResult {
   /** CPU of child processes the server ran and reaped (cutime + cstime), per phase. */
   childCpuConnectTicks?: number;
   childCpuChangeTicks?: number;
+  /** trigger → the change durably written (file write returned; apply's etcd transaction answered), ms. */
+  writtenMs?: number;
+  /** p50/p99 from that instant instead of the trigger: the same start for both protoplane modes. */
+  fromWrite?: Summary;
+  /** protoplane: per replica, from the trigger: its etcd read and reload (its log), its streams' first read and ACKs. */
+  replicas?: ReplicaTimeline[];
   /** How long the trigger call took, and what the server answered (gcp: POST /change). */
   triggerMs?: number;
   triggerReply?: string;
   serverLog: { lines: number; samples: string[] };
+}
+
+const FLEET_REPLICAS = 3;
+
+/** An info line a server logged (replica: its index in a fleet, else 0). */
+interface ServerEvent {
+  replica: number;
+  msg: string;
+  timeMs: number;
+}
+
+interface ReplicaTimeline {
+  replica: number;
+  /** From the trigger, ms: the replica read the new mesh from etcd (fleet only). */
+  etcdReadMs?: number;
+  /** From the trigger, ms: 'config applied' (new snapshot installed, fan-out starts). */
+  appliedMs?: number;
+  /** Its streams (loadgen stream i dials replica i mod replicas): first read of the change, and ACKs. */
+  firstRecvMs: number;
+  ack: Summary;
+}
+
+function replicaTimelines(
+  replicas: number,
+  result: { recv_ms: number[]; ack_ms: number[] },
+  events: ServerEvent[],
+  trigger: bigint,
+): ReplicaTimeline[] {
+  const triggerMs = Number(trigger / 1_000_000n);
+  const after = (replica: number, msg: string) => {
+    const e = events.find((x) => x.replica === replica && x.msg === msg && x.timeMs >= triggerMs - 5);
+    return e ? e.timeMs - triggerMs : undefined;
+  };
+  return Array.from({ length: replicas }, (_, replica) => {
+    const mine = <T,>(values: T[]) => values.filter((_, i) => i % replicas === replica);
+    return {
+      replica,
+      etcdReadMs: after(replica, 'mesh read from etcd'),
+      appliedMs: after(replica, 'config applied'),
+      firstRecvMs: summarize(mine(result.recv_ms)).min,
+      ack: summarize(mine(result.ack_ms)),
+    };
+  });
 }
 
 function parseOptions(): Options {
@@ -193,15 +242,21 @@ function emptyFiltersDir(): string {
 
 async function runCase(opts: Options, server: ServerName, mode: Mode, n: number, workDir: string): Promise<CaseResult> {
   const serverLog = { lines: 0, samples: [] as string[] };
-  const onServerLog = (line: string) => {
-    serverLog.lines++;
+  const events: ServerEvent[] = [];
+  const onServerLog = (line: string, replica = 0) => {
     let text = line;
     try {
-      const record = JSON.parse(line) as { msg?: string; err?: { message?: string }; error?: string };
+      const record = JSON.parse(line) as { msg?: string; err?: { message?: string }; error?: string; level?: number; time?: number };
+      // info lines are the timeline (each reload, each etcd read), not trouble
+      if (record.level !== undefined && record.level <= 30) {
+        if (record.msg && record.time) events.push({ replica, msg: record.msg, timeMs: record.time });
+        return;
+      }
       text = [record.msg, record.err?.message, record.error].filter(Boolean).join(': ');
     } catch {
       // not JSON: keep the line
     }
+    serverLog.lines++;
     if (serverLog.samples.length < 5 && !serverLog.samples.includes(text)) serverLog.samples.push(text.slice(0, 300));
   };
   const base = { mode, n, server, label: server === 'gcp' ? 'go-control-plane' : server === 'fleet' ? 'protoplane×3/etcd' : 'protoplane', serverLog };
@@ -212,7 +267,7 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
       server === 'protoplane'
         ? await startProtoplane(workDir, opts.clusters, onServerLog, opts.protoplaneNodeArgs, opts.filtersDir)
         : server === 'fleet'
-          ? await startFleet(workDir, opts.clusters, onServerLog, 3, opts.filtersDir)
+          ? await startFleet(workDir, opts.clusters, onServerLog, FLEET_REPLICAS, opts.filtersDir, opts.protoplaneNodeArgs)
           : await startGcp(opts.clusters, onServerLog, opts.changeTimeoutS * 1000);
     const pid = srv.child.pid;
     await sleep(500);
@@ -279,6 +334,7 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
     } catch (error) {
       triggerReply = `trigger failed: ${(error as Error).message}`;
     }
+    const writtenMs = srv.writtenNs === undefined ? undefined : Number(srv.writtenNs - trigger) / 1e6;
     const result = JSON.parse((await resultLine).slice(7)) as {
       completed: number;
       timed_out: boolean;
@@ -318,6 +374,9 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
       edsBytes: Number(ready.eds_bytes),
       triggerMs,
       triggerReply,
+      writtenMs,
+      fromWrite: writtenMs === undefined ? undefined : summarize(result.ack_ms.filter((v) => v >= 0).map((v) => v - writtenMs)),
+      replicas: replicaTimelines(server === 'fleet' ? FLEET_REPLICAS : 1, result, events, trigger),
       reloadIdleMs,
       heapIdle: heap0?.bytes,
       heapReady: heap1?.bytes,
@@ -386,6 +445,8 @@ function printTable(opts: Options, results: CaseResult[]): void {
     ['p50', 8, true],
     ['p99', 8, true],
     ['max', 8, true],
+    ['w-p50', 8, true],
+    ['w-p99', 8, true],
     ['first', 8, true],
     ['srv p99', 10, true],
     ['cpu-connect', 12, true],
@@ -417,6 +478,8 @@ function printTable(opts: Options, results: CaseResult[]): void {
         ms(r.ack!.p50),
         ms(r.ack!.p99),
         r.status === 'incomplete' ? `>${opts.changeTimeoutS}s` : ms(r.ack!.max),
+        r.fromWrite ? ms(r.fromWrite.p50) : '-',
+        r.fromWrite ? ms(r.fromWrite.p99) : '-',
         ms(r.recv!.min),
         r.serverPush ? bucketText(r.serverPush.p99) : '-',
         seconds(r.cpuConnectTicks!, tck),
@@ -433,6 +496,8 @@ function printTable(opts: Options, results: CaseResult[]): void {
     '  protoplane×3/etcd: the start of `apply` of the changed mesh (its checks, the etcd compare-and-swap, each replica\'s watch and reload);',
     '  the N streams are spread round robin over the three replicas; cpu, mem and srv p99 are the first replica\'s (a third of the streams).',
     '  go-control-plane: the POST /change that calls SetSnapshot.',
+    'w-p50/w-p99: the same, from the instant the change was durably written instead: protoplane the file write returned;',
+    "  protoplane×3/etcd apply's etcd transaction answered (its commit). The same start for both (apply's checks run before it).",
     'first: trigger → the first stream read the change (≈ debounce + reload + whatever the server does before its first byte leaves).',
     "srv p99: the bucket of protoplane's own protoplane_xds_push_latency_seconds{type=\"Cluster\"} holding the p99 over the change:",
     '  new snapshot → ACK *processed by the server* (so it also counts ACKs queued while the event loop is busy).',
@@ -463,7 +528,10 @@ function printTable(opts: Options, results: CaseResult[]): void {
     if (r.externalIdle !== undefined && r.externalReady !== undefined) {
       parts.push(`external ${mib(r.externalIdle)} → ${mib(r.externalReady)} (${kib((r.externalReady - r.externalIdle) / r.n)}/node)`);
     }
-    if (r.reloadIdleMs) parts.push(`file write → snapshot served with no clients ${r.reloadIdleMs.map(ms).join(', ')}`);
+    if (r.reloadIdleMs) {
+      const what = r.server === 'fleet' ? "apply's return → every replica serves the snapshot" : 'file write → snapshot served';
+      parts.push(`${what} with no clients ${r.reloadIdleMs.map(ms).join(', ')}`);
+    }
     if (r.childCpuConnectTicks || r.childCpuChangeTicks) {
       parts.push(`child processes cpu ${seconds(r.childCpuConnectTicks!, CLK_TCK)} connect / ${seconds(r.childCpuChangeTicks!, CLK_TCK)} change`);
     }
@@ -472,6 +540,16 @@ function printTable(opts: Options, results: CaseResult[]): void {
       // apply's checks load (and, in a checkout whose filters changed, build) every filter first: time from its write too.
       const sinceWrite = (v: number) => ms(v - (r.triggerMs ?? NaN));
       parts.push(`apply returned after ${ms(r.triggerMs ?? NaN)} (${r.triggerReply ?? ''}); from its return: first ${sinceWrite(r.recv!.min)}, p50 ${sinceWrite(r.ack!.p50)}, p99 ${sinceWrite(r.ack!.p99)}`);
+    }
+    if (r.fromWrite) parts.push(`from the durable write (+${ms(r.writtenMs!)}): p50 ${ms(r.fromWrite.p50)}, p99 ${ms(r.fromWrite.p99)}, max ${ms(r.fromWrite.max)}`);
+    if (r.replicas) {
+      for (const t of r.replicas) {
+        const at = (v: number | undefined) => (v === undefined ? '-' : ms(v));
+        const etcd = r.server === 'fleet' ? `etcd read ${at(t.etcdReadMs)}, ` : '';
+        parts.push(
+          `${r.replicas.length > 1 ? `replica ${t.replica + 1}` : 'replica'} (from trigger): ${etcd}applied ${at(t.appliedMs)}, first read ${ms(t.firstRecvMs)}, ACK p50 ${ms(t.ack.p50)} p99 ${ms(t.ack.p99)} last ${ms(t.ack.max)}`,
+        );
+      }
     }
     if (r.serverPush) {
       parts.push(`srv push n=${r.serverPush.count} p50 in ${bucketText(r.serverPush.p50)}`);

@@ -177,10 +177,69 @@ export class Snapshot {
 /** Messages that translations share (a filter's ECDS config, which may carry the module) are encoded once. */
 const encoded = new WeakMap<EnvoyMessage, ResourceEntry>();
 
+/**
+ * A reload re-translates the whole mesh, but usually only a few resources
+ * come out different. Those that come out the same as in one of the last
+ * builds reuse that build's entry (bytes and version): the message's JSON is
+ * the key, which costs a fraction of protobuf encoding plus hashing (on the
+ * fan-out bench's 1,000 clusters, the bulk of a replica's translate time).
+ * Only types made of plain JSON values (no module bytes) are keyed; a
+ * message holding anything JSON does not carry exactly (bytes, -0, NaN, a
+ * class instance) is encoded as before.
+ */
+const KEYED_TYPES: ReadonlySet<ResourceType> = new Set([TYPE.listener, TYPE.route, TYPE.cluster, TYPE.endpoint]);
+/** Entries unused for this many builds are dropped (each flavour's build counts). */
+const KEEP_BUILDS = 4;
+const byContent = new Map<string, { entry: ResourceEntry; build: number }>();
+let builds = 0;
+
+/** Whether JSON.stringify says exactly what protobuf would encode: plain objects, arrays, strings, booleans, finite numbers. */
+function plainJson(value: unknown): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+    case 'undefined':
+      return true;
+    case 'number':
+      return Number.isFinite(value) && !Object.is(value, -0);
+    case 'object': {
+      if (value === null) return true;
+      if (Array.isArray(value)) return value.every(plainJson);
+      const proto: unknown = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return false;
+      for (const key in value) if (!plainJson((value as Record<string, unknown>)[key])) return false;
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/** The message as JSON, when that names its encoding exactly; else undefined. */
+function contentKey(typeUrl: ResourceType, message: EnvoyMessage): string | undefined {
+  return plainJson(message) ? `${typeUrl}\n${JSON.stringify(message)}` : undefined;
+}
+
 function encodedOnce(typeUrl: ResourceType, message: EnvoyMessage): ResourceEntry {
   let entry = encoded.get(message);
-  if (!entry) encoded.set(message, (entry = encodeEntry(typeUrl, message)));
+  if (entry) return entry;
+  const key = KEYED_TYPES.has(typeUrl) ? contentKey(typeUrl, message) : undefined;
+  const known = key === undefined ? undefined : byContent.get(key);
+  if (known) {
+    known.build = builds;
+    entry = known.entry;
+  } else {
+    entry = encodeEntry(typeUrl, message);
+    if (key !== undefined) byContent.set(key, { entry, build: builds });
+  }
+  encoded.set(message, entry);
   return entry;
+}
+
+/** After a build: forget what the last KEEP_BUILDS builds did not use. */
+function endBuild(): void {
+  for (const [key, { build }] of byContent) if (build <= builds - KEEP_BUILDS) byContent.delete(key);
+  builds += 1;
 }
 
 export function buildSnapshot(resources: Resources, createdAt: number = Date.now()): Snapshot {
@@ -202,5 +261,6 @@ export function buildSnapshot(resources: Resources, createdAt: number = Date.now
     }
     types.set(typeUrl, new TypeSnapshot(typeUrl, entries));
   }
+  endBuild();
   return new Snapshot(types, createdAt);
 }

@@ -155,7 +155,8 @@ export async function watchEtcdMesh(options: EtcdSourceOptions): Promise<EtcdMes
       lastError = null;
       if (!sameRead(latest, result)) {
         latest = result;
-        if (!result.ok) log.error({ etcd: options.endpoints, revision: result.revision }, result.reason);
+        if (result.ok) log.info({ revision: result.mesh.revision, storeRevision }, 'mesh read from etcd');
+        else log.error({ etcd: options.endpoints, revision: result.revision }, result.reason);
         for (const listener of listeners) listener();
       }
     } catch (error) {

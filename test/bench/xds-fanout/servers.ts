@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Child, freePort } from './proc.ts';
+import { Child, freePort, nowNs } from './proc.ts';
 import { ROOT, peerBinary } from '../go-peers.ts';
 import { applyMeshFile } from '../../../xds-server/etcd/apply.ts';
 import { FilterCatalog, filterFolders } from '../../../xds-server/catalog/index.ts';
@@ -28,6 +28,12 @@ export interface Server {
   readonly xdsAddresses?: string[];
   /** Makes the change (protoplane: file write; gcp: control call); resolves with what the server said, if anything. */
   trigger(): Promise<string | void>;
+  /**
+   * When the last trigger's change was durably written (wall clock, ns): the
+   * file mode's write returned; the fleet's etcd transaction answered (the
+   * commit). Both modes are also timed from here (undefined: gcp).
+   */
+  writtenNs?: bigint;
   /**
    * protoplane: times file write → new snapshot served (/readyz polled every
    * 5 ms) with no client connected, twice (probe change, then back to the
@@ -82,6 +88,12 @@ async function httpOk(url: string, init?: RequestInit, timeoutMs = 10_000): Prom
   }
 }
 
+/** The snapshot version a server's /readyz names. */
+async function readySnapshot(admin: string): Promise<string | undefined> {
+  const body = await httpOk(`${admin}/readyz`);
+  return body === undefined ? undefined : (JSON.parse(body) as { snapshot?: string }).snapshot;
+}
+
 async function waitHttp(url: string, child: Child, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -91,6 +103,16 @@ async function waitHttp(url: string, child: Child, timeoutMs: number): Promise<v
   }
   throw new Error(`${child.name}: ${url} not ready within ${timeoutMs} ms`);
 }
+
+/** `bin/protoplane ARGS`; with `nodeArgs` (e.g. --cpu-prof), `node <nodeArgs> --import tsx xds-server/cli/main.ts ARGS`. */
+function protoplaneCommand(cliArgs: string[], nodeArgs: string[]): [string, string[]] {
+  return nodeArgs.length === 0
+    ? [path.join(ROOT, 'bin/protoplane'), cliArgs]
+    : [process.execPath, [...nodeArgs, '--import', path.join(ROOT, 'node_modules/tsx/dist/esm/index.mjs'), path.join(ROOT, 'xds-server/cli/main.ts'), ...cliArgs]];
+}
+
+/** info: the servers log nothing per stream, but each reload ('config applied') and etcd read, with its time: the timeline. */
+const SERVER_LOG_LEVEL = 'info';
 
 /**
  * Starts `bin/protoplane serve`; with `nodeArgs` (e.g. --cpu-prof), runs the
@@ -109,33 +131,25 @@ export async function startProtoplane(
   const adminPort = await freePort();
   const serveArgs = ['serve', '--config', configPath, '--xds-port', String(xdsPort), '--admin-port', String(adminPort), '--host', '127.0.0.1'];
   if (filtersDir) serveArgs.push('--filters', filtersDir);
-  const [command, args] =
-    nodeArgs.length === 0
-      ? [path.join(ROOT, 'bin/protoplane'), serveArgs]
-      : [
-          process.execPath,
-          [...nodeArgs, '--import', path.join(ROOT, 'node_modules/tsx/dist/esm/index.mjs'), path.join(ROOT, 'xds-server/cli/main.ts'), ...serveArgs],
-        ];
-  const child = new Child('protoplane', command, args, { env: { ...process.env, PROTOPLANE_LOG_LEVEL: 'warn' }, cwd: ROOT });
+  const [command, args] = protoplaneCommand(serveArgs, nodeArgs);
+  const child = new Child('protoplane', command, args, { env: { ...process.env, PROTOPLANE_LOG_LEVEL: SERVER_LOG_LEVEL }, cwd: ROOT });
   child.onLine = (line) => log(line);
   // A server that never gets ready is stopped here: nobody else holds it (a live child would keep the bench from exiting).
   await waitHttp(`http://127.0.0.1:${adminPort}/readyz`, child, 60_000).catch(async (error: unknown) => {
     await child.stop();
     throw error;
   });
-  return {
+  const server: Server = {
     name: 'protoplane',
     label: 'protoplane',
     child,
     xdsPort,
     async trigger() {
       fs.writeFileSync(configPath, benchMesh(clusters, true));
+      server.writtenNs = nowNs();
     },
     async reloadProbe() {
-      const snapshot = async () => {
-        const body = await httpOk(`http://127.0.0.1:${adminPort}/readyz`);
-        return body === undefined ? undefined : (JSON.parse(body) as { snapshot?: string }).snapshot;
-      };
+      const snapshot = () => readySnapshot(`http://127.0.0.1:${adminPort}`);
       const times: number[] = [];
       for (const probe of [true, false]) {
         const before = await snapshot();
@@ -166,6 +180,7 @@ export async function startProtoplane(
     },
     stop: () => child.stop(),
   };
+  return server;
 }
 
 export async function startGcp(clusters: number, log: (line: string) => void, changeTimeoutMs: number): Promise<Server> {
@@ -219,16 +234,26 @@ export async function startGcp(clusters: number, log: (line: string) => void, ch
  * replicas' reloads all count). CPU, memory and metrics are the first
  * replica's (it holds 1/replicas of the streams).
  */
-export async function startFleet(workDir: string, clusters: number, log: (line: string) => void, replicas = 3, filtersDir?: string): Promise<Server> {
+export async function startFleet(
+  workDir: string,
+  clusters: number,
+  log: (line: string, replica: number) => void,
+  replicas = 3,
+  filtersDir?: string,
+  nodeArgs: string[] = [],
+): Promise<Server> {
   const etcd = await startEtcd({ members: 3 });
   const children: Child[] = [];
   try {
     const configPath = path.join(workDir, 'fleet-mesh.yaml');
-    const apply = async (changed: boolean): Promise<string> => {
-      fs.writeFileSync(configPath, benchMesh(clusters, changed));
+    let writtenNs: bigint | undefined;
+    const apply = async (changed: boolean, probe = false): Promise<string> => {
+      fs.writeFileSync(configPath, benchMesh(clusters, changed, probe));
       // As `apply --filters DIR` would: its checks load (and build) that folder's filters.
       const catalog = filtersDir ? await FilterCatalog.load(filterFolders(filtersDir)) : undefined;
       const result = await applyMeshFile(configPath, { endpoints: etcd.endpoints }, { catalog });
+      // The transaction's answer has come back: the commit happened (a moment) before this.
+      writtenNs = nowNs();
       if (!result.ok) throw new Error(`apply failed: ${JSON.stringify(result).slice(0, 500)}`);
       return `applied at etcd revision ${result.revision}`;
     };
@@ -239,8 +264,9 @@ export async function startFleet(workDir: string, clusters: number, log: (line: 
       const xdsPort = await freePort();
       const adminPort = await freePort();
       const args = ['serve', '--etcd', etcd.endpointList, '--replica-id', `f${i}`, '--xds-port', String(xdsPort), '--admin-port', String(adminPort), '--host', '127.0.0.1'];
-      const child = new Child(`protoplane-f${i}`, path.join(ROOT, 'bin/protoplane'), args, { env: { ...process.env, PROTOPLANE_LOG_LEVEL: 'warn' }, cwd: ROOT });
-      child.onLine = (line) => log(line);
+      const [command, commandArgs] = protoplaneCommand(args, nodeArgs);
+      const child = new Child(`protoplane-f${i}`, command, commandArgs, { env: { ...process.env, PROTOPLANE_LOG_LEVEL: SERVER_LOG_LEVEL }, cwd: ROOT });
+      child.onLine = (line) => log(line, i - 1);
       children.push(child);
       admins.push(adminPort);
       addresses.push(`127.0.0.1:${xdsPort}`);
@@ -254,6 +280,29 @@ export async function startFleet(workDir: string, clusters: number, log: (line: 
       xdsPort: Number(addresses[0]!.split(':')[1]),
       xdsAddresses: addresses,
       trigger: () => apply(true),
+      // As the single replica's probe (same two reloads before the timed one, so the same JIT warmth):
+      // apply's return → every replica serves the new snapshot, no client connected.
+      async reloadProbe() {
+        const snapshots = () => Promise.all(admins.map((port) => readySnapshot(`http://127.0.0.1:${port}`)));
+        const times: number[] = [];
+        for (const probe of [true, false]) {
+          const before = await snapshots();
+          await apply(false, probe);
+          const start = performance.now();
+          for (;;) {
+            const now = await snapshots();
+            if (now.every((v, i) => v !== undefined && v !== before[i])) break;
+            if (performance.now() - start > 30_000) throw new Error('the fleet did not reload the mesh within 30 s');
+            await sleep(5);
+          }
+          times.push(performance.now() - start);
+          await sleep(300);
+        }
+        return times;
+      },
+      get writtenNs() {
+        return writtenNs;
+      },
       metrics: () => httpOk(`${admin}/metrics`),
       async heap() {
         const text = await httpOk(`${admin}/metrics`);
