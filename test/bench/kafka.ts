@@ -1,6 +1,6 @@
 // Benchmark of the kafka filter in stock Envoy 1.40. Prints numbers; asserts nothing.
 //   node --import tsx test/bench/kafka.ts
-//   BENCH_RECORDS=200000 BENCH_ROUNDS=5 node --import tsx test/bench/kafka.ts
+//   BENCH_RECORDS=200000 BENCH_ROUNDS=5 BENCH_PIN=1 node --import tsx test/bench/kafka.ts
 //
 // Kafka 4.2's own producer perf tool (org.apache.kafka.tools.ProducerPerformance,
 // 1 KB records, acks=1, no compression, no throughput cap) produces through
@@ -16,16 +16,26 @@
 // Every client connection goes through Envoy in each case: the broker has one
 // listener per case, and the two without the filter advertise their own Envoy
 // port (the filter's advertises a name nobody resolves, and the filter rewrites it).
-// Printed: records/s and MB/s per run (best of the rounds), the median of each
-// round's ratio to plain in the same round, and Envoy's worker CPU per record.
-import fs from 'node:fs';
+// Printed per run: records/s, MB/s and Envoy's worker CPU per record (exact
+// ns from schedstat, test/bench/envoy-worker.ts). Then per case: the best rate,
+// the median of each round's ratio to plain in the same round, the median
+// worker CPU per record; and the filter's worker CPU over the floor per record
+// and per Produce request (requests counted by the filter's
+// request.produce.* stats, so records per request are the filter runs').
+// Throughput rounds swing with whatever else the machine runs; the CPU per
+// record is the steadier figure. BENCH_PIN=1 puts Envoy's threads on CPU 0
+// and the broker, the producer JVMs and this process on CPU 1 (taskset).
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureFiltersBuilt, filterWasmPath } from '../../xds-server/catalog/index.ts';
 import { freePort, RECEIVE_BEFORE_CONNECT_YAML, startEnvoy } from '../support/envoy.ts';
 import { runKafkaTool, startKafka } from '../kafka/brokers.ts';
+import { EnvoyWorker } from './envoy-worker.ts';
 
-const RECORDS = Number(process.env.BENCH_RECORDS ?? 100_000);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4);
+const RECORDS = Number(process.env.BENCH_RECORDS ?? 200_000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const PIN = process.env.BENCH_PIN === '1';
 const RECORD_SIZE = 1024;
 const TOPIC = 'orders.bench';
 
@@ -73,23 +83,27 @@ function clusterYaml(name: string, port: number): string {
       endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${port} } } } } ] } ]`;
 }
 
-/** CPU seconds (user + system) of Envoy's one worker thread (wrk:worker_0). */
-function workerCpu(pid: number): number {
-  const tid = fs.readdirSync(`/proc/${pid}/task`).find((t) => fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim() === 'wrk:worker_0');
-  if (tid === undefined) throw new Error(`Envoy ${pid} has no wrk:worker_0 thread`);
-  const f = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
+/** Pins every thread of `pid` to `cpus` (taskset -a: threads started later inherit it too). */
+function pin(pid: number, cpus: string): void {
+  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
 }
 
-/** "100000 records sent, 41288.2 records/sec (40.32 MB/sec), ..." → records/s and MB/s. */
-function parsePerf(stdout: string): { recordsPerSec: number; mbPerSec: number } {
-  const m = /(\d+) records sent, ([\d.]+) records\/sec \(([\d.]+) MB\/sec\)/.exec(stdout);
-  if (!m) throw new Error(`ProducerPerformance printed no summary:\n${stdout.slice(-2000)}`);
+/**
+ * The run's summary, "200000 records sent, 41288.2 records/sec (40.32 MB/sec), ... latency ..." → records/s and MB/s.
+ * It is the last such line: a run longer than 5 s also prints one per 5 s window before it (the first
+ * window of a slow start can say 0 records/s).
+ */
+function parsePerf(stdout: string, records: number): { recordsPerSec: number; mbPerSec: number } {
+  const lines = [...stdout.matchAll(/(\d+) records sent, ([\d.]+) records\/sec \(([\d.]+) MB\/sec\)/g)];
+  const m = lines[lines.length - 1];
+  if (m === undefined || Number(m[1]) !== records) throw new Error(`ProducerPerformance printed no summary of ${records} records:\n${stdout.slice(-2000)}`);
   return { recordsPerSec: Number(m[2]), mbPerSec: Number(m[3]) };
 }
 
 const envoyPorts = { plain: await freePort(), floor: await freePort(), bootstrap: await freePort(), broker: await freePort() };
 console.log('building filters, starting Kafka 4.2 (one broker) and Envoy 1.40 (1 worker) ...');
+// children inherit this process's CPUs: the broker and the producers land on CPU 1, Envoy is moved to CPU 0 below
+if (PIN) pin(process.pid, '1');
 await ensureFiltersBuilt();
 const cluster = await startKafka({
   brokers: 1,
@@ -129,49 +143,76 @@ static_resources:
   adminPort,
   logLevel: 'warn',
 });
+if (PIN) pin(envoy.pid, '0');
 
 try {
   for (const l of listeners) await envoy.waitForListener(l.name);
   await cluster.createTopic(TOPIC, 1);
-  const cases = [['plain tcp_proxy', envoyPorts.plain], ['read-only Wasm floor', envoyPorts.floor], ['kafka filter', envoyPorts.bootstrap]] as const;
+  const worker = EnvoyWorker.of(envoy.pid);
+  const PLAIN = 'plain tcp_proxy';
+  const FLOOR = 'read-only Wasm floor';
+  const FILTER = 'kafka filter';
+  const cases = [[PLAIN, envoyPorts.plain], [FLOOR, envoyPorts.floor], [FILTER, envoyPorts.bootstrap]] as const;
   const perf = async (port: number) => {
     const r = await runKafkaTool('4.2.0', 'org.apache.kafka.tools.ProducerPerformance', [
       '--topic', TOPIC, '--num-records', String(RECORDS), '--record-size', String(RECORD_SIZE), '--throughput', '-1',
       '--producer-props', `bootstrap.servers=127.0.0.1:${port}`, 'acks=1', 'linger.ms=5', 'batch.size=65536', 'compression.type=none',
     ], { timeoutMs: 300_000 });
     if (r.code !== 0) throw new Error(`ProducerPerformance via :${port} exited ${r.code}:\n${r.stderr.slice(-2000)}`);
-    return parsePerf(r.stdout);
+    return parsePerf(r.stdout, RECORDS);
   };
-  console.log(`ProducerPerformance: ${RECORDS.toLocaleString('en-US')} records of ${RECORD_SIZE} B per run, acks=1, ${ROUNDS} interleaved rounds (+1 warm-up run each)`);
+  /** Produce requests the kafka filter has counted (wasmcustom.kafka.request.produce.v*). */
+  const produceRequests = async () => [...await envoy.stats()].filter(([k]) => k.startsWith('wasmcustom.kafka.request.produce.')).reduce((n, [, v]) => n + v, 0);
+  console.log(`ProducerPerformance: ${RECORDS.toLocaleString('en-US')} records of ${RECORD_SIZE} B per run, acks=1, linger.ms=5, batch.size=65536, ` +
+    `${ROUNDS} interleaved rounds (+1 warm-up run each)`);
+  console.log(PIN ? `pinned (taskset): Envoy's threads to CPU 0; the broker JVM, the producer JVMs and this process to CPU 1 (of ${os.cpus().length})` : 'not pinned (BENCH_PIN=1 pins)');
   for (const [, port] of cases) await perf(port); // JIT, connections, topic metadata: not measured
   const best: Record<string, { recordsPerSec: number; mbPerSec: number }> = {};
   const ratios: Record<string, number[]> = {};
   const cpuNsPerRecord: Record<string, number[]> = {};
+  const requestsPerRun: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     const mb: Record<string, number> = {};
     for (const [label, port] of [...cases.slice(round % cases.length), ...cases.slice(0, round % cases.length)]) {
-      const cpu0 = workerCpu(envoy.pid);
-      const rate = await perf(port);
-      const cpu = workerCpu(envoy.pid) - cpu0;
+      const requests0 = label === FILTER ? await produceRequests() : 0;
+      const { result: rate, cpuNs } = await worker.measure(() => perf(port));
+      const requests = label === FILTER ? await produceRequests() - requests0 : 0;
+      if (label === FILTER) requestsPerRun.push(requests);
       mb[label] = rate.mbPerSec;
       if (rate.mbPerSec > (best[label]?.mbPerSec ?? 0)) best[label] = rate;
-      (cpuNsPerRecord[label] ??= []).push((cpu * 1e9) / RECORDS);
-      console.log(`  round ${round + 1}: ${label.padEnd(22)} ${rate.recordsPerSec.toFixed(0).padStart(8)} records/s ${rate.mbPerSec.toFixed(2).padStart(7)} MB/s  worker ${((cpu * 1e9) / RECORDS).toFixed(0).padStart(6)} ns/record`);
+      (cpuNsPerRecord[label] ??= []).push(cpuNs / RECORDS);
+      console.log(`  round ${round + 1}: ${label.padEnd(22)} ${rate.recordsPerSec.toFixed(0).padStart(8)} records/s ${rate.mbPerSec.toFixed(2).padStart(7)} MB/s  ` +
+        `worker ${(cpuNs / RECORDS).toFixed(0).padStart(6)} ns/record${label === FILTER ? `  (${requests} Produce requests, ${(RECORDS / requests).toFixed(1)} records each)` : ''}`);
       await sleep(300);
     }
-    for (const [label] of cases) (ratios[label] ??= []).push(mb[label]! / mb['plain tcp_proxy']!);
+    for (const [label] of cases) (ratios[label] ??= []).push(mb[label]! / mb[PLAIN]!);
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const m = s.length >> 1;
+    return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  };
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-  console.log('\nbest of the rounds, and the median of each round\'s ratio to plain in that round:');
+  const ns = (x: number) => x.toFixed(0).padStart(5);
+  console.log('\nbest of the rounds, the median of each round\'s ratio to plain in that round, and the median worker CPU per record:');
   for (const [label] of cases) {
     const r = [...ratios[label]!].sort((a, b) => a - b);
+    const cpu = [...cpuNsPerRecord[label]!].sort((a, b) => a - b);
     console.log(`  ${label.padEnd(22)} ${best[label]!.recordsPerSec.toFixed(0).padStart(8)} records/s ${best[label]!.mbPerSec.toFixed(2).padStart(7)} MB/s   ` +
-      `vs plain ${pct(median(r))} (rounds: ${r.map(pct).join(' ')})   worker CPU ${median(cpuNsPerRecord[label]!).toFixed(0)} ns/record (median)`);
+      `vs plain ${pct(median(r)).padStart(6)} (rounds: ${r.map(pct).join(' ')})   worker CPU ${ns(median(cpu))} ns/record (rounds: ${cpu.map((x) => x.toFixed(0)).join(' ')})`);
   }
-  const filter = median(ratios['kafka filter']!);
-  const floor = median(ratios['read-only Wasm floor']!);
+  const filter = median(ratios[FILTER]!);
+  const floor = median(ratios[FLOOR]!);
   console.log(`  kafka filter vs read-only floor: ${((filter - floor) * 100).toFixed(1)} points (goal: within 3); vs plain: ${pct(filter)} (goal: >= 95%)`);
+  const recordsPerRequest = RECORDS / median(requestsPerRun);
+  const perRequest = (nsPerRecord: number) => `${(nsPerRecord * recordsPerRequest / 1000).toFixed(1)} µs`;
+  // each round's difference between two cases run minutes apart at most: the machine's load moves both
+  console.log(`worker CPU of one case over another, per record: the median of the rounds' differences (each round's in brackets); ` +
+    `per Produce request at ${recordsPerRequest.toFixed(1)} records each (median of the filter runs):`);
+  for (const [a, b] of [[FLOOR, PLAIN], [FILTER, FLOOR], [FILTER, PLAIN]] as const) {
+    const d = cpuNsPerRecord[a]!.map((x, i) => x - cpuNsPerRecord[b]![i]!);
+    console.log(`  ${`${a} over ${b}:`.padEnd(40)} ${ns(median(d))} ns/record = ${perRequest(median(d)).padStart(8)} per Produce request  (${d.map((x) => x.toFixed(0)).join(' ')})`);
+  }
   const stats = await envoy.stats();
   const show = (re: RegExp) => [...stats].filter(([k, v]) => re.test(k) && v > 0).map(([k, v]) => `${k}=${v}`).join(' ');
   console.log(`  (${show(/^wasmcustom\.kafka\.(request\.produce|brokers\.rewritten|closed|refused)/)})`);
