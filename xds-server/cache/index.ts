@@ -13,6 +13,7 @@ export {
   diffViews,
   encodeEntry,
   entryIn,
+  plainJson,
   Snapshot,
   TypeSnapshot,
   unionViews,

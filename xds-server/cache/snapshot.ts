@@ -193,21 +193,28 @@ const KEEP_BUILDS = 4;
 const byContent = new Map<string, { entry: ResourceEntry; build: number }>();
 let builds = 0;
 
-/** Whether JSON.stringify says exactly what protobuf would encode: plain objects, arrays, strings, booleans, finite numbers. */
-function plainJson(value: unknown): boolean {
+/**
+ * Whether JSON carries the value exactly: plain objects, arrays, strings,
+ * booleans, finite numbers other than -0, null; undefined only as an object
+ * field when `undefinedFields` (JSON drops the field, which protobuf encoding
+ * treats alike, but code testing for the key would not).
+ */
+export function plainJson(value: unknown, undefinedFields = true): boolean {
   switch (typeof value) {
     case 'string':
     case 'boolean':
-    case 'undefined':
       return true;
+    case 'undefined':
+      return undefinedFields;
     case 'number':
       return Number.isFinite(value) && !Object.is(value, -0);
     case 'object': {
       if (value === null) return true;
-      if (Array.isArray(value)) return value.every(plainJson);
+      // (an array's holes and undefined items become null in JSON)
+      if (Array.isArray(value)) return value.every((item) => item !== undefined && plainJson(item, undefinedFields));
       const proto: unknown = Object.getPrototypeOf(value);
       if (proto !== Object.prototype && proto !== null) return false;
-      for (const key in value) if (!plainJson((value as Record<string, unknown>)[key])) return false;
+      for (const key in value) if (!plainJson((value as Record<string, unknown>)[key], undefinedFields)) return false;
       return true;
     }
     default:

@@ -10,8 +10,9 @@ import { FilterCatalog, type FilterFolders } from '../catalog/index.ts';
 import { createMeshParser, formatConfigError, readMeshFile, type ConfigError } from '../config/index.ts';
 import { isBuiltinProtocol } from '../model/types.ts';
 import type { Etcd3 } from 'etcd3';
+import { parsedForRecord } from './parsed.ts';
 import { MODULE_COPIES_DIR } from './serve.ts';
-import { connectEtcd, DEFAULT_ETCD_PREFIX, decodeMeshRecord, encodeMeshRecord, meshKey, moduleKey, type MeshRecord, type StoredFilter, type StoredManifest } from './store.ts';
+import { connectEtcd, DEFAULT_ETCD_PREFIX, decodeMeshRecord, encodeMeshRecord, meshKey, moduleKey, type MeshRecord, type ParsedMesh, type StoredFilter, type StoredManifest } from './store.ts';
 
 export interface EtcdTarget {
   endpoints: readonly string[];
@@ -51,7 +52,7 @@ interface Candidate {
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
 /** Parses and pre-flights a mesh with a catalog; on success, the stored form of every filter it uses. */
-async function check(candidate: Candidate): Promise<{ ok: true; filters: StoredFilter[] } | { ok: false; errors: ConfigError[] }> {
+async function check(candidate: Candidate): Promise<{ ok: true; filters: StoredFilter[]; parsed?: ParsedMesh } | { ok: false; errors: ConfigError[] }> {
   const { catalog } = candidate;
   const result = createMeshParser({ protocols: catalog.protocolSchemas() })(candidate.yaml, candidate.source);
   if (!result.ok) return result;
@@ -68,14 +69,14 @@ async function check(candidate: Candidate): Promise<{ ok: true; filters: StoredF
     filters.push({ name: entry.manifest.name, protocol, sha256: entry.sha256, manifest: JSON.parse(JSON.stringify(manifest)) as StoredManifest });
   }
   filters.sort((a, b) => a.name.localeCompare(b.name));
-  return { ok: true, filters };
+  return { ok: true, filters, parsed: parsedForRecord(result.mesh, filters) };
 }
 
 /** Writes a checked mesh with compare-and-swap on the mesh key's mod revision. */
 async function write(client: Etcd3, prefix: string, candidate: Candidate, options: ApplyOptions): Promise<ApplyResult> {
   const checked = await check(candidate);
   if (!checked.ok) return { ok: false, kind: 'invalid', errors: checked.errors };
-  const record: MeshRecord = { yaml: candidate.yaml, source: candidate.source, filters: checked.filters };
+  const record: MeshRecord = { yaml: candidate.yaml, source: candidate.source, filters: checked.filters, parsed: checked.parsed };
   const value = encodeMeshRecord(record);
   const key = meshKey(prefix);
   const current = (await client.get(key).exec()).kvs[0];

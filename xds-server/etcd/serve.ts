@@ -10,6 +10,7 @@ import { FilterCatalog } from '../catalog/index.ts';
 import { createMeshParser, type ConfigError, type MeshParser } from '../config/index.ts';
 import type { YamlLimits } from '../config/source.ts';
 import type { Logger } from '../log.ts';
+import { withStoredParse } from './parsed.ts';
 import { watchEtcdMesh, type EtcdMesh, type EtcdSourceStatus } from './source.ts';
 import { DEFAULT_ETCD_PREFIX, meshKey, moduleKey } from './store.ts';
 
@@ -79,7 +80,10 @@ export async function etcdMeshInput(options: EtcdServeOptions, log: Logger, yaml
       }
       const { mesh } = current;
       try {
-        return { ok: true, text: mesh.record.yaml, file: mesh.record.source, revision: mesh.revision, filters: await filtersOf(mesh) };
+        const { catalog, parser } = await filtersOf(mesh);
+        // The mesh as apply parsed it, when this replica's parser would make the same: no second parse.
+        const filters = { catalog, parser: withStoredParse(mesh.record, parser, yamlLimits) };
+        return { ok: true, text: mesh.record.yaml, file: mesh.record.source, revision: mesh.revision, filters };
       } catch (error) {
         const message = `mesh revision ${mesh.revision}: a filter module from etcd does not load: ${(error as Error).message}`;
         return { ok: false, errors: [{ file: name, line: 1, col: 1, path: '', message }] };

@@ -44,6 +44,14 @@ export interface MeshRecord {
   source: string;
   /** The modules of every filter the mesh uses, sorted by name. */
   filters: StoredFilter[];
+  /** The mesh as apply parsed it, so replicas need not parse the YAML again (etcd/parsed.ts); absent when too large. */
+  parsed?: ParsedMesh;
+}
+
+/** A parsed mesh and the parser that made it (a fingerprint: code, filter schemas, YAML limits). */
+export interface ParsedMesh {
+  parser: string;
+  mesh: unknown;
 }
 
 /** A stored value that is not a MeshRecord: the key was written by hand or by something else. */
@@ -57,6 +65,7 @@ export function encodeMeshRecord(record: MeshRecord): string {
     format: 1,
     source: record.source,
     filters: record.filters.map((f) => ({ name: f.name, protocol: f.protocol, sha256: f.sha256, manifest: f.manifest })),
+    ...(record.parsed ? { parsed: { parser: record.parsed.parser, mesh: record.parsed.mesh } } : {}),
     yaml: record.yaml,
   })}\n`;
 }
@@ -86,7 +95,10 @@ export function decodeMeshRecord(value: string): Decoded<MeshRecord> {
     }
     filters.push({ name: item.name, protocol: item.protocol, sha256: item.sha256, manifest: manifest as unknown as StoredManifest });
   }
-  return { ok: true, value: { yaml: rec.yaml, source: rec.source, filters } };
+  // A parsed form that is not one (hand-written, or another writer's) is left out: the YAML is parsed instead.
+  const parsed = rec.parsed as Record<string, unknown> | undefined;
+  const usable = typeof parsed === 'object' && parsed !== null && typeof parsed.parser === 'string' && typeof parsed.mesh === 'object' && parsed.mesh !== null;
+  return { ok: true, value: { yaml: rec.yaml, source: rec.source, filters, ...(usable ? { parsed: { parser: parsed.parser as string, mesh: parsed.mesh } } : {}) } };
 }
 
 /** `--etcd http://a:2379,http://b:2379`: one or more client URLs (or host:port, taken as http). */
