@@ -315,7 +315,10 @@ export class KafkaCodec extends Codec {
     const fromClient = frame.fromClient;
     this.segmentStart = 0;
     const seg = fromClient ? this.segDown : this.segUp;
-    if (seg.active) return this.measureWindow(frame, seg, avail);
+    if (seg.active) {
+      frame.continues = true;
+      return this.measureWindow(frame, seg, avail);
+    }
     if (avail < 4) return 4;
     const p = frame.ptr;
     const size = be32(p);

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 import { concat, frames, kafkaPlugin, packetLog } from './filter-support.ts';
+import type { WasmPlugin } from '../../xds-server/wasm-host/index.ts';
 
 const require = createRequire(import.meta.url);
 type Decode = (body: Buffer) => Promise<Record<string, unknown>>;
@@ -37,6 +38,13 @@ const request = (key: number, version: number, corr: number, body: Buffer, flexi
 
 const BROKERS = [{ id: 1, port: 19101, cluster: 'kafka-1' }, { id: 2, port: 19102, cluster: 'kafka-2' }];
 const REWRITE = { advertise: 'envoy.example', brokers: BROKERS };
+
+/** The filter's close line of the plugin's (only) closed connection. */
+function closeLine(plugin: WasmPlugin): string {
+  const lines = plugin.record.logs.filter((l) => l.message.startsWith('kafka: connection closed ')).map((l) => l.message);
+  assert.equal(lines.length, 1, lines.join('\n'));
+  return lines[0]!;
+}
 
 /** Feeds bytes in `chunk`-byte pieces; returns what the filter let through. */
 function feedChunks(send: (b: Uint8Array) => { forwarded: Uint8Array }, bytes: Uint8Array, chunk: number): { out: Uint8Array; lagMax: number } {
@@ -136,6 +144,9 @@ describe('kafka filter: a request over limits.max_request_bytes gets Kafka\'s ow
       assert.equal(conn.closed, undefined);
       assert.equal(plugin.metrics()['kafka.refused.request_too_large'], 1);
       assert.ok(packetLog(plugin).some((p) => p.api === 'Produce' && p.decision === 'refuse' && p.reason === 'request_too_large' && p.size === bytes.length));
+      // two requests (the Produce walked in windows counts once) and the placeholder's answer
+      conn.close();
+      assert.match(closeLine(plugin), / frames_in=2 frames_out=1\b/);
     });
   }
 
@@ -219,6 +230,9 @@ describe('kafka filter: fetch metrics of a response over 1 MiB, walked in window
       }
       assert.equal(m['kafka.fetch.unmetered_responses'] ?? 0, 0);
       assert.equal(m['kafka.response_error.6'] ?? 0, 0);
+      // the close line counts messages, not the windows they were walked in
+      conn.close();
+      assert.match(closeLine(plugin), / frames_in=1 frames_out=1\b/, `chunk ${chunk}`);
     }
     // the response is still what kafkajs reads: every record of every topic
     const d = (await kafkajsDecoder('fetch/v11')(response.subarray(8))) as { responses: { topicName: string; partitions: { messages: unknown[] }[] }[] };

@@ -39,6 +39,12 @@ export class Frame {
   header: usize = 0;
   /** In forwardRun(): frames the codec passed. */
   runCount: u32 = 0;
+  /**
+   * Set by measure(): this frame is a later window of the message before it
+   * (a codec that walks a large message in windows), so the layer's frame
+   * counts (the close line's frames_in/frames_out) count it with that message.
+   */
+  continues: bool = false;
   rejection: Verdict | null = null;
 
   constructor(readonly conn: FramedConnection) {}

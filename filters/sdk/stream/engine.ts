@@ -267,6 +267,7 @@ export class FramedConnection {
       frame.avail = this.winEnd - pos;
       frame.length = 0;
       frame.rejection = null;
+      frame.continues = false;
       let need = codec.measure(frame);
       // the window may end before the head does: widen it (some heads are found in steps)
       while (need > <i64>frame.avail && need <= <i64>real && need <= <i64>codec.maxHeader) {
@@ -285,7 +286,7 @@ export class FramedConnection {
       }
       const total = frame.length;
       frame.header = <usize>need;
-      d.frames++;
+      if (!frame.continues) d.frames++;
       this.windowHint = total > LARGE_FRAME ? WINDOW_SMALL : WINDOW_REST;
       const frameEnd = pos + <usize>total;
       if (eos && frameEnd > len) return this.close(codec.onStreamError(StreamError.Truncated, fromClient));
