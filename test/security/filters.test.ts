@@ -13,8 +13,7 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureFiltersBuilt } from '../../xds-server/catalog/index.ts';
 import { privateCheckout, serveCheckout } from '../support/checkout.ts';
-import { freePort, waitUntil } from '../support/envoy.ts';
-import { serveForTest } from '../support/mesh-env.ts';
+import { freePort, REPO_ROOT, waitUntil } from '../support/envoy.ts';
 import { RawConnection, sotwRequest, ADS } from './raw-xds.ts';
 import { TYPE } from '../../xds-server/translate/index.ts';
 
@@ -25,7 +24,7 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'protoplane-filters-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 async function readyz(port: number): Promise<{ snapshot: string | null; config_errors: string[] }> {
-  return (await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as { snapshot: string | null; config_errors: string[] };
+  return (await (await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(5000) })).json()) as { snapshot: string | null; config_errors: string[] };
 }
 
 describe('the filter pre-flight', () => {
@@ -36,20 +35,27 @@ describe('the filter pre-flight', () => {
     it(`refuses a filter whose onConfigure ${mode === 'loop' ? 'loops' : 'allocates without end'}, while admin and xDS keep answering`, async () => {
       const file = path.join(dir, `mesh-${mode}.yaml`);
       fs.writeFileSync(file, mesh('ok'));
-      const app = await serveForTest(file, { debounce: { quietMs: 20, maxMs: 200 } });
+      // The server runs in its own process: were the pre-flight on its main
+      // thread, a looping filter would wedge it, and this test must then fail
+      // on its deadlines rather than hang with it.
+      const [xdsPort, adminPort] = [await freePort(), await freePort()];
+      const server = serveCheckout(REPO_ROOT, ['--config', file, '--xds-port', String(xdsPort), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--debounce', '20ms']);
       try {
-        const good = app.cache.snapshot!.version;
+        let good: string | null = null;
+        await waitUntil(async () => (good = (await readyz(adminPort).catch(() => ({ snapshot: null }))).snapshot) !== null, 60_000, 'the good config loaded').catch((err: Error) => {
+          throw new Error(`${err.message}\nserver output:\n${server.output()}`);
+        });
         fs.writeFileSync(file, mesh(mode, 10001));
         // While the pre-flight runs, the admin server and xDS answer within a fraction of its time limit.
         let slowest = 0;
-        const xds = new RawConnection(app.xdsPort);
+        const xds = new RawConnection(xdsPort);
         let errors: string[] = [];
         const deadline = Date.now() + 15_000;
         let n = 0;
         while (errors.length === 0) {
           assert.ok(Date.now() < deadline, 'the bad filter was never refused');
           const started = Date.now();
-          errors = (await readyz(app.adminPort)).config_errors;
+          errors = (await readyz(adminPort)).config_errors;
           const stream = xds.open(ADS);
           stream.write(sotwRequest({ typeUrl: TYPE.cluster, nodeId: `probe-${n++}` }));
           await stream.next(1500);
@@ -60,9 +66,9 @@ describe('the filter pre-flight', () => {
         xds.close();
         assert.match(errors.join('\n'), expected);
         assert.ok(slowest < 1000, `admin + xDS took up to ${slowest} ms while the filter was being checked`);
-        assert.equal(app.cache.snapshot!.version, good, 'the last good config is still served');
+        assert.equal((await readyz(adminPort)).snapshot, good, 'the last good config is still served');
       } finally {
-        await app.close();
+        await server.stop();
       }
     });
   }

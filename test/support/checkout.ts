@@ -46,7 +46,10 @@ export function serveCheckout(root: string, args: readonly string[]): CheckoutSe
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
+      // a server wedged on its main thread never runs its SIGTERM handler: the test must end anyway
+      const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
       await exited;
+      clearTimeout(kill);
     },
   };
 }
