@@ -976,7 +976,7 @@ export class KafkaCodec extends Codec {
     }
     this.logResponse(frame, e, edits.count > 0 ? "rewrite" : "forward");
     if (edits.count == 0) return Verdict.forward();
-    return Verdict.replace(edits.apply(p, len, s));
+    return edits.apply(p, len, s);
   }
 
   /** Per topic_metrics prefix: the bytes, batches and records a Fetch response carried. */
@@ -1294,8 +1294,8 @@ class Edits {
     }
   }
 
-  /** The frame with every edit applied and a new size prefix (in a reused buffer: see frameBuffer). */
-  apply(p: usize, len: i32, s: ResponseSink): ArrayBuffer {
+  /** A verdict replacing the frame with every edit applied and a new size prefix (reused: see replacement). */
+  apply(p: usize, len: i32, s: ResponseSink): Verdict {
     if (s.tagged.length > 0) this.resizeTagged(s);
     const n = this.count;
     // in position order: usually already (edits are made front to back); else an insertion sort (few edits)
@@ -1317,8 +1317,8 @@ class Edits {
     // the new frame is written straight into a buffer of its final size
     let total = len;
     for (let i = 0; i < n; i++) total += this.get(i, EDIT_LEN) - (this.get(i, EDIT_END) - this.get(i, EDIT_AT));
-    const frame = frameBuffer(total);
-    let q = changetype<usize>(frame);
+    const verdict = replacement(total);
+    let q = changetype<usize>(verdict.bytes);
     store<u32>(q, bswap<u32>(<u32>(total - 4)));
     q += 4;
     let at = 4;
@@ -1332,32 +1332,33 @@ class Edits {
       at = this.get(e, EDIT_END);
     }
     if (len > at) memory.copy(q, p + <usize>at, <usize>(len - at));
-    return frame;
+    return verdict;
   }
 }
 
 /**
- * Buffers for rewritten frames, reused by size: the layer copies a
- * replacement into its output as soon as onFrame returns, and the same
- * responses (Metadata, ApiVersions) come back rewritten to the same size,
- * so a rewrite usually allocates nothing.
+ * Replace verdicts for rewritten frames, reused by size with their buffers:
+ * the layer copies a replacement into its output as soon as onFrame returns,
+ * and the same responses (Metadata, FindCoordinator, ApiVersions) come back
+ * rewritten to the same size, so a rewrite usually allocates nothing (not
+ * even the verdict).
  */
-const FRAME_BUFFERS: i32 = 8;
-const frameBuffers: StaticArray<ArrayBuffer | null> = new StaticArray<ArrayBuffer | null>(FRAME_BUFFERS);
-let frameBufferNext: i32 = 0;
+const REPLACEMENTS: i32 = 8;
+const replacements: StaticArray<Verdict | null> = new StaticArray<Verdict | null>(REPLACEMENTS);
+let replacementNext: i32 = 0;
 
-function frameBuffer(size: i32): ArrayBuffer {
-  for (let i = 0; i < FRAME_BUFFERS; i++) {
-    const b = unchecked(frameBuffers[i]);
-    if (b != null && b.byteLength == size) return b;
+function replacement(size: i32): Verdict {
+  for (let i = 0; i < REPLACEMENTS; i++) {
+    const v = unchecked(replacements[i]);
+    if (v != null && v.bytes!.byteLength == size) return v;
   }
-  const b = new ArrayBuffer(size);
+  const v = Verdict.replace(new ArrayBuffer(size));
   // large frames are not kept (a rewritten multi-megabyte Fetch would pin its memory)
   if (size <= 65536) {
-    unchecked(frameBuffers[frameBufferNext] = b);
-    frameBufferNext = (frameBufferNext + 1) % FRAME_BUFFERS;
+    unchecked(replacements[replacementNext] = v);
+    replacementNext = (replacementNext + 1) % REPLACEMENTS;
   }
-  return b;
+  return v;
 }
 
 export { InFlight };
