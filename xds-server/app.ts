@@ -18,7 +18,7 @@ import type { YamlLimits } from './config/source.ts';
 import { watchTlsFiles } from './tls/files.ts';
 import { readTlsFiles, tlsFilesOf, WatchedFiles } from './tls/listener-files.ts';
 import { watchConfigFile } from './config/watch.ts';
-import { etcdMeshInput, registerEtcdMetrics, type EtcdServeOptions } from './etcd/serve.ts';
+import { ETCD_DEBOUNCE, etcdMeshInput, registerEtcdMetrics, type EtcdServeOptions } from './etcd/serve.ts';
 import { fleetReader, joinFleet, type ReplicaOptions } from './fleet/index.ts';
 
 export interface ServeOptions {
@@ -264,9 +264,11 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   log.info({ xdsPort, adminPort, config: configName }, 'protoplane serving');
 
   const changes = debounce(() => void applyChanges(), options.debounce ?? DEFAULT_DEBOUNCE);
+  // An etcd change is one whole, committed mesh: no burst of partial writes to wait out (etcd/serve.ts).
+  const meshChanges = etcd ? debounce(() => void applyChanges(), options.debounce ?? ETCD_DEBOUNCE) : changes;
   const watchConfig = (onChange: () => void): (() => void) => (etcd ? etcd.watch(onChange) : watchConfigFile(configName, log, onChange));
   const stopWatching = watchConfig(() => {
-    changes.trigger();
+    meshChanges.trigger();
     if (!filtersDirty) readAhead.changed();
   });
   onTlsFileChange = () => {
@@ -299,6 +301,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     async close() {
       await registration?.close();
       changes.cancel();
+      meshChanges.cancel();
       stopWatching();
       await etcd?.close();
       tlsFileWatch.close();

@@ -9,6 +9,7 @@ import { Gauge, type Registry } from 'prom-client';
 import { FilterCatalog } from '../catalog/index.ts';
 import { createMeshParser, type ConfigError, type MeshParser } from '../config/index.ts';
 import type { YamlLimits } from '../config/source.ts';
+import type { DebounceOptions } from '../debounce.ts';
 import type { Logger } from '../log.ts';
 import { withStoredParse } from './parsed.ts';
 import { watchEtcdMesh, type EtcdMesh, type EtcdSourceStatus } from './source.ts';
@@ -38,6 +39,15 @@ export interface EtcdMeshInput {
   status(): EtcdSourceStatus;
   close(): Promise<void>;
 }
+
+/**
+ * A file is debounced (editors write in bursts); a mesh read from etcd is
+ * complete and committed, so its reload starts at once (quietMs 0: the next
+ * macrotask). A newer revision seen while one reloads still supersedes it
+ * (the read-ahead aborts and restarts), so a burst of applies does not queue
+ * reloads. On the fan-out bench this was ~0.1 s of every replica's reload.
+ */
+export const ETCD_DEBOUNCE: DebounceOptions = { quietMs: 0, maxMs: 10_000 };
 
 /** Where modules from etcd get their content-named copies (for `--wasm-code local`): beside those of built filters. */
 export const MODULE_COPIES_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../build/filters');
