@@ -77,6 +77,8 @@ export function runCount(): u32 { return load<u32>(RUN + COUNT); }
 export function scanRun(p: usize, end: usize): usize {
   const limit = load<i64>(RUN + LIMIT);
   let count: u32 = 0;
+  let cooldown: u32 = 0;
+  let backoff: u32 = 4;
   for (;;) {
     // 8 bytes: the longest frame header before the token (1 + 4 + code) and
     // the option bytes the hot loop may read past a message's last one
@@ -84,41 +86,69 @@ export function scanRun(p: usize, end: usize): usize {
       const frameEnd = hotMessage(p, end, limit);
       if (frameEnd == 0) break;
       count++;
-      // A run of look-alikes (periodic telemetry): messages whose length
-      // bytes and option headers (not their values, token or code) sit at
-      // the same places with the same bytes as this one's pass alike, so the
-      // next ones are checked with two vector compares each instead of an
-      // option walk (a chain of dependent loads: each header's position
-      // comes from the one before), and the next start is known before the
-      // next bytes are read. Any difference ends the run.
-      const stride = frameEnd - p;
+      // A run of look-alikes (periodic telemetry): messages whose option
+      // headers (not their values, token or code) sit at the same places
+      // with the same bytes as this one's pass alike, so the next ones are
+      // checked with two vector compares each instead of an option walk (a
+      // chain of dependent loads: each header's position comes from the one
+      // before). Their payloads may differ in length: the length bytes are
+      // read, as a frame walk reads them. Any difference ends the run.
+      const start = p;
+      const b0 = <usize>load<u8>(p);
       const codeAt = codeOffset(p);
-      // only when the next message has the same length bytes: recording a
-      // shape costs more than a message's walk, and lengths that vary never run
+      const optionsAt = codeAt + 1 + (b0 & 15);
+      // only when the next message starts alike (length form, token length,
+      // first option header): recording a shape costs more than a message's walk
+      const alike = frameEnd + optionsAt < end && <usize>load<u8>(frameEnd) == b0 && load<u8>(frameEnd + optionsAt) == load<u8>(p + optionsAt);
+      // the next one's length bytes equal too: the run expects that length
+      // (the next start is then known before the next bytes are read, not
+      // after, and the loads of several messages overlap) and ends where it changes
       const lengthMask: u32 = codeAt == 1 ? 0xff : codeAt == 2 ? 0xffff : 0xffffff;
-      const alike = frameEnd + 4 <= end && ((load<u32>(p) ^ load<u32>(frameEnd)) & lengthMask) == 0;
-      const shaped = alike && recordShape(p, frameEnd);
+      const sameLength = alike && ((load<u32>(p) ^ load<u32>(frameEnd)) & lengthMask) == 0;
+      const markerEnd = alike && cooldown == 0 ? recordShape(p, frameEnd, sameLength) : -1;
       p = frameEnd;
-      if (!shaped) continue;
+      if (markerEnd < 0) {
+        if (cooldown > 0) cooldown--;
+        continue;
+      }
       const m0 = v128.load(SHAPE);
       const m1 = v128.load(SHAPE, 16);
       const e0 = v128.load(SHAPE, 32);
       const e1 = v128.load(SHAPE, 48);
-      const firstCode = <u32>load<u8>(p - stride + codeAt);
+      const firstCode = <u32>load<u8>(start + codeAt);
+      // every message's length: the first one's when the shape holds the
+      // length bytes, else read from them
+      const ext = codeAt - 1; // Len 13: one length byte, 14: two (15 never passes the hot loop)
+      const fixed: usize = sameLength || markerEnd == 0 ? frameEnd - start : 0;
+      const lengthBase: usize = 2 + ext + (b0 & 15) + (ext == 1 ? 13 : 269);
       let same: u32 = 0;
-      while (p + stride + 8 <= end && p + 32 <= end) {
+      while (p + 32 <= end) {
         const d = v128.or(v128.and(v128.xor(v128.load(p), e0), m0), v128.and(v128.xor(v128.load(p, 16), e1), m1));
         if (v128.any_true(d)) break;
+        let total = fixed;
+        if (fixed == 0) {
+          total = lengthBase + (ext == 1 ? <usize>load<u8>(p, 1) : (<usize>load<u8>(p, 1) << 8) | <usize>load<u8>(p, 2));
+          // the payload marker inside the frame with a payload after it, within the limit
+          if (total <= <usize>markerEnd || <i64>total > limit) break;
+        }
+        if (p + total + 8 > end) break; // whole, with 8 bytes to spare
         const code = <u32>load<u8>(p + codeAt);
         if (code != firstCode) {
           if (code >= 0xe0) break; // signaling
           tallyCode(<u8>code);
           count++;
         } else same++;
-        p += stride;
+        p += total;
       }
       tallyCodeN(<u8>firstCode, same);
       count += same;
+      // a shape that took no message: the next few messages record none,
+      // twice as many after each such shape in a row (messages that start
+      // alike and differ later would pay a shape each)
+      if (p == frameEnd) {
+        backoff = min<u32>(backoff << 1, 256);
+        cooldown = backoff;
+      } else backoff = 4;
     }
     if (p >= end) break;
     const total = scanTcpMessage(p, end - p, limit, load<u32>(RUN + MAX_OPTIONS), load<u32>(RUN + MAX_TOKEN));
@@ -211,29 +241,38 @@ export function scanRun(p: usize, end: usize): usize {
 
 /**
  * The shape of the message at `p` (which the hot loop passed) for the
- * look-alike run: SHAPE gets a mask over its length bytes, each option's
- * header byte and extension bytes, and its payload marker (the bytes an
- * option walk reads: everything that decides where the next header is and
- * what the walk concludes), and those bytes. False when they reach past
- * the first 32 bytes.
+ * look-alike run: SHAPE gets a mask over the bytes an option walk reads
+ * (the first byte, each option's header byte and extension bytes, the
+ * payload marker: everything that decides where the next header is and
+ * what the walk concludes), and those bytes. The length bytes after the
+ * first byte are in it `withLength`, or when there is no payload marker (the
+ * options then end with the frame, so the length must not change). Returns
+ * the offset past the payload marker (0: none), or -1 when the shape
+ * reaches past the first 32 bytes.
  */
-function recordShape(p: usize, frameEnd: usize): bool {
-  memory.fill(SHAPE, 0, 64);
+function recordShape(p: usize, frameEnd: usize, withLength: bool): i32 {
+  // four vector stores: memory.fill is a call out of the VM in V8
+  const zero = i64x2.splat(0);
+  v128.store(SHAPE, zero);
+  v128.store(SHAPE, zero, 16);
+  v128.store(SHAPE, zero, 32);
+  v128.store(SHAPE, zero, 48);
   const b0 = <u32>load<u8>(p);
   const codeAt = codeOffset(p);
-  for (let i: usize = 0; i < codeAt; i++) mark(p, i);
+  mark(p, 0);
+  if (withLength) for (let i: usize = 1; i < codeAt; i++) mark(p, i);
   let at = codeAt + 1 + <usize>(b0 & 15);
   const total = frameEnd - p;
   while (at < total) {
-    if (at >= 32) return false;
+    if (at >= 32) return -1;
     const b = <u32>load<u8>(p + at);
     mark(p, at);
     at++;
-    if (b == 0xff) break;
+    if (b == 0xff) return <i32>at;
     const d = b >> 4;
     const l = b & 15;
     const ext: usize = (d == 13 ? 1 : d == 14 ? 2 : 0) + (l == 13 ? 1 : l == 14 ? 2 : 0);
-    if (at + ext > 32) return false;
+    if (at + ext > 32) return -1;
     let olen = <usize>l;
     const lenAt = at + (d == 13 ? 1 : d == 14 ? 2 : 0);
     if (l == 13) olen = <usize>load<u8>(p + lenAt) + 13;
@@ -241,7 +280,8 @@ function recordShape(p: usize, frameEnd: usize): bool {
     for (let i: usize = 0; i < ext; i++) mark(p, at + i);
     at += ext + olen;
   }
-  return true;
+  for (let i: usize = 1; i < codeAt; i++) mark(p, i); // no payload marker: the length bytes too
+  return 0;
 }
 
 function mark(p: usize, i: usize): void {

@@ -12,10 +12,15 @@
 //    differ from the last one's.
 // 2. Through stock Envoy 1.40 on loopback: one connection streams those
 //    messages over TCP from tcpblast to its sink (test/bench/peers), Envoy
-//    with the coap filter beside plain tcp_proxy and the passthrough filter's
-//    read-only floor (copies each buffer into the VM, looks at nothing), in
-//    interleaved rounds; the median of each round's ratio to plain.
-import { spawn, type ChildProcess } from 'node:child_process';
+//    with the coap filter beside plain tcp_proxy and two floors of the
+//    passthrough filter: read-only (copies each buffer into the VM, looks at
+//    nothing) and frame walk (also walks the RFC 8323 frames: length, code,
+//    token, skip; the least any CoAP-framed filter can do), in BENCH_ROUNDS
+//    (9) interleaved rounds after a warm-up run each. Printed: the worker's
+//    CPU per message (schedstat, envoy-worker.ts), and the medians of each
+//    round's throughput ratios to plain and of the filter's to each floor.
+//    BENCH_PIN=1 pins Envoy to CPU 1 and tcpblast to CPU 0.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,10 +33,11 @@ import { coapModule } from '../coap/host.ts';
 import { coapProbe } from '../coap/probe.ts';
 import { signalingFrames, tcpBytes, udpBytes } from '../coap/packets.ts';
 import { buildPeers, peerBinary } from './go-peers.ts';
+import { EnvoyWorker } from './envoy-worker.ts';
 
 const DURATION_MS = Number(process.env.BENCH_MS ?? 1500);
 const ENVOY_MS = Number(process.env.BENCH_ENVOY_MS ?? 2000);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
 const PAYLOADS = (process.env.BENCH_PAYLOADS ?? '64,1024').split(',').map(Number);
 const CHUNK = 16 * 1024;
 /** BENCH_VARY=1: payloads vary by 0..6 bytes from message to message, so no two neighbours look alike (fastscan.ts's look-alike runs never start). */
@@ -111,76 +117,91 @@ class Blaster {
     if (!m) throw new Error(`tcpblast: ${line}`);
     return { bytes: Number(m[1]), seconds: Number(m[2]) };
   }
+  get pid(): number { return this.child.pid!; }
   stop(): void { this.child.stdin!.end('QUIT\n'); }
 }
 
-/** CPU seconds (user + system) one thread of `pid` has used (Linux /proc, ticks of 1/100 s). */
-function threadCpuSeconds(pid: number, tid: string): number {
-  const fields = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+/** BENCH_PIN=1: Envoy (all its threads) on CPU 1, tcpblast on CPU 0 (taskset), so the two stop trading cores mid-run. */
+const PIN = process.env.BENCH_PIN === '1';
+
+function pin(pid: number, cpu: number): void {
+  execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
 }
 
-/** Envoy's one worker thread. */
-function workerThread(pid: number): string {
-  const tid = fs.readdirSync(`/proc/${pid}/task`).find((t) => fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim() === 'wrk:worker_0');
-  if (tid === undefined) throw new Error(`Envoy ${pid} has no wrk:worker_0 thread`);
-  return tid;
-}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
 
 async function envoyBench(): Promise<void> {
-  console.log(`\nstock Envoy 1.40 (1 worker), one connection streaming CoAP over TCP from tcpblast to its sink, ${ENVOY_MS} ms per run, ${ROUNDS} interleaved rounds`);
+  console.log(`\nstock Envoy 1.40 (1 worker), one connection streaming CoAP over TCP from tcpblast to its sink, ${ENVOY_MS} ms per run, ` +
+    `${ROUNDS} interleaved rounds after one warm-up run per case${PIN ? ', Envoy pinned to CPU 1 and tcpblast to CPU 0' : ''}${VARY ? ', lengths varying (BENCH_VARY=1)' : ''}`);
   await coapModule();
   const blaster = await Blaster.start();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coap-bench-'));
-  const [plain, filter, floor, adminPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [plain, filter, readFloor, walkFloor, adminPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   const envoy = await startEnvoy({
     bootstrapYaml: mqttBootstrap({
       adminPort, listenerPort: plain, clusters: [{ name: 'sink', port: blaster.sinkPort }],
       extraListeners: [
         { name: 'coap', port: filter, wasm: true, wasmFile: filterWasmPath('coap'), filterName: 'coap', filterConfig: { routes: [{ match: { path: { prefix: '/sensors' } }, cluster: 'sink' }, { cluster: 'sink' }] } },
-        { name: 'read-floor', port: floor, wasm: true, wasmFile: filterWasmPath('passthrough'), filterName: 'read_floor', filterConfig: { read: true } },
+        // the copy floor: each buffer read into the VM, nothing looked at
+        { name: 'read-floor', port: readFloor, wasm: true, wasmFile: filterWasmPath('passthrough'), filterName: 'read_floor', filterConfig: { read: true } },
+        // the framing floor: each buffer read and walked as RFC 8323 frames (length, code, token, skip), one counter per buffer, no checks
+        { name: 'walk-floor', port: walkFloor, wasm: true, wasmFile: filterWasmPath('passthrough'), filterName: 'walk_floor', filterConfig: { read: true, walk: 'coap' } },
       ],
     }),
     adminPort,
     logLevel: 'warn',
   });
   try {
-    await envoy.waitForListener('coap');
-    const worker = workerThread(envoy.pid);
+    await envoy.waitForListener('walk-floor');
+    if (PIN) { pin(envoy.pid, 1); pin(blaster.pid, 0); }
+    const worker = EnvoyWorker.of(envoy.pid);
     const prefix = path.join(dir, 'prefix.bin');
     fs.writeFileSync(prefix, Buffer.concat([signalingFrames()[0]!.bytes, tcpBytes(message(0, 0))]));
-    const cases = [['plain tcp_proxy', plain], ['coap filter + tcp_proxy', filter], ['read-only Wasm floor + tcp_proxy', floor]] as const;
+    const PLAIN = 'plain tcp_proxy';
+    const FILTER = 'coap filter';
+    const READ = 'read-only floor';
+    const WALK = 'frame-walk floor';
+    const cases = [[PLAIN, plain], [FILTER, filter], [READ, readFloor], [WALK, walkFloor]] as const;
     for (const payload of PAYLOADS) {
       const stream = path.join(dir, `stream-${payload}.bin`);
-      fs.writeFileSync(stream, streams(payload, 4 << 20).tcp);
-      const ratios: Record<string, number[]> = {};
-      const best: Record<string, number> = {};
-      // the worker's CPU per message: what the filter adds, steadier than throughput on a shared machine
+      const { tcp, datagrams } = streams(payload, 4 << 20);
+      fs.writeFileSync(stream, tcp);
+      const messageBytes = tcp.length / datagrams.length;
+      const run = (port: number) => worker.measure(() => blaster.run(port, prefix, stream, ENVOY_MS));
+      // warm-up: V8 compiles the Wasm in tiers; no round should get the baseline tier
+      for (const [, port] of cases) await run(port);
+      const mbps: Record<string, number[]> = {};
+      // the worker's CPU (user + system) per message: what a saturated worker pays, steadier than throughput on 2 shared cores
       const cpuNs: Record<string, number[]> = {};
-      const messageBytes = tcpBytes(message(VARY ? 3 : 1, payload)).length; // with VARY, message 3 has the mean length
       for (let round = 0; round < ROUNDS; round++) {
-        const got: Record<string, number> = {};
-        for (const [label, port] of [...cases.slice(round % 3), ...cases.slice(0, round % 3)]) {
-          const before = threadCpuSeconds(envoy.pid, worker);
-          const r = await blaster.run(port, prefix, stream, ENVOY_MS);
-          const cpu = threadCpuSeconds(envoy.pid, worker) - before;
-          got[label] = r.bytes / r.seconds / 1e6;
-          best[label] = Math.max(best[label] ?? 0, got[label]!);
-          (cpuNs[label] ??= []).push((cpu * 1e9) / (r.bytes / messageBytes));
+        // the order turns each round: the load generator and other work share the machine
+        for (const [label, port] of [...cases.slice(round % cases.length), ...cases.slice(0, round % cases.length)]) {
+          const { result: { bytes, seconds }, cpuNs: ns } = await run(port);
+          (mbps[label] ??= []).push(bytes / seconds / 1e6);
+          (cpuNs[label] ??= []).push(ns / (bytes / messageBytes));
           await new Promise((r) => setTimeout(r, 200));
         }
-        for (const [label] of cases) (ratios[label] ??= []).push(got[label]! / got['plain tcp_proxy']!);
       }
-      const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+      // per round: a case's throughput over another's in the same round (neighbouring runs share the machine's mood)
+      const ratios = (a: string, b: string) => mbps[a]!.map((x, i) => x / mbps[b]![i]!);
+      const cpu = (label: string) => median(cpuNs[label]!);
+      console.log(` ${payload} B payloads (${messageBytes.toFixed(1)} B per message on the wire)`);
       for (const [label] of cases) {
-        console.log(`  ${payload} B payloads, ${label.padEnd(34)} best ${best[label]!.toFixed(1).padStart(7)} MB/s, median of per-round ratio to plain ${(median(ratios[label]!) * 100).toFixed(0)}% (${ratios[label]!.map((x) => (x * 100).toFixed(0)).join(' ')}), ` +
-          `worker CPU per message ${median(cpuNs[label]!).toFixed(0)} ns (median)`);
+        const r = ratios(label, PLAIN);
+        console.log(`  ${label.padEnd(17)} worker CPU ${cpu(label).toFixed(1).padStart(6)} ns/msg (median; rounds ${cpuNs[label]!.map((x) => x.toFixed(0)).join(' ')}), ` +
+          `best ${Math.max(...mbps[label]!).toFixed(0).padStart(5)} MB/s, throughput / plain ${pct(median(r))} (rounds ${r.map(pct).join(' ')})`);
       }
-      const gap = (median(ratios['read-only Wasm floor + tcp_proxy']!) - median(ratios['coap filter + tcp_proxy']!)) * 100;
-      console.log(`  ${payload} B payloads: the coap filter is ${gap.toFixed(1)} points below the read-only floor; it adds ${(median(cpuNs['coap filter + tcp_proxy']!) - median(cpuNs['read-only Wasm floor + tcp_proxy']!)).toFixed(0)} ns of worker CPU per message over it`);
+      for (const floor of [READ, WALK]) {
+        const r = ratios(FILTER, floor);
+        console.log(`  coap filter vs ${floor}: ${(cpu(FILTER) - cpu(floor)).toFixed(1)} ns/msg of worker CPU over it; throughput / floor's ${pct(median(r))} ` +
+          `(rounds ${r.map(pct).join(' ')}); throughput to plain ${((median(ratios(FILTER, PLAIN)) - median(ratios(floor, PLAIN))) * 100).toFixed(1)} points against the floor's; ` +
+          `saturated worker (plain's CPU over each): filter ${pct(cpu(PLAIN) / cpu(FILTER))}, floor ${pct(cpu(PLAIN) / cpu(floor))}`);
+      }
     }
     const stats = await envoy.stats();
-    console.log(`  filter counted ${stats.get('wasmcustom.coap.requests.PUT')?.toLocaleString('en-US')} PUTs, closed ${stats.get('wasmcustom.coap.closed_by_filter') ?? 0} connections`);
+    console.log(`  coap filter counted ${stats.get('wasmcustom.coap.requests.PUT')?.toLocaleString('en-US')} PUTs, closed ${stats.get('wasmcustom.coap.closed_by_filter') ?? 0} connections; ` +
+      `walk floor counted ${stats.get('wasmcustom.passthrough.frames')?.toLocaleString('en-US')} frames`);
   } finally {
     blaster.stop();
     await envoy.stop();
