@@ -15,7 +15,7 @@ import {
 } from "./encode";
 import { API_NAME } from "./gen/apis";
 import {
-  EV_AUTH_BYTES, EV_BROKER_BEGIN, EV_ERROR_CODE, EV_HOST, EV_MECHANISM, EV_NODE_ID, EV_PORT, EV_RECORDS,
+  EV_AUTH_BYTES, EV_ERROR_CODE, EV_HOST, EV_MECHANISM, EV_NODE_ID, EV_PORT, EV_RECORDS,
   EV_TAGGED_BEGIN, EV_TAGGED_END, EV_TOPIC_BEGIN, EV_TOPIC_COUNT, EV_TOPIC_END, EV_TOPIC_ID, EV_TOPIC_NAME,
   hasRequestWalker, hasResponseWalker, walkRequest, walkResponse,
 } from "./gen/walkers";
@@ -219,8 +219,8 @@ class Segments extends StreamSink {
 const ALL_EVENTS: u64 = <u64>-1;
 /** Requests other than Produce/Fetch: the SASL fields (their topics and group ids only feed the packet log). */
 const SASL_EVENTS: u64 = bit(EV_MECHANISM) | bit(EV_AUTH_BYTES);
-/** Responses: broker addresses and the tagged fields around them (for rewriting; a broker's end and the brokers' count are not needed). */
-const BROKER_EVENTS: u64 = bit(EV_BROKER_BEGIN) | bit(EV_NODE_ID) | bit(EV_HOST) | bit(EV_PORT) | bit(EV_TAGGED_BEGIN) | bit(EV_TAGGED_END);
+/** Responses: broker addresses and the tagged fields around them (for rewriting; a broker's port ends it, so its begin and end, and the brokers' count, are not needed). */
+const BROKER_EVENTS: u64 = bit(EV_NODE_ID) | bit(EV_HOST) | bit(EV_PORT) | bit(EV_TAGGED_BEGIN) | bit(EV_TAGGED_END);
 /** Responses: topics (Metadata's id → name, a partly refused Produce/Fetch's merge, a held Fetch's records). */
 const TOPIC_EVENTS: u64 = bit(EV_TOPIC_BEGIN) | bit(EV_TOPIC_END) | bit(EV_TOPIC_COUNT) | bit(EV_TOPIC_NAME) | bit(EV_TOPIC_ID) | bit(EV_RECORDS);
 
@@ -966,7 +966,7 @@ export class KafkaCodec extends Codec {
 
     const edits = this.edits;
     edits.reset();
-    if (this.config.rewrites && s.brokers.length > 0) this.rewriteBrokers(p, edits, e);
+    if (this.config.rewrites && s.brokerCount > 0) this.rewriteBrokers(p, edits, e);
     if (e.key == API_VERSIONS) this.capVersions(edits);
     if (e.merge != null && s.topicCountAt >= 0) {
       const w = edits.begin(s.topicCountAt, s.topicCountAt + s.topicCountLen, -1);
@@ -1014,7 +1014,7 @@ export class KafkaCodec extends Codec {
     const s = this.resp;
     const c = this.config;
     const flexible = responseIsFlexible(e.key, e.version);
-    for (let i = 0; i < s.brokers.length; i++) {
+    for (let i = 0; i < s.brokerCount; i++) {
       const b = unchecked(s.brokers[i]);
       // FindCoordinator with an error names node -1 at "" : nothing to rewrite
       if (b.nodeId < 0) continue;
@@ -1025,7 +1025,7 @@ export class KafkaCodec extends Codec {
         this.unknownBroker(b, p);
         continue;
       }
-      const tag = unchecked(s.brokerTag[i]);
+      const tag = b.tag;
       const hostEnd = b.hostAt + max(b.hostLen, 0);
       if (b.portAt == hostEnd) {
         // host and port side by side (every shape Kafka has): one edit with the listener's address bytes
@@ -1179,9 +1179,9 @@ export class KafkaCodec extends Codec {
         for (let i = 0; i < s.errorCodes.length; i++) codes += (i > 0 ? "," : "") + s.errorCodes[i].toString();
         rec.raw("error_codes", codes + "]");
       }
-      if (s.brokers.length > 0) {
+      if (s.brokerCount > 0) {
         let brokers = "[";
-        for (let i = 0; i < s.brokers.length; i++) {
+        for (let i = 0; i < s.brokerCount; i++) {
           const b = s.brokers[i];
           brokers += (i > 0 ? "," : "") + "{\"node_id\":" + b.nodeId.toString() + ",\"host\":" + jsonQuote(text(frame.ptr + <usize>b.hostAt, b.hostLen)) + ",\"port\":" + b.port.toString() + "}";
         }
@@ -1213,12 +1213,14 @@ export class KafkaCodec extends Codec {
  */
 const EDIT_AT: i32 = 0;
 const EDIT_END: i32 = 1;
-/** Where its bytes start in the arena, and how many. */
+/** Where its bytes are: an offset in the arena, or (EDIT_PTR set) a pointer to bytes that outlive the edit; and how many. */
 const EDIT_FROM: i32 = 2;
 const EDIT_LEN: i32 = 3;
 /** The tagged field (index in the response sink) it sits in, -1 none. */
 const EDIT_TAG: i32 = 4;
-const EDIT_FIELDS: i32 = 5;
+/** 1: EDIT_FROM is a pointer (the settings' precomputed address bytes), not an arena offset. */
+const EDIT_PTR: i32 = 5;
+const EDIT_FIELDS: i32 = 6;
 
 class Edits {
   private e: StaticArray<i32> = new StaticArray<i32>(16 * EDIT_FIELDS);
@@ -1248,6 +1250,7 @@ class Edits {
     unchecked(e[i + EDIT_FROM] = this.arena.len);
     unchecked(e[i + EDIT_LEN] = 0);
     unchecked(e[i + EDIT_TAG] = tag);
+    unchecked(e[i + EDIT_PTR] = 0);
     this.count++;
     return this.arena;
   }
@@ -1257,10 +1260,13 @@ class Edits {
     unchecked(this.e[i + EDIT_LEN] = this.arena.len - unchecked(this.e[i + EDIT_FROM]));
   }
 
-  /** [at, end) becomes the `len` bytes at `ptr`. */
+  /** [at, end) becomes the `len` bytes at `ptr`, which stay there until apply() (not copied). */
   add(at: i32, end: i32, ptr: usize, len: i32, tag: i32): void {
-    this.begin(at, end, tag).bytes(ptr, len);
-    this.done();
+    this.begin(at, end, tag);
+    const i = (this.count - 1) * EDIT_FIELDS;
+    unchecked(this.e[i + EDIT_FROM] = <i32>ptr);
+    unchecked(this.e[i + EDIT_LEN] = len);
+    unchecked(this.e[i + EDIT_PTR] = 1);
   }
 
   /** Size changes inside tagged fields: their size varints are rewritten (innermost first, so deltas add up outwards). */
@@ -1328,7 +1334,8 @@ class Edits {
       const keep = this.get(e, EDIT_AT) - at;
       if (keep > 0) { memory.copy(q, p + <usize>at, <usize>keep); q += <usize>keep; }
       const l = this.get(e, EDIT_LEN);
-      if (l > 0) { memory.copy(q, arena + <usize>this.get(e, EDIT_FROM), <usize>l); q += <usize>l; }
+      const from = <usize>this.get(e, EDIT_FROM);
+      if (l > 0) { memory.copy(q, this.get(e, EDIT_PTR) != 0 ? from : arena + from, <usize>l); q += <usize>l; }
       at = this.get(e, EDIT_END);
     }
     if (len > at) memory.copy(q, p + <usize>at, <usize>(len - at));

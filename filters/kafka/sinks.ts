@@ -5,8 +5,8 @@
 import { Sink } from "./reader";
 import { TopicRef } from "./encode";
 import {
-  EV_ACKS, EV_API_BEGIN, EV_API_KEY, EV_AUTH_BYTES, EV_BROKER_BEGIN, EV_ERROR_CODE, EV_GROUP_ID, EV_HOST, EV_MAX_VERSION,
-  EV_MECHANISM, EV_MIN_VERSION, EV_NODE_ID, EV_PARTITION_INDEX, EV_PORT, EV_RECORDS, EV_TAGGED_BEGIN, EV_TAGGED_END, EV_TOPIC_BEGIN,
+  EV_ACKS, EV_AUTH_BYTES, EV_BROKER_BEGIN, EV_ERROR_CODE, EV_GROUP_ID, EV_HOST,
+  EV_MECHANISM, EV_NODE_ID, EV_PARTITION_INDEX, EV_PORT, EV_RECORDS, EV_TAGGED_BEGIN, EV_TAGGED_END, EV_TOPIC_BEGIN,
   EV_TOPIC_COUNT, EV_TOPIC_END, EV_TOPIC_ID, EV_TOPIC_NAME, EV_TRANSACTIONAL_ID,
 } from "./gen/walkers";
 
@@ -144,6 +144,8 @@ export class BrokerRef {
   hostLen: i32 = 0;
   portAt: i32 = 0;
   port: i32 = 0;
+  /** The innermost tagged field it sits in (index in ResponseSink.tagged, -1 none). */
+  tag: i32 = -1;
 }
 
 /** An open tagged field whose size prefix must change when what is inside changes size. */
@@ -159,14 +161,13 @@ export class TaggedRef {
 }
 
 export class ResponseSink extends Sink {
+  /** The first brokerCount are this response's (the objects are reused by the next responses). */
   brokers: BrokerRef[] = [];
-  private brokerPool: BrokerRef[] = [];
+  brokerCount: i32 = 0;
   private broker: BrokerRef | null = null;
   tagged: TaggedRef[] = [];
   private taggedPool: TaggedRef[] = [];
   private openTag: i32 = -1;
-  /** Per broker: the innermost tagged field it sits in (-1 none). */
-  brokerTag: i32[] = [];
   errorCodes: i32[] = [];
   topicCountAt: i32 = -1;
   topicCountLen: i32 = 0;
@@ -184,13 +185,6 @@ export class ResponseSink extends Sink {
   private topicName: Span = new Span();
   private fetchOpen: bool = false;
   private topicId: i32 = -1;
-  /** ApiVersions: (key, max version position) per API. */
-  apiKeys: i32[] = [];
-  apiMaxAt: i32[] = [];
-  apiMax: i32[] = [];
-  apiMin: i32[] = [];
-  private apiKey: i32 = -1;
-  private apiMinVersion: i32 = 0;
 
   /** Whether anything was reported since the last reset (most responses report nothing: no error, nothing to rewrite). */
   touched: bool = false;
@@ -202,7 +196,6 @@ export class ResponseSink extends Sink {
     this.topicCountAt = -1;
     this.topicId = -1;
     this.topicName.len = -1;
-    this.apiKey = -1;
     if (!this.touched) return;
     this.touched = false;
     if (this.fetchTopics.length > 0) {
@@ -212,34 +205,26 @@ export class ResponseSink extends Sink {
       this.fetchBatches.length = 0;
       this.fetchRecords.length = 0;
     }
-    if (this.brokers.length > 0) {
-      for (let i = 0; i < this.brokers.length; i++) this.brokerPool.push(this.brokers[i]);
-      this.brokers.length = 0;
-    }
-    this.broker = null;
+    this.brokerCount = 0;
     if (this.tagged.length > 0) {
       for (let i = 0; i < this.tagged.length; i++) this.taggedPool.push(this.tagged[i]);
       this.tagged.length = 0;
     }
     this.openTag = -1;
-    if (this.brokerTag.length > 0) this.brokerTag.length = 0;
     if (this.errorCodes.length > 0) this.errorCodes.length = 0;
     this.topicCountAt = -1;
     if (this.topicNames.length > 0) this.topicNames.length = 0;
     if (this.topicIds.length > 0) this.topicIds.length = 0;
     this.topicId = -1;
     this.topicName.len = -1;
-    if (this.apiKeys.length > 0) this.apiKeys.length = 0;
-    if (this.apiMaxAt.length > 0) this.apiMaxAt.length = 0;
-    if (this.apiMax.length > 0) this.apiMax.length = 0;
-    if (this.apiMin.length > 0) this.apiMin.length = 0;
-    this.apiKey = -1;
   }
 
   private current(): BrokerRef {
     const existing = this.broker;
     if (existing != null) return existing;
-    const b = this.brokerPool.length > 0 ? this.brokerPool.pop() : new BrokerRef();
+    const n = this.brokerCount;
+    if (n == this.brokers.length) this.brokers.push(new BrokerRef());
+    const b = unchecked(this.brokers[n]);
     b.nodeId = -1;
     b.hostLen = -1;
     this.broker = b;
@@ -263,8 +248,8 @@ export class ResponseSink extends Sink {
         const b = this.current();
         b.portAt = pos;
         b.port = <i32>value;
-        this.brokers.push(b);
-        this.brokerTag.push(this.openTag);
+        b.tag = this.openTag;
+        this.brokerCount++;
         this.broker = null;
         break;
       }
@@ -319,18 +304,6 @@ export class ResponseSink extends Sink {
           this.topicNames.push(new Span(this.topicName.at, this.topicName.len));
           this.topicIds.push(this.topicId);
         }
-        break;
-      }
-      case EV_API_BEGIN: { this.apiKey = -1; break; }
-      case EV_API_KEY: { this.apiKey = <i32>value; break; }
-      case EV_MIN_VERSION: { this.apiMinVersion = <i32>value; break; }
-      case EV_MAX_VERSION: {
-        // only Produce (0) and Fetch (1) are ever capped
-        if (this.apiKey > 1 || this.apiKey < 0) return;
-        this.apiKeys.push(this.apiKey);
-        this.apiMaxAt.push(pos);
-        this.apiMax.push(<i32>value);
-        this.apiMin.push(this.apiMinVersion);
         break;
       }
     }
