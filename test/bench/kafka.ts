@@ -1,6 +1,6 @@
 // Benchmark of the kafka filter in stock Envoy 1.40. Prints numbers; asserts nothing.
 //   node --import tsx test/bench/kafka.ts
-//   BENCH_RECORDS=200000 BENCH_ROUNDS=5 BENCH_PIN=1 node --import tsx test/bench/kafka.ts
+//   BENCH_RECORDS=200000 BENCH_ROUNDS=5 BENCH_PIN=1 BENCH_PERF=1 node --import tsx test/bench/kafka.ts
 //
 // Kafka 4.2's own producer perf tool (org.apache.kafka.tools.ProducerPerformance,
 // 1 KB records, acks=1, no compression, no throughput cap) produces through
@@ -25,8 +25,14 @@
 // Throughput rounds swing with whatever else the machine runs; the CPU per
 // record is the steadier figure. BENCH_PIN=1 puts Envoy's threads on CPU 0
 // and the broker, the producer JVMs and this process on CPU 1 (taskset).
-import { execFileSync } from 'node:child_process';
+// BENCH_PERF=1 samples the worker with Linux perf during each run (cpu-clock,
+// 4999 Hz) and prints the time in V8's generated code per record: the Wasm
+// filters and V8's wrappers for their host calls, apart from Envoy's C++ and
+// the kernel, where other jobs' load moves the totals most.
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureFiltersBuilt, filterWasmPath } from '../../xds-server/catalog/index.ts';
 import { freePort, RECEIVE_BEFORE_CONNECT_YAML, startEnvoy } from '../support/envoy.ts';
@@ -36,6 +42,8 @@ import { EnvoyWorker } from './envoy-worker.ts';
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 200_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const PIN = process.env.BENCH_PIN === '1';
+const PERF = process.env.BENCH_PERF === '1';
+const PERF_HZ = 4999;
 const RECORD_SIZE = 1024;
 const TOPIC = 'orders.bench';
 
@@ -86,6 +94,28 @@ function clusterYaml(name: string, port: number): string {
 /** Pins every thread of `pid` to `cpus` (taskset -a: threads started later inherit it too). */
 function pin(pid: number, cpus: string): void {
   execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+}
+
+/**
+ * CPU seconds thread `tid` spent in V8's generated code ("[JIT]" in perf's
+ * report: the Wasm modules and V8's wrappers around their host calls) while
+ * `run` ran, from perf's cpu-clock samples. Envoy's binary is stripped, so the
+ * JIT share is what can be told apart from Envoy's C++ and the kernel.
+ */
+async function jitSeconds<T>(tid: string, dir: string, run: () => Promise<T>): Promise<{ result: T; jit: number }> {
+  const file = path.join(dir, `perf-${Date.now()}.data`);
+  const rec = spawn('perf', ['record', '-q', '-F', String(PERF_HZ), '-t', tid, '-o', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  rec.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => rec.on('exit', resolve));
+  await sleep(700); // perf attaches
+  const result = await run();
+  rec.kill('SIGINT');
+  if ((await exited) !== 0 && !fs.existsSync(file)) throw new Error(`perf record failed: ${err}`);
+  const report = execFileSync('perf', ['report', '-i', file, '-n', '--sort', 'dso', '--stdio'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+  fs.rmSync(file, { force: true });
+  const jit = /^\s*[\d.]+%\s+(\d+)\s+\[JIT\]/m.exec(report);
+  return { result, jit: jit ? Number(jit[1]) / PERF_HZ : 0 };
 }
 
 /**
@@ -165,24 +195,31 @@ try {
   const produceRequests = async () => [...await envoy.stats()].filter(([k]) => k.startsWith('wasmcustom.kafka.request.produce.')).reduce((n, [, v]) => n + v, 0);
   console.log(`ProducerPerformance: ${RECORDS.toLocaleString('en-US')} records of ${RECORD_SIZE} B per run, acks=1, linger.ms=5, batch.size=65536, ` +
     `${ROUNDS} interleaved rounds (+1 warm-up run each)`);
+  console.log(PERF ? `perf samples Envoy's worker at ${PERF_HZ} Hz during each run (BENCH_PERF=1)` : 'no perf sampling (BENCH_PERF=1 samples the worker)');
   console.log(PIN ? `pinned (taskset): Envoy's threads to CPU 0; the broker JVM, the producer JVMs and this process to CPU 1 (of ${os.cpus().length})` : 'not pinned (BENCH_PIN=1 pins)');
   for (const [, port] of cases) await perf(port); // JIT, connections, topic metadata: not measured
   const best: Record<string, { recordsPerSec: number; mbPerSec: number }> = {};
   const ratios: Record<string, number[]> = {};
   const cpuNsPerRecord: Record<string, number[]> = {};
+  const userNsPerRecord: Record<string, number[]> = {};
+  const jitNsPerRecord: Record<string, number[]> = {};
+  const perfDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kafka-bench-perf-'));
   const requestsPerRun: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     const mb: Record<string, number> = {};
     for (const [label, port] of [...cases.slice(round % cases.length), ...cases.slice(0, round % cases.length)]) {
       const requests0 = label === FILTER ? await produceRequests() : 0;
-      const { result: rate, cpuNs } = await worker.measure(() => perf(port));
+      const { result: { result: rate, jit }, cpuNs, userSeconds } = await worker.measure(() =>
+        PERF ? jitSeconds(worker.tid, perfDir, () => perf(port)) : perf(port).then((result) => ({ result, jit: 0 })));
+      if (PERF) (jitNsPerRecord[label] ??= []).push((jit * 1e9) / RECORDS);
       const requests = label === FILTER ? await produceRequests() - requests0 : 0;
       if (label === FILTER) requestsPerRun.push(requests);
       mb[label] = rate.mbPerSec;
       if (rate.mbPerSec > (best[label]?.mbPerSec ?? 0)) best[label] = rate;
       (cpuNsPerRecord[label] ??= []).push(cpuNs / RECORDS);
+      (userNsPerRecord[label] ??= []).push((userSeconds * 1e9) / RECORDS);
       console.log(`  round ${round + 1}: ${label.padEnd(22)} ${rate.recordsPerSec.toFixed(0).padStart(8)} records/s ${rate.mbPerSec.toFixed(2).padStart(7)} MB/s  ` +
-        `worker ${(cpuNs / RECORDS).toFixed(0).padStart(6)} ns/record${label === FILTER ? `  (${requests} Produce requests, ${(RECORDS / requests).toFixed(1)} records each)` : ''}`);
+        `worker ${(cpuNs / RECORDS).toFixed(0).padStart(6)} ns/record (user ${((userSeconds * 1e9) / RECORDS).toFixed(0).padStart(5)}${PERF ? `, V8 code ${((jit * 1e9) / RECORDS).toFixed(0).padStart(4)}` : ''})${label === FILTER ? `  (${requests} Produce requests, ${(RECORDS / requests).toFixed(1)} records each)` : ''}`);
       await sleep(300);
     }
     for (const [label] of cases) (ratios[label] ??= []).push(mb[label]! / mb[PLAIN]!);
@@ -199,20 +236,35 @@ try {
     const r = [...ratios[label]!].sort((a, b) => a - b);
     const cpu = [...cpuNsPerRecord[label]!].sort((a, b) => a - b);
     console.log(`  ${label.padEnd(22)} ${best[label]!.recordsPerSec.toFixed(0).padStart(8)} records/s ${best[label]!.mbPerSec.toFixed(2).padStart(7)} MB/s   ` +
-      `vs plain ${pct(median(r)).padStart(6)} (rounds: ${r.map(pct).join(' ')})   worker CPU ${ns(median(cpu))} ns/record (rounds: ${cpu.map((x) => x.toFixed(0)).join(' ')})`);
+      `vs plain ${pct(median(r)).padStart(6)} (rounds: ${r.map(pct).join(' ')})   worker CPU ${ns(median(cpu))} ns/record (rounds: ${cpu.map((x) => x.toFixed(0)).join(' ')}), ` +
+      `user ${ns(median(userNsPerRecord[label]!))}`);
   }
   const filter = median(ratios[FILTER]!);
   const floor = median(ratios[FLOOR]!);
   console.log(`  kafka filter vs read-only floor: ${((filter - floor) * 100).toFixed(1)} points (goal: within 3); vs plain: ${pct(filter)} (goal: >= 95%)`);
   const recordsPerRequest = RECORDS / median(requestsPerRun);
   const perRequest = (nsPerRecord: number) => `${(nsPerRecord * recordsPerRequest / 1000).toFixed(1)} µs`;
-  // each round's difference between two cases run minutes apart at most: the machine's load moves both
+  // each round's difference between two cases run minutes apart at most: the machine's load moves both.
+  // User-space CPU (the filter's code and Envoy's host calls) is counted in 10 ms ticks, so it steps by
+  // 10 ms / records; the kernel's share (reads, writes, scheduling) is where other jobs' load shows most.
   console.log(`worker CPU of one case over another, per record: the median of the rounds' differences (each round's in brackets); ` +
-    `per Produce request at ${recordsPerRequest.toFixed(1)} records each (median of the filter runs):`);
+    `per Produce request at ${recordsPerRequest.toFixed(1)} records each (median of the filter runs); user space alone in ${(1e7 / RECORDS).toFixed(0)} ns steps:`);
   for (const [a, b] of [[FLOOR, PLAIN], [FILTER, FLOOR], [FILTER, PLAIN]] as const) {
     const d = cpuNsPerRecord[a]!.map((x, i) => x - cpuNsPerRecord[b]![i]!);
-    console.log(`  ${`${a} over ${b}:`.padEnd(40)} ${ns(median(d))} ns/record = ${perRequest(median(d)).padStart(8)} per Produce request  (${d.map((x) => x.toFixed(0)).join(' ')})`);
+    const u = userNsPerRecord[a]!.map((x, i) => x - userNsPerRecord[b]![i]!);
+    console.log(`  ${`${a} over ${b}:`.padEnd(40)} ${ns(median(d))} ns/record = ${perRequest(median(d)).padStart(8)} per Produce request  (${d.map((x) => x.toFixed(0)).join(' ')});` +
+      `  user ${ns(median(u))} ns/record = ${perRequest(median(u)).padStart(8)}  (${u.map((x) => x.toFixed(0)).join(' ')})`);
   }
+  if (PERF) {
+    console.log('time in V8\'s generated code (Wasm and its host-call wrappers), perf samples, per record (medians; rounds in brackets) and per Produce request:');
+    for (const [label] of cases) {
+      const j = jitNsPerRecord[label]!;
+      console.log(`  ${label.padEnd(22)} ${ns(median(j))} ns/record = ${perRequest(median(j)).padStart(8)} per Produce request  (${j.map((x) => x.toFixed(0)).join(' ')})`);
+    }
+    const d = jitNsPerRecord[FILTER]!.map((x, i) => x - jitNsPerRecord[FLOOR]![i]!);
+    console.log(`  kafka filter over floor:  ${ns(median(d))} ns/record = ${perRequest(median(d)).padStart(8)} per Produce request  (${d.map((x) => x.toFixed(0)).join(' ')})`);
+  }
+  fs.rmSync(perfDir, { recursive: true, force: true });
   const stats = await envoy.stats();
   const show = (re: RegExp) => [...stats].filter(([k, v]) => re.test(k) && v > 0).map(([k, v]) => `${k}=${v}`).join(' ');
   console.log(`  (${show(/^wasmcustom\.kafka\.(request\.produce|brokers\.rewritten|closed|refused)/)})`);
