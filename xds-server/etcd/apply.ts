@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { FilterCatalog, type FilterFolders } from '../catalog/index.ts';
-import { createMeshParser, formatConfigError, readMeshFile, type ConfigError } from '../config/index.ts';
+import { createMeshParser, formatConfigError, readMeshFile, type ConfigError, type MeshParser } from '../config/index.ts';
 import { isBuiltinProtocol } from '../model/types.ts';
 import type { Etcd3 } from 'etcd3';
 import { parsedForRecord } from './parsed.ts';
@@ -51,10 +51,30 @@ interface Candidate {
 
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
+/**
+ * One parser per set of filter schemas, kept for the process: a parser
+ * compiles its JSON Schema check on first use (~150 ms for the built-in
+ * schema), which a process that applies more than once (a controller, the
+ * fan-out bench, tests) need not pay each time. The last few are kept.
+ */
+const parsers = new Map<string, MeshParser>();
+
+function parserFor(catalog: FilterCatalog): MeshParser {
+  const protocols = catalog.protocolSchemas();
+  const key = JSON.stringify(protocols);
+  let parser = parsers.get(key);
+  if (!parser) {
+    parser = createMeshParser({ protocols });
+    if (parsers.size >= 4) parsers.delete(parsers.keys().next().value!);
+    parsers.set(key, parser);
+  }
+  return parser;
+}
+
 /** Parses and pre-flights a mesh with a catalog; on success, the stored form of every filter it uses. */
 async function check(candidate: Candidate): Promise<{ ok: true; filters: StoredFilter[]; parsed?: ParsedMesh } | { ok: false; errors: ConfigError[] }> {
   const { catalog } = candidate;
-  const result = createMeshParser({ protocols: catalog.protocolSchemas() })(candidate.yaml, candidate.source);
+  const result = parserFor(catalog)(candidate.yaml, candidate.source);
   if (!result.ok) return result;
   const problems = await catalog.check(result.mesh);
   if (problems.length > 0) return { ok: false, errors: problems.map((p) => result.error(['listeners', p.listener, 'protocol'], p.message)) };
