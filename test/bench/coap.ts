@@ -121,6 +121,8 @@ class Blaster {
   stop(): void { this.child.stdin!.end('QUIT\n'); }
 }
 
+/** BENCH_BASELINE=FILE.wasm: another build of the coap filter as a fifth case, in the same rounds (before/after a change). */
+const BASELINE = process.env.BENCH_BASELINE;
 /** BENCH_PIN=1: Envoy (all its threads) on CPU 1, tcpblast on CPU 0 (taskset), so the two stop trading cores mid-run. */
 const PIN = process.env.BENCH_PIN === '1';
 
@@ -137,12 +139,14 @@ async function envoyBench(): Promise<void> {
   await coapModule();
   const blaster = await Blaster.start();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coap-bench-'));
-  const [plain, filter, readFloor, walkFloor, adminPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const [plain, filter, readFloor, walkFloor, baseline, adminPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const coapConfig = { routes: [{ match: { path: { prefix: '/sensors' } }, cluster: 'sink' }, { cluster: 'sink' }] };
   const envoy = await startEnvoy({
     bootstrapYaml: mqttBootstrap({
       adminPort, listenerPort: plain, clusters: [{ name: 'sink', port: blaster.sinkPort }],
       extraListeners: [
-        { name: 'coap', port: filter, wasm: true, wasmFile: filterWasmPath('coap'), filterName: 'coap', filterConfig: { routes: [{ match: { path: { prefix: '/sensors' } }, cluster: 'sink' }, { cluster: 'sink' }] } },
+        { name: 'coap', port: filter, wasm: true, wasmFile: filterWasmPath('coap'), filterName: 'coap', filterConfig: coapConfig },
+        ...(BASELINE ? [{ name: 'coap-baseline', port: baseline, wasm: true, wasmFile: path.resolve(BASELINE), filterName: 'coap_baseline', filterConfig: coapConfig }] : []),
         // the copy floor: each buffer read into the VM, nothing looked at
         { name: 'read-floor', port: readFloor, wasm: true, wasmFile: filterWasmPath('passthrough'), filterName: 'read_floor', filterConfig: { read: true } },
         // the framing floor: each buffer read and walked as RFC 8323 frames (length, code, token, skip), one counter per buffer, no checks
@@ -162,7 +166,9 @@ async function envoyBench(): Promise<void> {
     const FILTER = 'coap filter';
     const READ = 'read-only floor';
     const WALK = 'frame-walk floor';
-    const cases = [[PLAIN, plain], [FILTER, filter], [READ, readFloor], [WALK, walkFloor]] as const;
+    const BASE = 'coap baseline';
+    const cases: Array<readonly [string, number]> = [[PLAIN, plain], [FILTER, filter], [READ, readFloor], [WALK, walkFloor], ...(BASELINE ? [[BASE, baseline] as const] : [])];
+    if (BASELINE) console.log(`  coap baseline: ${BASELINE}`);
     for (const payload of PAYLOADS) {
       const stream = path.join(dir, `stream-${payload}.bin`);
       const { tcp, datagrams } = streams(payload, 4 << 20);
@@ -174,12 +180,15 @@ async function envoyBench(): Promise<void> {
       const mbps: Record<string, number[]> = {};
       // the worker's CPU (user + system) per message: what a saturated worker pays, steadier than throughput on 2 shared cores
       const cpuNs: Record<string, number[]> = {};
+      // its user-space part (stat's 10 ms ticks): where a filter's own code lands; the kernel's copies swing most
+      const userNs: Record<string, number[]> = {};
       for (let round = 0; round < ROUNDS; round++) {
         // the order turns each round: the load generator and other work share the machine
         for (const [label, port] of [...cases.slice(round % cases.length), ...cases.slice(0, round % cases.length)]) {
-          const { result: { bytes, seconds }, cpuNs: ns } = await run(port);
+          const { result: { bytes, seconds }, cpuNs: ns, userSeconds } = await run(port);
           (mbps[label] ??= []).push(bytes / seconds / 1e6);
           (cpuNs[label] ??= []).push(ns / (bytes / messageBytes));
+          (userNs[label] ??= []).push((userSeconds * 1e9) / (bytes / messageBytes));
           await new Promise((r) => setTimeout(r, 200));
         }
       }
@@ -189,14 +198,14 @@ async function envoyBench(): Promise<void> {
       console.log(` ${payload} B payloads (${messageBytes.toFixed(1)} B per message on the wire)`);
       for (const [label] of cases) {
         const r = ratios(label, PLAIN);
-        console.log(`  ${label.padEnd(17)} worker CPU ${cpu(label).toFixed(1).padStart(6)} ns/msg (median; rounds ${cpuNs[label]!.map((x) => x.toFixed(0)).join(' ')}), ` +
+        console.log(`  ${label.padEnd(17)} worker CPU ${cpu(label).toFixed(1).padStart(6)} ns/msg (median; rounds ${cpuNs[label]!.map((x) => x.toFixed(0)).join(' ')}), user ${median(userNs[label]!).toFixed(1)} ns/msg, ` +
           `best ${Math.max(...mbps[label]!).toFixed(0).padStart(5)} MB/s, throughput / plain ${pct(median(r))} (rounds ${r.map(pct).join(' ')})`);
       }
-      for (const floor of [READ, WALK]) {
-        const r = ratios(FILTER, floor);
-        console.log(`  coap filter vs ${floor}: ${(cpu(FILTER) - cpu(floor)).toFixed(1)} ns/msg of worker CPU over it; throughput / floor's ${pct(median(r))} ` +
-          `(rounds ${r.map(pct).join(' ')}); throughput to plain ${((median(ratios(FILTER, PLAIN)) - median(ratios(floor, PLAIN))) * 100).toFixed(1)} points against the floor's; ` +
-          `saturated worker (plain's CPU over each): filter ${pct(cpu(PLAIN) / cpu(FILTER))}, floor ${pct(cpu(PLAIN) / cpu(floor))}`);
+      for (const other of [READ, WALK, ...(BASELINE ? [BASE] : [])]) {
+        const r = ratios(FILTER, other);
+        console.log(`  coap filter vs ${other}: ${(cpu(FILTER) - cpu(other)).toFixed(1)} ns/msg of worker CPU over it (user ${(median(userNs[FILTER]!) - median(userNs[other]!)).toFixed(1)}); ` +
+          `throughput / its ${pct(median(r))} (rounds ${r.map(pct).join(' ')}); throughput to plain (medians) ${pct(median(ratios(FILTER, PLAIN)))} against its ${pct(median(ratios(other, PLAIN)))}; ` +
+          `a saturated worker (plain's CPU over each): filter ${pct(cpu(PLAIN) / cpu(FILTER))}, ${other} ${pct(cpu(PLAIN) / cpu(other))}`);
       }
     }
     const stats = await envoy.stats();
