@@ -17,6 +17,7 @@
 // diff and one encoded body per (old view, new view) pair.
 import { diffViews, entryIn, type ResourceEntry, type Snapshot, type View, type ViewDiff } from '../cache/index.ts';
 import { TYPE, type ResourceType } from '../model/resources.ts';
+import { MESSAGE_PREFIX_BYTES } from './grpc.ts';
 import type { Step } from './protocol.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
 import { XdsStream, type BaseTypeState } from './stream.ts';
@@ -243,7 +244,7 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
 
   private send(state: DeltaTypeState, body: Uint8Array, version: string, causeAt: number): void {
     const nonce = this.nextNonce();
-    this.write(state, withNonce(body, nonce), version, nonce, causeAt);
+    this.write(state, withNonce(body, nonce, MESSAGE_PREFIX_BYTES), version, nonce, causeAt);
   }
 }
 

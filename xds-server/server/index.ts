@@ -10,7 +10,7 @@ import { DeltaStream } from './delta.ts';
 import { KNOWN_TYPES, type StreamSink } from './protocol.ts';
 import { SotwStream } from './sotw.ts';
 import type { StreamContext, StreamInfo, XdsStream, BaseTypeState } from './stream.ts';
-import { GrpcServer, Status, type BidiCall, type BidiHandlers, type RejectReason, type TlsFiles } from './grpc.ts';
+import { GrpcServer, Status, type BatchingCall, type BidiHandlers, type RejectReason, type TlsFiles } from './grpc.ts';
 import { DEFAULT_LIMITS, Refused, type RefusalReason, type XdsLimits } from './limits.ts';
 import { FanOutScheduler, type FanOutOptions } from './scheduler.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
@@ -147,7 +147,7 @@ export class XdsServer {
   }
 
   private serve<Req, S extends SotwStream | DeltaStream>(
-    call: BidiCall,
+    call: BatchingCall,
     decode: (bytes: Buffer) => Req,
     create: (id: number, sink: StreamSink) => S,
   ): BidiHandlers {

@@ -38,8 +38,15 @@ export const STEPS: readonly Step[] = [
 ];
 
 export interface StreamSink {
-  /** Returns false when the transport buffer is full; `onDrain` then resumes. `flushed` runs once the bytes are handed on. */
-  write(bytes: Buffer, flushed?: () => void): boolean;
+  /**
+   * Sends one response built behind MESSAGE_PREFIX_BYTES (grpc.ts) spare
+   * bytes, which the transport fills with its message prefix. Returns false when the transport buffer
+   * is full; `onDrain` then resumes. `flushed` runs once the bytes are handed on.
+   */
+  writePrefixed(bytes: Buffer, flushed?: () => void): boolean;
+  /** Between cork() and uncork(), writes are handed to the transport together. */
+  cork(): void;
+  uncork(): void;
   onDrain(resume: () => void): void;
   /** The connection the stream came on: a node's per-type streams are one session only on one connection. */
   readonly connection: number;

@@ -40,7 +40,12 @@ export interface FanOutOptions {
 
 export const DEFAULT_FAN_OUT: FanOutOptions = { batchSize: 64, maxBytesInFlight: 64 * 1024 * 1024, slowStreamMs: 1_000, drainTimeoutMs: 30_000 };
 
-interface Outstanding {
+/** One write not yet flushed, as written() returns it (opaque to the stream). */
+export interface WriteHandle {
+  readonly bytes: number;
+}
+
+interface Outstanding extends WriteHandle {
   readonly bytes: number;
   readonly at: number;
   readonly owner: Drainable;
@@ -73,25 +78,29 @@ export class FanOutScheduler {
     this.pending.delete(stream);
   }
 
-  /** Accounts for a response handed to gRPC; call the returned function when it has been flushed (or its stream closed). */
-  written(bytes: number, owner: Drainable): () => void {
+  /** Accounts for a response handed to gRPC; release() the handle when it has been flushed (or its stream closed). */
+  written(bytes: number, owner: Drainable): WriteHandle {
     const entry: Outstanding = { bytes, at: Date.now(), owner, slow: false, done: false };
     this.bytesInFlight += bytes;
     this.fresh.add(entry);
     this.sweeper ??= setInterval(() => this.sweep(), Math.max(10, Math.min(this.options.slowStreamMs, this.options.drainTimeoutMs) / 4)).unref();
-    return () => {
-      if (entry.done) return;
-      entry.done = true;
-      if (entry.slow) {
-        this.slow.delete(entry);
-        this.slowBytes -= bytes;
-      } else {
-        this.fresh.delete(entry);
-        this.bytesInFlight -= bytes;
-      }
-      this.stopSweeperIfIdle();
-      if (this.pending.size > 0) this.kick();
-    };
+    return entry;
+  }
+
+  /** A write is no longer outstanding (once per handle; more calls do nothing). */
+  release(handle: WriteHandle): void {
+    const entry = handle as Outstanding;
+    if (entry.done) return;
+    entry.done = true;
+    if (entry.slow) {
+      this.slow.delete(entry);
+      this.slowBytes -= entry.bytes;
+    } else {
+      this.fresh.delete(entry);
+      this.bytesInFlight -= entry.bytes;
+    }
+    this.stopSweeperIfIdle();
+    if (this.pending.size > 0) this.kick();
   }
 
   /** Bytes counting against the budget. */

@@ -13,6 +13,7 @@
 //    cluster change, because Envoy re-warms a changed cluster.
 import { unionViews, type ResourceEntry, type Snapshot, type View } from '../cache/index.ts';
 import { TYPE, type ResourceType } from '../model/resources.ts';
+import { MESSAGE_PREFIX_BYTES } from './grpc.ts';
 import { FULL_STATE, type Step } from './protocol.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
 import { XdsStream, type BaseTypeState } from './stream.ts';
@@ -89,7 +90,7 @@ export class SotwStream extends XdsStream<SotwTypeState> {
     }
     state.sentView = view;
     state.forceResend = false;
-    this.write(state, encodeDiscoveryResponse(state.typeUrl, view, nonce), view.version, nonce, causeAt);
+    this.write(state, encodeDiscoveryResponse(state.typeUrl, view, nonce, MESSAGE_PREFIX_BYTES), view.version, nonce, causeAt);
   }
 }
 

@@ -9,7 +9,7 @@ import { TYPE, type ResourceType, type XdsFlavour } from '../model/resources.ts'
 import { STEPS, shortType, type Step, type StreamSink } from './protocol.ts';
 import { Status } from './grpc.ts';
 import { Refused, type XdsLimits } from './limits.ts';
-import type { Drainable, FanOutScheduler } from './scheduler.ts';
+import type { Drainable, FanOutScheduler, WriteHandle } from './scheduler.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
 import type { NodeInfo } from './wire.ts';
 
@@ -98,7 +98,8 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo, 
   readonly connectedAt = Date.now();
   readonly types = new Map<ResourceType, S>();
   private blocked = false;
-  private readonly unflushed = new Set<() => void>();
+  /** Writes gRPC has not handed on yet, released on flush or close. */
+  private readonly unflushed = new Set<WriteHandle>();
   private nonceCounter = 0;
   private membership: GroupMembership | undefined;
   /** The key of this stream's per-type session, and whether it counts in streamsPerNode. */
@@ -173,7 +174,8 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo, 
   close(): void {
     this.membership?.leave();
     this.ctx.fanOut.forget(this);
-    for (const flushed of [...this.unflushed]) flushed();
+    for (const handle of this.unflushed) this.ctx.fanOut.release(handle);
+    this.unflushed.clear();
     if (this.countedForNode && this.node) {
       const open = (this.ctx.streamsPerNode.get(this.node.id) ?? 1) - 1;
       if (open <= 0) this.ctx.streamsPerNode.delete(this.node.id);
@@ -298,21 +300,29 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo, 
   pump(): void {
     const session = this.session();
     const streams = session === this.alone ? this.alone : [...session];
-    for (const step of STEPS) {
-      for (const stream of streams) {
-        const state = stream.types.get(step.typeUrl);
-        const snapshot = stream.currentSnapshot();
-        if (!state || !snapshot || stream.blocked) continue;
-        if (this.anyAwaitingOf(step.waitsFor)) continue;
-        if (step.needsWarmClusters && !this.clustersWarm(snapshot)) continue;
-        stream.pushStep(state, step, snapshot, Math.max(snapshot.createdAt, state.subscribedAt));
+    // A change usually sends a stream two responses (CDS, then the EDS of the
+    // changed cluster): corked, they go to HTTP/2 as one write.
+    for (const stream of streams) stream.sink.cork();
+    try {
+      for (const step of STEPS) {
+        for (const stream of streams) {
+          const state = stream.types.get(step.typeUrl);
+          const snapshot = stream.currentSnapshot();
+          if (!state || !snapshot || stream.blocked) continue;
+          if (this.anyAwaitingOf(step.waitsFor)) continue;
+          if (step.needsWarmClusters && !this.clustersWarm(snapshot)) continue;
+          stream.pushStep(state, step, snapshot, Math.max(snapshot.createdAt, state.subscribedAt));
+        }
       }
+    } finally {
+      for (const stream of streams) stream.sink.uncork();
     }
   }
 
   /** Sends this step's response if one is due (calling `write`). */
   protected abstract pushStep(state: S, step: Step, snapshot: Snapshot, causeAt: number): void;
 
+  /** Sends a response built behind MESSAGE_PREFIX_BYTES spare bytes (grpc.ts). */
   protected write(state: S, bytes: Buffer, version: string, nonce: string, causeAt: number): void {
     state.sentVersion = version;
     state.sentNonce = nonce;
@@ -322,21 +332,18 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo, 
     this.ctx.metrics.forType(state.typeUrl).pushes++;
     if (this.debug) this.ctx.log.debug({ stream: this.id, type: shortType(state.typeUrl), version, nonce }, 'push');
     // Counted against the fan-out's bytes in flight until gRPC has taken them (or the stream closed).
-    const release = this.ctx.fanOut.written(bytes.length, this);
-    let released = false;
-    const flushed = () => {
-      if (released) return;
-      released = true;
-      this.unflushed.delete(flushed);
-      release();
-    };
-    this.unflushed.add(flushed);
-    if (!this.sink.write(bytes, flushed)) {
+    const handle = this.ctx.fanOut.written(bytes.length, this);
+    this.unflushed.add(handle);
+    if (!this.sink.writePrefixed(bytes, () => this.flushed(handle))) {
       this.blocked = true;
       this.sink.onDrain(() => {
         this.blocked = false;
         this.pump();
       });
     }
+  }
+
+  private flushed(handle: WriteHandle): void {
+    if (this.unflushed.delete(handle)) this.ctx.fanOut.release(handle);
   }
 }

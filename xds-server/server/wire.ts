@@ -138,8 +138,9 @@ function responseBody(typeUrl: string, view: View): Uint8Array {
   return body;
 }
 
-export function encodeDiscoveryResponse(typeUrl: string, view: View, nonce: string): Buffer {
-  return withNonce(responseBody(typeUrl, view), nonce);
+/** A SotW response behind `prefixBytes` spare bytes (see withNonce). */
+export function encodeDiscoveryResponse(typeUrl: string, view: View, nonce: string, prefixBytes = 0): Buffer {
+  return withNonce(responseBody(typeUrl, view), nonce, prefixBytes);
 }
 
 // ── Delta ──────────────────────────────────────────────────────────────────
@@ -218,18 +219,24 @@ export function deltaResponseBody(
   return w.finish();
 }
 
-/** body + nonce (field 5 of both response types), in one allocation. */
-export function withNonce(body: Uint8Array, nonce: string): Buffer {
+/**
+ * body + nonce (field 5 of both response types), in one allocation, behind
+ * `prefixBytes` spare bytes: the transport's message prefix goes there, so
+ * the body, the same for every stream of a group, is copied once per stream.
+ */
+export function withNonce(body: Uint8Array, nonce: string, prefixBytes = 0): Buffer {
   const nonceBytes = Buffer.byteLength(nonce);
-  if (nonceBytes > 127) {
-    const tail = protobuf.Writer.create().uint32((5 << 3) | 2).string(nonce).finish();
-    return Buffer.concat([body, tail]);
-  }
   // the nonces this server makes are short: one tag byte, one length byte
-  const out = Buffer.allocUnsafe(body.length + 2 + nonceBytes);
-  out.set(body, 0);
-  out[body.length] = (5 << 3) | 2;
-  out[body.length + 1] = nonceBytes;
-  out.write(nonce, body.length + 2, 'utf8');
+  const tail = nonceBytes > 127 ? protobuf.Writer.create().uint32((5 << 3) | 2).string(nonce).finish() : undefined;
+  const out = Buffer.allocUnsafe(prefixBytes + body.length + (tail ? tail.length : 2 + nonceBytes));
+  out.set(body, prefixBytes);
+  const at = prefixBytes + body.length;
+  if (tail) {
+    out.set(tail, at);
+  } else {
+    out[at] = (5 << 3) | 2;
+    out[at + 1] = nonceBytes;
+    out.write(nonce, at + 2, 'utf8');
+  }
   return out;
 }
