@@ -8,7 +8,7 @@
 import { monotonicTimeNanos } from "../host";
 import { Codec, Frame, StreamError } from "./codec";
 import { Counters } from "./counters";
-import { ByteSource, Output, joinBlock } from "./output";
+import { ByteSource, Output } from "./output";
 import { Verdict, VerdictKind } from "./verdict";
 
 /** What the glue does with the host's buffer after process(). */
@@ -30,16 +30,40 @@ export enum Flow {
 const WINDOW_REST: usize = <usize>0x7fffffff;
 const WINDOW_SMALL: usize = 256;
 const LARGE_FRAME: u64 = 65536;
+const NO_BYTES = new ArrayBuffer(0);
 
 class DirectionState {
   /** Bytes of the current frame still to come (its payload past the header). */
   skip: u64 = 0;
   /** Whether those bytes are dropped (the frame was removed) or passed. */
   dropping: bool = false;
-  /** Start of a frame whose head is incomplete: a copy to parse with the bytes that follow. */
-  partial: ArrayBuffer | null = null;
-  /** Whether those bytes already went on (the codec never rewrites this direction) or were held back. */
+  /**
+   * Start of a frame whose head is incomplete (`heldLen` bytes at the start of
+   * `hold`), parsed with the bytes that follow. The block grows by doubling
+   * and each callback appends only its new bytes, so a frame split over many
+   * callbacks is copied once, not once per callback.
+   */
+  hold: ArrayBuffer = NO_BYTES;
+  heldLen: usize = 0;
+  /** Whether those bytes already went on (the codec never rewrites this direction) or were cut from the host's buffer. */
   partialSent: bool = false;
+
+  releaseHold(): void {
+    if (this.heldLen == 0 && this.hold.byteLength > 0) this.hold = NO_BYTES;
+  }
+
+  /** Room for `size` bytes in `hold`, keeping its first `keep` bytes; returns its start. */
+  reserve(size: usize, keep: usize): usize {
+    let cap = <usize>this.hold.byteLength;
+    if (size > cap) {
+      // exact at first (most split heads complete in the next callback), doubling when they keep coming
+      cap = cap == 0 ? size : max(size, cap * 2);
+      const next = new ArrayBuffer(<i32>cap);
+      memory.copy(changetype<usize>(next), changetype<usize>(this.hold), keep);
+      this.hold = next;
+    }
+    return changetype<usize>(this.hold);
+  }
   /**
    * The answers this direction owes, in order: replies[i] takes the place of
    * the answer that comes after gaps[i] real ones; `tail` real answers are
@@ -167,15 +191,13 @@ export class FramedConnection {
       this.out.keep(from);
       return this.frames(fromClient, d, from, eos);
     }
-    const partial = d.partial;
-    if (partial != null) {
-      // The start of the split frame goes back in front of the new bytes, to be parsed with them.
-      const plen = <usize>partial.byteLength;
-      const joined = joinBlock(plen + len);
-      memory.copy(joined, changetype<usize>(partial), plen);
-      // the host writes the new bytes straight behind them: one copy, as for an unsplit buffer
+    const plen = d.heldLen;
+    if (plen > 0) {
+      // The start of the split frame stays in front of the new bytes, to be parsed with them;
+      // the host writes the new bytes straight behind it (each byte is copied in once).
+      const joined = d.reserve(plen + len, plen);
       if (len > 0) src.loadInto(joined + plen, len);
-      d.partial = null;
+      d.heldLen = 0;
       this.len = plen + len;
       this.out.begin(plen + len);
       this.setFull(joined);
@@ -185,7 +207,8 @@ export class FramedConnection {
         this.out.origin = plen;
         this.out.pos = plen;
       } else {
-        this.out.start(); // the host buffer lacks the held bytes: always rewritten
+        // The host's buffer lacks them: kept unchanged, they are prepended (no rewrite of the rest).
+        this.out.prefix = plen;
       }
     }
     return this.frames(fromClient, d, 0, eos);
@@ -232,6 +255,12 @@ export class FramedConnection {
   private insertBytes(bytes: ArrayBuffer): void {
     this.ensureFull();
     this.out.insert(bytes);
+  }
+
+  /** After the host's buffer was written (the input may live in a hold block): frees hold blocks no frame needs. */
+  release(): void {
+    this.down.releaseHold();
+    this.up.releaseHold();
   }
 
   // ------------------------------------------------------------ the frame loop
@@ -370,14 +399,22 @@ export class FramedConnection {
     // once that is over the connection's buffer limit Envoy stops reading,
     // so the rest of the head would never come. A copy is parsed with the
     // next bytes; the bytes themselves go on unless a verdict could still
-    // change the frame, which leaves the buffer untouched (Envoy can prepend
-    // and append, but dropping the tail rewrites it all).
-    const copy = new ArrayBuffer(<i32>n);
-    memory.copy(changetype<usize>(copy), this.view(pos, n), n);
-    d.partial = copy;
+    // change the frame: then they are cut from the host's buffer (dropping the
+    // tail rewrites the buffer, but dropping a buffer that is all head is a
+    // drain) and prepended again once the frame passes whole (Output.prefix).
     d.partialSent = !this.codec.mayRewrite(fromClient) && d.inject.length == 0;
-    if (d.partialSent) this.out.keep(this.len);
+    const out = this.out;
+    if (d.partialSent) out.keep(this.len);
     else this.dropTo(this.len);
+    const head = this.view(pos, n);
+    const hold = d.reserve(n, 0);
+    if (hold != head) {
+      // The input is the hold block when a held frame was completed in this buffer: the new head
+      // moves to its start over bytes the output may still need — a prefix to prepend is copied first.
+      if (this.fullBase == hold && out.prefix > 0 && !out.modified) out.start();
+      memory.copy(hold, head, n);
+    }
+    d.heldLen = n;
     return Flow.Continue;
   }
 }

@@ -197,6 +197,8 @@ export class FramedStream extends StreamContext {
     }
     const out = conn.out;
     if (out.modified) setBufferBytesFrom(type, 0, <u32>size, out.resultPtr, <u32>out.used);
+    else if (out.prefix > 0) setBufferBytesFrom(type, 0, 0, out.base, <u32>out.prefix);
+    conn.release();
     releaseLargeBlocks();
     counters.flush();
     if (flow == Flow.Hold) {

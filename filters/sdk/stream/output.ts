@@ -18,6 +18,12 @@ export class Output {
   /** Where the host's buffer starts in the input (after bytes that already went on). */
   origin: usize = 0;
   pos: usize = 0;
+  /**
+   * Input bytes at its start that the host's buffer lacks (a split frame's
+   * start, cut earlier): when nothing is rewritten they go back in front of
+   * the host's buffer (a prepend); a rewrite includes them like any input.
+   */
+  prefix: usize = 0;
   modified: bool = false;
   used: usize = 0;
 
@@ -26,6 +32,7 @@ export class Output {
     this.len = len;
     this.origin = 0;
     this.pos = 0;
+    this.prefix = 0;
     this.used = 0;
     this.modified = false;
   }
