@@ -98,6 +98,13 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo, 
   readonly connectedAt = Date.now();
   readonly types = new Map<ResourceType, S>();
   private blocked = false;
+  /**
+   * Set by the first write of a pump, which corks the sink until the pump
+   * ends: a change usually sends a stream two responses (CDS, then the EDS
+   * of the changed cluster), which then go to HTTP/2 as one write. Most
+   * pumps (one per ACK) write nothing and cork nothing.
+   */
+  private corked = false;
   /** Writes gRPC has not handed on yet, released on flush or close. */
   private readonly unflushed = new Set<WriteHandle>();
   private nonceCounter = 0;
@@ -300,9 +307,6 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo, 
   pump(): void {
     const session = this.session();
     const streams = session === this.alone ? this.alone : [...session];
-    // A change usually sends a stream two responses (CDS, then the EDS of the
-    // changed cluster): corked, they go to HTTP/2 as one write.
-    for (const stream of streams) stream.sink.cork();
     try {
       for (const step of STEPS) {
         for (const stream of streams) {
@@ -315,7 +319,11 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo, 
         }
       }
     } finally {
-      for (const stream of streams) stream.sink.uncork();
+      for (const stream of streams) {
+        if (!stream.corked) continue;
+        stream.corked = false;
+        stream.sink.uncork();
+      }
     }
   }
 
@@ -332,6 +340,10 @@ export abstract class XdsStream<S extends BaseTypeState> implements StreamInfo, 
     this.ctx.metrics.forType(state.typeUrl).pushes++;
     if (this.debug) this.ctx.log.debug({ stream: this.id, type: shortType(state.typeUrl), version, nonce }, 'push');
     // Counted against the fan-out's bytes in flight until gRPC has taken them (or the stream closed).
+    if (!this.corked) {
+      this.corked = true;
+      this.sink.cork();
+    }
     const handle = this.ctx.fanOut.written(bytes.length, this);
     this.unflushed.add(handle);
     if (!this.sink.writePrefixed(bytes, () => this.flushed(handle))) {
