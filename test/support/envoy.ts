@@ -63,19 +63,34 @@ export function envoyBinary(): string {
   throw new Error(`Envoy is not installed (no executable named by ${pathFile} or in ${path.dirname(py)}): ${INSTALL_HINT}`);
 }
 
-/** A TCP port that was free on 127.0.0.1 a moment ago. */
-export function freePort(): Promise<number> {
+/**
+ * Ports freePort() picks from: below Linux's ephemeral range (32768-60999),
+ * so no outgoing connection (a Kafka client's, Envoy's own) can take a port
+ * between freePort() and the bind it was picked for, as the OS's port 0 can.
+ */
+const PICK_FROM = 10000;
+const PICK_TO = 32767;
+
+function listenOnce(port: number): Promise<number | null> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' || err.code === 'EACCES' ? resolve(null) : reject(err)));
+    server.listen(port, '127.0.0.1', () => {
       const addr = server.address();
-      server.close(() => {
-        if (addr === null || typeof addr === 'string') reject(new Error('no TCP address'));
-        else resolve(addr.port);
-      });
+      server.close(() => (addr === null || typeof addr === 'string' ? reject(new Error('no TCP address')) : resolve(addr.port)));
     });
   });
+}
+
+/** A TCP port that was free on 127.0.0.1 a moment ago, picked at random below the ephemeral range. */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = await listenOnce(PICK_FROM + Math.floor(Math.random() * (PICK_TO - PICK_FROM + 1)));
+    if (port !== null) return port;
+  }
+  const port = await listenOnce(0);
+  if (port === null) throw new Error('no free TCP port');
+  return port;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
