@@ -54,7 +54,15 @@ export async function startMeshEnv(options: {
     await server.close();
     throw error;
   });
-  for (const name of options.listeners ?? []) await envoy.waitForListener(name, 20_000);
+  try {
+    for (const name of options.listeners ?? []) await envoy.waitForListener(name, 20_000);
+  } catch (error) {
+    // The caller gets no handle to close: left running, Envoy and the server would keep the test process alive forever.
+    await envoy.stop();
+    await server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     configPath,
     server,
