@@ -1,7 +1,8 @@
-// protoplane apply | get | rollback (the mesh in etcd, docs/ha.md), and the
+// protoplane apply | get | rollback | prune (the mesh in etcd, docs/ha.md), and the
 // --etcd / --etcd-prefix flags they share with serve.
 import { filterFolders } from '../catalog/index.ts';
 import { applyMeshFile, describeFailure, getMesh, rollbackMesh, type ApplyResult, type EtcdTarget } from '../etcd/apply.ts';
+import { commitPrune, DEFAULT_KEEP_REVISIONS, describePrune, planPrune } from '../etcd/prune.ts';
 import { checkPrefix, DEFAULT_ETCD_PREFIX, meshKey, parseEtcdEndpoints } from '../etcd/store.ts';
 import { commandHelp, parseCommand, UsageError, type FlagSpecs } from './help.ts';
 
@@ -61,7 +62,7 @@ function report(result: ApplyResult, target: EtcdTarget, what: string): number {
   return 0;
 }
 
-export async function etcdCommand(command: 'apply' | 'get' | 'rollback', args: string[]): Promise<number> {
+export async function etcdCommand(command: 'apply' | 'get' | 'rollback' | 'prune', args: string[]): Promise<number> {
   switch (command) {
     case 'apply': {
       const { values, positionals } = parse('apply', args, { ...ETCD_FLAGS, 'expect-revision': { type: 'string' }, filters: { type: 'string' } });
@@ -93,6 +94,23 @@ export async function etcdCommand(command: 'apply' | 'get' | 'rollback', args: s
       if (to === undefined) throw new UsageError('rollback: --to REVISION is required', 'rollback');
       const result = await rollbackMesh(target, to, { expectRevision: revisionFlag(values['expect-revision'], '--expect-revision', 'rollback') });
       return report(result, target, `rolled back to the mesh of revision ${result.from ?? to}`);
+    }
+    case 'prune': {
+      const { values, positionals } = parse('prune', args, { ...ETCD_FLAGS, 'keep-revisions': { type: 'string' }, 'dry-run': { type: 'boolean' } });
+      if (positionals.length > 0) throw new UsageError(`prune: unexpected argument "${positionals[0]}"`, 'prune');
+      const target = requireTarget(values, 'prune');
+      const keep = revisionFlag(values['keep-revisions'], '--keep-revisions', 'prune') ?? DEFAULT_KEEP_REVISIONS;
+      if (keep < 1) throw new UsageError('prune: --keep-revisions must be 1 or more (the live mesh is always kept)', 'prune');
+      const planned = await planPrune(target, keep);
+      if (!planned.ok) {
+        process.stderr.write(`${planned.message}\n`);
+        return 1;
+      }
+      const result = values['dry-run'] ? undefined : await commitPrune(target, planned.plan);
+      const { out, err } = describePrune(planned.plan, result);
+      for (const line of out) process.stdout.write(`${line}\n`);
+      for (const line of err) process.stderr.write(`${line}\n`);
+      return result && !result.ok ? 1 : 0;
     }
   }
 }

@@ -98,6 +98,22 @@ export const COMMANDS: Record<string, CommandHelp> = {
     },
     examples: ['protoplane rollback --to 41 --etcd http://127.0.0.1:2379'],
   },
+  prune: {
+    summary: 'delete the filter modules in etcd that neither the live mesh nor a mesh revision rollback can still restore uses',
+    synopsis: 'prune --etcd URL[,URL...] [--etcd-prefix P] [--keep-revisions N] [--dry-run]',
+    description:
+      'Keeps the modules of the live mesh and of the N-1 mesh revisions before it that etcd has not compacted;\n' +
+      'deletes the other <prefix>modules/<sha256> keys, only if nobody applied meanwhile (compare-and-swap on\n' +
+      'the mesh revision; otherwise a conflict error, exit 1). A rollback to an older revision then fails\n' +
+      'naming the missing module (docs/ha.md).',
+    flags: {
+      etcd: 'etcd client URLs, a comma list (required)',
+      'etcd-prefix': 'the etcd key prefix (default /protoplane/)',
+      'keep-revisions': 'how many mesh revisions, the live one included, keep their modules (default 10, at least 1)',
+      'dry-run': 'print what would be deleted and kept; delete nothing',
+    },
+    examples: ['protoplane prune --etcd http://127.0.0.1:2379 --dry-run', 'protoplane prune --etcd http://127.0.0.1:2379 --keep-revisions 3'],
+  },
   status: {
     summary: 'the fleet served from etcd: every replica, every connected Envoy, per type SYNCED / STALE / NACKED (like istioctl proxy-status)',
     synopsis: 'status --etcd URL[,URL...] [--etcd-prefix P] [--json] [--admin-token-file FILE] [--timeout 3s]',

@@ -124,6 +124,7 @@ async function main(argv: string[]): Promise<number> {
     case 'apply':
     case 'get':
     case 'rollback':
+    case 'prune':
       return etcdCommand(command, rest);
     case 'validate': {
       const { positionals, values } = flagsOf('validate', rest, { filters: { type: 'string' }, ...PREFLIGHT_FLAGS }, true);

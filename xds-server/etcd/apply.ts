@@ -186,8 +186,8 @@ async function readRecord(client: Etcd3, prefix: string, revision?: number): Pro
 
 /**
  * Restores the mesh as it was at store revision `to`, with the modules it
- * used then (still in etcd: protoplane never deletes modules), through the
- * same checks and compare-and-swap as apply.
+ * used then, through the same checks and compare-and-swap as apply. A module
+ * no longer in etcd (`protoplane prune` deleted it) refuses the rollback.
  */
 export async function rollbackMesh(target: EtcdTarget, to: number, options: ApplyOptions = {}): Promise<ApplyResult & { from?: number }> {
   try {
@@ -197,7 +197,7 @@ export async function rollbackMesh(target: EtcdTarget, to: number, options: Appl
       const modules = [];
       for (const f of old.record.filters) {
         const bytes = await client.get(moduleKey(prefix, f.sha256)).buffer();
-        if (!bytes) return { ok: false, kind: 'error', message: `the mesh of revision ${old.revision} needs module ${moduleKey(prefix, f.sha256)} (filter ${f.name}), which etcd no longer holds` };
+        if (!bytes) return { ok: false, kind: 'error', message: `the mesh of revision ${old.revision} needs module ${moduleKey(prefix, f.sha256)} (filter ${f.name}), which etcd no longer holds (protoplane prune deletes the modules of mesh revisions older than the ones it keeps)` };
         const sha = createHash('sha256').update(bytes).digest('hex');
         if (sha !== f.sha256) return { ok: false, kind: 'error', message: `${moduleKey(prefix, f.sha256)} holds bytes with sha256 ${sha}` };
         modules.push({ manifest: { ...f.manifest, dir: moduleKey(prefix, f.sha256) }, bytes: new Uint8Array(bytes) });

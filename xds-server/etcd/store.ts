@@ -6,8 +6,8 @@
 //
 // `apply` writes the mesh and any module it names in one transaction; a
 // replica reads the mesh and its modules at one revision, so it never sees a
-// mesh without its modules. Modules are never deleted by protoplane (a
-// rollback needs the old ones); docs/ha.md says how to prune them by hand.
+// mesh without its modules. Only `protoplane prune` (etcd/prune.ts) deletes
+// modules: those no mesh revision a rollback can still restore needs.
 import { ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry, circuitBreaker, type IBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError } from 'etcd3';
 import type { FilterManifest } from '../catalog/filters-dir.ts';
