@@ -48,7 +48,7 @@ export interface ServeOptions {
   /** Bounds on the mesh file (size, YAML aliases). */
   configLimits?: Partial<YamlLimits>;
   log: Logger;
-  /** Quiet period before a changed file is reloaded, and the longest wait (default 100 ms, 10 s). */
+  /** Quiet period before a changed file (mesh, TLS files, filters/) is reloaded, and the longest wait (default 100 ms, 10 s); an etcd change is not held (ETCD_DEBOUNCE). */
   debounce?: DebounceOptions;
   keepaliveMs?: number;
   /** GOAWAY after this long (0: never); the connection's streams end maxStreamAgeGraceMs later (default 30 s). */
@@ -265,7 +265,8 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
 
   const changes = debounce(() => void applyChanges(), options.debounce ?? DEFAULT_DEBOUNCE);
   // An etcd change is one whole, committed mesh: no burst of partial writes to wait out (etcd/serve.ts).
-  const meshChanges = etcd ? debounce(() => void applyChanges(), options.debounce ?? ETCD_DEBOUNCE) : changes;
+  // `debounce` (--debounce) is the quiet period of a changed file; it does not hold an etcd change.
+  const meshChanges = etcd ? debounce(() => void applyChanges(), ETCD_DEBOUNCE) : changes;
   const watchConfig = (onChange: () => void): (() => void) => (etcd ? etcd.watch(onChange) : watchConfigFile(configName, log, onChange));
   const stopWatching = watchConfig(() => {
     meshChanges.trigger();
