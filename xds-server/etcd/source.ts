@@ -1,9 +1,10 @@
 // A replica's view of the mesh in etcd: the record under <prefix>mesh and the
 // modules it names, read at one revision, kept fresh by a watch.
 //
-// The watch only says "something changed"; every change is then read with a
-// linearizable get, so a replica always ends on the newest mesh, whatever it
-// missed. etcd3's watcher resumes from the revision after the last one it saw
+// A watch event carries the committed mesh, which is served as it is (no
+// read before the reload starts); anything else (a delete, a (re)connect, the
+// probe) reads with a linearizable get, so a replica always ends on the
+// newest mesh, whatever it missed. etcd3's watcher resumes from the revision after the last one it saw
 // when its stream breaks (a member lost); on each (re)connect and on a slow
 // probe the mesh is read again, which also catches a watch that went silent
 // (a member cut off from its quorum keeps a watch open and quiet). While no
@@ -11,7 +12,7 @@
 // logs one line on loss and one on recovery, and /readyz says so.
 import { createHash } from 'node:crypto';
 import { isBrokenCircuitError } from 'cockatiel';
-import type { Etcd3, Watcher } from 'etcd3';
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Logger } from '../log.ts';
 import { connectEtcd, DEFAULT_ETCD_PREFIX, decodeMeshRecord, meshKey, moduleKey, type MeshRecord } from './store.ts';
 
@@ -105,19 +106,34 @@ export async function watchEtcdMesh(options: EtcdSourceOptions): Promise<EtcdMes
     return bytes;
   };
 
-  /** One read of the mesh and its modules at one store revision. Throws only when etcd cannot be reached. */
-  const read = async (): Promise<EtcdRead> => {
-    // Keys only first: a probe that finds nothing new does not move the whole mesh over the wire.
-    const head = await client.kv.range({ key: Buffer.from(key), keys_only: true });
-    const headKv = head.kvs[0];
-    if (latest?.ok && headKv && Number(headKv.mod_revision) === latest.mesh.revision) {
-      storeRevision = Number(head.header.revision);
-      return latest; // nothing new; modules already held
+  /**
+   * One read of the mesh and its modules at one store revision; with `put`
+   * (a watch event's key-value, committed at its mod revision), that mesh
+   * without reading it again. Throws only when etcd cannot be reached.
+   */
+  const read = async (put?: IKeyValue): Promise<EtcdRead> => {
+    let kv: IKeyValue | undefined = put;
+    let store: number;
+    if (put) {
+      const revision = Number(put.mod_revision);
+      // Watch events come in order, but a read may already have found this one or a later one.
+      if (latest?.ok && revision <= latest.mesh.revision) return latest;
+      // Its modules were written in the same transaction: read them as of that revision.
+      store = revision;
+      storeRevision = Math.max(storeRevision ?? 0, revision);
+    } else {
+      // Keys only first: a probe that finds nothing new does not move the whole mesh over the wire.
+      const head = await client.kv.range({ key: Buffer.from(key), keys_only: true });
+      const headKv = head.kvs[0];
+      if (latest?.ok && headKv && Number(headKv.mod_revision) === latest.mesh.revision) {
+        storeRevision = Number(head.header.revision);
+        return latest; // nothing new; modules already held
+      }
+      const res = await client.get(key).exec();
+      store = Number(res.header.revision);
+      storeRevision = store;
+      kv = res.kvs[0];
     }
-    const res = await client.get(key).exec();
-    const store = Number(res.header.revision);
-    storeRevision = store;
-    const kv = res.kvs[0];
     if (!kv) return { ok: false, revision: null, reason: `etcd has no mesh at ${key} yet (write one with protoplane apply)` };
     const revision = Number(kv.mod_revision);
     if (latest?.ok && latest.mesh.revision === revision) return latest;
@@ -139,12 +155,14 @@ export async function watchEtcdMesh(options: EtcdSourceOptions): Promise<EtcdMes
   const sameRead = (a: EtcdRead | undefined, b: EtcdRead): boolean =>
     a !== undefined && (a.ok && b.ok ? a.mesh.revision === b.mesh.revision : !a.ok && !b.ok && a.revision === b.revision && a.reason === b.reason);
 
-  // One read at a time; a request while one runs makes one more run after it.
+  // One read at a time; a request while one runs makes one more run after it: a full read, unless
+  // only watch events came meanwhile (then the newest event's mesh).
   let running: Promise<void> | undefined;
   let again = false;
-  const readOnce = async (): Promise<void> => {
+  let pendingPut: IKeyValue | undefined;
+  const readOnce = async (put?: IKeyValue): Promise<void> => {
     try {
-      const result = await read();
+      const result = await read(put);
       if (!connected) {
         const seconds = ((Date.now() - (lostAt ?? Date.now())) / 1000).toFixed(1);
         log.info({ etcd: options.endpoints, revision: result.ok ? result.mesh.revision : result.revision, storeRevision }, `etcd reachable again after ${seconds}s; catching up`);
@@ -174,16 +192,21 @@ export async function watchEtcdMesh(options: EtcdSourceOptions): Promise<EtcdMes
       }
     }
   };
-  const refresh = (): Promise<void> => {
+  const refresh = (put?: IKeyValue): Promise<void> => {
     if (closed) return Promise.resolve();
     if (running) {
+      // A full read asked for wins over events (it finds the newest anyway).
+      if (!again || pendingPut) pendingPut = put;
       again = true;
       return running;
     }
     running = (async () => {
+      let next = put;
       do {
         again = false;
-        await readOnce();
+        pendingPut = undefined;
+        await readOnce(next);
+        next = pendingPut;
       } while (again && !closed);
       running = undefined;
     })();
@@ -201,7 +224,7 @@ export async function watchEtcdMesh(options: EtcdSourceOptions): Promise<EtcdMes
     // watcher(), not create(): the handlers are on before it attaches, so close() can always detach it.
     const w = builder.watcher();
     watcher = w;
-    w.on('put', () => void refresh());
+    w.on('put', (kv) => void refresh(kv));
     w.on('delete', () => void refresh());
     // (Re)connected (etcd3 resumes the watch after the last revision it saw): read in case anything was missed.
     w.on('connected', () => void refresh());
