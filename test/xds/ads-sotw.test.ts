@@ -12,6 +12,7 @@ import { cluster, mesh as meshOf } from '../support/meshes.ts';
 import { XdsServer } from '../../xds-server/server/index.ts';
 import { TYPE } from '../../xds-server/translate/index.ts';
 import { XdsTestClient, type ReceivedResponse } from '../support/xds-client.ts';
+import { waitUntil } from '../support/envoy.ts';
 
 
 const mesh = (clusters: Parameters<typeof meshOf>[0], routeTo = clusters[0]?.name) => meshOf(clusters, routeTo);
@@ -125,6 +126,100 @@ describe('SotW ADS', () => {
     assert.deepEqual(names(response), ['later']);
     const endpoint = response.resources[0]!.message as { endpoints: Array<{ lb_endpoints: unknown[] }> };
     assert.equal(endpoint.endpoints[0]!.lb_endpoints.length, 1);
+  });
+
+  /** The node's newest stream (a closed one may linger a moment). */
+  const streamOf = (nodeId: string) => server.openStreams.filter((s) => s.node?.id === nodeId).at(-1);
+
+  it('sends nothing to a reconnecting client whose version_info names the view it would be sent, and answers when the view differs', async () => {
+    install(mesh([cluster('a'), cluster('b')], 'a'));
+    const first = connect();
+    const held = new Map<string, ReceivedResponse>();
+    const subscriptions: Array<[string, string[]]> = [[TYPE.cluster, []], [TYPE.endpoint, ['a']], [TYPE.listener, []], [TYPE.route, ['web']]];
+    for (const [typeUrl, subscribed] of subscriptions) {
+      first.send({ typeUrl, names: subscribed, nodeId: 'n-reconnect' });
+      const response = await first.next();
+      first.ack(response, subscribed);
+      held.set(typeUrl, response);
+    }
+    await first.expectSilence(200);
+    first.close();
+
+    // A new stream (as to another replica serving the same config): each first
+    // request carries the version the client holds. Nothing is sent...
+    const again = connect();
+    for (const [typeUrl, subscribed] of subscriptions) {
+      again.send({ typeUrl, names: subscribed, nodeId: 'n-reconnect', version: held.get(typeUrl)!.versionInfo });
+    }
+    await again.expectSilence(500);
+    // ...and the node is in sync on every type at the version it holds.
+    await waitUntil(() => streamOf('n-reconnect')?.types.size === 4, 2000, 'the new stream to have all four types');
+    for (const [typeUrl] of subscriptions) {
+      const state = streamOf('n-reconnect')!.types.get(typeUrl as never)!;
+      assert.equal(state.ackedVersion, held.get(typeUrl)!.versionInfo, typeUrl);
+      assert.equal(state.sentVersion, undefined, `${typeUrl}: nothing sent`);
+    }
+
+    // A changed subscription is a different view: answered at once.
+    again.send({ typeUrl: TYPE.endpoint, names: ['a', 'b'], version: held.get(TYPE.endpoint)!.versionInfo });
+    const both = await again.next();
+    assert.equal(both.typeUrl, TYPE.endpoint);
+    assert.deepEqual(names(both), ['a', 'b']);
+    again.ack(both, ['a', 'b']);
+    await again.expectSilence(200);
+
+    // A later snapshot changing a cluster: CDS goes out, then EDS of the
+    // changed cluster again (Envoy re-warms it), though the client held it.
+    install(mesh([cluster('a', 9000, 2500), cluster('b')], 'a'));
+    const cds = await again.next();
+    assert.equal(cds.typeUrl, TYPE.cluster);
+    assert.notEqual(cds.versionInfo, held.get(TYPE.cluster)!.versionInfo);
+    const eds = await again.next();
+    assert.equal(eds.typeUrl, TYPE.endpoint);
+    assert.equal(eds.versionInfo, both.versionInfo, 'the same endpoints, sent again');
+    again.ack(eds, ['a', 'b']);
+    again.ack(cds);
+    await again.expectSilence(300);
+  });
+
+  it('answers at once a first request whose version_info is stale, empty, or from a NACK', async () => {
+    install(mesh([cluster('a'), cluster('b')], 'a'));
+    const fresh = connect();
+    fresh.send({ typeUrl: TYPE.cluster, nodeId: 'n-claims' });
+    const current = await fresh.next();
+    fresh.close();
+    for (const [nodeId, version, error] of [
+      ['n-stale-claim', 'a-version-no-longer-served', undefined],
+      ['n-empty-claim', '', undefined],
+      // after a NACK a client may hold part of what it rejected: its version_info is not proof
+      ['n-nack-claim', current.versionInfo, 'bad cluster'],
+    ] as const) {
+      const client = connect();
+      client.send({ typeUrl: TYPE.cluster, nodeId, version, error });
+      const response = await client.next(1000);
+      assert.equal(response.versionInfo, current.versionInfo, nodeId);
+      assert.deepEqual(names(response), ['a', 'b']);
+      client.ack(response);
+      await client.expectSilence(200);
+    }
+  });
+
+  it('after a NACK, sends the version the client says it holds again when the config returns to it', async () => {
+    install(mesh([cluster('a'), cluster('b')]));
+    const client = connect();
+    client.send({ typeUrl: TYPE.cluster, nodeId: 'n-nack-back' });
+    const good = await client.next();
+    client.ack(good);
+    install(mesh([cluster('a', 9000, 4000), cluster('b')]));
+    const rejected = await client.next();
+    client.send({ typeUrl: TYPE.cluster, nonce: rejected.nonce, version: good.versionInfo, error: 'bad cluster' });
+    await client.expectSilence(300);
+    // Envoy may have applied part of the rejected update, so the good version goes out again.
+    install(mesh([cluster('a'), cluster('b')]));
+    const back = await client.next();
+    assert.equal(back.versionInfo, good.versionInfo);
+    client.ack(back);
+    await client.expectSilence(200);
   });
 
   it('pushes a change make-before-break: CDS additions, EDS, LDS, RDS, then CDS removals', async () => {

@@ -6,6 +6,10 @@
 //    never sent again; the next different version is;
 //  - a response goes out only when what the client should hold differs from
 //    what it was last sent (no response when nothing changed);
+//  - until a type's first response, the request's version_info says what the
+//    client already holds (it reconnected, maybe to another replica: equal
+//    configs have equal content-hash versions); when it names the very view
+//    this stream would be sent, nothing is sent, and the type is in sync;
 //  - names subscribed before they exist are remembered and answered when
 //    they appear;
 //  - LDS and CDS are full state; an empty first request is the legacy wildcard;
@@ -20,7 +24,14 @@ import { XdsStream, type BaseTypeState } from './stream.ts';
 import { encodeDiscoveryResponse, type DiscoveryRequest } from './wire.ts';
 
 interface SotwTypeState extends BaseTypeState {
+  /** What the client holds: the view last sent, or the one its version_info named before anything was sent. */
   sentView?: View;
+  /**
+   * The version_info of the requests before this stream's first response of
+   * the type (a reconnecting client's; '' from a new one). Not set from a
+   * NACK: a client that rejected an update may have applied part of it.
+   */
+  claimedVersion?: string;
   /** Set after a cluster change: send EDS again even if its content is unchanged. */
   forceResend: boolean;
 }
@@ -49,6 +60,7 @@ export class SotwStream extends XdsStream<SotwTypeState> {
       state = newState(typeUrl, now);
       this.types.set(typeUrl, state);
     }
+    if (state.sentNonce === undefined) state.claimedVersion = request.errorDetail ? undefined : request.versionInfo;
     this.updateSubscription(state, request.resourceNames, now);
     this.pump();
   }
@@ -71,9 +83,24 @@ export class SotwStream extends XdsStream<SotwTypeState> {
     return additive && state.sentView ? unionViews(state.sentView, view) : view;
   }
 
+  /**
+   * A client that reconnected holding exactly this view (its version_info is
+   * the view's content hash) is sent nothing: it is in sync, so record the
+   * view as held and acknowledged (for /debug/nodes and `protoplane status`).
+   * Versions are content hashes of (name, resource version) lists, so equal
+   * versions are equal contents whatever the subscription they came from.
+   */
+  private alreadyHeld(state: SotwTypeState, view: View): boolean {
+    // (a cluster changed since: Envoy re-warms it and waits for its endpoints)
+    if (state.forceResend || state.claimedVersion !== view.version) return false;
+    state.sentView = view;
+    state.ackedVersion = view.version;
+    return true;
+  }
+
   private needsSend(state: SotwTypeState, view: View): boolean {
     if (state.forceResend && view.entries.length > 0) return true;
-    if (state.sentVersion === view.version) return false;
+    if (state.sentView?.version === view.version) return false;
     if (state.nacked?.version === view.version) return false;
     // A named resource that does not exist yet: wait until it does.
     if (!state.wildcard && view.entries.length === 0 && !state.sentView) return false;
@@ -82,14 +109,15 @@ export class SotwStream extends XdsStream<SotwTypeState> {
 
   protected pushStep(state: SotwTypeState, step: Step, snapshot: Snapshot, causeAt: number): void {
     const view = this.desiredView(state, snapshot, step.additive ?? false);
-    if (!this.needsSend(state, view)) return;
+    if (this.alreadyHeld(state, view) || !this.needsSend(state, view)) return;
     const nonce = this.nextNonce();
-    if (state.typeUrl === TYPE.cluster && state.sentVersion !== view.version) {
+    if (state.typeUrl === TYPE.cluster && state.sentView?.version !== view.version) {
       const eds = this.typeState(TYPE.endpoint) as typeof state | undefined;
       if (eds) eds.forceResend = true;
     }
     state.sentView = view;
     state.forceResend = false;
+    state.claimedVersion = undefined;
     this.write(state, encodeDiscoveryResponse(state.typeUrl, view, nonce, MESSAGE_PREFIX_BYTES), view.version, nonce, causeAt);
   }
 }
