@@ -94,12 +94,16 @@ async function check(candidate: Candidate): Promise<{ ok: true; filters: StoredF
 
 /** Writes a checked mesh with compare-and-swap on the mesh key's mod revision. */
 async function write(client: Etcd3, prefix: string, candidate: Candidate, options: ApplyOptions): Promise<ApplyResult> {
+  const key = meshKey(prefix);
+  // The revision to compare against is read first, so that connecting and reading overlap the checks
+  // (a write that lands during them then makes this one a conflict, as it should).
+  const reading = client.get(key).exec();
+  reading.catch(() => {}); // awaited below, unless the checks refuse first
   const checked = await check(candidate);
   if (!checked.ok) return { ok: false, kind: 'invalid', errors: checked.errors };
   const record: MeshRecord = { yaml: candidate.yaml, source: candidate.source, filters: checked.filters, parsed: checked.parsed };
   const value = encodeMeshRecord(record);
-  const key = meshKey(prefix);
-  const current = (await client.get(key).exec()).kvs[0];
+  const current = (await reading).kvs[0];
   const actual = current ? Number(current.mod_revision) : 0;
   const expected = options.expectRevision ?? actual;
   // (An expected revision that is already stale is left to the transaction's compare: one place decides.)
@@ -108,8 +112,8 @@ async function write(client: Etcd3, prefix: string, candidate: Candidate, option
   }
   const bytesOf = new Map([...candidate.catalog.entries.values()].map((e) => [e.sha256, e.bytes]));
   // Modules already stored are compared (still there), the others written: never a mesh without its modules.
-  const stored = new Set<string>();
-  for (const f of checked.filters) if (await client.get(moduleKey(prefix, f.sha256)).exists()) stored.add(f.sha256);
+  const exists = await Promise.all(checked.filters.map((f) => client.get(moduleKey(prefix, f.sha256)).exists()));
+  const stored = new Set(checked.filters.filter((_, i) => exists[i]).map((f) => f.sha256));
   let txn = client.if(key, 'Mod', '==', expected);
   for (const sha of stored) txn = txn.and(moduleKey(prefix, sha), 'Version', '>', 0);
   const puts = [client.put(key).value(value)];
