@@ -3,10 +3,11 @@
 // processes), stock Envoy 1.40 bootstrapped by `protoplane bootstrap` with
 // every replica's --xds address and no --delta (api_type GRPC).
 //  - kill -9 the replica Envoy is on while requests flow through Envoy: none
-//    fails, Envoy reconnects to another replica, which (SotW has no
-//    per-resource versions to diff) may send every type again; Envoy ends
-//    ACKed at the very versions it held, and no listener or cluster was
-//    added, modified or removed (none drained, none re-warmed);
+//    fails, Envoy reconnects to another replica, whose first requests' version_info
+//    names exactly what that replica would send (equal configs, equal
+//    content-hash versions), so it sends nothing: the node is in sync there at
+//    the very versions it held, Envoy applies no update, and no listener or
+//    cluster was added, modified or removed (none drained, none re-warmed);
 //  - the next `apply` reaches Envoy through the new replica.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -184,8 +185,8 @@ describe('a fleet of three replicas on a three-member etcd, stock Envoy on SotW 
     const reconnectMs = Date.now() - killedAt;
     assert.notEqual(second.id, first.id);
     await envoy.waitForStat('control_plane.connected_state', (v) => v === 1, 10_000);
-    // Over SotW the new replica answers every type afresh; Envoy ACKs what it already held.
-    const ackedAfter = await syncedOn(second, 'the node to ACK CDS, EDS, LDS and RDS on its new replica');
+    // Envoy's first requests say what it holds; the new replica sends nothing and records it in sync.
+    const ackedAfter = await syncedOn(second, 'the node in sync on CDS, EDS, LDS and RDS on its new replica');
     const seenAtSync = load.seen.length;
     await waitUntil(() => load.seen.length >= seenAtSync + 20, 10_000, 'requests still flowing after the reconnect');
     await load.stop();
@@ -208,6 +209,8 @@ describe('a fleet of three replicas on a three-member etcd, stock Envoy on SotW 
       `# SotW failover: ${first.id} killed, Envoy on ${second.id} after ${reconnectMs} ms; ${load.seen.length} requests, 0 failed; ` +
         `${second.id} sent ${resent} responses, Envoy applied ${cdsUpdates} CDS and ${ldsUpdates} LDS updates, none changed a cluster or listener\n`,
     );
+    assert.equal(resent, 0, 'the new replica sent nothing Envoy already held');
+    assert.deepEqual([cdsUpdates, ldsUpdates], [0, 0], 'Envoy received no CDS or LDS update');
   });
 
   it('a change applied after the failover reaches Envoy from the replica it is on, at the version every live replica serves', async () => {
