@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import coap from 'coap';
+import { exitHooksOnSigterm, stopChild } from '../support/children.ts';
 import { freePort, REPO_ROOT, waitUntil } from '../support/envoy.ts';
 
 export interface CoapServer {
@@ -34,17 +35,16 @@ export async function startCoapServer(name: string): Promise<CoapServer> {
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
   child.once('exit', () => live.delete(child));
-  await waitUntil(() => child.exitCode === null && tcpOpen(port), 5000, () => `${name}: coap-server-notls on ${port} (${stderr.trim()})`);
-  return {
-    name,
-    port,
-    close: () => new Promise<void>((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      child.once('exit', () => resolve());
-      child.kill('SIGTERM');
-      setTimeout(() => child.kill('SIGKILL'), 2000).unref();
-    }),
-  };
+  exitHooksOnSigterm();
+  const close = () => stopChild(child, 'SIGTERM', 2000);
+  try {
+    await waitUntil(() => child.exitCode === null && tcpOpen(port), 5000, () => `${name}: coap-server-notls on ${port} (${stderr.trim()})`);
+  } catch (error) {
+    // the caller gets no handle: a server left running would keep the test process alive
+    await close();
+    throw error;
+  }
+  return { name, port, close };
 }
 
 export interface ClientResult {

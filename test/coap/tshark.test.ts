@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
+import { stopChild } from '../support/children.ts';
 import { REPO_ROOT, waitUntil } from '../support/envoy.ts';
 import { libcoapClient, npmCoapObserve, npmCoapRequest, startCoapServer, type CoapServer } from './peers.ts';
 
@@ -166,8 +167,7 @@ describe('coap replay agrees with tshark on captures of libcoap and npm coap', {
       await npmCoapObserve(server.port, '/time', 2);
       await new Promise((r) => setTimeout(r, 300));
     } finally {
-      dumpcap.kill('SIGINT');
-      await new Promise<void>((r) => (dumpcap.exitCode !== null ? r() : dumpcap.once('exit', () => r())));
+      await stopChild(dumpcap, 'SIGINT');
       await server.close();
     }
   });

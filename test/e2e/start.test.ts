@@ -23,9 +23,23 @@ describe('npm start with the MQTT example', () => {
   let out = '';
 
   after(async () => {
-    if (start && start.exitCode === null) {
+    if (start && start.exitCode === null && start.signalCode === null) {
+      // On a failure path. The script's own trap stops what it started, once a foreground step
+      // (npm ci: killing that midway would empty node_modules for the whole suite) is done.
+      const exited = new Promise((resolve) => start!.once('exit', resolve));
       start.kill('SIGTERM');
-      await new Promise((resolve) => start!.once('exit', resolve));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, 120_000)))]);
+      clearTimeout(timer);
+    }
+    if (start?.pid !== undefined) {
+      // Whatever is left in its process group (a script that never stopped, a straggler) holds
+      // the output pipes and would keep this test process alive.
+      try {
+        process.kill(-start.pid, 'SIGKILL');
+      } catch {
+        // the group is gone
+      }
     }
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -45,6 +59,7 @@ describe('npm start with the MQTT example', () => {
       cwd: REPO_ROOT,
       env: { ...process.env, CONFIG: config, XDS_PORT: String(xds), ADMIN_PORT: String(admin), ENVOY_ADMIN_PORT: String(envoyAdmin), ENVOY_LOG: path.join(dir, 'envoy.log'), TMPDIR: tmp },
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // a process group of its own, for after() to end on a failure path
     });
     start.stdout!.on('data', (chunk) => (out += chunk.toString()));
     start.stderr!.on('data', (chunk) => (out += chunk.toString()));

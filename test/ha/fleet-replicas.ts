@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { exitHooksOnSigterm } from '../support/children.ts';
 import { freePort, GiveUp, REPO_ROOT, waitUntil } from '../support/envoy.ts';
 
 export interface Replica {
@@ -66,6 +67,7 @@ export async function startReplica(opts: { id: string; args: string[]; waitReady
   );
   fs.closeSync(log);
   live.add(child);
+  exitHooksOnSigterm();
   let running = true;
   const exited = new Promise<void>((resolve) => {
     child.once('exit', () => {
@@ -157,4 +159,21 @@ export async function startReplica(opts: { id: string; args: string[]; waitReady
     throw error;
   }
   return replica;
+}
+
+/**
+ * Starts several replicas side by side. If one fails to start, the ones that
+ * did are closed before the error is rethrown: with Promise.all over
+ * startReplica the caller would get no handle to them, and they would keep
+ * the test process alive.
+ */
+export async function startReplicas(options: ReadonlyArray<Parameters<typeof startReplica>[0]>): Promise<Replica[]> {
+  const results = await Promise.allSettled(options.map((o) => startReplica(o)));
+  const started = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(started.map((r) => r.close()));
+    throw failed.reason;
+  }
+  return started;
 }

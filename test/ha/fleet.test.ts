@@ -24,7 +24,7 @@ import { startEtcd, type EtcdCluster } from '../support/etcd.ts';
 import { freePort, REPO_ROOT, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
 import { requestLoop } from '../support/traffic.ts';
 import { httpGet, startHttpUpstream, type HttpUpstream } from '../support/upstreams.ts';
-import { startReplica, type Replica } from './fleet-replicas.ts';
+import { startReplicas, type Replica } from './fleet-replicas.ts';
 
 const run = promisify(execFile);
 const NODE = 'edge-1';
@@ -100,12 +100,11 @@ describe('a fleet of three replicas on a three-member etcd, stock Envoy on delta
     etcd = await startEtcd({ members: 3 });
     catalog = await FilterCatalog.load();
     await apply(blue);
-    // From etcd nothing is built, so the three start side by side.
-    replicas.push(
-      ...(await Promise.all(
-        ['r1', 'r2', 'r3'].map((id) => startReplica({ id, args: ['--etcd', etcd.endpointList, '--replica-id', id, '--replica-ttl', '2s'] })),
-      )),
-    );
+    // From etcd nothing is built, so the three start side by side. --debounce is a changed file's quiet
+    // period and must not hold an etcd change: were it applied, every apply below would wait a minute,
+    // past the waits that follow it (the CLI once passed its default 100 ms to etcd changes too).
+    const args = (id: string) => ['--etcd', etcd.endpointList, '--replica-id', id, '--replica-ttl', '2s', '--debounce', '1m', '--debounce-max', '1m'];
+    replicas.push(...(await startReplicas(['r1', 'r2', 'r3'].map((id) => ({ id, args: args(id) })))));
     const adminPort = await freePort();
     envoy = await startEnvoy({
       bootstrapYaml: bootstrapYaml({ xds: replicas.map((r) => r.xds), nodeId: NODE, nodeCluster: 'edge', delta: true, adminPort }),

@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
+import { exitHooksOnSigterm } from '../support/children.ts';
 import { GiveUp, REPO_ROOT, freePort, waitUntil } from '../support/envoy.ts';
 
 const run = promisify(execFile);
@@ -162,6 +163,7 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
   const exited = new Map<number, number | null>();
   const killAll = () => { for (const c of children) c.kill('SIGKILL'); };
   process.on('exit', killAll);
+  exitHooksOnSigterm();
 
   const logOf = (node: NodePlan) => {
     try {

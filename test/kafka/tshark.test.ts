@@ -19,6 +19,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import { readConversations } from '../../xds-server/replay/index.ts';
+import { stopChild } from '../support/children.ts';
 import { REPO_ROOT, waitUntil } from '../support/envoy.ts';
 import { kcat, runKafkaTool, startKafka, type KafkaCluster } from './brokers.ts';
 import { startKafkaMesh, type KafkaMesh } from './mesh.ts';
@@ -250,8 +251,8 @@ describe('kafka filter vs tshark on clients talking to stock Envoy with the filt
       assert.equal(produced.code, 0, produced.stderr);
       await sleep(500);
     } finally {
-      dumpcap.kill('SIGINT');
-      await new Promise((r) => dumpcap.once('exit', r));
+      // (an 'exit' wait alone never ends if dumpcap had already exited, e.g. refused to capture)
+      await stopChild(dumpcap, 'SIGINT');
     }
   });
 

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { Aedes } from 'aedes';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { freePort, waitUntil } from '../support/envoy.ts';
+import { exitHooksOnSigterm, stopChild } from '../support/children.ts';
+import { freePort, GiveUp, waitUntil } from '../support/envoy.ts';
 
 const run = promisify(execFile);
 
@@ -56,8 +57,13 @@ export async function startMosquitto(name = 'mosquitto'): Promise<Broker> {
   ].join('\n'));
   const child: ChildProcess = spawn(bin, ['-c', path.join(dir, 'mosquitto.conf')], { stdio: 'ignore' });
   let exited = false;
-  child.on('exit', () => (exited = true));
-  process.on('exit', () => child.kill('SIGKILL'));
+  const killOnExit = () => child.kill('SIGKILL');
+  child.on('exit', () => {
+    exited = true;
+    process.off('exit', killOnExit);
+  });
+  process.on('exit', killOnExit);
+  exitHooksOnSigterm();
   const log = () => {
     try {
       return readFileSync(logFile, 'utf8');
@@ -65,26 +71,29 @@ export async function startMosquitto(name = 'mosquitto'): Promise<Broker> {
       return '';
     }
   };
-  await waitUntil(() => {
-    if (exited) throw new Error(`mosquitto exited: ${log()}`);
-    return new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
-      s.on('error', () => resolve(false));
-    });
-  }, 10_000, 'mosquitto to listen');
+  const close = async () => {
+    await stopChild(child);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitUntil(() => {
+      if (exited) throw new GiveUp(`mosquitto exited: ${log()}`);
+      return new Promise<boolean>((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+        s.on('error', () => resolve(false));
+      });
+    }, 10_000, 'mosquitto to listen');
+  } catch (error) {
+    // the caller gets no handle: a mosquitto left running would keep the test process alive
+    await close();
+    throw error;
+  }
   return {
     name,
     port,
     clientIds: () => [...log().matchAll(/New client connected from \S+ as (\S+) \(/g)].map((m) => m[1]!),
     publishedTopics: () => [...log().matchAll(/Received PUBLISH from \S+ \([^)]*'([^']*)'/g)].map((m) => m[1]!),
-    close: async () => {
-      if (!exited) {
-        const done = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await done;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
+    close,
   };
 }
 
@@ -103,6 +112,9 @@ export async function startAedes(name = 'aedes'): Promise<Broker> {
   const port = await new Promise<number>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port));
+  }).catch(async (error: unknown) => {
+    await new Promise<void>((r) => broker.close(() => r()));
+    throw error;
   });
   return {
     name,

@@ -13,6 +13,7 @@ import { parse } from 'yaml';
 import { XDS_CLUSTER, TYPE } from '../../xds-server/translate/index.ts';
 import { bootstrapYaml } from '../../xds-server/bootstrap.ts';
 import { bootstrapTlsOptions, preflightOptions, securityServeOptions, SERVE_SECURITY_FLAGS, SERVE_SECURITY_HELP } from '../../xds-server/cli/security-flags.ts';
+import { stopChild } from '../support/children.ts';
 import { freePort, REPO_ROOT, waitUntil } from '../support/envoy.ts';
 import { ADS, RawConnection, sotwRequest } from './raw-xds.ts';
 
@@ -29,7 +30,8 @@ function protoplane(args: string[]): { exited: Promise<{ code: number | null; ou
   return {
     exited: new Promise((resolve) => child.on('exit', (code) => resolve({ code, output, ms: Date.now() - started }))),
     output: () => output,
-    stop: () => child.kill('SIGTERM'),
+    // SIGKILL after 5 s: a server that does not stop must not keep the test process alive
+    stop: () => void stopChild(child),
   };
 }
 

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { exitHooksOnSigterm, stopChild } from './children.ts';
 import { freePort, REPO_ROOT, waitUntil } from './envoy.ts';
 
 /** What a copy needs to scaffold, build, test and serve filters (node_modules is linked, not copied). */
@@ -33,24 +34,26 @@ export interface CheckoutServer {
   stop(): Promise<void>;
 }
 
+// Servers still running when the test process ends (a failed test that never reached stop()) are killed with it.
+const servers = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of servers) child.kill('SIGKILL');
+});
+
 /** Runs `bin/protoplane serve ARGS` of a private checkout. */
 export function serveCheckout(root: string, args: readonly string[]): CheckoutServer {
   const child = spawn(path.join(root, 'bin/protoplane'), ['serve', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  servers.add(child);
+  child.once('exit', () => servers.delete(child));
+  exitHooksOnSigterm();
   let output = '';
   child.stdout!.on('data', (chunk) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk) => (output += chunk.toString()));
   return {
     process: child,
     output: () => output,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      // a server wedged on its main thread never runs its SIGTERM handler: the test must end anyway
-      const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(kill);
-    },
+    // a server wedged on its main thread never runs its SIGTERM handler: the test must end anyway (SIGKILL after 5 s)
+    stop: () => stopChild(child),
   };
 }
 
@@ -78,7 +81,9 @@ export async function serveCheckoutUntilFilter(
   const xdsPort = await freePort();
   const adminPort = await freePort();
   const server = serveCheckout(root, ['--config', configPath, '--xds-port', String(xdsPort), '--admin-port', String(adminPort), '--host', '127.0.0.1', ...extraArgs]);
-  await waitUntil(async () => (await servedFilters(adminPort)).some((f) => f.name === name), 60_000, `the server serving filter ${name}`).catch((err: Error) => {
+  await waitUntil(async () => (await servedFilters(adminPort)).some((f) => f.name === name), 60_000, `the server serving filter ${name}`).catch(async (err: Error) => {
+    // the caller gets no handle: a server left running would keep the test process alive
+    await server.stop();
     throw new Error(`${err.message}\nserver output:\n${server.output()}`);
   });
   return { ...server, xdsPort, adminPort };

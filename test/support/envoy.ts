@@ -6,6 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { exitHooksOnSigterm } from './children.ts';
 import { httpGet } from './upstreams.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -183,6 +184,7 @@ let exitHookInstalled = false;
 function killAllOnExit(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
+  exitHooksOnSigterm();
   process.on('exit', () => {
     for (const child of live) child.kill('SIGKILL');
   });

@@ -6,6 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { exitHooksOnSigterm } from './children.ts';
 import { freePort, GiveUp, waitUntil } from './envoy.ts';
 
 const INSTALL_HINT = 'run test/support/install-peers.sh etcd';
@@ -159,6 +160,7 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdCluste
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ETCD_')));
     const child = spawn(bin, args, { stdio: ['ignore', log, log], env });
     closeSync(log);
+    exitHooksOnSigterm();
     m.child = child;
     m.running = true;
     running.add(child);
