@@ -98,7 +98,8 @@ class Conn {
   }
 
   /** Adds names to the subscription ([] on first use: legacy wildcard). */
-  subscribe(typeUrl: string, names: string[], options: { nonce?: string; initialVersions?: Record<string, string> } = {}): void {
+  /** `version` stands in for the SotW version_info (a reconnecting client's); `initialVersions` for delta's. */
+  subscribe(typeUrl: string, names: string[], options: { nonce?: string; version?: string; initialVersions?: Record<string, string> } = {}): void {
     const current = this.subscriptions.get(typeUrl) ?? [];
     const next = [...current, ...names];
     this.subscriptions.set(typeUrl, next);
@@ -108,7 +109,7 @@ class Conn {
         typeUrl,
         names: next,
         nonce: options.nonce ?? this.lastNonce.get(typeUrl),
-        version: this.lastVersion.get(typeUrl),
+        version: options.version ?? this.lastVersion.get(typeUrl),
         nodeId,
       });
     } else {
@@ -390,6 +391,32 @@ const SCENARIOS: Scenario[] = [
       const again = connect();
       again.subscribe(TYPE.cluster, [], { initialVersions: Object.fromEntries(held.resources.map((r) => [r.name, r.version])) });
       await again.silence();
+    },
+  },
+  {
+    name: 'reconnect (to another replica) with version_info naming the view it would be sent: nothing is sent until it differs',
+    applies: (t) => t.variant === 'sotw',
+    async run({ install, connect }) {
+      install(mesh([cluster('a'), cluster('b')]));
+      const first = connect();
+      first.subscribe(TYPE.cluster, []);
+      const cds = await first.next(TYPE.cluster);
+      first.ack(cds);
+      first.subscribe(TYPE.endpoint, ['a']);
+      const eds = await first.next(TYPE.endpoint);
+      first.close();
+      const again = connect();
+      again.subscribe(TYPE.cluster, [], { version: cds.version });
+      again.subscribe(TYPE.endpoint, ['a'], { version: eds.version });
+      await again.silence();
+      install(mesh([cluster('a', 9700), cluster('b')])); // a's endpoints change
+      const r = await again.next(TYPE.endpoint);
+      assert.deepEqual(r.names, ['a']);
+      assert.notEqual(r.version, eds.version);
+      // A stale version_info is answered at once.
+      const stale = connect();
+      stale.subscribe(TYPE.endpoint, ['a'], { version: eds.version });
+      assert.deepEqual((await stale.next(TYPE.endpoint)).names, ['a']);
     },
   },
   {

@@ -31,6 +31,7 @@ ${Object.entries(clusters).map(([name, port]) => `  - name: ${name}\n    endpoin
 interface NodeStream {
   id: string;
   stream: number;
+  types: Record<string, { version_sent: string | null; version_acked: string | null }>;
 }
 
 for (const delta of [true, false]) {
@@ -71,10 +72,18 @@ for (const delta of [true, false]) {
       const [first] = await streamsOf('aged');
       assert.ok(first, 'the node is connected');
       // after the age (±5%) and the grace, Envoy's stream ends and it opens a new one
-      await waitUntil(async () => (await streamsOf('aged')).some((s) => s.stream > first.stream), 8000, 'a new stream after the maximum age');
-      // A reconnecting Envoy says what it holds (delta: initial_resource_versions,
-      // SotW: version_info); nothing differs, so nothing is sent. A change then
-      // travels on the new streams.
+      let reconnected: NodeStream | undefined;
+      await waitUntil(async () => {
+        reconnected = (await streamsOf('aged')).find((s) => s.stream > first.stream);
+        const types = Object.values(reconnected?.types ?? {});
+        return types.length === 4 && types.every((t) => t.version_acked !== null);
+      }, 8000, 'a new stream after the maximum age, in sync on all four types');
+      // A reconnecting Envoy says what it holds (delta: initial_resource_versions;
+      // SotW: the version_info of its first request per type, which the server
+      // compares with the version of the view it would send); nothing differs,
+      // so nothing is sent, and the types count as ACKed at what Envoy holds.
+      // A change then travels on the new streams.
+      assert.deepEqual(Object.values(reconnected!.types).map((t) => t.version_sent), [null, null, null, null], JSON.stringify(reconnected));
       fs.writeFileSync(configPath, meshYaml(webPort, { blue: blue.port, green: green.port }, 'green'));
       await waitUntil(() => seen.at(-1) === 'green', 15_000, 'traffic moved to green');
       const at = seen.length;
