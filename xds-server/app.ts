@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { buildAdmin } from './admin/index.ts';
 import { debounce, DEFAULT_DEBOUNCE, type DebounceOptions } from './debounce.ts';
 import { ReadAhead } from './read-ahead.ts';
-import { SnapshotCache, type SnapshotSet } from './cache/index.ts';
+import { Encodings, SnapshotCache, type SnapshotSet } from './cache/index.ts';
 import { snapshotsOf } from './snapshots.ts';
 import { FilterCatalog, REPO_FILTERS, type CodeDelivery, type FilterFolders } from './catalog/index.ts';
 import { createMeshParser, formatConfigError, parseMesh, readMeshFile, type ConfigError, type MeshParser } from './config/index.ts';
@@ -94,6 +94,8 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
   const configName = etcd?.name ?? options.configPath!;
   const filterFolders = options.filters ?? REPO_FILTERS;
   const cache = new SnapshotCache();
+  // What the last reloads encoded: a reload encodes only the resources that came out different.
+  const encodings = new Encodings();
   const metrics = new Metrics({ processMetrics: options.processMetrics });
   if (etcd) registerEtcdMetrics(metrics.registry, etcd);
   let lastErrors: string[] | undefined;
@@ -156,7 +158,7 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     const tlsFiles = await readTlsFiles(result.mesh, (p, message) => result.error(p, message));
     if (!tlsFiles.ok) return { ok: false, errors: tlsFiles.errors, filters };
     try {
-      return { ok: true, snapshot: snapshotsOf(result.mesh, filters.catalog.refs(options.wasmCode ?? 'inline'), tlsFiles.files), filters };
+      return { ok: true, snapshot: snapshotsOf(result.mesh, filters.catalog.refs(options.wasmCode ?? 'inline'), tlsFiles.files, encodings), filters };
     } catch (error) {
       return { ok: false, internal: error as Error, filters };
     }

@@ -3,7 +3,7 @@
 // what changed is encoded again. Reuse must never change a byte or a version.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { buildSnapshot, encodeEntry, type Snapshot } from '../../xds-server/cache/index.ts';
+import { buildSnapshot, encodeEntry, Encodings, type Snapshot } from '../../xds-server/cache/index.ts';
 import { parseMesh } from '../../xds-server/config/index.ts';
 import { TYPE, type EnvoyMessage, type Resources } from '../../xds-server/model/resources.ts';
 import { translate } from '../../xds-server/translate/index.ts';
@@ -29,9 +29,11 @@ const entry = (snapshot: Snapshot, type: (typeof TYPE)[keyof typeof TYPE], name:
 
 describe('snapshot encoding reuse', () => {
   it('a resource translated the same as in the last build reuses its entry; a changed one is encoded afresh, byte for byte', () => {
-    const first = buildSnapshot(resourcesOf(meshYaml('2s')));
-    const again = buildSnapshot(resourcesOf(meshYaml('2s')));
-    const changed = buildSnapshot(resourcesOf(meshYaml('7s')));
+    const encodings = new Encodings();
+    const build = (resources: Resources) => buildSnapshot(resources, Date.now(), encodings);
+    const first = build(resourcesOf(meshYaml('2s')));
+    const again = build(resourcesOf(meshYaml('2s')));
+    const changed = build(resourcesOf(meshYaml('7s')));
     assert.equal(again.version, first.version);
     // Separate translations (new message objects), one encoding.
     assert.equal(entry(again, TYPE.cluster, 'a'), entry(first, TYPE.cluster, 'a'));
@@ -43,7 +45,9 @@ describe('snapshot encoding reuse', () => {
     assert.deepEqual(b.anyBytes, fresh.anyBytes);
     assert.equal(b.version, fresh.version);
     // Back to the first content: the first build's entry again.
-    assert.equal(entry(buildSnapshot(resourcesOf(meshYaml('2s'))), TYPE.cluster, 'b'), entry(first, TYPE.cluster, 'b'));
+    assert.equal(entry(build(resourcesOf(meshYaml('2s'))), TYPE.cluster, 'b'), entry(first, TYPE.cluster, 'b'));
+    // Builds without those Encodings (another server in the process) share nothing with them.
+    assert.notEqual(entry(buildSnapshot(resourcesOf(meshYaml('2s'))), TYPE.cluster, 'b'), entry(first, TYPE.cluster, 'b'));
   });
 
   it('a message JSON would not carry exactly (here -0, which protobuf encodes apart from 0) is never reused', () => {
@@ -55,11 +59,13 @@ describe('snapshot encoding reuse', () => {
       );
       return { ...resources, clusters: messages };
     };
-    const plus = entry(buildSnapshot(withZero(0)), TYPE.cluster, 'a');
-    const minus = entry(buildSnapshot(withZero(-0)), TYPE.cluster, 'a');
+    const encodings = new Encodings();
+    const build = (resources: Resources) => buildSnapshot(resources, Date.now(), encodings);
+    const plus = entry(build(withZero(0)), TYPE.cluster, 'a');
+    const minus = entry(build(withZero(-0)), TYPE.cluster, 'a');
     assert.notEqual(minus, plus);
     assert.deepEqual(minus.anyBytes, encodeEntry(TYPE.cluster, minus.message).anyBytes);
-    const minusAgain = entry(buildSnapshot(withZero(-0)), TYPE.cluster, 'a');
+    const minusAgain = entry(build(withZero(-0)), TYPE.cluster, 'a');
     assert.notEqual(minusAgain, minus);
     assert.equal(minusAgain.version, minus.version);
   });

@@ -12,6 +12,7 @@ export {
   buildSnapshot,
   diffViews,
   encodeEntry,
+  Encodings,
   entryIn,
   plainJson,
   Snapshot,

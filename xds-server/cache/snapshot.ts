@@ -180,21 +180,44 @@ export class Snapshot {
 /** Messages that translations share (a filter's ECDS config, which may carry the module) are encoded once. */
 const encoded = new WeakMap<EnvoyMessage, ResourceEntry>();
 
-/**
- * A reload re-translates the whole mesh, but usually only a few resources
- * come out different. Those that come out the same as in one of the last
- * builds reuse that build's entry (bytes and version): the message's JSON is
- * the key, which costs a fraction of protobuf encoding plus hashing (on the
- * fan-out bench's 1,000 clusters, the bulk of a replica's translate time).
- * Only types made of plain JSON values (no module bytes) are keyed; a
- * message holding anything JSON does not carry exactly (bytes, -0, NaN, a
- * class instance) is encoded as before.
- */
 const KEYED_TYPES: ReadonlySet<ResourceType> = new Set([TYPE.listener, TYPE.route, TYPE.cluster, TYPE.endpoint]);
 /** Entries unused for this many builds are dropped (each flavour's build counts). */
 const KEEP_BUILDS = 4;
-const byContent = new Map<string, { entry: ResourceEntry; build: number }>();
-let builds = 0;
+
+/**
+ * A reload re-translates the whole mesh, but usually only a few resources
+ * come out different. Built with the same Encodings, those that come out the
+ * same as in one of the last builds reuse that build's entry (bytes and
+ * version): the message's JSON is the key, which costs a fraction of
+ * protobuf encoding plus hashing (on the fan-out bench's 1,000 clusters, the
+ * bulk of a replica's translate time). Only types made of plain JSON values
+ * (no module bytes) are keyed; a message holding anything JSON does not carry
+ * exactly (bytes, -0, NaN, a class instance) is encoded as before. A server
+ * keeps one for its reloads; a build without one reuses nothing.
+ */
+export class Encodings {
+  private readonly byContent = new Map<string, { entry: ResourceEntry; build: number }>();
+  private builds = 0;
+
+  /** The entry of a message: an earlier build's when its content is the same, else a new encoding. */
+  entry(typeUrl: ResourceType, message: EnvoyMessage): ResourceEntry {
+    const key = KEYED_TYPES.has(typeUrl) ? contentKey(typeUrl, message) : undefined;
+    const known = key === undefined ? undefined : this.byContent.get(key);
+    if (known) {
+      known.build = this.builds;
+      return known.entry;
+    }
+    const entry = encodeEntry(typeUrl, message);
+    if (key !== undefined) this.byContent.set(key, { entry, build: this.builds });
+    return entry;
+  }
+
+  /** After a build: forget what the last KEEP_BUILDS builds did not use. */
+  endBuild(): void {
+    for (const [key, { build }] of this.byContent) if (build <= this.builds - KEEP_BUILDS) this.byContent.delete(key);
+    this.builds += 1;
+  }
+}
 
 /**
  * Whether JSON carries the value exactly: plain objects, arrays, strings,
@@ -230,29 +253,16 @@ function contentKey(typeUrl: ResourceType, message: EnvoyMessage): string | unde
   return plainJson(message) ? `${typeUrl}\n${JSON.stringify(message)}` : undefined;
 }
 
-function encodedOnce(typeUrl: ResourceType, message: EnvoyMessage): ResourceEntry {
+function encodedOnce(typeUrl: ResourceType, message: EnvoyMessage, encodings: Encodings | undefined): ResourceEntry {
   let entry = encoded.get(message);
   if (entry) return entry;
-  const key = KEYED_TYPES.has(typeUrl) ? contentKey(typeUrl, message) : undefined;
-  const known = key === undefined ? undefined : byContent.get(key);
-  if (known) {
-    known.build = builds;
-    entry = known.entry;
-  } else {
-    entry = encodeEntry(typeUrl, message);
-    if (key !== undefined) byContent.set(key, { entry, build: builds });
-  }
+  entry = encodings ? encodings.entry(typeUrl, message) : encodeEntry(typeUrl, message);
   encoded.set(message, entry);
   return entry;
 }
 
-/** After a build: forget what the last KEEP_BUILDS builds did not use. */
-function endBuild(): void {
-  for (const [key, { build }] of byContent) if (build <= builds - KEEP_BUILDS) byContent.delete(key);
-  builds += 1;
-}
-
-export function buildSnapshot(resources: Resources, createdAt: number = Date.now()): Snapshot {
+/** Encodes every resource (with `encodings`, reusing what an earlier build with them encoded). */
+export function buildSnapshot(resources: Resources, createdAt: number = Date.now(), encodings?: Encodings): Snapshot {
   const byType: Array<[ResourceType, EnvoyMessage[]]> = [
     [TYPE.listener, resources.listeners],
     [TYPE.route, resources.routes],
@@ -265,12 +275,12 @@ export function buildSnapshot(resources: Resources, createdAt: number = Date.now
   for (const [typeUrl, messages] of byType) {
     const entries = new Map<string, ResourceEntry>();
     for (const message of messages) {
-      const entry = encodedOnce(typeUrl, message);
+      const entry = encodedOnce(typeUrl, message, encodings);
       if (entries.has(entry.name)) throw new Error(`${typeUrl}: duplicate resource name ${entry.name}`);
       entries.set(entry.name, entry);
     }
     types.set(typeUrl, new TypeSnapshot(typeUrl, entries));
   }
-  endBuild();
+  encodings?.endBuild();
   return new Snapshot(types, createdAt);
 }
