@@ -119,11 +119,15 @@ describe('real-peer harness (stock Envoy 1.40)', () => {
   it('runs a second Envoy side by side, and stop() ends it', async () => {
     const admin = await freePort();
     const second = await startEnvoy({ adminPort: admin, bootstrapYaml: `admin: { address: { socket_address: { address: 127.0.0.1, port_value: ${admin} } } }\n` });
-    assert.equal(second.running, true);
-    assert.equal((await second.admin('/ready')).status, 200);
-    await second.stop();
-    assert.equal(second.running, false);
-    assert.equal(envoy.running, true);
+    try {
+      assert.equal(second.running, true);
+      assert.equal((await second.admin('/ready')).status, 200);
+      await second.stop();
+      assert.equal(second.running, false);
+      assert.equal(envoy.running, true);
+    } finally {
+      await second.stop(); // (again, on a failure path: a running Envoy would keep this file alive)
+    }
   });
 
   it('fails loudly with the Envoy log when the bootstrap is bad', async () => {
