@@ -22,7 +22,7 @@ import { startEtcd, type EtcdCluster } from '../support/etcd.ts';
 import { freePort, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
 import { requestLoop } from '../support/traffic.ts';
 import { httpGet, startHttpUpstream, type HttpUpstream } from '../support/upstreams.ts';
-import { startReplica, type Replica } from './fleet-replicas.ts';
+import { startReplicas, type Replica } from './fleet-replicas.ts';
 
 const NODE = 'edge-sotw';
 
@@ -141,11 +141,8 @@ describe('a fleet of three replicas on a three-member etcd, stock Envoy on SotW 
     etcd = await startEtcd({ members: 3 });
     catalog = await FilterCatalog.load();
     await apply(blue);
-    replicas.push(
-      ...(await Promise.all(
-        ['s1', 's2', 's3'].map((id) => startReplica({ id, args: ['--etcd', etcd.endpointList, '--replica-id', id, '--replica-ttl', '2s'] })),
-      )),
-    );
+    // (startReplicas: when one fails to start, the others are closed, not left keeping this file alive)
+    replicas.push(...(await startReplicas(['s1', 's2', 's3'].map((id) => ({ id, args: ['--etcd', etcd.endpointList, '--replica-id', id, '--replica-ttl', '2s'] })))));
     // The bootstrap an operator would write: every replica, SotW (no --delta).
     const adminPort = await freePort();
     const bootstrap = await protoplane('bootstrap', '--xds', replicas.map((r) => r.xds).join(','), '--node-id', NODE, '--node-cluster', 'edge', '--admin-port', String(adminPort));
