@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import mqtt from 'mqtt';
+import { exitHooksOnSigterm } from '../support/children.ts';
 import { freePort, REPO_ROOT, waitUntil } from '../support/envoy.ts';
 
 describe('npm start with the MQTT example', () => {
@@ -21,6 +22,14 @@ describe('npm start with the MQTT example', () => {
   fs.mkdirSync(tmp);
   let start: ChildProcess | undefined;
   let out = '';
+  const killGroup = () => {
+    if (start?.pid === undefined) return;
+    try {
+      process.kill(-start.pid, 'SIGKILL');
+    } catch {
+      // the group is gone
+    }
+  };
 
   after(async () => {
     if (start && start.exitCode === null && start.signalCode === null) {
@@ -32,15 +41,10 @@ describe('npm start with the MQTT example', () => {
       await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, 120_000)))]);
       clearTimeout(timer);
     }
-    if (start?.pid !== undefined) {
-      // Whatever is left in its process group (a script that never stopped, a straggler) holds
-      // the output pipes and would keep this test process alive.
-      try {
-        process.kill(-start.pid, 'SIGKILL');
-      } catch {
-        // the group is gone
-      }
-    }
+    // Whatever is left in its process group (a script that never stopped, a straggler) holds
+    // the output pipes and would keep this test process alive.
+    killGroup();
+    process.off('exit', killGroup);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -61,6 +65,9 @@ describe('npm start with the MQTT example', () => {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true, // a process group of its own, for after() to end on a failure path
     });
+    // and for this process's end (a timeout of the whole file: SIGTERM, made an exit)
+    process.once('exit', killGroup);
+    exitHooksOnSigterm();
     start.stdout!.on('data', (chunk) => (out += chunk.toString()));
     start.stderr!.on('data', (chunk) => (out += chunk.toString()));
     await waitUntil(() => out.includes('Ctrl-C stops everything') || start!.exitCode !== null, 240_000, 'npm start ready').catch((error: Error) => {
