@@ -249,7 +249,16 @@ export async function serve(options: ServeOptions): Promise<Protoplane> {
     guard: { tokenFile: options.adminTokenFile, maxConnections: options.adminMaxConnections, timeoutMs: options.adminTimeoutMs, log },
     fleet: options.etcd ? fleetReader(options.etcd, options.adminTokenFile) : undefined,
   });
-  await admin.listen({ port: options.adminPort, host: options.adminHost ?? '127.0.0.1' });
+  try {
+    await admin.listen({ port: options.adminPort, host: options.adminHost ?? '127.0.0.1' });
+  } catch (error) {
+    // (the caller gets no handle to close what is already listening)
+    xds.forceClose();
+    tls?.stop();
+    tlsFileWatch.close();
+    await etcd?.close();
+    throw error;
+  }
   const adminPort = (admin.server.address() as AddressInfo).port;
   // Serving from etcd: say so under <prefix>replicas/ (lease-bound, so a dead replica drops out).
   const registration = options.etcd

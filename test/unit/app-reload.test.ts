@@ -5,10 +5,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from '../support/envoy.ts';
 import { serveForTest } from '../support/mesh-env.ts';
 import { snapshotsOf } from '../../xds-server/snapshots.ts';
 import { parseMesh } from '../../xds-server/config/index.ts';
@@ -62,6 +64,24 @@ describe('reload of a changed mesh file', () => {
       assert.doesNotMatch(reloads, /result="rejected"\} [1-9]/);
     } finally {
       await app.close();
+    }
+  });
+
+  it('a server whose admin port is taken fails to start and lets go of the xDS port it had bound', async () => {
+    const configPath = path.join(dir, 'taken.yaml');
+    fs.writeFileSync(configPath, HEAD);
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const adminPort = (holder.address() as net.AddressInfo).port;
+    const xdsPort = await freePort();
+    try {
+      await assert.rejects(serveForTest(configPath, { watchFilters: false, xdsPort, adminPort }), /EADDRINUSE/);
+      // Nothing of it is left listening: the xDS port binds again at once.
+      const probe = net.createServer();
+      await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(xdsPort, '127.0.0.1', resolve));
+      await new Promise((resolve) => probe.close(resolve));
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
     }
   });
 });
