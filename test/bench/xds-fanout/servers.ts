@@ -242,7 +242,9 @@ export async function startFleet(
   filtersDir?: string,
   nodeArgs: string[] = [],
 ): Promise<Server> {
-  const etcd = await startEtcd({ members: 3 });
+  // etcd's own raft timers (100 ms heartbeat, 1 s election), as deployed: the tests' fast ones (20 ms,
+  // 200 ms) cost three members ~10% of a core at idle against ~5%, taken from the replicas and loadgen.
+  const etcd = await startEtcd({ members: 3, heartbeatMs: 100, electionTimeoutMs: 1000 });
   const children: Child[] = [];
   try {
     const configPath = path.join(workDir, 'fleet-mesh.yaml');
