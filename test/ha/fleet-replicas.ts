@@ -8,6 +8,27 @@ import path from 'node:path';
 import { exitHooksOnSigterm } from '../support/children.ts';
 import { freePort, GiveUp, REPO_ROOT, waitUntil } from '../support/envoy.ts';
 
+/** The fleet tests' mesh: one HTTP listener on webPort routing everything to one upstream. */
+export function fleetMeshYaml(webPort: number, to: { name: string; port: number }): string {
+  return `listeners:
+  - name: web
+    port: ${webPort}
+    protocol: http
+    routes: [ { match: { prefix: / }, cluster: ${to.name} } ]
+clusters:
+  - name: ${to.name}
+    endpoints: [ 127.0.0.1:${to.port} ]
+`;
+}
+
+/** A node as a replica's /debug/sync shows it. */
+export interface SyncNode {
+  id: string;
+  transport: string;
+  in_sync: boolean;
+  types: Array<{ type: string; version_sent: string | null; version_acked: string | null }>;
+}
+
 export interface Replica {
   readonly id: string;
   readonly xdsPort: number;

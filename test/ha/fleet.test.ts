@@ -24,28 +24,10 @@ import { startEtcd, type EtcdCluster } from '../support/etcd.ts';
 import { freePort, REPO_ROOT, startEnvoy, waitUntil, type EnvoyHandle } from '../support/envoy.ts';
 import { requestLoop } from '../support/traffic.ts';
 import { httpGet, startHttpUpstream, type HttpUpstream } from '../support/upstreams.ts';
-import { startReplicas, type Replica } from './fleet-replicas.ts';
+import { fleetMeshYaml, startReplicas, type Replica, type SyncNode } from './fleet-replicas.ts';
 
 const run = promisify(execFile);
 const NODE = 'edge-1';
-
-function meshYaml(webPort: number, to: HttpUpstream): string {
-  return `listeners:
-  - name: web
-    port: ${webPort}
-    protocol: http
-    routes: [ { match: { prefix: / }, cluster: ${to.name} } ]
-clusters:
-  - name: ${to.name}
-    endpoints: [ 127.0.0.1:${to.port} ]
-`;
-}
-
-interface SyncNode {
-  id: string;
-  in_sync: boolean;
-  types: Array<{ type: string; version_sent: string | null; version_acked: string | null }>;
-}
 
 describe('a fleet of three replicas on a three-member etcd, stock Envoy on delta ADS', () => {
   let dir: string;
@@ -61,7 +43,7 @@ describe('a fleet of three replicas on a three-member etcd, stock Envoy on delta
 
   const apply = async (to: HttpUpstream) => {
     const file = path.join(dir, `mesh-${to.name}.yaml`);
-    fs.writeFileSync(file, meshYaml(webPort, to));
+    fs.writeFileSync(file, fleetMeshYaml(webPort, to));
     const result = await applyMeshFile(file, { endpoints: etcd.endpoints }, { catalog });
     assert.ok(result.ok, `apply: ${JSON.stringify(result)}`);
   };

@@ -12,13 +12,9 @@ import { isBuiltinProtocol } from '../model/types.ts';
 import type { Etcd3 } from 'etcd3';
 import { parsedForRecord } from './parsed.ts';
 import { MODULE_COPIES_DIR } from './serve.ts';
-import { connectEtcd, DEFAULT_ETCD_PREFIX, decodeMeshRecord, encodeMeshRecord, meshKey, moduleKey, type MeshRecord, type ParsedMesh, type StoredFilter, type StoredManifest } from './store.ts';
+import { DEFAULT_ETCD_PREFIX, decodeMeshRecord, encodeMeshRecord, meshKey, moduleKey, withEtcd, type EtcdTarget, type MeshRecord, type ParsedMesh, type StoredFilter, type StoredManifest } from './store.ts';
 
-export interface EtcdTarget {
-  endpoints: readonly string[];
-  /** Key prefix (default /protoplane/). */
-  prefix?: string;
-}
+export type { EtcdTarget } from './store.ts';
 
 export type ApplyResult =
   /** Written at `revision` (or, `unchanged`, already there at it). */
@@ -135,15 +131,6 @@ async function write(client: Etcd3, prefix: string, candidate: Candidate, option
   return { ok: false, kind: 'conflict', expected, actual: nowRevision };
 }
 
-async function withClient<T>(target: EtcdTarget, fn: (client: Etcd3, prefix: string) => Promise<T>): Promise<T> {
-  const client = connectEtcd(target.endpoints);
-  try {
-    return await fn(client, target.prefix ?? DEFAULT_ETCD_PREFIX);
-  } finally {
-    client.close();
-  }
-}
-
 /** Validates a mesh file with the filters (built if needed) and writes it with the modules it uses. */
 export async function applyMeshFile(file: string, target: EtcdTarget, options: ApplyFileOptions = {}): Promise<ApplyResult> {
   const read = await readMeshFile(file);
@@ -152,7 +139,7 @@ export async function applyMeshFile(file: string, target: EtcdTarget, options: A
   // Stored absolute: errors on replicas name it, and relative paths in it (TLS files) resolve as here.
   const source = path.resolve(file);
   try {
-    return await withClient(target, (client, prefix) => write(client, prefix, { yaml: read.text, source, catalog }, options));
+    return await withEtcd(target, (client, prefix) => write(client, prefix, { yaml: read.text, source, catalog }, options));
   } catch (error) {
     return { ok: false, kind: 'error', message: `etcd (${target.endpoints.join(',')}): ${messageOf(error)}` };
   }
@@ -163,7 +150,7 @@ export type GetResult = { ok: true; revision: number; record: MeshRecord } | { o
 /** The mesh as it is now, or as of store revision `revision`. */
 export async function getMesh(target: EtcdTarget, revision?: number): Promise<GetResult> {
   try {
-    return await withClient(target, (client, prefix) => readRecord(client, prefix, revision));
+    return await withEtcd(target, (client, prefix) => readRecord(client, prefix, revision));
   } catch (error) {
     return { ok: false, message: `etcd (${target.endpoints.join(',')}): ${messageOf(error)}` };
   }
@@ -195,7 +182,7 @@ async function readRecord(client: Etcd3, prefix: string, revision?: number): Pro
  */
 export async function rollbackMesh(target: EtcdTarget, to: number, options: ApplyOptions = {}): Promise<ApplyResult & { from?: number }> {
   try {
-    return await withClient(target, async (client, prefix) => {
+    return await withEtcd(target, async (client, prefix) => {
       const old = await readRecord(client, prefix, to);
       if (!old.ok) return { ok: false, kind: 'error', message: old.message };
       const modules = [];

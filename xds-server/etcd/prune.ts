@@ -13,9 +13,7 @@
 // in between that re-references a module moves the mesh key and the delete
 // is refused; an apply that read a module as present before the delete
 // compares it in its own transaction and fails instead (apply.ts).
-import type { Etcd3 } from 'etcd3';
-import type { EtcdTarget } from './apply.ts';
-import { connectEtcd, decodeMeshRecord, DEFAULT_ETCD_PREFIX, meshKey, moduleKey, modulesPrefix } from './store.ts';
+import { decodeMeshRecord, meshKey, moduleKey, modulesPrefix, withEtcd, type EtcdTarget } from './store.ts';
 
 /** Mesh revisions whose modules are kept when --keep-revisions is not given (the live one included). */
 export const DEFAULT_KEEP_REVISIONS = 10;
@@ -53,20 +51,11 @@ const DELETES_PER_TXN = 64;
 
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
-async function withClient<T>(target: EtcdTarget, fn: (client: Etcd3, prefix: string) => Promise<T>): Promise<T> {
-  const client = connectEtcd(target.endpoints);
-  try {
-    return await fn(client, target.prefix ?? DEFAULT_ETCD_PREFIX);
-  } finally {
-    client.close();
-  }
-}
-
 /** Reads the mesh history and the stored modules; deletes nothing. */
 export async function planPrune(target: EtcdTarget, keepRevisions = DEFAULT_KEEP_REVISIONS): Promise<{ ok: true; plan: PrunePlan } | { ok: false; message: string }> {
   if (!Number.isSafeInteger(keepRevisions) || keepRevisions < 1) return { ok: false, message: `keep-revisions must be 1 or more (the live mesh is always kept), got ${keepRevisions}` };
   try {
-    return await withClient(target, async (client, prefix) => {
+    return await withEtcd(target, async (client, prefix) => {
       const key = meshKey(prefix);
       const live = await client.get(key).exec();
       const kv = live.kvs[0];
@@ -135,7 +124,7 @@ export async function planPrune(target: EtcdTarget, keepRevisions = DEFAULT_KEEP
 export async function commitPrune(target: EtcdTarget, plan: PrunePlan): Promise<PruneResult> {
   const deleted: PruneModule[] = [];
   try {
-    return await withClient(target, async (client) => {
+    return await withEtcd(target, async (client) => {
       const key = meshKey(plan.prefix);
       for (let i = 0; i < plan.remove.length; i += DELETES_PER_TXN) {
         const batch = plan.remove.slice(i, i + DELETES_PER_TXN);

@@ -152,3 +152,20 @@ export function connectEtcd(endpoints: readonly string[], options: EtcdConnectOp
     },
   });
 }
+
+/** Where a command (apply, get, rollback, prune) finds the store. */
+export interface EtcdTarget {
+  endpoints: readonly string[];
+  /** Key prefix (default /protoplane/). */
+  prefix?: string;
+}
+
+/** Runs `fn` with a client of its own, closed when `fn` settles. */
+export async function withEtcd<T>(target: EtcdTarget, fn: (client: Etcd3, prefix: string) => Promise<T>): Promise<T> {
+  const client = connectEtcd(target.endpoints);
+  try {
+    return await fn(client, target.prefix ?? DEFAULT_ETCD_PREFIX);
+  } finally {
+    client.close();
+  }
+}
