@@ -4,12 +4,13 @@
 // A watch event carries the committed mesh, which is served as it is (no
 // read before the reload starts); anything else (a delete, a (re)connect, the
 // probe) reads with a linearizable get, so a replica always ends on the
-// newest mesh, whatever it missed. etcd3's watcher resumes from the revision after the last one it saw
-// when its stream breaks (a member lost); on each (re)connect and on a slow
-// probe the mesh is read again, which also catches a watch that went silent
-// (a member cut off from its quorum keeps a watch open and quiet). While no
-// read succeeds the replica is "disconnected": it keeps the last good mesh,
-// logs one line on loss and one on recovery, and /readyz says so.
+// newest mesh, whatever it missed. etcd3's watcher resumes from the revision
+// after the last one it saw when its stream breaks (a member lost); on each
+// (re)connect and on a slow probe the mesh is read again, which also catches
+// a watch that went silent (a member cut off from its quorum keeps a watch
+// open and quiet). While no read succeeds the replica is "disconnected": it
+// keeps the last good mesh, logs one line on loss and one on recovery, and
+// /readyz says so.
 import { createHash } from 'node:crypto';
 import { isBrokenCircuitError } from 'cockatiel';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
