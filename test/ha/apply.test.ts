@@ -6,30 +6,18 @@
 // earlier mesh and its filter module through the same checks, and says so
 // clearly when etcd has compacted that revision away.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { FilterCatalog } from '../../xds-server/catalog/index.ts';
 import { applyMeshFile, getMesh } from '../../xds-server/etcd/apply.ts';
 import { checkPrefix, decodeMeshRecord, DEFAULT_ETCD_PREFIX, encodeMeshRecord, meshKey, parseEtcdEndpoints } from '../../xds-server/etcd/store.ts';
+import { protoplane } from '../support/cli.ts';
 import { startEtcd, type EtcdCluster } from '../support/etcd.ts';
-import { REPO_ROOT } from '../support/envoy.ts';
 
-const run = promisify(execFile);
-const PROTOPLANE = path.join(REPO_ROOT, 'bin', 'protoplane');
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(PROTOPLANE, args, { maxBuffer: 16 * 1024 * 1024 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
+// bin/protoplane as a user runs it (exit code and output, no throw on refusal).
+const cli = (args: string[]) => protoplane(...args);
 
 const TCP_MESH = (port: number) => `listeners:
   - name: raw

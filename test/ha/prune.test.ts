@@ -7,31 +7,19 @@
 // which the new mesh uses again, is not lost. Compacted history counts as
 // unreachable. Each test uses its own key prefix on one etcd.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { FilterCatalog } from '../../xds-server/catalog/index.ts';
 import { applyMeshFile, type EtcdTarget } from '../../xds-server/etcd/apply.ts';
 import { commitPrune, planPrune } from '../../xds-server/etcd/prune.ts';
 import { meshKey, moduleKey } from '../../xds-server/etcd/store.ts';
+import { protoplane } from '../support/cli.ts';
 import { startEtcd, type EtcdCluster } from '../support/etcd.ts';
-import { REPO_ROOT } from '../support/envoy.ts';
 
-const run = promisify(execFile);
-const PROTOPLANE = path.join(REPO_ROOT, 'bin', 'protoplane');
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(PROTOPLANE, args);
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
+// bin/protoplane as a user runs it (exit code and output, no throw on refusal).
+const cli = (args: string[]) => protoplane(...args);
 
 const MESH_A = `listeners:
   - name: mqtt
