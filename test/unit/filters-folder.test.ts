@@ -51,4 +51,29 @@ describe('filters folder outside the repo', () => {
     assert.match(r.stderr, /sdk not found: the filters import the SDK as \.\.\/sdk \(link it: ln -s /);
     fs.rmSync(path.dirname(sources), { recursive: true });
   });
+
+  it('rebuilds a filter only when a file of its folder is newer than its build, and leaves a bad manifest to the build script', async () => {
+    const sources = externalFolder();
+    const folders = filterFolders(sources);
+    const wasm = path.join(folders.builds, 'blinky.wasm');
+    await FilterCatalog.load(folders);
+    const built = fs.statSync(wasm, { bigint: true }).mtimeNs;
+    // Nothing newer: the build is kept (no compile, the same file).
+    await FilterCatalog.load(folders);
+    assert.equal(fs.statSync(wasm, { bigint: true }).mtimeNs, built);
+    // An edit (a source newer than the build, in a subfolder too) rebuilds it.
+    const later = new Date(Date.now() + 5_000);
+    fs.mkdirSync(path.join(sources, 'blinky/lib'), { recursive: true });
+    fs.writeFileSync(path.join(sources, 'blinky/lib/note.txt'), 'edited');
+    fs.utimesSync(path.join(sources, 'blinky/lib/note.txt'), later, later);
+    await FilterCatalog.load(folders);
+    assert.ok(fs.statSync(wasm, { bigint: true }).mtimeNs > built, 'an edited filter is rebuilt');
+    // A broken manifest is reported by the build script, and the good filter still loads.
+    fs.mkdirSync(path.join(sources, 'bad'));
+    fs.writeFileSync(path.join(sources, 'bad/filter.json'), '{ "name": "bad"');
+    const withBad = await FilterCatalog.load(folders);
+    assert.deepEqual([...withBad.entries.keys()], ['blinky']);
+    assert.match(withBad.broken.get('bad') ?? '', /not valid JSON/);
+    fs.rmSync(path.dirname(sources), { recursive: true });
+  });
 });
