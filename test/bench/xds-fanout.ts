@@ -73,6 +73,8 @@ interface Options {
   envoyNode: boolean;
   /** --empty-filters: protoplane serves (and fleet applies) with a filters folder holding no filter (only the SDK link). */
   filtersDir?: string;
+  /** Untimed change pairs (probe, back) sent to the connected streams before the timed one: the server's steady state, JIT and heap warm. */
+  warmChanges: number;
 }
 
 interface CaseResult {
@@ -191,6 +193,7 @@ function parseOptions(): Options {
       'envoy-node': { type: 'string', default: 'true' },
       quiet: { type: 'boolean', default: false },
       'empty-filters': { type: 'boolean', default: false },
+      'warm-changes': { type: 'string', default: '0' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -223,6 +226,7 @@ function parseOptions(): Options {
     http2Windows: values['http2-windows'] === 'grpc-go' ? 'grpc-go' : 'envoy',
     envoyNode: values['envoy-node'] !== 'false',
     filtersDir: values['empty-filters'] ? emptyFiltersDir() : undefined,
+    warmChanges: Number(values['warm-changes']),
   };
 }
 
@@ -320,8 +324,20 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
     const mem1 = memory(pid);
     const m1 = await srv.metrics(); // before heap(): its scrape would reset the event-loop window
     const heap1 = await srv.heap();
-    const loadgenCpu1 = cpuTicks(loadgen.pid);
+    const loadgenCpuConnect = cpuTicks(loadgen.pid);
+    let loadgenCpu1 = loadgenCpuConnect;
     const loadgenRss = memory(loadgen.pid).rss;
+    let beforeChange = afterConnect;
+    if (opts.warmChanges > 0 && srv.warmChange) {
+      for (let k = 0; k < opts.warmChanges; k++) {
+        for (const probe of [true, false]) {
+          await srv.warmChange(probe);
+          await sleep(300);
+          beforeChange = await waitQuiet(pid);
+        }
+      }
+      loadgenCpu1 = cpuTicks(loadgen.pid);
+    }
 
     const resultLine = loadgen.waitLine((l) => l.startsWith('RESULT '), (opts.changeTimeoutS + 30) * 1000);
     const trigger = nowNs();
@@ -360,14 +376,14 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
       ack: summarize(result.ack_ms),
       recv: summarize(result.recv_ms),
       cpuConnectTicks: afterConnect.ticks - cpu0,
-      cpuChangeTicks: afterChange.ticks - afterConnect.ticks,
+      cpuChangeTicks: afterChange.ticks - beforeChange.ticks,
       quietAfterConnect: afterConnect.quiet,
       quietAfterChange: afterChange.quiet,
       rssIdle: mem0.rss,
       rssReady: mem1.rss,
       hwm: memory(pid).hwm,
       memPerNode: (mem1.rss - mem0.rss) / n,
-      loadgenCpuConnectTicks: loadgenCpu1,
+      loadgenCpuConnectTicks: loadgenCpuConnect,
       loadgenCpuChangeTicks: loadgenCpu2 - loadgenCpu1,
       loadgenRss,
       cdsBytes: Number(ready.cds_bytes),

@@ -40,6 +40,8 @@ export interface Server {
    * base mesh), so debounce + reload can be told apart from the fan-out.
    */
   reloadProbe?(): Promise<number[]>;
+  /** An untimed change with clients connected (--warm-changes): the probe mesh, or back to the base one. */
+  warmChange?(probe: boolean): Promise<void>;
   /** Heap in use (protoplane: V8 heap used; gcp: Go HeapAlloc), and goroutines for gcp. */
   heap(): Promise<{ bytes: number; goroutines?: number; committed?: number; external?: number } | undefined>;
   /** The server's Prometheus text, when it has one. */
@@ -147,6 +149,9 @@ export async function startProtoplane(
     async trigger() {
       fs.writeFileSync(configPath, benchMesh(clusters, true));
       server.writtenNs = nowNs();
+    },
+    async warmChange(probe) {
+      fs.writeFileSync(configPath, benchMesh(clusters, false, probe));
     },
     async reloadProbe() {
       const snapshot = () => readySnapshot(`http://127.0.0.1:${adminPort}`);
@@ -284,6 +289,7 @@ export async function startFleet(
       xdsPort: Number(addresses[0]!.split(':')[1]),
       xdsAddresses: addresses,
       trigger: () => apply(true),
+      warmChange: async (probe) => void (await apply(false, probe)),
       // As the single replica's probe (same two reloads before the timed one, so the same JIT warmth):
       // apply's return → every replica serves the new snapshot, no client connected.
       async reloadProbe() {
