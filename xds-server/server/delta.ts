@@ -249,11 +249,19 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
 }
 
 function newState(typeUrl: ResourceType, now: number): DeltaTypeState {
+  // Every field from the start, so that all states share one shape: fields added later give the
+  // states of a change another shape than those of the connects, and V8 then recompiles the push path.
   return {
     typeUrl,
     wildcard: false,
     subscription: SubscriptionInterner.EMPTY,
+    sentVersion: undefined,
+    sentNonce: undefined,
+    ackedVersion: undefined,
+    nacked: undefined,
     awaiting: false,
+    heldView: undefined,
+    heldOverride: undefined,
     forceNames: new Set(),
     pendingRemovals: [],
     seenFirstRequest: false,

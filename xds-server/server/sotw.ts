@@ -124,10 +124,17 @@ export class SotwStream extends XdsStream<SotwTypeState> {
 
 function newState(typeUrl: ResourceType, now: number): SotwTypeState {
   return {
+    // Every field from the start: one shape for all states (see delta.ts).
     typeUrl,
     wildcard: false,
     subscription: SubscriptionInterner.EMPTY,
+    sentVersion: undefined,
+    sentNonce: undefined,
+    ackedVersion: undefined,
+    nacked: undefined,
     awaiting: false,
+    sentView: undefined,
+    claimedVersion: undefined,
     forceResend: false,
     sentAt: 0,
     causeAt: 0,
