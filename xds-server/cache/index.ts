@@ -115,7 +115,10 @@ export class SnapshotCache {
     const key = `${flavour}\0${group}`;
     let entry = this.groups.get(key);
     if (!entry) {
-      entry = { name: group, flavour, snapshot: this.base && this.forGroup(group, this.base.get(flavour)), watchers: new Set() };
+      entry = { name: group, flavour, snapshot: undefined, watchers: new Set() };
+      // Written after creation, not in the literal: V8 then treats the field as one that changes, and code
+      // inlining a group's snapshot is not thrown away (and recompiled) at the group's first new snapshot.
+      entry.snapshot = this.base && this.forGroup(group, this.base.get(flavour));
       this.groups.set(key, entry);
     }
     entry.watchers.add(watcher);

@@ -203,7 +203,8 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
         if (extraRemoved.length === 0 && !deferRemovals) {
           // Also common: every stream of the group re-sent the same endpoints after a cluster change.
           const resent = (sharedFor(diff).resent ??= new Map());
-          const key = extraUpdated.map((e) => e.name).join('\0');
+          let key = '';
+          for (const e of extraUpdated) key += `${e.name}\0`;
           body = resent.get(key);
           if (!body) {
             body = deltaResponseBody(state.typeUrl, desired.version, updated, removed);
