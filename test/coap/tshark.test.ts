@@ -34,6 +34,16 @@ interface Msg {
 
 const dotted = (code: number) => `${code >> 5}.${String(code & 31).padStart(2, '0')}`;
 
+/** The message id of the pings that wait for the capture to go live (Empty CON, answered with RST). */
+const PING_MID = 0x1234;
+/**
+ * The pings' own flow is left out of the comparison: the first ping or two go
+ * out before the capture is live, so the flow may start with the server's RST
+ * in the file, and the replay (which takes a flow's first sender for its
+ * client) then reads it the other way round from tshark (which goes by port).
+ */
+const isPing = (m: Msg): boolean => m.key.startsWith('udp') && m.message_id === PING_MID && m.code === '0.00';
+
 /** tshark's CoAP PDUs, in frame order, reduced to the replay's fields. */
 async function tsharkMessages(file: string, port: number): Promise<Msg[]> {
   const { stdout } = await run('tshark', ['-r', file, '-d', `tcp.port==${port},coap`, '-d', `udp.port==${port},coap`, '-T', 'json', '--no-duplicate-keys', '-J', 'tcp udp coap'], { maxBuffer: 256 << 20 });
@@ -145,7 +155,7 @@ describe('coap replay agrees with tshark on captures of libcoap and npm coap', {
       // pings (Empty CON, answered RST) go out until one is in the file.
       const probe = dgram.createSocket('udp4');
       try {
-        const ping = Buffer.from([0x40, 0x00, 0x12, 0x34]);
+        const ping = Buffer.from([0x40, 0x00, PING_MID >> 8, PING_MID & 0xff]);
         await waitUntil(() => {
           probe.send(ping, server.port, '127.0.0.1');
           return fs.existsSync(capture) && fs.readFileSync(capture).includes(ping);
@@ -175,8 +185,8 @@ describe('coap replay agrees with tshark on captures of libcoap and npm coap', {
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('reports every CoAP message tshark decodes, field for field, over TCP and UDP', async () => {
-    const ts = await tsharkMessages(capture, server.port);
-    const ours = await replayMessages(capture);
+    const ts = (await tsharkMessages(capture, server.port)).filter((m) => !isPing(m));
+    const ours = (await replayMessages(capture)).filter((m) => !isPing(m));
     const udp = ts.filter((m) => m.key.startsWith('udp')).length;
     const tcp = ts.length - udp;
     assert.ok(tcp >= 30 && udp >= 30, `tshark decoded the capture (${tcp} TCP, ${udp} UDP messages)`);
