@@ -14,6 +14,7 @@ import {
   type YAMLError,
 } from 'yaml';
 import type { ConfigError } from './errors.ts';
+import { quickYaml } from './quick-yaml.ts';
 
 export type PathSegment = string | number;
 export type Path = readonly PathSegment[];
@@ -61,15 +62,38 @@ function isMergeKey(key: unknown): boolean {
   return isScalar(key) && (typeof key.value === 'symbol' || key.value === '<<');
 }
 
+/** The `yaml` options of every parse: YAML 1.2 core schema, duplicate keys refused, `<<` merge keys. */
+function parseWithPositions(text: string): { doc: Document.Parsed; lines: LineCounter } {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true });
+  return { doc, lines };
+}
+
+/**
+ * A config file's text with the position of every node. Built from a full
+ * parse, or (quick-yaml.ts) from the text alone: then `yaml` parses it the
+ * first time a position is asked for, which only a problem to report does.
+ */
 export class YamlSource {
   /** Each alias's target, found in one pass (Alias.resolve walks the whole document per call). */
   private readonly targets = new Map<unknown, unknown>();
+  private parsed: { doc: Document.Parsed; lines: LineCounter } | undefined;
 
   constructor(
     readonly file: string,
-    readonly doc: Document.Parsed,
-    private readonly lines: LineCounter,
-  ) {}
+    private readonly text: string,
+    parsed?: { doc: Document.Parsed; lines: LineCounter },
+  ) {
+    this.parsed = parsed;
+  }
+
+  private get doc(): Document.Parsed {
+    return (this.parsed ??= parseWithPositions(this.text)).doc;
+  }
+
+  private get lines(): LineCounter {
+    return (this.parsed ??= parseWithPositions(this.text)).lines;
+  }
 
   /** Records where an alias points (set by the bounds check, which walks the document once). */
   setTarget(alias: unknown, target: unknown): void {
@@ -279,14 +303,11 @@ export function parseYaml(text: string, file: string, limits: YamlLimits = DEFAU
       errors: [{ file, line: 1, col: 1, path: '', message: `the config file is ${bytes} bytes, over the limit of ${limits.maxBytes} (--config-max-bytes)` }],
     };
   }
-  const lines = new LineCounter();
-  const doc = parseDocument(text, {
-    lineCounter: lines,
-    prettyErrors: false,
-    uniqueKeys: true,
-    merge: true,
-  });
-  const source = new YamlSource(file, doc, lines);
+  // Valid and plain (no aliases, tags or merge keys): read quickly, positions parsed only if a check needs one.
+  const quick = quickYaml(text, limits);
+  if (quick) return { ok: true, source: new YamlSource(file, text), data: quick.data };
+  const { doc, lines } = parseWithPositions(text);
+  const source = new YamlSource(file, text, { doc, lines });
   const errors: ConfigError[] = [];
 
   const fromYaml = (e: YAMLError): void => {
