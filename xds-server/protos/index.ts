@@ -80,7 +80,16 @@ function loadRoot(): protobuf.Root {
   return root;
 }
 
-export const envoyProtos: protobuf.Root = loadRoot();
+let root: protobuf.Root | undefined;
+
+/**
+ * The loaded root, on first use: parsing the .proto files takes ~250 ms,
+ * which commands that never encode a message (help, status, get, prune)
+ * should not pay at start.
+ */
+export function envoyProtos(): protobuf.Root {
+  return (root ??= loadRoot());
+}
 
 export const TYPE_PREFIX = 'type.googleapis.com/';
 
@@ -90,7 +99,7 @@ const typeCache = new Map<string, protobuf.Type>();
 export function messageType(fullName: string): protobuf.Type {
   let t = typeCache.get(fullName);
   if (!t) {
-    t = envoyProtos.lookupType(fullName);
+    t = envoyProtos().lookupType(fullName);
     typeCache.set(fullName, t);
   }
   return t;
