@@ -1,9 +1,8 @@
 // protoplane apply | get | rollback | prune (the mesh in etcd, docs/ha.md), and the
 // --etcd / --etcd-prefix flags they share with serve.
 import { filterFolders } from '../catalog/index.ts';
-import { applyMeshFile, describeFailure, getMesh, rollbackMesh, type ApplyResult, type EtcdTarget } from '../etcd/apply.ts';
-import { commitPrune, DEFAULT_KEEP_REVISIONS, describePrune, planPrune } from '../etcd/prune.ts';
-import { checkPrefix, DEFAULT_ETCD_PREFIX, meshKey, parseEtcdEndpoints } from '../etcd/store.ts';
+import type { ApplyResult, EtcdTarget } from '../etcd/apply.ts';
+import { checkPrefix, DEFAULT_ETCD_PREFIX, meshKey, parseEtcdEndpoints } from '../etcd/keys.ts';
 import { commandHelp, parseCommand, UsageError, type FlagSpecs } from './help.ts';
 
 export const ETCD_FLAGS = {
@@ -47,9 +46,10 @@ function requireTarget(values: { etcd?: string; 'etcd-prefix'?: string }, comman
 }
 
 /** Prints what apply/rollback did; the exit code. */
-function report(result: ApplyResult, target: EtcdTarget, what: string): number {
+async function report(result: ApplyResult, target: EtcdTarget, what: string): Promise<number> {
   const key = meshKey(target.prefix ?? DEFAULT_ETCD_PREFIX);
   if (!result.ok) {
+    const { describeFailure } = await import('../etcd/apply.ts');
     for (const line of describeFailure(result, target.prefix)) process.stderr.write(`${line}\n`);
     return 1;
   }
@@ -63,6 +63,9 @@ function report(result: ApplyResult, target: EtcdTarget, what: string): number {
 }
 
 export async function etcdCommand(command: 'apply' | 'get' | 'rollback' | 'prune', args: string[]): Promise<number> {
+  // The etcd client loads with these commands, not with every protoplane command.
+  const { applyMeshFile, getMesh, rollbackMesh } = await import('../etcd/apply.ts');
+  const { commitPrune, DEFAULT_KEEP_REVISIONS, describePrune, planPrune } = await import('../etcd/prune.ts');
   switch (command) {
     case 'apply': {
       const { values, positionals } = parse('apply', args, { ...ETCD_FLAGS, 'expect-revision': { type: 'string' }, filters: { type: 'string' } });
@@ -70,7 +73,7 @@ export async function etcdCommand(command: 'apply' | 'get' | 'rollback' | 'prune
       const target = requireTarget(values, 'apply');
       const expectRevision = revisionFlag(values['expect-revision'], '--expect-revision', 'apply');
       const filters = values.filters === undefined ? undefined : filterFolders(values.filters);
-      return report(await applyMeshFile(positionals[0]!, target, { expectRevision, filters }), target, 'applied');
+      return await report(await applyMeshFile(positionals[0]!, target, { expectRevision, filters }), target, 'applied');
     }
     case 'get': {
       const { values, positionals } = parse('get', args, { ...ETCD_FLAGS, revision: { type: 'string' } });
@@ -93,7 +96,7 @@ export async function etcdCommand(command: 'apply' | 'get' | 'rollback' | 'prune
       const to = revisionFlag(values.to, '--to', 'rollback');
       if (to === undefined) throw new UsageError('rollback: --to REVISION is required', 'rollback');
       const result = await rollbackMesh(target, to, { expectRevision: revisionFlag(values['expect-revision'], '--expect-revision', 'rollback') });
-      return report(result, target, `rolled back to the mesh of revision ${result.from ?? to}`);
+      return await report(result, target, `rolled back to the mesh of revision ${result.from ?? to}`);
     }
     case 'prune': {
       const { values, positionals } = parse('prune', args, { ...ETCD_FLAGS, 'keep-revisions': { type: 'string' }, 'dry-run': { type: 'boolean' } });

@@ -1,6 +1,7 @@
 // protoplane serve | validate | bootstrap
-import { serve } from '../app.ts';
-import { REPLICA_FLAGS, replicaOptionsOf } from '../fleet/index.ts';
+// The server (app.ts: gRPC, Fastify, the xDS engine) and replay are imported when their command runs,
+// so that help, validate and bootstrap start without loading them.
+import { REPLICA_FLAGS, replicaOptionsOf } from '../fleet/flags.ts';
 import { statusCommand } from './status.ts';
 import { bootstrapYaml, parseHostPort } from '../bootstrap.ts';
 import { FilterCatalog, filterFolders, REPO_ROOT, type CodeDelivery } from '../catalog/index.ts';
@@ -11,7 +12,6 @@ import { createLogger, type LogFormat } from '../log.ts';
 import { COMMANDS, commandHelp, parseCommand, plural, topLevelHelp, UsageError, type FlagSpecs } from './help.ts';
 import { scaffoldFilter } from './new-filter.ts';
 import { BOOTSTRAP_TLS_FLAGS, bootstrapTlsOptions, PREFLIGHT_FLAGS, preflightOptions, SERVE_SECURITY_FLAGS, securityServeOptions } from './security-flags.ts';
-import { replayCommand } from './replay.ts';
 import { ETCD_FLAGS, etcdCommand, etcdTargetOf } from './etcd.ts';
 
 /** A command line the user got wrong: say what, and how to get that command's help; exit 2. */
@@ -92,6 +92,7 @@ async function main(argv: string[]): Promise<number> {
       if (!values.config && !etcd) fail('serve: --config FILE or --etcd URL[,URL...] is required', 'serve');
       if (values.config && etcd) fail('serve: --config and --etcd exclude each other (serve a file, or the mesh applied to etcd)', 'serve');
       const log = createLogger(undefined, logFormat(values['log-format']));
+      const { serve } = await import('../app.ts');
       const server = await serve({
         configPath: values.config,
         etcd,
@@ -180,6 +181,7 @@ async function main(argv: string[]): Promise<number> {
       if (!values.filter || positionals.length !== 1) fail('replay: pass --filter NAME and one capture file', 'replay');
       const chunk = values.chunk === undefined ? undefined : Number(values.chunk);
       if (chunk !== undefined && !(Number.isInteger(chunk) && chunk > 0)) fail('replay: --chunk must be a positive integer', 'replay');
+      const { replayCommand } = await import('./replay.ts');
       return replayCommand({ filter: values.filter, config: values.config, capture: positionals[0]!, chunk, trace: values.trace === true });
     }
     case 'new-filter': {

@@ -2,9 +2,8 @@
 // Envoy node connected to one, per type the version sent and ACKed and the
 // last NACK — a table like `istioctl proxy-status`, or --json (the same
 // document as an admin server's /fleet.json).
-import { collectFleet, fleetTable } from '../fleet/index.ts';
 import { parseDuration } from '../config/values.ts';
-import { DEFAULT_ETCD_PREFIX } from '../etcd/store.ts';
+import { DEFAULT_ETCD_PREFIX } from '../etcd/keys.ts';
 import { ETCD_FLAGS, etcdTargetOf } from './etcd.ts';
 import { commandHelp, parseCommand, UsageError } from './help.ts';
 
@@ -30,6 +29,8 @@ export async function statusCommand(args: string[]): Promise<number> {
     if (!t.ok) throw new UsageError(`status: --timeout: ${t.reason}`, 'status');
     timeoutMs = t.value;
   }
+  // Loaded here, not at start: the etcd client is only for a command that talks to etcd.
+  const { collectFleet, fleetTable } = await import('../fleet/index.ts');
   const view = await collectFleet({ etcd: target.endpoints, prefix: target.prefix ?? DEFAULT_ETCD_PREFIX, adminTokenFile: values['admin-token-file'], timeoutMs });
   process.stdout.write(values.json ? `${JSON.stringify(view, null, 2)}\n` : fleetTable(view));
   return 0;

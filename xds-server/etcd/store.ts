@@ -11,20 +11,10 @@
 import { ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry, circuitBreaker, type IBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError } from 'etcd3';
 import type { FilterManifest } from '../catalog/filters-dir.ts';
+import { DEFAULT_ETCD_PREFIX, type Decoded } from './keys.ts';
 
-export const DEFAULT_ETCD_PREFIX = '/protoplane/';
-
-export function meshKey(prefix: string): string {
-  return `${prefix}mesh`;
-}
-
-export function modulesPrefix(prefix: string): string {
-  return `${prefix}modules/`;
-}
-
-export function moduleKey(prefix: string, sha256: string): string {
-  return `${modulesPrefix(prefix)}${sha256}`;
-}
+// The names and flags, without the etcd client (the CLI parses them without loading it).
+export { checkPrefix, DEFAULT_ETCD_PREFIX, meshKey, moduleKey, modulesPrefix, parseEtcdEndpoints, type Decoded } from './keys.ts';
 
 /** A filter's manifest (filters/NAME/filter.json, as the catalog reads it) minus the folder it was built from. */
 export type StoredManifest = Omit<FilterManifest, 'dir'>;
@@ -54,8 +44,6 @@ export interface ParsedMesh {
   mesh: unknown;
 }
 
-/** A stored value that is not a MeshRecord: the key was written by hand or by something else. */
-export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string };
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -99,32 +87,6 @@ export function decodeMeshRecord(value: string): Decoded<MeshRecord> {
   const parsed = rec.parsed as Record<string, unknown> | undefined;
   const usable = typeof parsed === 'object' && parsed !== null && typeof parsed.parser === 'string' && typeof parsed.mesh === 'object' && parsed.mesh !== null;
   return { ok: true, value: { yaml: rec.yaml, source: rec.source, filters, ...(usable ? { parsed: { parser: parsed.parser as string, mesh: parsed.mesh } } : {}) } };
-}
-
-/** `--etcd http://a:2379,http://b:2379`: one or more client URLs (or host:port, taken as http). */
-export function parseEtcdEndpoints(values: readonly string[]): Decoded<string[]> {
-  const list = values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
-  if (list.length === 0) return { ok: false, reason: 'expected one or more etcd client URLs, e.g. http://127.0.0.1:2379' };
-  const out: string[] = [];
-  for (const item of list) {
-    const url = /^[a-z]+:\/\//i.test(item) ? item : `http://${item}`;
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      return { ok: false, reason: `not a URL: ${item}` };
-    }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return { ok: false, reason: `${item}: only http:// and https:// etcd endpoints` };
-    if (!parsed.port) return { ok: false, reason: `${item}: give the port (etcd's client port is usually 2379)` };
-    out.push(`${parsed.protocol}//${parsed.host}`);
-  }
-  return { ok: true, value: out };
-}
-
-/** A prefix as given by --etcd-prefix: must start and end with "/". */
-export function checkPrefix(prefix: string): Decoded<string> {
-  if (!prefix.startsWith('/') || !prefix.endsWith('/')) return { ok: false, reason: `must start and end with "/" (got ${JSON.stringify(prefix)})` };
-  return { ok: true, value: prefix };
 }
 
 export interface EtcdConnectOptions {
