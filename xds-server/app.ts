@@ -12,6 +12,7 @@ import { FilterCatalog, REPO_FILTERS, type CodeDelivery, type FilterFolders } fr
 import { createMeshParser, formatConfigError, parseMesh, readMeshFile, type ConfigError, type MeshParser } from './config/index.ts';
 import type { Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
+import { envoyProtos } from './protos/index.ts';
 import type { PreflightLimits } from './catalog/preflight.ts';
 import { XdsServer, type XdsLimits } from './server/index.ts';
 import type { YamlLimits } from './config/source.ts';
@@ -89,6 +90,8 @@ type Prepared =
 export async function serve(options: ServeOptions): Promise<Protoplane> {
   const { log } = options;
   if ((options.configPath === undefined) === (options.etcd === undefined)) throw new Error('serve: give either a config file or etcd endpoints');
+  // The Envoy API, parsed now: the first request must not wait for it (the CLI's other commands never load it).
+  envoyProtos();
   // From etcd, the mesh and its filter modules come from there: nothing under filters/ is built or watched.
   const etcd = options.etcd ? await etcdMeshInput(options.etcd, log, options.configLimits) : undefined;
   const configName = etcd?.name ?? options.configPath!;

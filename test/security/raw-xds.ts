@@ -3,7 +3,10 @@
 // (0: a client that never reads), and the exact bytes of each message.
 import http2 from 'node:http2';
 import net from 'node:net';
-import { decodeMessage, encodeMessage, TYPE_PREFIX } from '../../xds-server/protos/index.ts';
+import { decodeMessage, encodeMessage, envoyProtos, TYPE_PREFIX } from '../../xds-server/protos/index.ts';
+
+// The Envoy API parsed now (protos/index.ts waits for a first use), not inside a test's first timed request.
+envoyProtos();
 
 export const ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
 export const DELTA_ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources';
