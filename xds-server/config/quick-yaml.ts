@@ -50,7 +50,7 @@ export function quickYaml(text: string, limits: Pick<YamlLimits, 'maxExpandedNod
   if (nodes > limits.maxExpandedNodes / 2) return undefined;
   let documents: unknown[];
   try {
-    documents = constructFromEvents(events, { source: text, schema: CORE_SCHEMA, maxAliases: 0 });
+    documents = constructFromEvents(events, { source: text, schema: CORE_SCHEMA });
   } catch {
     return undefined;
   }
