@@ -77,22 +77,19 @@ function parseWithPositions(text: string): { doc: Document.Parsed; lines: LineCo
 export class YamlSource {
   /** Each alias's target, found in one pass (Alias.resolve walks the whole document per call). */
   private readonly targets = new Map<unknown, unknown>();
-  private parsed: { doc: Document.Parsed; lines: LineCounter } | undefined;
 
   constructor(
     readonly file: string,
     private readonly text: string,
-    parsed?: { doc: Document.Parsed; lines: LineCounter },
-  ) {
-    this.parsed = parsed;
-  }
+    private parsed?: { doc: Document.Parsed; lines: LineCounter },
+  ) {}
 
   private get doc(): Document.Parsed {
-    return (this.parsed ??= parseWithPositions(this.text)).doc;
+    return this.positions().doc;
   }
 
-  private get lines(): LineCounter {
-    return (this.parsed ??= parseWithPositions(this.text)).lines;
+  private positions(): { doc: Document.Parsed; lines: LineCounter } {
+    return (this.parsed ??= parseWithPositions(this.text));
   }
 
   /** Records where an alias points (set by the bounds check, which walks the document once). */
@@ -105,7 +102,7 @@ export class YamlSource {
   }
 
   position(offset: number): { line: number; col: number } {
-    const { line, col } = this.lines.linePos(offset);
+    const { line, col } = this.positions().lines.linePos(offset);
     return { line, col };
   }
 
