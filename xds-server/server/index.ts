@@ -3,8 +3,8 @@
 // Messages are (de)serialized by hand (wire.ts) so responses reuse the
 // snapshot's bytes.
 import type { Logger } from 'pino';
-import { nodeGroup, type NodeHash, type SnapshotCache } from '../cache/index.ts';
-import type { Metrics } from '../metrics.ts';
+import { nodeGroup, SnapshotCache, type NodeHash } from '../cache/index.ts';
+import { Metrics } from '../metrics.ts';
 import { TYPE } from '../model/resources.ts';
 import { DeltaStream } from './delta.ts';
 import { KNOWN_TYPES, type StreamSink } from './protocol.ts';
@@ -16,6 +16,7 @@ import { FanOutScheduler, type FanOutOptions } from './scheduler.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
 import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest } from './wire.ts';
 import { HDS_METHOD, HealthDiscovery } from './hds.ts';
+import { rehearsePushPath } from './rehearsal.ts';
 
 export { shortType } from './protocol.ts';
 export { DEFAULT_LIMITS, LIMIT_FLAGS, type XdsLimits } from './limits.ts';
@@ -118,6 +119,29 @@ export class XdsServer {
         this.serve(call, decodeDeltaDiscoveryRequest, (id, sink) => new DeltaStream(id, this.ctx, sink, service.types, service.ads ? 'ads' : 'delta')),
       );
     }
+  }
+
+  /**
+   * Runs the push path once on private state before clients come, so that
+   * V8 compiles it knowing what a config change does (rehearsal.ts). Throws
+   * when the rehearsal's clients do not end up holding what was served.
+   */
+  async rehearse(): Promise<void> {
+    // Batches of one: flushes then come in while streams still wait their turn, as in a big fan-out.
+    const fanOut = new FanOutScheduler({ ...this.options.fanOut, batchSize: 1 });
+    await rehearsePushPath({
+      ...this.ctx,
+      // (the operator's limits are for clients; the rehearsal's one is the server itself)
+      limits: DEFAULT_LIMITS,
+      cache: new SnapshotCache(),
+      metrics: new Metrics({ processMetrics: false }),
+      log: this.ctx.log.child({ rehearsal: true }, { level: 'silent' }),
+      interner: new SubscriptionInterner(),
+      perTypeSessions: new Map(),
+      streamsPerNode: new Map(),
+      requireProvenNodeId: false,
+      fanOut,
+    });
   }
 
   /** Open streams, for /debug/nodes and config dumps. */
