@@ -4,14 +4,11 @@
 // reach them.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { nodeGroup, SnapshotCache } from '../../xds-server/cache/index.ts';
+import { SnapshotCache } from '../../xds-server/cache/index.ts';
 import { silentLogger } from '../../xds-server/log.ts';
 import { Metrics } from '../../xds-server/metrics.ts';
 import { XdsServer } from '../../xds-server/server/index.ts';
-import { DEFAULT_LIMITS } from '../../xds-server/server/limits.ts';
 import { rehearsePushPath } from '../../xds-server/server/rehearsal.ts';
-import { FanOutScheduler } from '../../xds-server/server/scheduler.ts';
-import { SubscriptionInterner } from '../../xds-server/server/subscriptions.ts';
 import { snapshotsOf } from '../../xds-server/snapshots.ts';
 
 describe('push path rehearsal', () => {
@@ -37,19 +34,14 @@ describe('push path rehearsal', () => {
   });
 
   it('fails loudly when a change does not reach its clients', async () => {
-    const ctx = {
-      cache: new SnapshotCache(),
-      metrics: new Metrics({ processMetrics: false }),
-      log: silentLogger(),
-      nodeHash: nodeGroup,
-      interner: new SubscriptionInterner(),
-      perTypeSessions: new Map(),
-      streamsPerNode: new Map(),
-      limits: DEFAULT_LIMITS,
-      requireProvenNodeId: false,
-      // a budget no write fits in: once the connects' responses are out, a change is never pumped
-      fanOut: new FanOutScheduler({ maxBytesInFlight: -1 }),
-    };
-    await assert.rejects(rehearsePushPath(ctx, 1), /the rehearsal's (delta|SotW) client holds Cluster \[a,b,d\] not as served/);
+    const cache = new SnapshotCache();
+    // a budget no write fits in: once the connects' responses are out, a change is never pumped
+    const server = new XdsServer({ cache, metrics: new Metrics({ processMetrics: false }), log: silentLogger(), fanOut: { maxBytesInFlight: -1 } });
+    try {
+      const port = await server.listen(0, '127.0.0.1');
+      await assert.rejects(rehearsePushPath(cache, port, { passes: 1, timeoutMs: 500 }), /the rehearsal's (delta|SotW) client holds Cluster \[a,b,d\] not as served/);
+    } finally {
+      server.forceClose();
+    }
   });
 });

@@ -122,26 +122,25 @@ export class XdsServer {
   }
 
   /**
-   * Runs the push path once on private state before clients come, so that
-   * V8 compiles it knowing what a config change does (rehearsal.ts). Throws
-   * when the rehearsal's clients do not end up holding what was served.
+   * Plays a few clients through a connect and some changes against a twin of
+   * this server on a loopback port of its own, before real clients come, so
+   * that V8 compiles the push path knowing what a change does (rehearsal.ts).
+   * Throws when the rehearsal's clients do not come to hold what was served.
    */
   async rehearse(): Promise<void> {
-    // Batches of one: flushes then come in while streams still wait their turn, as in a big fan-out.
-    const fanOut = new FanOutScheduler({ ...this.options.fanOut, batchSize: 1 });
-    await rehearsePushPath({
-      ...this.ctx,
-      // (the operator's limits are for clients; the rehearsal's one is the server itself)
-      limits: DEFAULT_LIMITS,
-      cache: new SnapshotCache(),
+    const cache = new SnapshotCache();
+    const twin = new XdsServer({
+      cache,
       metrics: new Metrics({ processMetrics: false }),
-      log: this.ctx.log.child({ rehearsal: true }, { level: 'silent' }),
-      interner: new SubscriptionInterner(),
-      perTypeSessions: new Map(),
-      streamsPerNode: new Map(),
-      requireProvenNodeId: false,
-      fanOut,
+      log: this.options.log.child({ rehearsal: true }, { level: 'silent' }),
+      // Batches of one: flushes then come in while streams still wait their turn, as in a big fan-out.
+      fanOut: { ...this.options.fanOut, batchSize: 1 },
     });
+    try {
+      await rehearsePushPath(cache, await twin.listen(0, '127.0.0.1'));
+    } finally {
+      twin.forceClose();
+    }
   }
 
   /** Open streams, for /debug/nodes and config dumps. */

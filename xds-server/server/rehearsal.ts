@@ -12,44 +12,78 @@
 // ~230 ms of compiling on one server of 3,334 Envoys (--trace-opt), taken
 // from the cores the fan-out needs, and paid by every replica of a fleet.
 //
-// So before listening the server plays one Envoy of each kind (delta and
-// SotW, over ADS) through a connect and three changes, on state of its own:
-// its own snapshot cache, metrics, scheduler, and snapshots of a tiny mesh
-// made up here. Nothing of it is served or counted, and it takes a few ms.
-// The client checks that it ends up holding what was served, so a push path
-// broken in some obvious way shows at start (a warning; serving goes on).
-import { setImmediate as nextTurn } from 'node:timers/promises';
-import { buildSnapshot, SnapshotSet, type Snapshot } from '../cache/index.ts';
+// So before listening the server plays a few Envoys of each kind (delta and
+// SotW, over ADS) through a connect and three changes against a twin of
+// itself: the same code, with a cache, metrics and scheduler of its own, on
+// a loopback port of its own, with snapshots of a tiny mesh made up here. The
+// clients speak gRPC over real HTTP/2 connections, so Node's own stream code
+// learns a change's writes too (two responses corked into one write).
+// Nothing of it is served or counted by the real server. The clients check
+// that they end up holding what was served, so a push path broken in some
+// obvious way shows at start (a warning; serving goes on).
+import http2 from 'node:http2';
+import { buildSnapshot, SnapshotSet, type Snapshot, type SnapshotCache } from '../cache/index.ts';
 import { TYPE, type EnvoyMessage, type ResourceType } from '../model/resources.ts';
-import { decodeMessage, encodeMessage, TYPE_PREFIX } from '../protos/index.ts';
-import { DeltaStream } from './delta.ts';
-import { MESSAGE_PREFIX_BYTES } from './grpc.ts';
-import { KNOWN_TYPES, type StreamSink } from './protocol.ts';
-import { SotwStream } from './sotw.ts';
-import type { StreamContext } from './stream.ts';
-import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest } from './wire.ts';
+import { messageType, TYPE_PREFIX } from '../protos/index.ts';
 
-let nextId = 0;
 const DISCOVERY = 'envoy.service.discovery.v3.';
+const ADS = `/${DISCOVERY}AggregatedDiscoveryService/`;
 const NODE = { id: 'protoplane-rehearsal', cluster: 'protoplane-rehearsal' };
 
-/** Responses are kept for the client to read; each is "handed on" a turn later, as gRPC would. */
-class RehearsalSink implements StreamSink {
-  readonly connection = 0;
-  readonly peerNames = undefined;
-  readonly inbox: Buffer[] = [];
+/** Wakes the waiting converge() whenever a client has read something. */
+class Progress {
+  private wake: (() => void) | undefined;
 
-  writePrefixed(bytes: Buffer, flushed?: () => void): boolean {
-    this.inbox.push(bytes.subarray(MESSAGE_PREFIX_BYTES));
-    if (flushed) setImmediate(flushed);
-    return true;
+  notify(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
   }
 
-  cork(): void {}
-  uncork(): void {}
-  onDrain(): void {}
-  abort(reason: string): void {
-    throw new Error(`the rehearsal's stream was reset: ${reason}`);
+  next(): Promise<void> {
+    return new Promise((resolve) => {
+      this.wake = resolve;
+    });
+  }
+}
+
+/** A client's connection, kept across passes as an Envoy keeps its own. */
+function connect(port: number): http2.ClientHttp2Session {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  // (what does not arrive is what the rehearsal's check reports)
+  session.on('error', () => {});
+  return session;
+}
+
+/** One client's ADS call: requests framed as gRPC messages, responses unframed into `inbox`. */
+class Call {
+  readonly inbox: Buffer[] = [];
+  private readonly stream: http2.ClientHttp2Stream;
+  private unread: Buffer = Buffer.alloc(0);
+
+  constructor(session: http2.ClientHttp2Session, method: string, onMessages: () => void) {
+    this.stream = session.request({ ':method': 'POST', ':path': ADS + method, 'content-type': 'application/grpc', te: 'trailers' });
+    this.stream.on('error', () => {});
+    this.stream.on('data', (chunk: Buffer) => {
+      this.unread = this.unread.length === 0 ? chunk : Buffer.concat([this.unread, chunk]);
+      while (this.unread.length >= 5 && this.unread.length >= 5 + this.unread.readUInt32BE(1)) {
+        const end = 5 + this.unread.readUInt32BE(1);
+        this.inbox.push(this.unread.subarray(5, end));
+        this.unread = this.unread.subarray(end);
+      }
+      onMessages();
+    });
+  }
+
+  send(message: Uint8Array): void {
+    const frame = Buffer.alloc(5 + message.length);
+    frame.writeUInt32BE(message.length, 1);
+    frame.set(message, 5);
+    this.stream.write(frame);
+  }
+
+  close(): void {
+    this.stream.close();
   }
 }
 
@@ -90,7 +124,12 @@ interface AnyResource {
   value: Uint8Array;
 }
 
-const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
+const hex = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+
+// The client's side reads and writes with protobufjs's plain decode and encode: the checked,
+// object-converting helpers of protos/ would cost the rehearsal more than the server's side.
+const decode = <T>(fullName: string, bytes: Uint8Array): T => messageType(fullName).decode(bytes) as unknown as T;
+const encode = (fullName: string, fields: Record<string, unknown>): Uint8Array => messageType(fullName).encode(fields).finish();
 
 /** What an Envoy subscribes to once it holds these clusters and listeners. */
 function namesFor(typeUrl: ResourceType, held: Held): string[] | undefined {
@@ -106,117 +145,135 @@ const FOLLOWS: ReadonlyMap<ResourceType, ResourceType> = new Map([
 ]);
 
 interface Client {
-  /** Reads every response written so far, answers each as Envoy would; false when there was none. */
-  answer(): boolean;
-  held: Held;
+  readonly kind: string;
+  /** What it holds, from the responses it has read (and answered as Envoy would). */
+  readonly held: Held;
   close(): void;
 }
 
-function deltaClient(ctx: StreamContext): Client {
-  const sink = new RehearsalSink();
-  const stream = new DeltaStream(nextId++, ctx, sink, KNOWN_TYPES, 'ads');
+function deltaClient(session: http2.ClientHttp2Session, progress: Progress): Client {
   const held: Held = new Map();
   const subscribed = new Map<ResourceType, Set<string>>();
-  const request = (fields: Record<string, unknown>) =>
-    stream.onRequest(decodeDeltaDiscoveryRequest(encodeMessage(`${DISCOVERY}DeltaDiscoveryRequest`, fields)));
+  const call: Call = new Call(session, 'DeltaAggregatedResources', () => {
+    answer();
+    progress.notify();
+  });
+  const request = (fields: Record<string, unknown>) => call.send(encode(`${DISCOVERY}DeltaDiscoveryRequest`, fields));
+  const answer = () => {
+    for (const bytes of call.inbox.splice(0)) {
+      const response = decode<{
+        type_url: ResourceType;
+        nonce: string;
+        resources: Array<{ name: string; resource: AnyResource }>;
+        removed_resources: string[];
+      }>(`${DISCOVERY}DeltaDiscoveryResponse`, bytes);
+      const resources = held.get(response.type_url) ?? new Map<string, string>();
+      held.set(response.type_url, resources);
+      for (const { name, resource } of response.resources) resources.set(name, hex(resource.value));
+      for (const name of response.removed_resources) resources.delete(name);
+      request({ type_url: response.type_url, response_nonce: response.nonce });
+      const dependent = FOLLOWS.get(response.type_url);
+      if (!dependent) continue;
+      const wanted = new Set(namesFor(response.type_url, held));
+      const had = subscribed.get(dependent) ?? new Set<string>();
+      const subscribe = [...wanted].filter((n) => !had.has(n));
+      const unsubscribe = [...had].filter((n) => !wanted.has(n));
+      subscribed.set(dependent, wanted);
+      if (subscribe.length + unsubscribe.length > 0) request({ type_url: dependent, resource_names_subscribe: subscribe, resource_names_unsubscribe: unsubscribe });
+    }
+  };
   request({ node: NODE, type_url: TYPE.cluster });
   request({ type_url: TYPE.listener });
-  return {
-    held,
-    answer() {
-      const responses = sink.inbox.splice(0);
-      for (const bytes of responses) {
-        const response = decodeMessage(`${DISCOVERY}DeltaDiscoveryResponse`, bytes) as {
-          type_url: ResourceType;
-          nonce: string;
-          resources?: Array<{ name: string; resource: AnyResource }>;
-          removed_resources?: string[];
-        };
-        const resources = held.get(response.type_url) ?? new Map<string, string>();
-        held.set(response.type_url, resources);
-        for (const { name, resource } of response.resources ?? []) resources.set(name, hex(resource.value));
-        for (const name of response.removed_resources ?? []) resources.delete(name);
-        request({ type_url: response.type_url, response_nonce: response.nonce });
-        const dependent = FOLLOWS.get(response.type_url);
-        const wanted = new Set(namesFor(response.type_url, held));
-        if (!dependent) continue;
-        const had = subscribed.get(dependent) ?? new Set<string>();
-        const subscribe = [...wanted].filter((n) => !had.has(n));
-        const unsubscribe = [...had].filter((n) => !wanted.has(n));
-        subscribed.set(dependent, wanted);
-        if (subscribe.length + unsubscribe.length > 0) request({ type_url: dependent, resource_names_subscribe: subscribe, resource_names_unsubscribe: unsubscribe });
-      }
-      return responses.length > 0;
-    },
-    close: () => stream.close(),
-  };
+  return { kind: 'delta', held, close: () => call.close() };
 }
 
-function sotwClient(ctx: StreamContext): Client {
-  const sink = new RehearsalSink();
-  const stream = new SotwStream(nextId++, ctx, sink, KNOWN_TYPES, 'ads');
+function sotwClient(session: http2.ClientHttp2Session, progress: Progress): Client {
   const held: Held = new Map();
   const last = new Map<ResourceType, { version: string; nonce: string; names: string[] }>();
-  const request = (fields: Record<string, unknown>) => stream.onRequest(decodeDiscoveryRequest(encodeMessage(`${DISCOVERY}DiscoveryRequest`, fields)));
+  const call: Call = new Call(session, 'StreamAggregatedResources', () => {
+    answer();
+    progress.notify();
+  });
+  const request = (fields: Record<string, unknown>) => call.send(encode(`${DISCOVERY}DiscoveryRequest`, fields));
   const ask = (typeUrl: ResourceType, names: string[]) => {
     const previous = last.get(typeUrl);
     last.set(typeUrl, { version: previous?.version ?? '', nonce: previous?.nonce ?? '', names });
     request({ type_url: typeUrl, version_info: previous?.version ?? '', response_nonce: previous?.nonce ?? '', resource_names: names });
   };
+  const answer = () => {
+    for (const bytes of call.inbox.splice(0)) {
+      const response = decode<{ type_url: ResourceType; version_info: string; nonce: string; resources: AnyResource[] }>(`${DISCOVERY}DiscoveryResponse`, bytes);
+      const typeUrl = response.type_url;
+      const resources = new Map<string, string>();
+      for (const any of response.resources) {
+        const message = decode<{ name?: string; cluster_name?: string }>(any.type_url.slice(TYPE_PREFIX.length), any.value);
+        resources.set(String(typeUrl === TYPE.endpoint ? message.cluster_name : message.name), hex(any.value));
+      }
+      held.set(typeUrl, resources);
+      const subscription = last.get(typeUrl)?.names ?? [];
+      last.set(typeUrl, { version: response.version_info, nonce: response.nonce, names: subscription });
+      request({ type_url: typeUrl, version_info: response.version_info, response_nonce: response.nonce, resource_names: subscription });
+      const dependent = FOLLOWS.get(typeUrl);
+      const wanted = namesFor(typeUrl, held);
+      if (dependent && wanted && wanted.join('\0') !== (last.get(dependent)?.names ?? []).join('\0')) ask(dependent, wanted);
+    }
+  };
   request({ node: NODE, type_url: TYPE.cluster });
   request({ type_url: TYPE.listener });
-  return {
-    held,
-    answer() {
-      const responses = sink.inbox.splice(0);
-      for (const bytes of responses) {
-        const response = decodeMessage(`${DISCOVERY}DiscoveryResponse`, bytes) as {
-          type_url: ResourceType;
-          version_info: string;
-          nonce: string;
-          resources?: AnyResource[];
-        };
-        const typeUrl = response.type_url;
-        const resources = new Map<string, string>();
-        for (const any of response.resources ?? []) {
-          const message = decodeMessage(any.type_url.slice(TYPE_PREFIX.length), any.value);
-          resources.set(String(typeUrl === TYPE.endpoint ? message.cluster_name : message.name), hex(any.value));
-        }
-        held.set(typeUrl, resources);
-        const subscription = last.get(typeUrl)?.names ?? [];
-        last.set(typeUrl, { version: response.version_info, nonce: response.nonce, names: subscription });
-        request({ type_url: typeUrl, version_info: response.version_info, response_nonce: response.nonce, resource_names: subscription });
-        const dependent = FOLLOWS.get(typeUrl);
-        const wanted = namesFor(typeUrl, held);
-        if (dependent && wanted && wanted.join('\0') !== (last.get(dependent)?.names ?? []).join('\0')) ask(dependent, wanted);
-      }
-      return responses.length > 0;
-    },
-    close: () => stream.close(),
-  };
+  return { kind: 'SotW', held, close: () => call.close() };
 }
 
-/** Lets the clients answer until nothing more is written for a few turns (the scheduler and flushes run on turns). */
-async function settle(clients: readonly Client[]): Promise<void> {
-  for (let quietTurns = 0, turns = 0; quietTurns < 3; turns++) {
-    if (turns > 1_000) throw new Error('the rehearsal did not settle within 1,000 turns');
-    await nextTurn();
-    let answered = false;
-    for (const client of clients) answered = client.answer() || answered;
-    quietTurns = answered ? 0 : quietTurns + 1;
-  }
+const TYPES: readonly ResourceType[] = [TYPE.cluster, TYPE.endpoint, TYPE.listener, TYPE.route];
+
+/** What a snapshot serves of each type, as a client that holds it would have it. */
+function servedBy(snapshot: Snapshot): Held {
+  return new Map(
+    TYPES.map((typeUrl): [ResourceType, Map<string, string>] => {
+      const resources = new Map<string, string>();
+      for (const [name, entry] of snapshot.of(typeUrl).entries) resources.set(name, hex(decode<AnyResource>('google.protobuf.Any', entry.anyBytes).value));
+      return [typeUrl, resources];
+    }),
+  );
 }
 
-function expectHeld(kind: string, client: Client, snapshot: Snapshot): void {
-  for (const typeUrl of [TYPE.cluster, TYPE.endpoint, TYPE.listener, TYPE.route]) {
-    const describe = (resources: Iterable<[string, string]>) => [...resources].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, bytes]) => `${name}:${bytes}`);
-    const want = describe([...snapshot.of(typeUrl).entries].map(([name, entry]) => [name, hex((decodeMessage('google.protobuf.Any', entry.anyBytes) as unknown as AnyResource).value)]));
-    const got = describe(client.held.get(typeUrl) ?? []);
-    if (got.join(' ') !== want.join(' ')) {
-      const names = (list: string[]) => list.map((item) => item.slice(0, item.indexOf(':'))).join(',');
+function sameResources(got: ReadonlyMap<string, string> | undefined, want: ReadonlyMap<string, string>): boolean {
+  if ((got?.size ?? 0) !== want.size) return false;
+  for (const [name, bytes] of want) if (got!.get(name) !== bytes) return false;
+  return true;
+}
+
+function holds(client: Client, served: Held): boolean {
+  for (const [typeUrl, want] of served) if (!sameResources(client.held.get(typeUrl), want)) return false;
+  return true;
+}
+
+/** Which client does not hold what is served, and what it holds instead. */
+function mismatch(clients: readonly Client[], served: Held, snapshot: Snapshot): string {
+  const names = (resources: ReadonlyMap<string, string> | undefined) => [...(resources?.keys() ?? [])].sort().join(',');
+  for (const client of clients) {
+    for (const [typeUrl, want] of served) {
+      const got = client.held.get(typeUrl);
+      if (sameResources(got, want)) continue;
       const type = typeUrl.slice(typeUrl.lastIndexOf('.') + 1);
-      throw new Error(`the rehearsal's ${kind} client holds ${type} [${names(got)}] not as served ([${names(want)}], snapshot ${snapshot.version})`);
+      return `the rehearsal's ${client.kind} client holds ${type} [${names(got)}] not as served ([${names(want)}], snapshot ${snapshot.version})`;
     }
+  }
+  return 'every client holds what is served';
+}
+
+/** Waits until every client holds what `snapshot` serves; throws after `timeoutMs`, saying which does not. */
+async function converge(clients: readonly Client[], snapshot: Snapshot, progress: Progress, timeoutMs: number): Promise<void> {
+  const served = servedBy(snapshot);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<true>((resolve) => {
+    timer = setTimeout(() => resolve(true), timeoutMs);
+  });
+  try {
+    while (!clients.every((client) => holds(client, served))) {
+      if (await Promise.race([progress.next(), timedOut])) throw new Error(mismatch(clients, served, snapshot));
+    }
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -231,26 +288,32 @@ const PASSES = 8;
 const CLIENTS_PER_KIND = 4;
 
 /**
- * Plays delta and SotW Envoys through a connect and three changes on `ctx`
- * (which must be the rehearsal's own: its cache is replaced here), `passes`
- * times. Throws when a client does not end up holding what was served.
+ * Plays delta and SotW Envoys through a connect and three changes, `passes`
+ * times, against the xDS server on loopback `port` that serves `cache` (the
+ * rehearsal's own: its snapshots are replaced here). Throws when a client
+ * does not come to hold what was served within `timeoutMs`.
  */
-export async function rehearsePushPath(ctx: StreamContext, passes = PASSES): Promise<void> {
+export async function rehearsePushPath(cache: SnapshotCache, port: number, options: { passes?: number; timeoutMs?: number } = {}): Promise<void> {
+  const { passes = PASSES, timeoutMs = 5_000 } = options;
   const [first, ...changes] = [meshSnapshot(0), meshSnapshot(1), meshSnapshot(2), meshSnapshot(0)];
-  for (let pass = 0; pass < passes; pass++) {
-    ctx.cache.set(new SnapshotSet(() => first!));
-    const clients: Array<[string, Client]> = [];
-    for (let i = 0; i < CLIENTS_PER_KIND; i++) clients.push(['delta', deltaClient(ctx)], ['SotW', sotwClient(ctx)]);
-    const all = clients.map(([, client]) => client);
-    try {
-      await settle(all);
-      for (const snapshot of changes) {
-        ctx.cache.set(new SnapshotSet(() => snapshot));
-        await settle(all);
-        for (const [kind, client] of clients) expectHeld(kind, client, snapshot);
+  const progress = new Progress();
+  const sessions = Array.from({ length: 2 * CLIENTS_PER_KIND }, () => connect(port));
+  try {
+    for (let pass = 0; pass < passes; pass++) {
+      cache.set(new SnapshotSet(() => first!));
+      const clients = sessions.map((session, i) => (i % 2 === 0 ? deltaClient(session, progress) : sotwClient(session, progress)));
+      try {
+        await converge(clients, first!, progress, timeoutMs);
+        for (const snapshot of changes) {
+          cache.set(new SnapshotSet(() => snapshot));
+          await converge(clients, snapshot, progress, timeoutMs);
+        }
+      } finally {
+        for (const client of clients) client.close();
       }
-    } finally {
-      for (const client of all) client.close();
     }
+  } finally {
+    // (at once: a graceful close would wait on the server, which the caller is about to close)
+    for (const session of sessions) session.destroy();
   }
 }
