@@ -274,6 +274,21 @@ describe('HDS stream', () => {
     hds.close();
   });
 
+  it('with no node on HDS, a change is turned into a specifier only when one says hello (the newest config, not the first)', () => {
+    const cache = new SnapshotCache();
+    cache.set(snapshotsOf(meshOf(MESH), filters));
+    const hds = new HealthDiscovery(cache, silentLogger());
+    const { call, written } = recordedCall();
+    const stream = hds.handle(call); // a stream, but no node yet
+    cache.set(snapshotsOf(meshOf(MESH.replace(/    health_check:\n      interval: 2s[\s\S]*?expected_statuses: \[ 200, "204-299" \] }\n/, '')), filters));
+    assert.equal(written.length, 0);
+    stream.onMessage(hello('envoy-1'));
+    assert.equal(written.length, 1);
+    assert.deepEqual((written[0]!['cluster_health_checks'] as Array<Record<string, unknown>>).map((c) => c['cluster_name']), ['redis', 'binary']);
+    assert.deepEqual(Object.keys(hds.view().nodes[0]!.clusters), ['redis', 'binary']);
+    hds.close();
+  });
+
   it('ends a stream that sends bytes that are not HDS, or claims a node id its certificate does not prove', () => {
     const cache = new SnapshotCache();
     cache.set(snapshotsOf(meshOf(MESH), filters));

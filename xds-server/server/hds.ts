@@ -106,6 +106,12 @@ export class HealthDiscovery {
   /** What is asked now: cluster → its endpoints' addresses, and the encoded specifier. */
   private asked = new Map<string, string[]>();
   private specifier: Uint8Array = encodeMessage(SPECIFIER, healthCheckSpecifier([], []));
+  /**
+   * A snapshot served while no Envoy was on HDS, not yet turned into a
+   * specifier: derived when one introduces itself (or /debug/health asks),
+   * so that a reload does not build and encode a specifier nobody reads.
+   */
+  private pending: Snapshot | undefined;
   private readonly stopWatching: () => void;
 
   constructor(
@@ -133,6 +139,7 @@ export class HealthDiscovery {
 
   /** Every introduced node's last report, for /debug/health. */
   view(): { nodes: NodeHealthView[] } {
+    this.derivePending();
     const nodes = [...this.streams].flatMap((s): NodeHealthView[] => {
       if (!s.node) return [];
       const clusters = Object.fromEntries(
@@ -158,10 +165,31 @@ export class HealthDiscovery {
   }
 
   private update(snapshot: Snapshot): void {
+    if (![...this.streams].some((s) => s.node)) {
+      this.pending = snapshot;
+      return;
+    }
+    this.pending = undefined;
+    if (!this.derive(snapshot)) return;
+    for (const s of this.streams) {
+      if (!s.node) continue;
+      s.health = new Map();
+      s.call.write(this.specifier);
+    }
+  }
+
+  private derivePending(): void {
+    const pending = this.pending;
+    this.pending = undefined;
+    if (pending) this.derive(pending);
+  }
+
+  /** The specifier and what it asks, from a snapshot; whether they changed. */
+  private derive(snapshot: Snapshot): boolean {
     const messages = (type: string) => [...snapshot.of(type as never).entries.values()].map((e) => e.message);
     const spec = healthCheckSpecifier(messages(TYPE.cluster), messages(TYPE.endpoint));
     const bytes = encodeMessage(SPECIFIER, spec);
-    if (Buffer.compare(Buffer.from(bytes), Buffer.from(this.specifier)) === 0) return;
+    if (Buffer.compare(Buffer.from(bytes), Buffer.from(this.specifier)) === 0) return false;
     this.specifier = bytes;
     this.asked = new Map(
       (spec['cluster_health_checks'] as Json[]).map((c) => [
@@ -169,11 +197,7 @@ export class HealthDiscovery {
         ((c['locality_endpoints'] as Json[])[0]!['endpoints'] as Json[]).map((e) => addressOf(e)!),
       ]),
     );
-    for (const s of this.streams) {
-      if (!s.node) continue;
-      s.health = new Map();
-      s.call.write(bytes);
-    }
+    return true;
   }
 
   private onMessage(stream: HdsStream, bytes: Buffer): void {
@@ -197,6 +221,7 @@ export class HealthDiscovery {
       const first = stream.node === undefined;
       stream.node = { id, cluster: typeof node['cluster'] === 'string' ? node['cluster'] : '' };
       if (first) this.log.debug({ hds: stream.id, node: id }, 'HDS stream opened');
+      this.derivePending();
       stream.call.write(this.specifier);
       return;
     }
