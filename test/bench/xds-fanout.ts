@@ -24,7 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Child, childCpuTicks, CLK_TCK, cpuTicks, memory, nowNs, waitQuiet } from './xds-fanout/proc.ts';
+import { Child, childCpuTicks, CLK_TCK, cpuTicks, descendantCpu, memory, nowNs, waitQuiet } from './xds-fanout/proc.ts';
 import {
   buildPeers,
   CHANGED_CLUSTER,
@@ -128,6 +128,14 @@ interface CaseResult {
   fromWrite?: Summary;
   /** protoplane: per replica, from the trigger: its etcd read and reload (its log), its streams' first read and ACKs. */
   replicas?: ReplicaTimeline[];
+  /**
+   * CPU seconds from the trigger to loadgen's RESULT (the last ACK): `bench`
+   * is this process (the file write, or apply), then the server processes
+   * one by one (`node` for protoplane, with its main thread's share), the
+   * other commands summed (etcd, loadgen). Where a 2-core machine's time went while the change was on
+   * its way.
+   */
+  changeWindowCpu?: Array<{ what: string; seconds: number; mainSeconds?: number }>;
   /** How long the trigger call took, and what the server answered (gcp: POST /change). */
   triggerMs?: number;
   triggerReply?: string;
@@ -340,6 +348,8 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
     }
 
     const resultLine = loadgen.waitLine((l) => l.startsWith('RESULT '), (opts.changeTimeoutS + 30) * 1000);
+    const windowCpu0 = descendantCpu(process.pid);
+    const benchCpu0 = process.cpuUsage();
     const trigger = nowNs();
     loadgen.send(`TRIGGER ${trigger}`);
     let triggerReply: string | undefined;
@@ -360,6 +370,7 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
       recv_ms: number[];
       ack_ms: number[];
     };
+    const changeWindowCpu = cpuWindow(windowCpu0, descendantCpu(process.pid), process.cpuUsage(benchCpu0));
     const afterChange = await waitQuiet(pid);
     const childCpu2 = childCpuTicks(pid);
     const m2 = await srv.metrics();
@@ -392,6 +403,7 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
       triggerReply,
       writtenMs,
       fromWrite: writtenMs === undefined ? undefined : summarize(result.ack_ms.filter((v) => v >= 0).map((v) => v - writtenMs)),
+      changeWindowCpu,
       replicas: replicaTimelines(server === 'fleet' ? FLEET_REPLICAS : 1, result, events, trigger),
       reloadIdleMs,
       heapIdle: heap0?.bytes,
@@ -435,6 +447,54 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
     }
     await srv?.stop();
   }
+}
+
+/** CPU between two readings of descendantCpu: this process, the servers one by one, everything else by command. */
+function cpuWindow(
+  before: ReturnType<typeof descendantCpu>,
+  after: ReturnType<typeof descendantCpu>,
+  bench: NodeJS.CpuUsage,
+): Array<{ what: string; seconds: number; mainSeconds?: number }> {
+  const out: Array<{ what: string; seconds: number; mainSeconds?: number }> = [{ what: 'bench', seconds: (bench.user + bench.system) / 1e6 }];
+  const sums = new Map<string, number>();
+  for (const [pid, { command, ticks, mainTicks }] of after) {
+    const used = (ticks - (before.get(pid)?.ticks ?? 0)) / CLK_TCK;
+    const main = (mainTicks - (before.get(pid)?.mainTicks ?? 0)) / CLK_TCK;
+    if (command === 'node') out.push({ what: command, seconds: used, mainSeconds: main });
+    else if (command === 'gcp-server') out.push({ what: command, seconds: used });
+    else sums.set(command, (sums.get(command) ?? 0) + used);
+  }
+  for (const [what, seconds] of sums) if (seconds > 0) out.push({ what, seconds });
+  return out;
+}
+
+/**
+ * Fleet against single replica, per mode and N, when a run has both (the
+ * issue's goal: fleet p99 no worse than the single replica's): the k-th
+ * complete fleet row is paired with the k-th complete single row, so an
+ * interleaved order (protoplane,fleet,fleet,protoplane,...) pairs neighbours.
+ */
+function fleetVsSingle(results: CaseResult[]): string[] {
+  const lines: string[] = [];
+  const complete = results.filter((r) => r.status === 'ok' && r.ack);
+  const cases = new Set(complete.map((r) => `${r.mode} ${r.n}`));
+  for (const key of cases) {
+    const of = (server: ServerName) => complete.filter((r) => `${r.mode} ${r.n}` === key && r.server === server).map((r) => r.ack!.p99);
+    const pairs = Math.min(of('fleet').length, of('protoplane').length);
+    const fleet = of('fleet').slice(0, pairs);
+    const single = of('protoplane').slice(0, pairs);
+    if (pairs === 0) continue;
+    const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+    const ratios = fleet.map((f, i) => f / single[i]!);
+    const sorted = [...ratios].sort((a, b) => a - b);
+    const median = pairs % 2 ? sorted[pairs >> 1]! : (sorted[pairs / 2 - 1]! + sorted[pairs / 2]!) / 2;
+    const wins = ratios.filter((x) => x <= 1).length;
+    lines.push(
+      `fleet vs single, ${key} (${pairs} pairing${pairs > 1 ? 's' : ''}): p99 mean ${ms(mean(fleet))} vs ${ms(mean(single))} (ratio ${(mean(fleet) / mean(single)).toFixed(2)}); ` +
+        `fleet/single per pairing ${ratios.map((x) => x.toFixed(2)).join(' ')} (median ${median.toFixed(2)}); fleet ≤ single in ${wins} of ${pairs}`,
+    );
+  }
+  return lines;
 }
 
 function goControlPlaneVersion(): string {
@@ -504,6 +564,7 @@ function printTable(opts: Options, results: CaseResult[]): void {
       ]),
     );
   }
+  for (const l of fleetVsSingle(results)) console.log(l);
   console.log('');
   const legend = [
     'connect: loadgen start → every stream has received and ACKed the full CDS + EDS (connects staggered: --concurrency at once).',
@@ -572,6 +633,7 @@ function printTable(opts: Options, results: CaseResult[]): void {
       parts.push(`event-loop max ${ms(r.eventLoopMaxMs!.connect)} connect / ${ms(r.eventLoopMaxMs!.change)} change`);
       if (r.staleRequests || r.nacks) parts.push(`stale ${r.staleRequests} nacks ${r.nacks}`);
     }
+    if (r.changeWindowCpu) parts.push(`cpu trigger → last ACK: ${r.changeWindowCpu.map((c) => `${c.what} ${c.seconds.toFixed(2)} s${c.mainSeconds === undefined ? '' : ` (main thread ${c.mainSeconds.toFixed(2)} s)`}`).join(', ')}`);
     if (r.status === 'incomplete') parts.push(`INCOMPLETE: ${r.reason}`);
     console.log(`${r.mode} ${r.n} ${r.label}: ${parts.join('; ')}`);
     if (r.serverLog.lines > 0) console.log(`  server log (${r.serverLog.lines} lines): ${r.serverLog.samples.join(' | ')}`);

@@ -31,6 +31,47 @@ export function childCpuTicks(pid: number): number {
   return Number(fields[13]) + Number(fields[14]);
 }
 
+/**
+ * CPU ticks of every process under `root` (its descendants, not itself), by
+ * pid, with its command name (`etcd`, `loadgen`, `node`...) and its main
+ * thread's share (the rest: GC and worker threads). Read at two instants, it
+ * shows where a window's CPU went on a shared machine.
+ */
+export function descendantCpu(root: number): Map<number, { command: string; ticks: number; mainTicks: number }> {
+  const parents = new Map<number, number>();
+  const info = new Map<number, { command: string; ticks: number; mainTicks: number }>();
+  for (const name of fs.readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid)) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue; // gone since the listing
+    }
+    const close = stat.lastIndexOf(')');
+    const fields = stat.slice(close + 2).split(' ');
+    parents.set(pid, Number(fields[1]));
+    info.set(pid, { command: stat.slice(stat.indexOf('(') + 1, close), ticks: Number(fields[11]) + Number(fields[12]), mainTicks: 0 });
+  }
+  const under = (pid: number): boolean => {
+    for (let p = parents.get(pid); p !== undefined && p > 1; p = parents.get(p)) if (p === root) return true;
+    return false;
+  };
+  for (const [pid, entry] of info) {
+    if (!under(pid)) info.delete(pid);
+    else {
+      try {
+        const fields = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        entry.mainTicks = Number(fields[11]) + Number(fields[12]);
+      } catch {
+        // gone
+      }
+    }
+  }
+  return info;
+}
+
 /** VmRSS and VmHWM (peak) of a process, in bytes. */
 export function memory(pid: number): { rss: number; hwm: number } {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
