@@ -399,13 +399,23 @@ export class GrpcServer {
   }
 
   async listen(port: number, host: string): Promise<number> {
+    await this.listenOn({ port, host });
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  /** Listens on a Unix socket at `path` (a private one: nothing but this process's own clients can reach it). */
+  async listenSocket(path: string): Promise<void> {
+    await this.listenOn({ path });
+  }
+
+  private listenOn(where: { port: number; host: string } | { path: string }): Promise<void> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, host, () => {
+      this.server.listen(where, () => {
         this.server.off('error', reject);
         // without a listener, an accept error (out of file descriptors) would end the process
         this.server.on('error', (error) => this.options.onServerError?.(error));
-        resolve((this.server.address() as AddressInfo).port);
+        resolve();
       });
     });
   }

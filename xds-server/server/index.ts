@@ -2,6 +2,9 @@
 // ECDS), each in SotW and Delta, on a small gRPC transport (grpc.ts).
 // Messages are (de)serialized by hand (wire.ts) so responses reuse the
 // snapshot's bytes.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { nodeGroup, SnapshotCache, type NodeHash } from '../cache/index.ts';
 import { Metrics } from '../metrics.ts';
@@ -123,7 +126,7 @@ export class XdsServer {
 
   /**
    * Plays a few clients through a connect and some changes against a twin of
-   * this server on a loopback port of its own, before real clients come, so
+   * this server on a Unix socket of its own, before real clients come, so
    * that V8 compiles the push path knowing what a change does (rehearsal.ts).
    * Throws when the rehearsal's clients do not come to hold what was served.
    */
@@ -136,11 +139,25 @@ export class XdsServer {
       // Batches of one: flushes then come in while streams still wait their turn, as in a big fan-out.
       fanOut: { ...this.options.fanOut, batchSize: 1 },
     });
+    // A socket in a private folder (0700), not a TCP port: no other user can reach it, and it takes no
+    // port that a caller may have picked as free for something it is about to start (an ephemeral
+    // loopback port did, once in a few dozen starts of the fan-out bench's replicas).
+    // (a socket path has at most 107 bytes: under a long TMPDIR, /tmp)
+    const base = os.tmpdir().length <= 64 ? os.tmpdir() : '/tmp';
+    const dir = fs.mkdtempSync(path.join(base, 'protoplane-rehearsal-'));
     try {
-      await rehearsePushPath(cache, await twin.listen(0, '127.0.0.1'));
+      const socket = path.join(dir, 'xds.sock');
+      await twin.listenSocket(socket);
+      await rehearsePushPath(cache, socket);
     } finally {
       twin.forceClose();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
+  }
+
+  /** Listens on a Unix socket (the rehearsal's twin; tests). */
+  async listenSocket(socketPath: string): Promise<void> {
+    await this.server.listenSocket(socketPath);
   }
 
   /** Open streams, for /debug/nodes and config dumps. */

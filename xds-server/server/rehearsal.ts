@@ -15,13 +15,14 @@
 // So before listening the server plays a few Envoys of each kind (delta and
 // SotW, over ADS) through a connect and three changes against a twin of
 // itself: the same code, with a cache, metrics and scheduler of its own, on
-// a loopback port of its own, with snapshots of a tiny mesh made up here. The
+// a Unix socket of its own, with snapshots of a tiny mesh made up here. The
 // clients speak gRPC over real HTTP/2 connections, so Node's own stream code
 // learns a change's writes too (two responses corked into one write).
 // Nothing of it is served or counted by the real server. The clients check
 // that they end up holding what was served, so a push path broken in some
 // obvious way shows at start (a warning; serving goes on).
 import http2 from 'node:http2';
+import net from 'node:net';
 import { buildSnapshot, SnapshotSet, type Snapshot, type SnapshotCache } from '../cache/index.ts';
 import { TYPE, type EnvoyMessage, type ResourceType } from '../model/resources.ts';
 import { messageType, TYPE_PREFIX } from '../protos/index.ts';
@@ -48,8 +49,8 @@ class Progress {
 }
 
 /** A client's connection, kept across passes as an Envoy keeps its own. */
-function connect(port: number): http2.ClientHttp2Session {
-  const session = http2.connect(`http://127.0.0.1:${port}`);
+function connect(socketPath: string): http2.ClientHttp2Session {
+  const session = http2.connect('http://localhost', { createConnection: () => net.connect(socketPath) });
   // (what does not arrive is what the rehearsal's check reports)
   session.on('error', () => {});
   return session;
@@ -289,15 +290,15 @@ const CLIENTS_PER_KIND = 4;
 
 /**
  * Plays delta and SotW Envoys through a connect and three changes, `passes`
- * times, against the xDS server on loopback `port` that serves `cache` (the
+ * times, against the xDS server on the Unix socket `socketPath` that serves `cache` (the
  * rehearsal's own: its snapshots are replaced here). Throws when a client
  * does not come to hold what was served within `timeoutMs`.
  */
-export async function rehearsePushPath(cache: SnapshotCache, port: number, options: { passes?: number; timeoutMs?: number } = {}): Promise<void> {
+export async function rehearsePushPath(cache: SnapshotCache, socketPath: string, options: { passes?: number; timeoutMs?: number } = {}): Promise<void> {
   const { passes = PASSES, timeoutMs = 5_000 } = options;
   const [first, ...changes] = [meshSnapshot(0), meshSnapshot(1), meshSnapshot(2), meshSnapshot(0)];
   const progress = new Progress();
-  const sessions = Array.from({ length: 2 * CLIENTS_PER_KIND }, () => connect(port));
+  const sessions = Array.from({ length: 2 * CLIENTS_PER_KIND }, () => connect(socketPath));
   try {
     for (let pass = 0; pass < passes; pass++) {
       cache.set(new SnapshotSet(() => first!));
