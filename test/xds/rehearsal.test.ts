@@ -3,15 +3,12 @@
 // up holding what was served; and its check fails when a change does not
 // reach them.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { describe, it } from 'node:test';
 import { SnapshotCache } from '../../xds-server/cache/index.ts';
 import { silentLogger } from '../../xds-server/log.ts';
 import { Metrics } from '../../xds-server/metrics.ts';
 import { XdsServer } from '../../xds-server/server/index.ts';
-import { rehearsePushPath } from '../../xds-server/server/rehearsal.ts';
+import { rehearsePushPath, withPrivateSocket } from '../../xds-server/server/rehearsal.ts';
 import { snapshotsOf } from '../../xds-server/snapshots.ts';
 
 describe('push path rehearsal', () => {
@@ -40,14 +37,13 @@ describe('push path rehearsal', () => {
     const cache = new SnapshotCache();
     // a budget no write fits in: once the connects' responses are out, a change is never pumped
     const server = new XdsServer({ cache, metrics: new Metrics({ processMetrics: false }), log: silentLogger(), fanOut: { maxBytesInFlight: -1 } });
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rehearsal-test-'));
-    try {
-      const socket = path.join(dir, 'xds.sock');
-      await server.listenSocket(socket);
-      await assert.rejects(rehearsePushPath(cache, socket, { passes: 1, timeoutMs: 500 }), /the rehearsal's (delta|SotW) client holds Cluster \[a,b,d\] not as served/);
-    } finally {
-      server.forceClose();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    await withPrivateSocket(async (socket) => {
+      try {
+        await server.listenSocket(socket);
+        await assert.rejects(rehearsePushPath(cache, socket, { passes: 1, timeoutMs: 500 }), /the rehearsal's (delta|SotW) client holds Cluster \[a,b,d\] not as served/);
+      } finally {
+        server.forceClose();
+      }
+    });
   });
 });

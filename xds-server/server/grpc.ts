@@ -403,7 +403,7 @@ export class GrpcServer {
     return (this.server.address() as AddressInfo).port;
   }
 
-  /** Listens on a Unix socket at `path` (a private one: nothing but this process's own clients can reach it). */
+  /** Listens on a Unix socket at `path` (who may connect is up to the folder's permissions). */
   async listenSocket(path: string): Promise<void> {
     await this.listenOn({ path });
   }

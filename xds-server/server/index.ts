@@ -2,9 +2,6 @@
 // ECDS), each in SotW and Delta, on a small gRPC transport (grpc.ts).
 // Messages are (de)serialized by hand (wire.ts) so responses reuse the
 // snapshot's bytes.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { Logger } from 'pino';
 import { nodeGroup, SnapshotCache, type NodeHash } from '../cache/index.ts';
 import { Metrics } from '../metrics.ts';
@@ -19,7 +16,7 @@ import { FanOutScheduler, type FanOutOptions } from './scheduler.ts';
 import { SubscriptionInterner } from './subscriptions.ts';
 import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest } from './wire.ts';
 import { HDS_METHOD, HealthDiscovery } from './hds.ts';
-import { rehearsePushPath } from './rehearsal.ts';
+import { rehearsePushPath, withPrivateSocket } from './rehearsal.ts';
 
 export { shortType } from './protocol.ts';
 export { DEFAULT_LIMITS, LIMIT_FLAGS, type XdsLimits } from './limits.ts';
@@ -139,20 +136,14 @@ export class XdsServer {
       // Batches of one: flushes then come in while streams still wait their turn, as in a big fan-out.
       fanOut: { ...this.options.fanOut, batchSize: 1 },
     });
-    // A socket in a private folder (0700), not a TCP port: no other user can reach it, and it takes no
-    // port that a caller may have picked as free for something it is about to start (an ephemeral
-    // loopback port did, once in a few dozen starts of the fan-out bench's replicas).
-    // (a socket path has at most 107 bytes: under a long TMPDIR, /tmp)
-    const base = os.tmpdir().length <= 64 ? os.tmpdir() : '/tmp';
-    const dir = fs.mkdtempSync(path.join(base, 'protoplane-rehearsal-'));
-    try {
-      const socket = path.join(dir, 'xds.sock');
-      await twin.listenSocket(socket);
-      await rehearsePushPath(cache, socket);
-    } finally {
-      twin.forceClose();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    await withPrivateSocket(async (socket) => {
+      try {
+        await twin.listenSocket(socket);
+        await rehearsePushPath(cache, socket);
+      } finally {
+        twin.forceClose();
+      }
+    });
   }
 
   /** Listens on a Unix socket (the rehearsal's twin; tests). */

@@ -21,8 +21,11 @@
 // Nothing of it is served or counted by the real server. The clients check
 // that they end up holding what was served, so a push path broken in some
 // obvious way shows at start (a warning; serving goes on).
+import fs from 'node:fs';
 import http2 from 'node:http2';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { buildSnapshot, SnapshotSet, type Snapshot, type SnapshotCache } from '../cache/index.ts';
 import { TYPE, type EnvoyMessage, type ResourceType } from '../model/resources.ts';
 import { messageType, TYPE_PREFIX } from '../protos/index.ts';
@@ -45,6 +48,25 @@ class Progress {
     return new Promise((resolve) => {
       this.wake = resolve;
     });
+  }
+}
+
+/**
+ * Runs `use` with the path of a Unix socket in a folder of its own (0700,
+ * removed afterwards): the twin listens there rather than on a TCP port, so
+ * no other user can reach it, and it takes no port that a caller may have
+ * just picked as free for something it is about to start (an ephemeral
+ * loopback port did, once in a few dozen starts of the fan-out bench's
+ * replicas).
+ */
+export async function withPrivateSocket<T>(use: (socketPath: string) => Promise<T>): Promise<T> {
+  // (a socket path has at most 107 bytes: under a long TMPDIR, /tmp)
+  const base = os.tmpdir().length <= 64 ? os.tmpdir() : '/tmp';
+  const dir = fs.mkdtempSync(path.join(base, 'protoplane-rehearsal-'));
+  try {
+    return await use(path.join(dir, 'xds.sock'));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
