@@ -14,6 +14,7 @@ import { FilterCatalog } from '../../xds-server/catalog/index.ts';
 import { applyMeshFile, getMesh } from '../../xds-server/etcd/apply.ts';
 import { checkPrefix, decodeMeshRecord, DEFAULT_ETCD_PREFIX, encodeMeshRecord, meshKey, parseEtcdEndpoints } from '../../xds-server/etcd/store.ts';
 import { protoplane } from '../support/cli.ts';
+import { freePort } from '../support/envoy.ts';
 import { startEtcd, type EtcdCluster } from '../support/etcd.ts';
 
 // bin/protoplane as a user runs it (exit code and output, no throw on refusal).
@@ -91,6 +92,18 @@ clusters:
     assert.ok(!preflight.ok && preflight.kind === 'invalid');
     assert.match(preflight.errors.map((e) => `${e.file}:${e.line}:${e.col}: ${e.message}`).join('\n'), /mesh\.yaml:4:\d+: filter loop-test refused this listener's configuration/);
     assert.deepEqual(state(), before);
+  });
+
+  test('with etcd away, a refused config still gets its file:line:col errors, not an etcd error', async () => {
+    // apply gives its read of the revision a head start before the checks; it must not outrank them
+    const away = { endpoints: [`http://127.0.0.1:${await freePort()}`] };
+    const bad = meshFile(TCP_MESH(23004).replace('routes: [ { cluster: echo } ]', 'routes: [ { cluster: nowhere } ]'));
+    const result = await applyMeshFile(bad, away, { catalog });
+    assert.ok(!result.ok && result.kind === 'invalid', JSON.stringify(result));
+    assert.match(result.errors.map((e) => `${e.file}:${e.line}:${e.col}: ${e.message}`).join('\n'), /mesh\.yaml:5:\d+: .*nowhere/);
+    // the same config made valid: now etcd's absence is the answer
+    const good = await applyMeshFile(meshFile(TCP_MESH(23004)), away, { catalog });
+    assert.ok(!good.ok && good.kind === 'error', JSON.stringify(good));
   });
 
   test('a revision conflict names both revisions, exits 1 and leaves etcd untouched; the right revision writes', async () => {
