@@ -129,13 +129,13 @@ interface CaseResult {
   /** protoplane: per replica, from the trigger: its etcd read and reload (its log), its streams' first read and ACKs. */
   replicas?: ReplicaTimeline[];
   /**
-   * CPU seconds from the trigger to loadgen's RESULT (the last ACK): `bench`
-   * is this process (the file write, or apply), then the server processes
-   * one by one (`node` for protoplane, with its main thread's share), the
-   * other commands summed (etcd, loadgen). Where a 2-core machine's time went while the change was on
-   * its way.
+   * CPU from the trigger to loadgen's RESULT (the last ACK): `bench` is this
+   * process (the file write, or apply), then the server processes one by one
+   * (`node` for protoplane, with its main thread's share), the other
+   * commands summed (etcd, loadgen). Where a 2-core machine's time went
+   * while the change was on its way.
    */
-  changeWindowCpu?: Array<{ what: string; seconds: number; mainSeconds?: number }>;
+  changeWindowCpu?: CpuShare[];
   /** How long the trigger call took, and what the server answered (gcp: POST /change). */
   triggerMs?: number;
   triggerReply?: string;
@@ -449,13 +449,16 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
   }
 }
 
+interface CpuShare {
+  what: string;
+  seconds: number;
+  /** node processes: their main thread's part. */
+  mainSeconds?: number;
+}
+
 /** CPU between two readings of descendantCpu: this process, the servers one by one, everything else by command. */
-function cpuWindow(
-  before: ReturnType<typeof descendantCpu>,
-  after: ReturnType<typeof descendantCpu>,
-  bench: NodeJS.CpuUsage,
-): Array<{ what: string; seconds: number; mainSeconds?: number }> {
-  const out: Array<{ what: string; seconds: number; mainSeconds?: number }> = [{ what: 'bench', seconds: (bench.user + bench.system) / 1e6 }];
+function cpuWindow(before: ReturnType<typeof descendantCpu>, after: ReturnType<typeof descendantCpu>, bench: NodeJS.CpuUsage): CpuShare[] {
+  const out: CpuShare[] = [{ what: 'bench', seconds: (bench.user + bench.system) / 1e6 }];
   const sums = new Map<string, number>();
   for (const [pid, { command, ticks, mainTicks }] of after) {
     const used = (ticks - (before.get(pid)?.ticks ?? 0)) / CLK_TCK;
@@ -480,10 +483,11 @@ function fleetVsSingle(results: CaseResult[]): string[] {
   const cases = new Set(complete.map((r) => `${r.mode} ${r.n}`));
   for (const key of cases) {
     const of = (server: ServerName) => complete.filter((r) => `${r.mode} ${r.n}` === key && r.server === server).map((r) => r.ack!.p99);
-    const pairs = Math.min(of('fleet').length, of('protoplane').length);
-    const fleet = of('fleet').slice(0, pairs);
-    const single = of('protoplane').slice(0, pairs);
+    const [allFleet, allSingle] = [of('fleet'), of('protoplane')];
+    const pairs = Math.min(allFleet.length, allSingle.length);
     if (pairs === 0) continue;
+    const fleet = allFleet.slice(0, pairs);
+    const single = allSingle.slice(0, pairs);
     const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
     const ratios = fleet.map((f, i) => f / single[i]!);
     const sorted = [...ratios].sort((a, b) => a - b);

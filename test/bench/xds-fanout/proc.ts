@@ -13,21 +13,24 @@ export function nowNs(): bigint {
   return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e3)) * 1000n;
 }
 
-function statFields(pid: number): string[] {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command: state (field 3) is index 0, so field k is index k - 3.
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+/** A /proc stat file: the command (between the parentheses) and the fields after it (state, field 3, is index 0: field k is index k - 3). */
+function readStat(file: string): { command: string; fields: string[] } {
+  const stat = fs.readFileSync(file, 'utf8');
+  const close = stat.lastIndexOf(')');
+  return { command: stat.slice(stat.indexOf('(') + 1, close), fields: stat.slice(close + 2).split(' ') };
 }
 
-/** utime + stime (fields 14, 15) of a process, in clock ticks. */
+/** utime + stime (fields 14, 15), in clock ticks. */
+const ticksOf = (fields: string[]): number => Number(fields[11]) + Number(fields[12]);
+
+/** utime + stime of a process, in clock ticks. */
 export function cpuTicks(pid: number): number {
-  const fields = statFields(pid);
-  return Number(fields[11]) + Number(fields[12]);
+  return ticksOf(readStat(`/proc/${pid}/stat`).fields);
 }
 
 /** cutime + cstime (fields 16, 17): CPU of the process's children it has waited for, in clock ticks. */
 export function childCpuTicks(pid: number): number {
-  const fields = statFields(pid);
+  const { fields } = readStat(`/proc/${pid}/stat`);
   return Number(fields[13]) + Number(fields[14]);
 }
 
@@ -43,30 +46,27 @@ export function descendantCpu(root: number): Map<number, { command: string; tick
   for (const name of fs.readdirSync('/proc')) {
     const pid = Number(name);
     if (!Number.isInteger(pid)) continue;
-    let stat: string;
     try {
-      stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const { command, fields } = readStat(`/proc/${pid}/stat`);
+      parents.set(pid, Number(fields[1]));
+      info.set(pid, { command, ticks: ticksOf(fields), mainTicks: 0 });
     } catch {
-      continue; // gone since the listing
+      // gone since the listing
     }
-    const close = stat.lastIndexOf(')');
-    const fields = stat.slice(close + 2).split(' ');
-    parents.set(pid, Number(fields[1]));
-    info.set(pid, { command: stat.slice(stat.indexOf('(') + 1, close), ticks: Number(fields[11]) + Number(fields[12]), mainTicks: 0 });
   }
   const under = (pid: number): boolean => {
     for (let p = parents.get(pid); p !== undefined && p > 1; p = parents.get(p)) if (p === root) return true;
     return false;
   };
   for (const [pid, entry] of info) {
-    if (!under(pid)) info.delete(pid);
-    else {
-      try {
-        const fields = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-        entry.mainTicks = Number(fields[11]) + Number(fields[12]);
-      } catch {
-        // gone
-      }
+    if (!under(pid)) {
+      info.delete(pid);
+      continue;
+    }
+    try {
+      entry.mainTicks = ticksOf(readStat(`/proc/${pid}/task/${pid}/stat`).fields);
+    } catch {
+      // gone
     }
   }
   return info;
