@@ -50,17 +50,6 @@ const messageOf = (error: unknown): string => (error instanceof Error ? error.me
 /** Longest the checks wait for the read of the mesh's revision to come back before they start. */
 const READ_HEAD_START_MS = 50;
 
-/** Resolves when `promise` settles (either way) or after `ms`, whichever is first. */
-function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const waited = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
-  });
-  return Promise.race([promise.then(noop, noop), waited]).finally(() => clearTimeout(timer));
-}
-
-function noop(): void {}
-
 /**
  * One parser per set of filter schemas, kept for the process: a parser
  * compiles its JSON Schema check on first use (~150 ms for the built-in
@@ -112,7 +101,7 @@ async function write(client: Etcd3, prefix: string, candidate: Candidate, option
   // or away does not hold back what the checks have to say.
   const reading = client.get(key).exec();
   reading.catch(() => {}); // awaited below, unless the checks refuse first
-  await settledWithin(reading, READ_HEAD_START_MS);
+  await Promise.race([reading.catch(() => {}), new Promise((resolve) => setTimeout(resolve, READ_HEAD_START_MS).unref())]);
   const checked = await check(candidate);
   if (!checked.ok) return { ok: false, kind: 'invalid', errors: checked.errors };
   const record: MeshRecord = { yaml: candidate.yaml, source: candidate.source, filters: checked.filters, parsed: checked.parsed };
