@@ -75,6 +75,8 @@ interface Options {
   filtersDir?: string;
   /** Untimed change pairs (probe, back) sent to the connected streams before the timed one: the server's steady state, JIT and heap warm. */
   warmChanges: number;
+  /** Every line a protoplane server printed, as `REPLICA EPOCH-MS LINE`, appended here (e.g. with --trace-deopt in the node args). */
+  serverLogFile?: string;
 }
 
 interface CaseResult {
@@ -202,6 +204,7 @@ function parseOptions(): Options {
       quiet: { type: 'boolean', default: false },
       'empty-filters': { type: 'boolean', default: false },
       'warm-changes': { type: 'string', default: '0' },
+      'server-log': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -209,7 +212,8 @@ function parseOptions(): Options {
     console.log(
       'node --import tsx test/bench/xds-fanout.ts [--n 1000,10000] [--modes delta,sotw] [--clusters 1000]\n' +
         '  [--servers protoplane,gcp,fleet] [--concurrency 500] [--ready-timeout 600] [--change-timeout 120] [--json FILE] [--quiet]\n' +
-        '  [--protoplane-node-args="--cpu-prof --cpu-prof-dir=DIR"] [--http2-windows envoy|grpc-go] [--envoy-node true|false] [--empty-filters]',
+        '  [--protoplane-node-args="--cpu-prof --cpu-prof-dir=DIR"] [--http2-windows envoy|grpc-go] [--envoy-node true|false] [--empty-filters]\n' +
+        '  [--warm-changes K] [--server-log FILE]',
     );
     process.exit(0);
   }
@@ -235,6 +239,7 @@ function parseOptions(): Options {
     envoyNode: values['envoy-node'] !== 'false',
     filtersDir: values['empty-filters'] ? emptyFiltersDir() : undefined,
     warmChanges: Number(values['warm-changes']),
+    serverLogFile: values['server-log'],
   };
 }
 
@@ -256,6 +261,7 @@ async function runCase(opts: Options, server: ServerName, mode: Mode, n: number,
   const serverLog = { lines: 0, samples: [] as string[] };
   const events: ServerEvent[] = [];
   const onServerLog = (line: string, replica = 0) => {
+    if (opts.serverLogFile) fs.appendFileSync(opts.serverLogFile, `${replica} ${Date.now()} ${line}\n`);
     let text = line;
     try {
       const record = JSON.parse(line) as { msg?: string; err?: { message?: string }; error?: string; level?: number; time?: number };
@@ -456,6 +462,17 @@ interface CpuShare {
   mainSeconds?: number;
 }
 
+/**
+ * The least time the work of a change window could have taken on this
+ * machine, in seconds: all of its CPU spread evenly over the cores, or the
+ * busiest server main thread (one thread runs on one core), whichever is
+ * longer. Other threads (GC, loadgen's) are taken as spreadable.
+ */
+function cpuFloor(shares: CpuShare[]): number {
+  const total = shares.reduce((sum, c) => sum + c.seconds, 0);
+  return Math.max(total / os.cpus().length, ...shares.map((c) => c.mainSeconds ?? 0));
+}
+
 /** CPU between two readings of descendantCpu: this process, the servers one by one, everything else by command. */
 function cpuWindow(before: ReturnType<typeof descendantCpu>, after: ReturnType<typeof descendantCpu>, bench: NodeJS.CpuUsage): CpuShare[] {
   const out: CpuShare[] = [{ what: 'bench', seconds: (bench.user + bench.system) / 1e6 }];
@@ -482,12 +499,12 @@ function fleetVsSingle(results: CaseResult[]): string[] {
   const complete = results.filter((r) => r.status === 'ok' && r.ack);
   const cases = new Set(complete.map((r) => `${r.mode} ${r.n}`));
   for (const key of cases) {
-    const of = (server: ServerName) => complete.filter((r) => `${r.mode} ${r.n}` === key && r.server === server).map((r) => r.ack!.p99);
-    const [allFleet, allSingle] = [of('fleet'), of('protoplane')];
-    const pairs = Math.min(allFleet.length, allSingle.length);
+    const rowsOf = (server: ServerName) => complete.filter((r) => `${r.mode} ${r.n}` === key && r.server === server);
+    const [fleetRows, singleRows] = [rowsOf('fleet'), rowsOf('protoplane')];
+    const pairs = Math.min(fleetRows.length, singleRows.length);
     if (pairs === 0) continue;
-    const fleet = allFleet.slice(0, pairs);
-    const single = allSingle.slice(0, pairs);
+    const fleet = fleetRows.slice(0, pairs).map((r) => r.ack!.p99);
+    const single = singleRows.slice(0, pairs).map((r) => r.ack!.p99);
     const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
     const ratios = fleet.map((f, i) => f / single[i]!);
     const sorted = [...ratios].sort((a, b) => a - b);
@@ -497,6 +514,14 @@ function fleetVsSingle(results: CaseResult[]): string[] {
       `fleet vs single, ${key} (${pairs} pairing${pairs > 1 ? 's' : ''}): p99 mean ${ms(mean(fleet))} vs ${ms(mean(single))} (ratio ${(mean(fleet) / mean(single)).toFixed(2)}); ` +
         `fleet/single per pairing ${ratios.map((x) => x.toFixed(2)).join(' ')} (median ${median.toFixed(2)}); fleet ≤ single in ${wins} of ${pairs}`,
     );
+    const floors = (rows: CaseResult[]) => rows.slice(0, pairs).flatMap((r) => (r.changeWindowCpu ? [cpuFloor(r.changeWindowCpu) * 1000] : []));
+    const [fleetFloor, singleFloor] = [floors(fleetRows), floors(singleRows)];
+    if (fleetFloor.length > 0 && singleFloor.length > 0) {
+      lines.push(
+        `  CPU floor (the longer of: all CPU from trigger to last ACK spread over ${os.cpus().length} cores, the busiest server's main thread): ` +
+          `mean fleet ${ms(mean(fleetFloor))} vs single ${ms(mean(singleFloor))} (ratio ${(mean(fleetFloor) / mean(singleFloor)).toFixed(2)})`,
+      );
+    }
   }
   return lines;
 }
