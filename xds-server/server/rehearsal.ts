@@ -112,12 +112,15 @@ class Call {
 
 /**
  * A tiny mesh, in variants that differ the ways config changes do. From 0
- * to 1: cluster a changes but not its endpoints (they are sent again all the
- * same), d's endpoints change, the listener and route change, nothing goes.
- * From 1 to 2: b goes and c comes. From 2 to 0: the way back.
+ * to 1: cluster a changes and no endpoints do (a's are sent again all the
+ * same, with nothing else: the commonest change, and the one whose EDS diff
+ * is empty), the listener and route change, nothing goes. From 1 to 2: b
+ * goes, c comes, a changes again and d's endpoints change. From 2 to 0: the
+ * way back.
  */
 function meshSnapshot(variant: 0 | 1 | 2): Snapshot {
   const port = 10_000 + variant;
+  const dPort = variant === 2 ? 10_002 : 10_000;
   const cluster = (name: string): EnvoyMessage => ({
     name,
     type: 'EDS',
@@ -126,7 +129,7 @@ function meshSnapshot(variant: 0 | 1 | 2): Snapshot {
   });
   const endpoints = (name: string): EnvoyMessage => ({
     cluster_name: name,
-    endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: name === 'd' ? port : 10_000 } } } }] }],
+    endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: name === 'd' ? dPort : 10_000 } } } }] }],
   });
   const names = variant === 2 ? ['a', 'c', 'd'] : ['a', 'b', 'd'];
   return buildSnapshot({
