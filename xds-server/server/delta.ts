@@ -199,9 +199,9 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
           ? (cached.additive ??= deltaResponseBody(state.typeUrl, desired.version, updated, []))
           : (cached.all ??= deltaResponseBody(state.typeUrl, desired.version, updated, removed));
       } else {
-        // concat, not spread: a spread is compiled for the arrays it has seen, and at a cluster change the
-        // group's EDS diff is often an empty array of a kind the connects never showed it (a deopt, then a
-        // ~0.1 s recompile of this function on every replica); concat takes any array.
+        // concat, not spread: a spread is compiled for the array maps it has seen. Here, at a server's first
+        // cluster change, V8 threw this function's optimised code away ("wrong map", an empty EDS diff) in
+        // most replicas of the fan-out bench and spent ~0.1 s compiling it again (docs/ha.md).
         updated = diff.updated.concat(extraUpdated);
         removed = diff.removed.concat(extraRemoved);
         if (extraRemoved.length === 0 && !deferRemovals) {
