@@ -23,6 +23,7 @@ console.log(JSON.stringify(ports));`;
   const [a, b] = await Promise.all([pick(), pick()]);
   assert.equal(new Set(a).size, PICKS);
   assert.equal(new Set(b).size, PICKS);
-  const shared = a.filter((port) => new Set(b).has(port));
+  const inB = new Set(b);
+  const shared = a.filter((port) => inB.has(port));
   assert.deepEqual(shared, [], 'ports handed to both processes');
 });
